@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = ROOT / "stacks"
+
+settings.register_profile("ci", max_examples=150, deadline=None)
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.load_profile("ci")
+
+
+@pytest.fixture
+def stacks_copy(tmp_path: Path) -> Path:
+    """A writable copy of stacks/ so a test can break one file and load the rest as shipped."""
+    target = tmp_path / "stacks"
+    shutil.copytree(STACKS, target)
+    return target

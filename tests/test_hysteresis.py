@@ -1,0 +1,89 @@
+"""Hysteresis: small changes hold a route; large ones move it after N evaluations, never within hold-down."""
+
+from __future__ import annotations
+
+from globalaccel.latency import LatencyModel
+from globalaccel.routing import REASON_HELD, Health, Router, RouterState
+from globalaccel.topology import Topology, load_stack
+from tests.conftest import STACKS
+
+CELL = "DE"
+
+
+def congest(topo: Topology, latency: LatencyModel, edge_id: str, extra_ms: float, now: float) -> None:
+    """Every vantage center measures `extra_ms` more than physics to `edge_id` (a congested edge)."""
+    ei = [e.id for e in topo.edges].index(edge_id)
+    for ci, center in enumerate(topo.center_ids):
+        latency.record(center, edge_id, float(latency.physics_center_edge[ci, ei]) + extra_ms, now)
+
+
+def setup() -> tuple[Topology, Router, LatencyModel, RouterState, tuple[str, ...]]:
+    topo = load_stack("dev", STACKS)
+    router, latency = Router(topo), LatencyModel(topo)
+    table, state = router.compute(latency, now=0.0)
+    return topo, router, latency, state, table.routes[CELL].edge_ids
+
+
+def test_small_change_holds_route() -> None:
+    topo, router, latency, state, edges = setup()
+    hyst = topo.routing.hysteresis
+    for step in range(1, 3 * hyst.consecutive + 1):
+        now = step * 10.0 + hyst.hold_down_s
+        congest(topo, latency, edges[0], 2.0, now)  # 2 ms: well under max(5 ms, 10 %)
+        table, state = router.compute(latency, now=now, state=state)
+        assert table.routes[CELL].edge_ids == edges
+
+
+def test_large_change_moves_after_consecutive_evaluations() -> None:
+    topo, router, latency, state, edges = setup()
+    hyst = topo.routing.hysteresis
+    base = hyst.hold_down_s + 1
+    for step in range(hyst.consecutive):
+        now = base + step
+        congest(topo, latency, edges[0], 150.0, now)
+        table, state = router.compute(latency, now=now, state=state)
+        if step < hyst.consecutive - 1:
+            assert table.routes[CELL].edge_ids == edges and table.routes[CELL].reason == REASON_HELD
+        else:
+            assert edges[0] not in table.routes[CELL].edge_ids, "should switch on the Nth consecutive evaluation"
+
+
+def test_no_switch_within_hold_down_then_switch() -> None:
+    topo, router, latency, state, edges = setup()
+    hyst = topo.routing.hysteresis
+    now = hyst.hold_down_s + 1
+    for _ in range(hyst.consecutive):  # first switch
+        congest(topo, latency, edges[0], 150.0, now)
+        table, state = router.compute(latency, now=now, state=state)
+        now += 1
+    switched_at = now - 1
+    moved_to = table.routes[CELL].edge_ids
+    assert moved_to != edges
+    # The old edge recovers and the new first edge congests: better route exists again at once ...
+    victim = moved_to[0]
+    while now < switched_at + hyst.hold_down_s:
+        congest(topo, latency, edges[0], 0.0, now)
+        congest(topo, latency, victim, 150.0, now)
+        table, state = router.compute(latency, now=now, state=state)
+        assert table.routes[CELL].edge_ids == moved_to, f"switched within hold-down at t={now}"
+        now += 5
+    congest(topo, latency, edges[0], 0.0, now)
+    congest(topo, latency, victim, 150.0, now)
+    table, state = router.compute(latency, now=now, state=state)
+    assert victim not in table.routes[CELL].edge_ids
+
+
+def test_unhealthy_edge_moves_immediately() -> None:
+    topo, router, latency, state, edges = setup()
+    health = Health(frozenset(e.id for e in topo.edges) - {edges[0]}, frozenset(topo.center_ids))
+    table, _ = router.compute(latency, health, now=1.0, state=state)  # inside hold-down, first evaluation
+    assert edges[0] not in table.routes[CELL].edge_ids
+
+
+def test_state_round_trips_and_restart_does_not_flap() -> None:
+    topo, _router, latency, state, edges = setup()
+    restored = RouterState.from_json(state.to_json())
+    assert restored == state
+    table, _ = Router(topo).compute(latency, now=5.0, state=restored)
+    assert table.routes[CELL].edge_ids == edges
+    assert table.generation == state.generation

@@ -1,0 +1,122 @@
+"""Router invariants over random worlds, rules, latencies and health states (hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from globalaccel.latency import LatencyModel
+from globalaccel.residency import Mode
+from globalaccel.routing import REASON_FAIL_CLOSED, Health, Router
+from globalaccel.topology import Topology
+from globalaccel.verify import verify_table
+from tests.worlds import worlds
+
+
+@st.composite
+def scenario(draw: st.DrawFn, max_edges: int = 60) -> tuple[Topology, Health, LatencyModel]:
+    topo = draw(worlds(max_edges=max_edges))
+    up_edges = draw(st.sets(st.sampled_from([e.id for e in topo.edges])))
+    up_centers = draw(st.sets(st.sampled_from(list(topo.center_ids))))
+    latency = LatencyModel(topo)
+    # Random measured congestion on some center->edge paths.
+    for _ in range(draw(st.integers(0, 10))):
+        edge = draw(st.sampled_from(topo.edges))
+        center = draw(st.sampled_from(topo.centers))
+        base = latency.physics_center_edge[topo.center_ids.index(center.id), topo.edges.index(edge)]
+        latency.record(center.id, edge.id, base + draw(st.floats(0, 300)), now=0.0)
+    return topo, Health(frozenset(up_edges), frozenset(up_centers)), latency
+
+
+@given(scenario())
+def test_never_forbidden_center_never_unhealthy_edge(case: tuple[Topology, Health, LatencyModel]) -> None:
+    topo, health, latency = case
+    table, _ = Router(topo).compute(latency, health, now=1.0)
+    assert verify_table(table, topo, health) == []
+    for route in table.routes.values():
+        if route.center is not None:
+            assert topo.residency.allows(route.country, route.center)
+            assert route.center in health.centers
+            assert route.answers and all(a.edge_id in health.edges for a in route.answers)
+            assert abs(sum(a.weight for a in route.answers) - 1.0) < 1e-9
+            assert len(route.answers) <= topo.routing.max_answers
+
+
+@given(scenario())
+def test_fails_closed_exactly_when_no_allowed_path(case: tuple[Topology, Health, LatencyModel]) -> None:
+    topo, health, latency = case
+    table, _ = Router(topo).compute(latency, health, now=1.0)
+    for code in topo.countries:
+        route = table.country_route(code)
+        assert route is not None
+        rule = topo.residency.rule_for(code)
+        allowed_up = [c for c in topo.center_ids if rule.allows(c) and c in health.centers]
+        if rule.mode is Mode.STRICT and not allowed_up:
+            assert route.center is None and route.answers == () and route.reason == REASON_FAIL_CLOSED
+        elif allowed_up and health.edges:
+            assert route.center is not None  # liveness: a path exists, so it is used
+        if rule.mode is Mode.PREFERRED and route.center is not None:
+            listed_up = [c for c in rule.centers if c in health.centers]
+            assert not listed_up or route.center in listed_up
+
+
+@given(scenario())
+def test_deterministic(case: tuple[Topology, Health, LatencyModel]) -> None:
+    topo, health, latency = case
+    first, _ = Router(topo).compute(latency, health, now=1.0)
+    second, _ = Router(topo).compute(latency, Health(frozenset(sorted(health.edges)), frozenset(health.centers)), now=1.0)
+    assert first.content_hash == second.content_hash
+    assert first.routes == second.routes
+
+
+@given(scenario(max_edges=120))
+def test_best_answer_matches_brute_force_oracle(case: tuple[Topology, Health, LatencyModel]) -> None:
+    """With capacity out of the way, the first answer is the true cheapest allowed healthy path.
+    This checks the k-d tree candidate bound against an exhaustive search."""
+    topo, health, latency = case
+    topo = Topology(**{**topo.__dict__, "routing": type(topo.routing)(1, 1, 1e9, topo.routing.hysteresis)})
+    latency.topology = topo
+    table, _ = Router(topo).compute(latency, health, now=1.0)
+    center_edge = latency.center_edge_ms(1.0)
+    penalty = latency.edge_penalty_ms(1.0)
+    for cell in topo.cells:
+        elig = topo.residency.eligibility(cell.country, health.centers, topo.center_ids)
+        best = min(
+            (
+                latency.physics.rtt_ms(cell.lat, cell.lon, e.lat, e.lon) + penalty[ei] + center_edge[topo.center_ids.index(c), ei]
+                for c in elig.centers
+                for ei, e in enumerate(topo.edges)
+                if e.id in health.edges
+            ),
+            default=None,
+        )
+        route = table.routes[cell.id]
+        if best is None:
+            assert route.center is None
+        else:
+            assert route.rtt_ms is not None and abs(route.rtt_ms - best) < 1e-6
+
+
+@given(scenario())
+def test_capacity_budgets_hold_or_overflow_is_reported(case: tuple[Topology, Health, LatencyModel]) -> None:
+    topo, health, latency = case
+    table, _ = Router(topo).compute(latency, health, now=1.0)
+    excess = sum(max(0.0, load - table.edge_budget.get(e, 0.0)) for e, load in table.edge_load.items())
+    assert abs(excess - table.overflow) <= 1e-6 * max(1.0, sum(c.demand for c in topo.cells))
+
+
+@given(st.integers(2, 6), st.integers(0, 2**31))
+def test_capacity_respected_when_it_fits(cells_per_edge: int, seed: int) -> None:
+    """Many small cells, one capacity class: every edge stays within its share of demand."""
+    import random
+
+    from tests.worlds import make_topology
+
+    rng = random.Random(seed)
+    edges = [(rng.uniform(-60, 60), rng.uniform(-180, 180), 100.0, 0) for _ in range(30)]
+    countries = [(rng.uniform(-60, 60), rng.uniform(-180, 180), rng.randint(1000, 2000)) for _ in range(30 * cells_per_edge // 4)]
+    topo = make_topology([(0.0, 0.0)], edges, countries, [(Mode.OPEN, ())] * len(countries), answers=2, max_answers=8, headroom=1.5)
+    table, _ = Router(topo).compute(LatencyModel(topo))
+    assert table.overflow == 0
+    for edge, load in table.edge_load.items():
+        assert load <= table.edge_budget[edge] * (1 + 1e-9)

@@ -1,0 +1,157 @@
+"""Loading the shipped stacks, and every kind of bad input named by file, line and field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from globalaccel.errors import ConfigError
+from globalaccel.topology import load_stack
+from tests.conftest import STACKS
+
+
+def test_prod_stack_has_the_promised_world() -> None:
+    topo = load_stack("prod", STACKS)
+    assert [c.id for c in topo.centers] == ["us-east-1", "eu-central-1", "me-central-1", "ap-southeast-1"]
+    assert len(topo.edges) >= 3000
+    assert len({e.country for e in topo.edges}) >= 190
+    assert len(topo.countries) == 249  # every assigned ISO 3166-1 alpha-2 code
+    assert len({e.address for e in topo.edges}) == len(topo.edges)
+    assert all(e.address.startswith("198.1") for e in topo.edges)  # RFC 2544 placeholders
+    assert topo.service_name == "edge.accel.example.net"
+
+
+def test_dev_stack_is_small() -> None:
+    topo = load_stack("dev", STACKS)
+    assert len(topo.centers) == 4
+    assert 30 <= len(topo.edges) <= 50
+
+
+def _replace_line(path: Path, pattern: str, replacement: str) -> int:
+    """Replace the first line matching `pattern`; return its 1-based line number."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if re.search(pattern, line):
+            lines[i] = replacement
+            path.write_text("\n".join(lines) + "\n")
+            return i + 1
+    raise AssertionError(f"{pattern!r} not found in {path}")
+
+
+def _error(stacks: Path, stack: str = "dev") -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_stack(stack, stacks)
+    return info.value
+
+
+def test_duplicate_edge_id_names_row_and_field(stacks_copy: Path) -> None:
+    catalog = stacks_copy / "catalog" / "edges-dev.csv"
+    lines = catalog.read_text().splitlines()
+    first_id = lines[4].split(",")[0]
+    lines[6] = ",".join([first_id, *lines[6].split(",")[1:]])
+    catalog.write_text("\n".join(lines) + "\n")
+    message = str(_error(stacks_copy))
+    assert f"edges-dev.csv:7: id: duplicate edge id '{first_id}' (first on line 5)" in message
+
+
+def test_coordinate_out_of_range(stacks_copy: Path) -> None:
+    catalog = stacks_copy / "catalog" / "edges-dev.csv"
+    lines = catalog.read_text().splitlines()
+    fields = lines[5].split(",")
+    fields[3] = "91.5"
+    lines[5] = ",".join(fields)
+    catalog.write_text("\n".join(lines) + "\n")
+    assert "edges-dev.csv:6: lat: out of range [-90, 90]: 91.5" in str(_error(stacks_copy))
+
+
+def test_unknown_country_code_in_catalog(stacks_copy: Path) -> None:
+    catalog = stacks_copy / "catalog" / "edges-dev.csv"
+    lines = catalog.read_text().splitlines()
+    fields = lines[8].split(",")
+    fields[2] = "QQ"
+    lines[8] = ",".join(fields)
+    catalog.write_text("\n".join(lines) + "\n")
+    assert "edges-dev.csv:9: country: unknown country code 'QQ'" in str(_error(stacks_copy))
+
+
+def test_rule_naming_unknown_center(stacks_copy: Path) -> None:
+    line = _replace_line(stacks_copy / "residency.yaml", r"centers: \[me-central-1\]$", "    centers: [me-south-9]")
+    message = str(_error(stacks_copy))
+    assert re.search(rf"residency.yaml:{line}: rules\[\d+\]\.centers\[0\]: unknown center 'me-south-9'", message), message
+
+
+def test_unknown_country_in_rule(stacks_copy: Path) -> None:
+    line = _replace_line(stacks_copy / "residency.yaml", r"countries: \[RU\]", "    countries: [RU, XX]")
+    assert re.search(rf"residency.yaml:{line}: rules\[\d+\]\.countries\[1\]: unknown country code 'XX'", str(_error(stacks_copy)))
+
+
+def test_unquoted_norway_is_explained(stacks_copy: Path) -> None:
+    _replace_line(stacks_copy / "residency.yaml", r'"NO"', "                RO, SK, SI, ES, SE, IS, LI, NO, GF, GP, MQ, RE, YT, MF, AX]")
+    assert "read as boolean False; quote country codes such as \"NO\"" in str(_error(stacks_copy))
+
+
+def test_country_in_two_rules(stacks_copy: Path) -> None:
+    _replace_line(stacks_copy / "residency.yaml", r"countries: \[KZ\]", "    countries: [KZ, RU]")
+    assert "country RU already has rule 'russia-localisation'" in str(_error(stacks_copy))
+
+
+def test_yaml_type_error_in_stack(stacks_copy: Path) -> None:
+    line = _replace_line(stacks_copy / "Pulumi.dev.yaml", r"^\s+lat: 50.1109", "      lat: fifty")
+    assert f"Pulumi.dev.yaml:{line}: config.global-accel:centers[1].lat: must be a number; got 'fifty'" in str(_error(stacks_copy))
+
+
+def test_yaml_type_error_in_routing(stacks_copy: Path) -> None:
+    line = _replace_line(stacks_copy / "Pulumi.dev.yaml", r"^\s+answers: 4", "    answers: four")
+    assert f"Pulumi.dev.yaml:{line}: config.global-accel:routing.answers: must be an integer; got 'four'" in str(_error(stacks_copy))
+
+
+def test_yaml_syntax_error(stacks_copy: Path) -> None:
+    line = _replace_line(stacks_copy / "Pulumi.dev.yaml", r"^\s+answers: 4", "    answers: [4")
+    message = str(_error(stacks_copy))
+    assert "Pulumi.dev.yaml:" in message and "yaml: syntax error" in message
+    found = int(re.search(r"Pulumi.dev.yaml:(\d+)", message).group(1))  # type: ignore[union-attr]
+    assert line <= found <= line + 3
+
+
+def test_unknown_field_is_rejected(stacks_copy: Path) -> None:
+    line = _replace_line(stacks_copy / "Pulumi.dev.yaml", r"^\s+answers: 4", "    answerz: 4")
+    assert f"Pulumi.dev.yaml:{line}: config.global-accel:routing.answerz: unknown field" in str(_error(stacks_copy))
+
+
+def test_missing_stack_lists_available(tmp_path: Path) -> None:
+    message = str(_error(STACKS, "staging"))
+    assert "no such stack 'staging'" in message and "dev" in message and "prod" in message
+
+
+def test_all_problems_reported_at_once(stacks_copy: Path) -> None:
+    catalog = stacks_copy / "catalog" / "edges-dev.csv"
+    lines = catalog.read_text().splitlines()
+    for row in (5, 6, 7):
+        fields = lines[row].split(",")
+        fields[4] = "200"
+        lines[row] = ",".join(fields)
+    catalog.write_text("\n".join(lines) + "\n")
+    error = _error(stacks_copy)
+    assert [p.line for p in error.problems] == [6, 7, 8]
+    assert all(p.field == "lon" for p in error.problems)
+
+
+def test_bad_address_and_ragged_row(stacks_copy: Path) -> None:
+    catalog = stacks_copy / "catalog" / "edges-dev.csv"
+    lines = catalog.read_text().splitlines()
+    fields = lines[5].split(",")
+    fields[6] = "300.1.1.1"
+    lines[5] = ",".join(fields)
+    catalog.write_text("\n".join(lines) + "\n")
+    assert "edges-dev.csv:6: address: not an IP address: '300.1.1.1'" in str(_error(stacks_copy))
+    lines[5] = "just,three,fields"
+    catalog.write_text("\n".join(lines) + "\n")
+    assert "edges-dev.csv:6: row: expected 7 columns, found 3" in str(_error(stacks_copy))
+
+
+def test_service_name_outside_zone(stacks_copy: Path) -> None:
+    line = _replace_line(stacks_copy / "Pulumi.dev.yaml", r"serviceName:", "  global-accel:serviceName: edge.other.example.org")
+    expected = f"Pulumi.dev.yaml:{line}: config.global-accel:serviceName: 'edge.other.example.org' is not inside the zone"
+    assert expected in str(_error(stacks_copy))
