@@ -155,6 +155,31 @@ class _Candidates:
     cost: NDArray[np.float64]  # (C, N, L)
 
 
+# Ties (co-located edges have exactly equal costs) break by edge position: the key adds
+# position * TIE_BREAK_MS, far above float rounding at these magnitudes (~1e-13 ms) and far below any
+# RTT difference that matters, so every search path orders a cluster of equal edges the same way.
+TIE_BREAK_MS = 1e-9
+# Below this many (cell, edge) pairs a dense score of every edge beats k-d queries (measured on the
+# prod stack: 249 x 3200 dense 24 ms, k-d path 41 ms); above it the k-d tree wins by far.
+DENSE_LIMIT = 2_000_000
+
+
+def _top_k(
+    cost: NDArray[np.float64], positions: NDArray[np.intp], k: int
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """The k cheapest entries along the last axis, ordered by (cost, position): O(n) selection, then
+    a sort of only k entries."""
+    key = cost + positions * TIE_BREAK_MS
+    if k < key.shape[-1]:
+        part = np.argpartition(key, k - 1, axis=-1)[..., :k]
+    else:
+        part = np.broadcast_to(np.arange(key.shape[-1]), key.shape).copy()
+    part_key = np.take_along_axis(key, part, axis=-1)
+    order = np.argsort(part_key, axis=-1)
+    chosen = np.take_along_axis(part, order, axis=-1)
+    return np.take_along_axis(positions, chosen, axis=-1), np.take_along_axis(cost, chosen, axis=-1)
+
+
 class Router:
     """Computes routing tables for one topology. Reuse it across cycles: it caches geometry."""
 
@@ -165,11 +190,13 @@ class Router:
         self._center_ids = topology.center_ids
         self._edge_ids = tuple(e.id for e in topology.edges)
         self._edge_pos = {eid: i for i, eid in enumerate(self._edge_ids)}
+        self._center_xyz = unit_vectors(np.array([c.lat for c in topology.centers]), np.array([c.lon for c in topology.centers]))
         self._edge_xyz = unit_vectors(np.array([e.lat for e in topology.edges]), np.array([e.lon for e in topology.edges]))
         self._edge_capacity = np.array([e.capacity for e in topology.edges], dtype=np.float64)
         self._cell_xyz = unit_vectors(np.array([c.lat for c in self.cells]), np.array([c.lon for c in self.cells]))
         self._demand = np.array([c.demand for c in self.cells], dtype=np.float64)
         self._tree_cache: tuple[frozenset[int], cKDTree] | None = None
+        self._client_leg: dict[tuple[int, int], float] = {}  # (cell, edge) physics RTT: geometry never changes
 
     # ----------------------------------------------------------------------------------------------
     def compute(
@@ -221,12 +248,12 @@ class Router:
                 new_cells[cell.id] = CellState(None, (), (), 0, switched_at)
                 continue
             fresh = CellState(center, tuple(alloc[pos].keys()), tuple(alloc[pos].values()))
-            fresh_cost = sum(w * c for w, c in zip(fresh.weights, self._costs(cell, fresh, cost_lookup, latency), strict=True))
-            decided, reason = self._decide(cell, prev, fresh, fresh_cost, elig, health, now, cost_lookup, latency)
+            fresh_cost = sum(w * c for w, c in zip(fresh.weights, self._costs(pos, fresh, cost_lookup, latency), strict=True))
+            decided, reason = self._decide(pos, prev, fresh, fresh_cost, elig, health, now, cost_lookup, latency)
             if reason == REASON_BEST and center not in elig.tiers[0]:
                 reason = REASON_FALLBACK
             assert decided.center is not None
-            costs = self._costs(cell, decided, cost_lookup, latency)
+            costs = self._costs(pos, decided, cost_lookup, latency)
             answers = tuple(
                 Answer(e, topo.edge_by_id[e].address, w, c) for e, w, c in zip(decided.edges, decided.weights, costs, strict=True)
             )
@@ -260,30 +287,81 @@ class Router:
         center_edge: NDArray[np.float64],
         penalty: NDArray[np.float64],
     ) -> _Candidates:
-        physics = latency.physics
+        """Ranked candidate edges per (center, cell), ordered by (cost, edge index) on every path so
+        ties (several edges in one city) always break the same way."""
         n_healthy = healthy_idx.size
-        need = min(self.settings.max_answers, n_healthy)
-        width = min(n_healthy, max(32, 4 * self.settings.max_answers))
-        chord, idx = self._tree(healthy_idx).query(self._cell_xyz, k=width)
-        chord = np.asarray(chord, dtype=np.float64).reshape(len(self.cells), width)
-        idx = np.asarray(idx, dtype=np.intp).reshape(len(self.cells), width)
+        # Every rank the capacity repair may use is proven exact, so any path gives the same table.
+        keep = min(n_healthy, 4 * self.settings.max_answers)
+        width = min(n_healthy, max(32, 4 * keep))
+        shape = (len(self._center_ids), len(self.cells), keep)
+        idx_out = np.empty(shape, dtype=np.intp)
+        cost_out = np.empty(shape, dtype=np.float64)
+        rows = np.arange(len(self.cells))
+        if rows.size * n_healthy <= DENSE_LIMIT:  # small worlds: scoring every edge is cheapest
+            self._exact_rows(rows, healthy_idx, latency, center_edge, penalty, idx_out, cost_out)
+            return _Candidates(idx_out, cost_out)
+        # Widen the nearest-edge ball only for cells whose best edges might lie outside it; cells
+        # still unproven at a wide ball get their full row. Dense regions need the wider ball.
+        while rows.size and width < n_healthy:
+            idx_c, cost_c, radius = self._ranked_nearest(rows, width, keep, healthy_idx, latency, center_edge, penalty)
+            idx_out[:, rows] = idx_c
+            cost_out[:, rows] = cost_c
+            rows = rows[self._inexact_cells(rows, cost_c[:, :, keep - 1], radius, healthy_idx, latency, center_edge, penalty)]
+            width = n_healthy if width * 8 > n_healthy // 2 else width * 8  # a dense row beats a k-d query that wide
+        if rows.size:
+            self._exact_rows(rows, healthy_idx, latency, center_edge, penalty, idx_out, cost_out)
+        return _Candidates(idx_out, cost_out)
+
+    def _ranked_nearest(
+        self,
+        rows: NDArray[np.intp],
+        width: int,
+        keep: int,
+        healthy_idx: NDArray[np.intp],
+        latency: LatencyModel,
+        center_edge: NDArray[np.float64],
+        penalty: NDArray[np.float64],
+    ) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
+        chord, idx = self._tree(healthy_idx).query(self._cell_xyz[rows], k=width)
+        chord = np.asarray(chord, dtype=np.float64).reshape(rows.size, width)
+        idx = np.asarray(idx, dtype=np.intp).reshape(rows.size, width)
         angle = 2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
-        client_leg = physics.rtt_from_angles(angle) + penalty[healthy_idx][idx]  # (N, L)
-        edge_leg = center_edge[:, healthy_idx]  # (C, H)
-        cost = client_leg[None, :, :] + edge_leg[:, idx]  # (C, N, L)
-        order = np.argsort(cost, axis=2, kind="stable")
-        idx_c = np.take_along_axis(np.broadcast_to(idx, cost.shape), order, axis=2)
-        cost = np.take_along_axis(cost, order, axis=2)
-        if width < n_healthy:
-            # Any edge outside the candidate list is at least as far as the farthest candidate, so its
-            # cost is at least that distance's RTT plus the cheapest edge leg. If the `need`-th best
-            # candidate beats that bound the list is exact; otherwise compute the cell's full row.
-            min_leg = (edge_leg + penalty[healthy_idx][None, :]).min(axis=1)  # (C,)
-            bound = physics.rtt_from_angles(angle[:, -1])[None, :] + min_leg[:, None]  # (C, N)
-            inexact = np.nonzero((cost[:, :, need - 1] > bound).any(axis=0))[0]
-            if inexact.size:
-                self._exact_rows(inexact, healthy_idx, latency, center_edge, penalty, idx_c, cost)
-        return _Candidates(np.ascontiguousarray(idx_c), np.ascontiguousarray(cost))
+        client_leg = latency.physics.rtt_from_angles(angle) + penalty[healthy_idx][idx]  # (R, W)
+        cost = client_leg[None, :, :] + center_edge[:, healthy_idx][:, idx]  # (C, R, W)
+        top_idx, top_cost = _top_k(cost, np.broadcast_to(idx, cost.shape), keep)
+        return top_idx, top_cost, angle[:, -1]
+
+    def _inexact_cells(
+        self,
+        rows: NDArray[np.intp],
+        need_cost: NDArray[np.float64],  # (C, R): cost of the `need`-th best candidate
+        radius: NDArray[np.float64],  # (R,): angle to the farthest candidate
+        healthy_idx: NDArray[np.intp],
+        latency: LatencyModel,
+        center_edge: NDArray[np.float64],
+        penalty: NDArray[np.float64],
+    ) -> NDArray[np.intp]:
+        """Positions (into `rows`) of cells whose candidate list might miss one of their best edges.
+
+        An edge e outside the candidate ball (angle x >= radius from the cell) costs at least
+            a*x + o  +  b*angle(e, center) + m_c          (a, b: public / backbone ms per radian)
+        where m_c = min over edges of (edge leg + penalty - b*angle(e, center)) absorbs measurements.
+        By the triangle inequality angle(e, center) >= angle(cell, center) - x, so the cost is at least
+        f(x) = a*x + b*max(0, D - x) + o + m_c, piecewise linear: its minimum over x >= radius lies at
+        x = radius or at x = max(radius, D). If the `need`-th candidate is no dearer than that, the
+        list is exact. Ties count as unproven, so equal-cost edges beyond the ball are ordered too."""
+        a = latency.physics.ms_per_radian
+        b = latency.backbone.ms_per_radian
+        overhead = latency.physics.settings.overhead_ms
+        edge_center_angle = np.arccos(np.clip(self._center_xyz @ self._edge_xyz[healthy_idx].T, -1.0, 1.0))  # (C, H)
+        m_c = (center_edge[:, healthy_idx] + penalty[healthy_idx][None, :] - b * edge_center_angle).min(axis=1)  # (C,)
+        cell_center = np.arccos(np.clip(self._center_xyz @ self._cell_xyz[rows].T, -1.0, 1.0))  # (C, R)
+        r = radius[None, :]
+        kink = np.maximum(r, cell_center)
+        f_r = a * r + b * np.maximum(0.0, cell_center - r)
+        f_kink = a * kink  # b * max(0, D - kink) is 0 there
+        bound = np.minimum(f_r, f_kink) + overhead + m_c[:, None]
+        return np.nonzero((need_cost >= bound - 1e-9).any(axis=0))[0]
 
     def _exact_rows(
         self,
@@ -298,13 +376,10 @@ class Router:
         width = idx_out.shape[2]
         cos = np.clip(self._cell_xyz[rows] @ self._edge_xyz[healthy_idx].T, -1.0, 1.0)
         client_leg = latency.physics.rtt_from_angles(np.arccos(cos)) + penalty[healthy_idx][None, :]  # (R, H)
+        positions = np.broadcast_to(np.arange(healthy_idx.size), client_leg.shape)
         for ci in range(len(self._center_ids)):
             full = client_leg + center_edge[ci, healthy_idx][None, :]
-            part = np.argpartition(full, width - 1, axis=1)[:, :width]
-            part_cost = np.take_along_axis(full, part, axis=1)
-            order = np.lexsort((part, part_cost), axis=1)
-            idx_out[ci, rows] = np.take_along_axis(part, order, axis=1)
-            cost_out[ci, rows] = np.take_along_axis(part_cost, order, axis=1)
+            idx_out[ci, rows], cost_out[ci, rows] = _top_k(full, positions, width)
 
     def _budgets(self, healthy_idx: NDArray[np.intp], routable: NDArray[np.bool_]) -> dict[str, float]:
         """Each healthy edge may carry its capacity share of the routed demand, times the headroom."""
@@ -376,7 +451,7 @@ class Router:
 
     def _decide(
         self,
-        cell: Cell,
+        pos: int,
         prev: CellState | None,
         fresh: CellState,
         fresh_cost: float,
@@ -396,7 +471,7 @@ class Router:
             return replace(fresh, last_switch_at=now), REASON_BEST
         if (prev.center, prev.edges) == (fresh.center, fresh.edges):
             return replace(fresh, last_switch_at=prev.last_switch_at), REASON_BEST
-        prev_cost = sum(w * c for w, c in zip(prev.weights, self._costs(cell, prev, cost_lookup, latency), strict=True))
+        prev_cost = sum(w * c for w, c in zip(prev.weights, self._costs(pos, prev, cost_lookup, latency), strict=True))
         better = prev_cost - fresh_cost >= max(hyst.absolute_ms, hyst.relative * prev_cost)
         pending = prev.pending + 1 if better else 0
         held_down = prev.last_switch_at is not None and now - prev.last_switch_at < hyst.hold_down_s
@@ -404,13 +479,16 @@ class Router:
             return replace(fresh, last_switch_at=now), REASON_BEST
         return replace(prev, pending=pending), REASON_HELD
 
-    def _costs(self, cell: Cell, route: CellState, cost_lookup: NDArray[np.float64], latency: LatencyModel) -> list[float]:
+    def _costs(self, cell_pos: int, route: CellState, cost_lookup: NDArray[np.float64], latency: LatencyModel) -> list[float]:
         """Estimated client -> edge -> center RTT of each answer of `route`, with current latencies."""
         assert route.center is not None
         ci = self._center_ids.index(route.center)
         out = []
         for edge_id in route.edges:
-            edge = self.topology.edge_by_id[edge_id]
-            client_leg = latency.physics.rtt_ms(cell.lat, cell.lon, edge.lat, edge.lon)
-            out.append(float(client_leg + cost_lookup[ci, self._edge_pos[edge_id]]))
+            ei = self._edge_pos[edge_id]
+            client_leg = self._client_leg.get((cell_pos, ei))
+            if client_leg is None:
+                cell, edge = self.cells[cell_pos], self.topology.edges[ei]
+                client_leg = self._client_leg[(cell_pos, ei)] = latency.physics.rtt_ms(cell.lat, cell.lon, edge.lat, edge.lon)
+            out.append(float(client_leg + cost_lookup[ci, ei]))
         return out

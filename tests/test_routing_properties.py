@@ -120,3 +120,23 @@ def test_capacity_respected_when_it_fits(cells_per_edge: int, seed: int) -> None
     assert table.overflow == 0
     for edge, load in table.edge_load.items():
         assert load <= table.edge_budget[edge] * (1 + 1e-9)
+
+
+@given(scenario(max_edges=80), st.integers(1, 5))
+def test_tree_search_equals_full_search_even_with_colocated_edges(case: tuple[Topology, Health, LatencyModel], copies: int) -> None:
+    """The k-d tree shortcut must give the very same table as scoring every edge, including the
+    tie-break among edges at one site (several edges per city are common in the catalog)."""
+    import numpy as np
+
+    topo, health, latency = case
+    first = topo.edges[0]
+    clones = tuple(type(first)(f"{first.id}-x{i}", first.city, first.country, first.lat, first.lon, first.capacity, f"10.9.0.{i + 1}")
+                   for i in range(copies))
+    topo = Topology(**{**topo.__dict__, "edges": topo.edges + clones})
+    health = Health(health.edges | {c.id for c in clones}, health.centers)
+    latency = LatencyModel(topo)
+    fast, _ = Router(topo).compute(latency, health, now=1.0)
+    exhaustive = Router(topo)
+    exhaustive._inexact_cells = lambda rows, *args: np.arange(len(rows))  # type: ignore[method-assign]
+    slow, _ = exhaustive.compute(latency, health, now=1.0)
+    assert fast.routes == slow.routes
