@@ -6,10 +6,11 @@ client->edge + edge->center RTT, among healthy edges and the centers the cell's 
 allowed center fail closed: an empty answer, never another region.
 
 Steps, each vectorised over cells:
-1. candidate edges per cell: the nearest healthy edges by great circle (k-d tree on unit vectors);
-   a lower bound proves the candidate list holds the true best `max_answers` edges, else the cell's
-   full row is computed;
-2. per center: cost of every candidate; the center is the allowed one with the cheapest best path;
+1. candidate edges per cell: small worlds score every healthy edge; large ones take the nearest
+   healthy edges by great circle (k-d tree on unit vectors), and a lower bound proves the ball holds
+   each allowed center's best path and the chosen center's best `max_answers` edges, else the ball
+   widens and finally the cell's full row is scored;
+2. the center is the allowed one with the cheapest best path;
 3. capacity: each cell's demand is split over its answers; if an edge would carry more than its share
    (capacity / fleet capacity * demand * headroom), cells are re-placed greedily, largest first, and
    any demand that still does not fit is reported as overflow (never hidden);
@@ -20,9 +21,9 @@ Steps, each vectorised over cells:
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,8 +41,7 @@ REASON_FAIL_CLOSED = "fail_closed"  # strict rule, no healthy allowed center
 REASON_NO_PATH = "no_healthy_path"  # no healthy center or edge at all
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     edge_id: str
     address: str
     weight: float  # share of the cell's demand sent to this edge
@@ -79,8 +79,7 @@ class Health:
         return cls(frozenset(e.id for e in topology.edges), frozenset(c.id for c in topology.centers))
 
 
-@dataclass(frozen=True)
-class CellState:
+class CellState(NamedTuple):
     """Hysteresis memory of one cell."""
 
     center: str | None
@@ -140,19 +139,15 @@ class RoutingTable:
 
 
 def table_hash(routes: Mapping[str, CellRoute]) -> str:
-    """Hash of routing decisions only (not of the latency figures that change every cycle)."""
-    canonical = [
-        [cid, r.center, [[a.edge_id, round(a.weight, 6)] for a in r.answers]] for cid, r in sorted(routes.items())
-    ]
-    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
-
-
-@dataclass
-class _Candidates:
-    """Per (center, cell): healthy-edge indices (into the healthy subset) and costs, best first."""
-
-    index: NDArray[np.intp]  # (C, N, L)
-    cost: NDArray[np.float64]  # (C, N, L)
+    """Hash of routing decisions only (not of the latency figures that change every cycle). Weights
+    enter by their exact shortest repr: the same inputs give bit-identical weights."""
+    digest = hashlib.sha256()
+    for cid in sorted(routes):
+        r = routes[cid]
+        edges = " ".join(a.edge_id for a in r.answers)
+        weights = " ".join(repr(a.weight) for a in r.answers)
+        digest.update(f"{cid}\t{r.center}\t{edges}\t{weights}\n".encode())
+    return digest.hexdigest()
 
 
 # Ties (co-located edges have exactly equal costs) break by edge position: the key adds
@@ -162,22 +157,27 @@ TIE_BREAK_MS = 1e-9
 # Below this many (cell, edge) pairs a dense score of every edge beats k-d queries (measured on the
 # prod stack: 249 x 3200 dense 24 ms, k-d path 41 ms); above it the k-d tree wins by far.
 DENSE_LIMIT = 2_000_000
+DENSE_CHUNK = 2_000  # rows per dense block: bounds memory at ~50 MB per (rows x edges) matrix
 
 
-def _top_k(
-    cost: NDArray[np.float64], positions: NDArray[np.intp], k: int
-) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-    """The k cheapest entries along the last axis, ordered by (cost, position): O(n) selection, then
-    a sort of only k entries."""
-    key = cost + positions * TIE_BREAK_MS
+def _top_k(key: NDArray[np.float64], k: int) -> NDArray[np.intp]:
+    """Positions of the k smallest keys along the last axis, in ascending order: O(n) selection,
+    then a sort of only k entries. Keys already carry the position tie-break, so they are distinct."""
     if k < key.shape[-1]:
         part = np.argpartition(key, k - 1, axis=-1)[..., :k]
     else:
         part = np.broadcast_to(np.arange(key.shape[-1]), key.shape).copy()
-    part_key = np.take_along_axis(key, part, axis=-1)
-    order = np.argsort(part_key, axis=-1)
-    chosen = np.take_along_axis(part, order, axis=-1)
-    return np.take_along_axis(positions, chosen, axis=-1), np.take_along_axis(cost, chosen, axis=-1)
+    order = np.argsort(np.take_along_axis(key, part, axis=-1), axis=-1)
+    return np.take_along_axis(part, order, axis=-1)
+
+
+def _choose(best: NDArray[np.float64], allowed: NDArray[np.bool_]) -> NDArray[np.intp]:
+    """Per column, the allowed row with the smallest best cost; -1 where none is allowed. The
+    first center wins exact ties, so the choice is deterministic."""
+    masked = np.where(allowed, best, np.inf)
+    choice: NDArray[np.intp] = np.argmin(masked, axis=0).astype(np.intp)
+    choice[~np.isfinite(masked[choice, np.arange(masked.shape[1])])] = -1
+    return choice
 
 
 class Router:
@@ -219,17 +219,14 @@ class Router:
         ranked: list[NDArray[np.intp]] = [np.empty(0, dtype=np.intp)] * len(self.cells)
         routable = np.zeros(len(self.cells), dtype=bool)
         if healthy_idx.size:
-            cand = self._candidates(latency, healthy_idx, center_edge, penalty)
             allowed = np.zeros((len(self._center_ids), len(self.cells)), dtype=bool)
             for ci, center_id in enumerate(self._center_ids):
                 allowed[ci] = [center_id in eligibility[c.country].centers for c in self.cells]
-            best = np.where(allowed, cand.cost[:, :, 0], np.inf)
-            choice = np.argmin(best, axis=0)  # first center wins ties: deterministic
-            routable = np.isfinite(best[choice, np.arange(len(self.cells))])
+            choice, ranked_idx = self._select(latency, healthy_idx, center_edge, penalty, allowed)
+            routable = choice >= 0
             for n in np.nonzero(routable)[0]:
-                ci = int(choice[n])
-                fresh_center[n] = self._center_ids[ci]
-                ranked[n] = healthy_idx[cand.index[ci, n]]
+                fresh_center[n] = self._center_ids[int(choice[n])]
+                ranked[n] = healthy_idx[ranked_idx[n]]
 
         budget = self._budgets(healthy_idx, routable)
         alloc = self._allocate(ranked, routable, budget)
@@ -237,6 +234,7 @@ class Router:
         routes: dict[str, CellRoute] = {}
         new_cells: dict[str, CellState] = {}
         cost_lookup = center_edge + penalty[None, :]  # (C, E): edge leg plus the edge's own delay
+        addresses = {e.id: e.address for e in topo.edges}
         for pos, cell in enumerate(self.cells):
             elig = eligibility[cell.country]
             prev = state.cells.get(cell.id)
@@ -248,20 +246,23 @@ class Router:
                 new_cells[cell.id] = CellState(None, (), (), 0, switched_at)
                 continue
             fresh = CellState(center, tuple(alloc[pos].keys()), tuple(alloc[pos].values()))
-            fresh_cost = sum(w * c for w, c in zip(fresh.weights, self._costs(pos, fresh, cost_lookup, latency), strict=True))
+            fresh_costs = self._costs(pos, fresh, cost_lookup, latency)
+            fresh_cost = sum(w * c for w, c in zip(fresh.weights, fresh_costs, strict=True))
             decided, reason = self._decide(pos, prev, fresh, fresh_cost, elig, health, now, cost_lookup, latency)
             if reason == REASON_BEST and center not in elig.tiers[0]:
                 reason = REASON_FALLBACK
             assert decided.center is not None
-            costs = self._costs(pos, decided, cost_lookup, latency)
+            same = decided.center == fresh.center and decided.edges == fresh.edges
+            costs = fresh_costs if same else self._costs(pos, decided, cost_lookup, latency)
             answers = tuple(
-                Answer(e, topo.edge_by_id[e].address, w, c) for e, w, c in zip(decided.edges, decided.weights, costs, strict=True)
+                Answer(e, addresses[e], w, c) for e, w, c in zip(decided.edges, decided.weights, costs, strict=True)
             )
             routes[cell.id] = CellRoute(cell.id, cell.country, decided.center, answers, reason)
             new_cells[cell.id] = decided
 
         load = self._load(routes)
-        overflow = float(sum(max(0.0, load.get(e, 0.0) - budget.get(e, 0.0)) for e in load))
+        # Excess within float rounding of the budget (the greedy fills edges exactly) is not overflow.
+        overflow = float(sum(max(0.0, v - budget.get(e, 0.0) * (1 + 1e-9)) for e, v in load.items()))
         digest = table_hash(routes)
         generation = state.generation + 1 if digest != state.content_hash else state.generation
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
@@ -280,39 +281,67 @@ class Router:
             self._tree_cache = (key, cKDTree(self._edge_xyz[healthy_idx]))
         return self._tree_cache[1]
 
-    def _candidates(
+    def _select(
         self,
         latency: LatencyModel,
         healthy_idx: NDArray[np.intp],
         center_edge: NDArray[np.float64],
         penalty: NDArray[np.float64],
-    ) -> _Candidates:
-        """Ranked candidate edges per (center, cell), ordered by (cost, edge index) on every path so
-        ties (several edges in one city) always break the same way."""
-        n_healthy = healthy_idx.size
-        # Every rank the capacity repair may use is proven exact, so any path gives the same table.
-        keep = min(n_healthy, 4 * self.settings.max_answers)
-        width = min(n_healthy, max(32, 4 * keep))
-        shape = (len(self._center_ids), len(self.cells), keep)
-        idx_out = np.empty(shape, dtype=np.intp)
-        cost_out = np.empty(shape, dtype=np.float64)
-        rows = np.arange(len(self.cells))
-        if rows.size * n_healthy <= DENSE_LIMIT:  # small worlds: scoring every edge is cheapest
-            self._exact_rows(rows, healthy_idx, latency, center_edge, penalty, idx_out, cost_out)
-            return _Candidates(idx_out, cost_out)
-        # Widen the nearest-edge ball only for cells whose best edges might lie outside it; cells
-        # still unproven at a wide ball get their full row. Dense regions need the wider ball.
-        while rows.size and width < n_healthy:
-            idx_c, cost_c, radius = self._ranked_nearest(rows, width, keep, healthy_idx, latency, center_edge, penalty)
-            idx_out[:, rows] = idx_c
-            cost_out[:, rows] = cost_c
-            rows = rows[self._inexact_cells(rows, cost_c[:, :, keep - 1], radius, healthy_idx, latency, center_edge, penalty)]
-            width = n_healthy if width * 8 > n_healthy // 2 else width * 8  # a dense row beats a k-d query that wide
-        if rows.size:
-            self._exact_rows(rows, healthy_idx, latency, center_edge, penalty, idx_out, cost_out)
-        return _Candidates(idx_out, cost_out)
+        allowed: NDArray[np.bool_],  # (C, N): may cell n use center c right now
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """Per cell: the chosen center (-1 when no allowed center is up) and its ranked candidate edges
+        (positions in the healthy subset), ordered by (cost, position).
 
-    def _ranked_nearest(
+        The center is the allowed one with the cheapest best path, proven exactly. The first
+        `max_answers` ranks are proven exact; ranks beyond them (only the capacity repair looks there)
+        are the best of the cell's nearest-edge ball, in cost order."""
+        n_cells, n_healthy = len(self.cells), healthy_idx.size
+        keep = min(n_healthy, 4 * self.settings.max_answers)
+        choice = np.full(n_cells, -1, dtype=np.intp)
+        ranked = np.zeros((n_cells, keep), dtype=np.intp)
+        rows = np.arange(n_cells)
+        if n_cells * n_healthy > DENSE_LIMIT:
+            width = min(n_healthy, max(64, 2 * keep))
+            # Widen the nearest-edge ball only for the cells it cannot prove; whatever is still
+            # unproven when the ball would cover a good part of the fleet is scored densely.
+            while rows.size and width < n_healthy // 2:
+                proven, c_sel, r_sel = self._select_in_ball(rows, width, keep, healthy_idx, latency, center_edge, penalty, allowed)
+                choice[rows[proven]] = c_sel[proven]
+                ranked[rows[proven]] = r_sel[proven]
+                rows = rows[~proven]
+                width *= 8
+        for lo in range(0, rows.size, DENSE_CHUNK):
+            chunk = rows[lo : lo + DENSE_CHUNK]
+            choice[chunk], ranked[chunk] = self._select_dense(chunk, keep, healthy_idx, latency, center_edge, penalty, allowed)
+        return choice, ranked
+
+    def _select_dense(
+        self,
+        rows: NDArray[np.intp],
+        keep: int,
+        healthy_idx: NDArray[np.intp],
+        latency: LatencyModel,
+        center_edge: NDArray[np.float64],
+        penalty: NDArray[np.float64],
+        allowed: NDArray[np.bool_],
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """Score every healthy edge for `rows`: exact for every rank."""
+        cos = np.clip(self._cell_xyz[rows] @ self._edge_xyz[healthy_idx].T, -1.0, 1.0)
+        client_leg = latency.physics.rtt_from_angles(np.arccos(cos)) + penalty[healthy_idx][None, :]  # (R, H)
+        positions = np.arange(healthy_idx.size)
+        key_base = client_leg + positions * TIE_BREAK_MS
+        best = np.full((len(self._center_ids), rows.size), np.inf)
+        for ci in range(len(self._center_ids)):
+            best[ci] = (key_base + center_edge[ci, healthy_idx][None, :]).min(axis=1)
+        choice = _choose(best, allowed[:, rows])
+        ranked = np.zeros((rows.size, keep), dtype=np.intp)
+        for ci in np.unique(choice[choice >= 0]):
+            mine = np.nonzero(choice == ci)[0]
+            key = key_base[mine] + center_edge[ci, healthy_idx][None, :]
+            ranked[mine] = _top_k(key, keep)
+        return choice, ranked
+
+    def _select_in_ball(
         self,
         rows: NDArray[np.intp],
         width: int,
@@ -321,35 +350,51 @@ class Router:
         latency: LatencyModel,
         center_edge: NDArray[np.float64],
         penalty: NDArray[np.float64],
-    ) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
-        chord, idx = self._tree(healthy_idx).query(self._cell_xyz[rows], k=width)
-        chord = np.asarray(chord, dtype=np.float64).reshape(rows.size, width)
-        idx = np.asarray(idx, dtype=np.intp).reshape(rows.size, width)
-        angle = 2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
-        client_leg = latency.physics.rtt_from_angles(angle) + penalty[healthy_idx][idx]  # (R, W)
-        cost = client_leg[None, :, :] + center_edge[:, healthy_idx][:, idx]  # (C, R, W)
-        top_idx, top_cost = _top_k(cost, np.broadcast_to(idx, cost.shape), keep)
-        return top_idx, top_cost, angle[:, -1]
+        allowed: NDArray[np.bool_],
+    ) -> tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.intp]]:
+        """Select among each cell's `width` nearest healthy edges; report which cells that proves."""
+        chord, near = self._tree(healthy_idx).query(self._cell_xyz[rows], k=width, workers=-1)
+        near = np.asarray(near, dtype=np.intp).reshape(rows.size, width)
+        angle = 2.0 * np.arcsin(np.clip(np.asarray(chord, dtype=np.float64).reshape(rows.size, width) / 2.0, 0.0, 1.0))
+        key_base = latency.physics.rtt_from_angles(angle) + penalty[healthy_idx][near] + near * TIE_BREAK_MS  # (R, W)
+        bound = self._ball_bounds(rows, angle[:, -1], healthy_idx, latency, center_edge, penalty)  # (C, R)
+        n_centers = len(self._center_ids)
+        best = np.full((n_centers, rows.size), np.inf)
+        proven = np.ones(rows.size, dtype=bool)
+        allowed_rows = allowed[:, rows]
+        for ci in range(n_centers):
+            best[ci] = (key_base + center_edge[ci, healthy_idx][near]).min(axis=1)
+            # Every allowed center's best path must be proven, or the center choice could be wrong.
+            proven &= ~allowed_rows[ci] | (best[ci] < bound[ci] - 1e-9)
+        choice = _choose(best, allowed_rows)
+        ranked = np.zeros((rows.size, keep), dtype=np.intp)
+        need = min(self.settings.max_answers, keep)
+        for ci in np.unique(choice[choice >= 0]):
+            mine = np.nonzero(choice == ci)[0]
+            key = key_base[mine] + center_edge[ci, healthy_idx][near[mine]]
+            order = _top_k(key, keep)
+            ranked[mine] = np.take_along_axis(near[mine], order, axis=1)
+            need_key = np.take_along_axis(key, order[:, need - 1 : need], axis=1)[:, 0]
+            proven[mine] &= need_key < bound[ci, mine] - 1e-9
+        return proven, choice, ranked
 
-    def _inexact_cells(
+    def _ball_bounds(
         self,
         rows: NDArray[np.intp],
-        need_cost: NDArray[np.float64],  # (C, R): cost of the `need`-th best candidate
-        radius: NDArray[np.float64],  # (R,): angle to the farthest candidate
+        radius: NDArray[np.float64],  # (R,): angle from each cell to the farthest edge in its ball
         healthy_idx: NDArray[np.intp],
         latency: LatencyModel,
         center_edge: NDArray[np.float64],
         penalty: NDArray[np.float64],
-    ) -> NDArray[np.intp]:
-        """Positions (into `rows`) of cells whose candidate list might miss one of their best edges.
+    ) -> NDArray[np.float64]:
+        """(C, R): a lower bound on the cost via center c of any edge outside the cell's ball.
 
-        An edge e outside the candidate ball (angle x >= radius from the cell) costs at least
+        An edge e at angle x >= radius from the cell costs at least
             a*x + o  +  b*angle(e, center) + m_c          (a, b: public / backbone ms per radian)
         where m_c = min over edges of (edge leg + penalty - b*angle(e, center)) absorbs measurements.
         By the triangle inequality angle(e, center) >= angle(cell, center) - x, so the cost is at least
         f(x) = a*x + b*max(0, D - x) + o + m_c, piecewise linear: its minimum over x >= radius lies at
-        x = radius or at x = max(radius, D). If the `need`-th candidate is no dearer than that, the
-        list is exact. Ties count as unproven, so equal-cost edges beyond the ball are ordered too."""
+        x = radius or at x = max(radius, D)."""
         a = latency.physics.ms_per_radian
         b = latency.backbone.ms_per_radian
         overhead = latency.physics.settings.overhead_ms
@@ -357,29 +402,10 @@ class Router:
         m_c = (center_edge[:, healthy_idx] + penalty[healthy_idx][None, :] - b * edge_center_angle).min(axis=1)  # (C,)
         cell_center = np.arccos(np.clip(self._center_xyz @ self._cell_xyz[rows].T, -1.0, 1.0))  # (C, R)
         r = radius[None, :]
-        kink = np.maximum(r, cell_center)
         f_r = a * r + b * np.maximum(0.0, cell_center - r)
-        f_kink = a * kink  # b * max(0, D - kink) is 0 there
-        bound = np.minimum(f_r, f_kink) + overhead + m_c[:, None]
-        return np.nonzero((need_cost >= bound - 1e-9).any(axis=0))[0]
-
-    def _exact_rows(
-        self,
-        rows: NDArray[np.intp],
-        healthy_idx: NDArray[np.intp],
-        latency: LatencyModel,
-        center_edge: NDArray[np.float64],
-        penalty: NDArray[np.float64],
-        idx_out: NDArray[np.intp],
-        cost_out: NDArray[np.float64],
-    ) -> None:
-        width = idx_out.shape[2]
-        cos = np.clip(self._cell_xyz[rows] @ self._edge_xyz[healthy_idx].T, -1.0, 1.0)
-        client_leg = latency.physics.rtt_from_angles(np.arccos(cos)) + penalty[healthy_idx][None, :]  # (R, H)
-        positions = np.broadcast_to(np.arange(healthy_idx.size), client_leg.shape)
-        for ci in range(len(self._center_ids)):
-            full = client_leg + center_edge[ci, healthy_idx][None, :]
-            idx_out[ci, rows], cost_out[ci, rows] = _top_k(full, positions, width)
+        f_kink = a * np.maximum(r, cell_center)
+        bound: NDArray[np.float64] = np.minimum(f_r, f_kink) + overhead + m_c[:, None]
+        return bound
 
     def _budgets(self, healthy_idx: NDArray[np.intp], routable: NDArray[np.bool_]) -> dict[str, float]:
         """Each healthy edge may carry its capacity share of the routed demand, times the headroom."""
@@ -394,30 +420,43 @@ class Router:
         self, ranked: list[NDArray[np.intp]], routable: NDArray[np.bool_], budget: Mapping[str, float]
     ) -> list[dict[str, float]]:
         """Split each cell's demand over its answers. Unconstrained first (best k, equal shares); if
-        that overloads any edge, place cells greedily, largest demand first, by rank within budget."""
+        that overloads edges, the cells using them are re-placed greedily, largest demand first, by
+        rank within what budget the other cells leave."""
         k = self.settings.answers
+        edge_ids = self._edge_ids
+        demand_of = self._demand.tolist()
+        routed = np.nonzero(routable)[0].tolist()
         alloc: list[dict[str, float]] = [{} for _ in self.cells]
         load: dict[str, float] = {}
-        for n in np.nonzero(routable)[0]:
-            top = ranked[n][:k]
+        for n in routed:
+            top = ranked[n][:k].tolist()
             share = 1.0 / len(top)
-            alloc[n] = {self._edge_ids[i]: share for i in top}
+            alloc[n] = {edge_ids[i]: share for i in top}
             for e in alloc[n]:
-                load[e] = load.get(e, 0.0) + self._demand[n] * share
-        if all(v <= budget.get(e, 0.0) * (1 + 1e-9) for e, v in load.items()):
+                load[e] = load.get(e, 0.0) + demand_of[n] * share
+        overloaded = {e for e, v in load.items() if v > budget.get(e, 0.0) * (1 + 1e-9)}
+        if not overloaded:
             return alloc
+        # Only cells that use an overloaded edge are re-placed; the others keep their best-k split,
+        # and their load comes off the budgets first.
+        moving = [n for n in routed if not overloaded.isdisjoint(alloc[n])]
+        moving_set = set(moving)
         remaining = dict(budget)
-        order = sorted(np.nonzero(routable)[0], key=lambda n: (-self._demand[n], self.cells[n].id))
+        for n in routed:
+            if n not in moving_set:
+                for e, share in alloc[n].items():
+                    remaining[e] -= demand_of[n] * share
         max_answers = self.settings.max_answers
-        for n in order:
-            demand = float(self._demand[n])
-            per_answer = demand / min(k, len(ranked[n]))
+        for n in sorted(moving, key=lambda n: (-demand_of[n], self.cells[n].id)):
+            demand = demand_of[n]
+            candidates = ranked[n].tolist()
+            per_answer = demand / min(k, len(candidates))
             left = demand
             taken: dict[str, float] = {}
-            for i in ranked[n]:
+            for i in candidates:
                 if left <= demand * 1e-9 or len(taken) >= max_answers:
                     break
-                eid = self._edge_ids[i]
+                eid = edge_ids[i]
                 room = remaining.get(eid, 0.0)
                 if room <= demand * 1e-9:
                     continue
@@ -426,8 +465,8 @@ class Router:
                 remaining[eid] = room - amount
                 left -= amount
             if not taken:  # every ranked edge is full: keep the best k and report the overflow
-                top = ranked[n][:k]
-                taken = {self._edge_ids[i]: demand / len(top) for i in top}
+                top = candidates[:k]
+                taken = {edge_ids[i]: demand / len(top) for i in top}
                 left = 0.0
             if left > demand * 1e-9:
                 # Demand that fits nowhere within max_answers goes over budget, pro rata, and shows up
@@ -466,18 +505,18 @@ class Router:
         hyst = self.settings.hysteresis
         if prev is None or prev.center is None:
             first_placement = prev is None  # a cell's first route is not a switch
-            return replace(fresh, last_switch_at=None if first_placement else now), REASON_BEST
+            return fresh._replace(last_switch_at=None if first_placement else now), REASON_BEST
         if not self._still_valid(prev, elig, health):
-            return replace(fresh, last_switch_at=now), REASON_BEST
+            return fresh._replace(last_switch_at=now), REASON_BEST
         if (prev.center, prev.edges) == (fresh.center, fresh.edges):
-            return replace(fresh, last_switch_at=prev.last_switch_at), REASON_BEST
+            return fresh._replace(last_switch_at=prev.last_switch_at), REASON_BEST
         prev_cost = sum(w * c for w, c in zip(prev.weights, self._costs(pos, prev, cost_lookup, latency), strict=True))
         better = prev_cost - fresh_cost >= max(hyst.absolute_ms, hyst.relative * prev_cost)
         pending = prev.pending + 1 if better else 0
         held_down = prev.last_switch_at is not None and now - prev.last_switch_at < hyst.hold_down_s
         if better and pending >= hyst.consecutive and not held_down:
-            return replace(fresh, last_switch_at=now), REASON_BEST
-        return replace(prev, pending=pending), REASON_HELD
+            return fresh._replace(last_switch_at=now), REASON_BEST
+        return prev._replace(pending=pending), REASON_HELD
 
     def _costs(self, cell_pos: int, route: CellState, cost_lookup: NDArray[np.float64], latency: LatencyModel) -> list[float]:
         """Estimated client -> edge -> center RTT of each answer of `route`, with current latencies."""

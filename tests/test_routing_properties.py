@@ -122,21 +122,43 @@ def test_capacity_respected_when_it_fits(cells_per_edge: int, seed: int) -> None
         assert load <= table.edge_budget[edge] * (1 + 1e-9)
 
 
-@given(scenario(max_edges=80), st.integers(1, 5))
-def test_tree_search_equals_full_search_even_with_colocated_edges(case: tuple[Topology, Health, LatencyModel], copies: int) -> None:
-    """The k-d tree shortcut must give the very same table as scoring every edge, including the
-    tie-break among edges at one site (several edges per city are common in the catalog)."""
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12))
+def test_tree_search_equals_full_search_even_with_colocated_edges(seed: int, copies: int) -> None:
+    """The k-d tree shortcut must choose the same center and the same first `max_answers` edges as
+    scoring every edge, including the tie-break among edges at one site (several edges per city
+    are common in the catalog). Worlds have 300+ edges so the tree path really runs."""
+    import random
+
     import numpy as np
 
-    topo, health, latency = case
-    first = topo.edges[0]
-    clones = tuple(type(first)(f"{first.id}-x{i}", first.city, first.country, first.lat, first.lon, first.capacity, f"10.9.0.{i + 1}")
-                   for i in range(copies))
-    topo = Topology(**{**topo.__dict__, "edges": topo.edges + clones})
-    health = Health(health.edges | {c.id for c in clones}, health.centers)
+    from globalaccel import routing
+    from tests.worlds import make_topology
+
+    rng = random.Random(seed)
+    sites = [(rng.uniform(-60, 70), rng.uniform(-180, 180)) for _ in range(150)]
+    edges = [(*rng.choice(sites), 100.0, rng.randrange(40)) for _ in range(300)]
+    edges += [(*sites[0], 100.0, 0)] * copies
+    countries = [(rng.uniform(-60, 70), rng.uniform(-180, 180), rng.randint(1, 10**6)) for _ in range(40)]
+    rules = [(rng.choice(list(Mode)), tuple(sorted(rng.sample(range(4), rng.randint(1, 4))))) for _ in countries]
+    topo = make_topology([(40.0, -75.0), (50.0, 8.0), (25.0, 55.0), (1.0, 104.0)], edges, countries, rules, answers=4, max_answers=6)
+    health = Health(frozenset(e.id for e in topo.edges if rng.random() > 0.1), frozenset(c for c in topo.center_ids if rng.random() > 0.2))
     latency = LatencyModel(topo)
-    fast, _ = Router(topo).compute(latency, health, now=1.0)
-    exhaustive = Router(topo)
-    exhaustive._inexact_cells = lambda rows, *args: np.arange(len(rows))  # type: ignore[method-assign]
-    slow, _ = exhaustive.compute(latency, health, now=1.0)
-    assert fast.routes == slow.routes
+    for e in rng.sample(topo.edges, 30):
+        latency.record(rng.choice(topo.center_ids), e.id, rng.uniform(0, 300), now=0.0)
+    healthy = np.array([i for i, e in enumerate(topo.edges) if e.id in health.edges], dtype=np.intp)
+    center_edge = latency.center_edge_ms(1.0)
+    penalty = latency.edge_penalty_ms(1.0, center_edge)
+    eligibility = {c.country: topo.residency.eligibility(c.country, health.centers, topo.center_ids) for c in topo.cells}
+    allowed = np.array([[cid in eligibility[c.country].centers for c in topo.cells] for cid in topo.center_ids])
+    saved = routing.DENSE_LIMIT
+    try:
+        routing.DENSE_LIMIT = 0
+        tree_choice, tree_ranked = Router(topo)._select(latency, healthy, center_edge, penalty, allowed)
+        routing.DENSE_LIMIT = 10**12
+        full_choice, full_ranked = Router(topo)._select(latency, healthy, center_edge, penalty, allowed)
+    finally:
+        routing.DENSE_LIMIT = saved
+    assert np.array_equal(tree_choice, full_choice)
+    need = topo.routing.max_answers
+    routed = full_choice >= 0
+    assert np.array_equal(tree_ranked[routed, :need], full_ranked[routed, :need])
