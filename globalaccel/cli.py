@@ -31,6 +31,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 1 if summary["residency_violations"] else 0
 
 
+def cmd_dns_sync(args: argparse.Namespace) -> int:
+    from globalaccel.dns.commands import render_sync, route53_sync
+
+    topology = load_stack(args.stack, args.stacks_dir)
+    if args.backend != "route53":
+        print(f"globalaccel: backend {args.backend!r} is not available yet; use route53", file=sys.stderr)
+        return 2
+    result = route53_sync(topology, args.endpoint_url, args.zone_id, args.create_zone, args.dry_run)
+    print(json.dumps(result, indent=2) if args.format == "json" else render_sync(result))
+    return 0 if result["converged"] or args.dry_run else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="globalaccel", description="Residency-constrained latency routing for a global device cloud.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_args(plan)
     plan.add_argument("--format", choices=("text", "json"), default="text")
     plan.set_defaults(func=cmd_plan)
+
+    dns = sub.add_parser("dns", help="DNS backends: sync records, serve locally").add_subparsers(dest="dns_command", required=True)
+    dsync = dns.add_parser("sync", help="compile the routing table into records and push the minimal changes")
+    _add_stack_args(dsync)
+    dsync.add_argument("--backend", choices=("route53", "powerdns"), default="route53")
+    dsync.add_argument("--endpoint-url", help="API endpoint (e.g. a moto server); default: the real service")
+    dsync.add_argument("--zone-id", help="hosted zone id; default: look the stack's zone up by name")
+    dsync.add_argument("--create-zone", action="store_true", help="create the hosted zone when it does not exist")
+    dsync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    dsync.add_argument("--format", choices=("text", "json"), default="text")
+    dsync.set_defaults(func=cmd_dns_sync)
     return parser
 
 
@@ -48,6 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"globalaccel: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # report operational failures plainly; the traceback helps nobody at 3 a.m.
+        from globalaccel.dns.commands import DnsCommandError
+        from globalaccel.dns.route53 import ZoneOwnedByAnother
+        from globalaccel.dns.route53_validate import Route53ValidationError
+
+        if isinstance(exc, DnsCommandError | ZoneOwnedByAnother | Route53ValidationError):
+            print(f"globalaccel: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

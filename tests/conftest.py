@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,12 @@ def stacks_copy(tmp_path: Path) -> Path:
     target = tmp_path / "stacks"
     shutil.copytree(STACKS, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """A real moto server (Route 53 over HTTP) on loopback for the whole session."""
+    from tests.services import moto_server
+
+    with moto_server() as url:
+        yield url

@@ -1,0 +1,138 @@
+"""Real servers on loopback for tests: moto's Route 53 over HTTP, and a fault-injecting proxy."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def route53_client(endpoint: str) -> Any:
+    """boto3 exactly as against AWS, but with botocore's retries off: globalaccel retries itself."""
+    return boto3.client("route53", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing",
+                        config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=10))
+
+
+ERROR_XML = ('<?xml version="1.0"?><ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
+             "<Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+             "<RequestId>fault-proxy</RequestId></ErrorResponse>")
+FAULTS = {
+    "throttle": (400, "Sender", "Throttling", "Rate exceeded"),
+    "prior": (400, "Sender", "PriorRequestNotComplete", "The request was rejected because Route 53 was still processing a prior request."),
+    "500": (500, "Receiver", "InternalFailure", "We encountered an internal error. Please try again."),
+}
+
+
+class FaultProxy:
+    """HTTP proxy in front of moto. For each ChangeResourceRecordSets request it takes the next fault
+    from `schedule`: None (forward), 'throttle' / 'prior' / '500' (answer without forwarding: not
+    applied), '500-after' (forward, then answer 500: applied, but the client cannot know) or
+    'drop-after' (forward, then close the connection without answering)."""
+
+    def __init__(self, upstream: str, schedule: list[str | None]) -> None:
+        self.upstream = upstream.removeprefix("http://")
+        self.schedule = list(schedule)
+        self.seen: list[str | None] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                conn.close()
+                return resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in ("transfer-encoding", "connection")], data
+
+            def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+                self.send_response(status)
+                for k, v in headers:
+                    if k.lower() != "content-length":
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _error(self, fault: str) -> None:
+                status, kind, code, message = FAULTS[fault]
+                self._reply(status, [("Content-Type", "text/xml")], ERROR_XML.format(kind=kind, code=code, message=message).encode())
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                fault = None
+                if self.command == "POST" and self.path.rstrip("/").endswith("/rrset"):
+                    fault = proxy.schedule.pop(0) if proxy.schedule else None
+                    proxy.seen.append(fault)
+                if fault in FAULTS:
+                    self._error(fault)
+                    return
+                status, headers, data = self._forward(body)
+                if fault == "500-after":
+                    self._error("500")
+                elif fault == "drop-after":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                else:
+                    self._reply(status, headers, data)
+
+            do_GET = do_POST = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,247 @@
+"""Route 53: compile, validate, plan, sync to a real moto server over HTTP, simulate resolution."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from globalaccel.dns.budget import ApiBudget
+from globalaccel.dns.plan import Change, plan
+from globalaccel.dns.records import Geo, Record
+from globalaccel.dns.route53 import RetryPolicy, Route53Provider, ZoneOwnedByAnother, batches, order_changes, sync
+from globalaccel.dns.route53_compile import compile_route53, layout_for
+from globalaccel.dns.route53_sim import Client, Route53Simulator
+from globalaccel.dns.route53_validate import Route53ValidationError, validate_batch, validate_records
+from globalaccel.plan import compute_plan
+from globalaccel.residency import Mode
+from globalaccel.routing import Health, RoutingTable
+from globalaccel.topology import Topology, load_stack
+from tests.conftest import STACKS
+from tests.services import FaultProxy, route53_client
+
+PROD = load_stack("prod", STACKS)
+PROD_TABLE, _ = compute_plan(PROD)
+PROD_RECORDS = compile_route53(PROD, PROD_TABLE)
+LAYOUT = layout_for(PROD)
+
+
+def new_zone(client: Any, topo: Topology = PROD) -> str:
+    zone = client.create_hosted_zone(Name=topo.zone, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
+    return str(zone)
+
+
+def provider(client: Any, zone_id: str, **kw: Any) -> Route53Provider:
+    fast = ApiBudget.route53(requests_per_s=1000, tokens_per_s=100_000)
+    return Route53Provider(client, zone_id, LAYOUT, budget=fast, retry=RetryPolicy(base_s=0.001, cap_s=0.01), **kw)
+
+
+def assert_answers_equal_table(records: list[Record], topo: Topology, table: RoutingTable, failing: set[str] | None = None) -> None:
+    sim = Route53Simulator(records, failing_checks=failing or set())
+    for code, country in topo.countries.items():
+        res = sim.resolve(topo.service_name, Client(code, country.continent))
+        route = table.country_route(code)
+        assert route is not None
+        assert set(res.addresses) == {a.address for a in route.answers}, code
+        assert not res.failed_open
+
+
+# ---- compiler and validator -----------------------------------------------------------------------
+
+
+def test_prod_tree_is_within_quota_and_has_no_fallbacks() -> None:
+    validate_records(PROD_RECORDS, LAYOUT.zone, PROD.countries)
+    per_name = itertools.groupby(sorted((r.name, r.type) for r in PROD_RECORDS))
+    assert max(len(list(g)) for _, g in per_name) <= 100
+    assert len(PROD_RECORDS) <= 10_000
+    assert not [r for r in PROD_RECORDS if r.geo is not None and r.geo.is_default]
+    assert not [r for r in PROD_RECORDS if r.health_check is not None]
+
+
+def test_simulated_answers_equal_the_table_for_every_country() -> None:
+    assert_answers_equal_table(PROD_RECORDS, PROD, PROD_TABLE)
+
+
+def test_strict_countries_never_reach_a_disallowed_center_even_with_every_check_failing() -> None:
+    """Also with the EU center down: EU falls over to us-east-1 (allowed); SA/AE fail closed when
+    me-central-1 is down. Every health check id in the zone is marked failing."""
+    address_center = {e.address: e for e in PROD.edges}
+    for down in PROD.center_ids:
+        health = Health(frozenset(e.id for e in PROD.edges), frozenset(PROD.center_ids) - {down})
+        table, _ = compute_plan(PROD, health)
+        records = compile_route53(PROD, table)
+        sim = Route53Simulator(records, failing_checks={r.health_check for r in records if r.health_check} | {"all"})
+        for code in PROD.residency.strict_countries(PROD.countries):
+            res = sim.resolve(PROD.service_name, Client(code, PROD.countries[code].continent))
+            route = table.country_route(code)
+            assert route is not None
+            if route.center is None:
+                assert res.empty, f"{code} must fail closed with {down} down"
+                continue
+            assert PROD.residency.allows(code, route.center)
+            assert set(res.addresses) <= {a.address for a in route.answers}
+            assert all(address_center[a].id in route.edge_ids for a in res.addresses)
+    assert PROD.residency.rule_for("SA").mode is Mode.STRICT
+
+
+def test_simulator_sees_a_fallback_that_fails_open() -> None:
+    """A default record plus a failing health check is exactly what Route 53 fails open on."""
+    zone = LAYOUT.zone
+    records = [
+        Record(f"svc.{zone}", "A", ("192.0.2.1",), 60, set_id="RU", geo=Geo(country="RU"), health_check="hc1"),
+        Record(f"svc.{zone}", "A", ("192.0.2.9",), 60, set_id="default", geo=Geo()),
+    ]
+    res = Route53Simulator(records, failing_checks={"hc1"}).resolve(f"svc.{zone}", Client("RU", "EU"))
+    assert set(res.addresses) == {"192.0.2.9"}  # unhealthy country record gives way to the default
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: replace(r, geo=Geo(country="XX")), "unknown country code 'XX'"),
+        (lambda r: replace(r, geo=Geo(continent="EA")), "unknown continent code 'EA'"),
+        (lambda r: replace(r, set_id=None), "needs a SetIdentifier"),
+        (lambda r: replace(r, alias=r.alias + "missing."), "does not exist in the zone"),
+    ],
+)
+def test_validator_rejects_what_aws_rejects(mutate: Any, message: str) -> None:
+    geo_record = next(r for r in PROD_RECORDS if r.geo is not None and r.geo.country == "DE")
+    broken = [mutate(r) if r is geo_record else r for r in PROD_RECORDS]
+    with pytest.raises(Route53ValidationError, match=message):
+        validate_records(broken, LAYOUT.zone, PROD.countries)
+
+
+def test_validator_rejects_weights_mixed_policies_apex_cname_and_crowds() -> None:
+    zone = LAYOUT.zone
+    weighted = Record(f"a.{zone}", "A", ("192.0.2.1",), 60, set_id="x", weight=300)
+    with pytest.raises(Route53ValidationError, match="weight must be an integer 0-255"):
+        validate_records([weighted], zone, PROD.countries)
+    mixed = [replace(weighted, weight=1), Record(f"a.{zone}", "A", ("192.0.2.2",), 60, set_id="y", geo=Geo(country="DE"))]
+    with pytest.raises(Route53ValidationError, match="mixed routing policies"):
+        validate_records(mixed, zone, PROD.countries)
+    with pytest.raises(Route53ValidationError, match="CNAME at the zone apex"):
+        validate_records([Record(zone, "CNAME", ("x.example.org.",), 60)], zone, PROD.countries)
+    crowd = [Record(f"b.{zone}", "A", (f"192.0.2.{i % 250 + 1}",), 60, set_id=str(i), weight=1) for i in range(101)]
+    with pytest.raises(Route53ValidationError, match="101 records with the same name and type"):
+        validate_records(crowd, zone, PROD.countries)
+
+
+def test_batches_respect_values_and_characters_with_upsert_counted_twice() -> None:
+    changes = plan([], PROD_RECORDS, LAYOUT.owns)
+    upserts = [Change("UPSERT", c.record) for c in changes.creates]
+    for batch in batches(upserts):
+        validate_batch(batch)
+        assert sum(c.values for c in batch) <= 1000
+    with pytest.raises(Route53ValidationError, match="values"):
+        validate_batch(upserts[:501])
+    big = Record(f"t.{LAYOUT.zone}", "TXT", tuple('"' + "x" * 250 + '"' for _ in range(70)), 60)
+    with pytest.raises(Route53ValidationError, match="characters"):
+        validate_batch([Change("UPSERT", big)])
+
+
+def test_plan_never_touches_records_it_does_not_own() -> None:
+    foreign = Record(f"www.{LAYOUT.zone}", "A", ("192.0.2.80",), 300)
+    apex_ns = Record(LAYOUT.zone, "NS", ("ns1.example.org.",), 172800)
+    changes = plan([foreign, apex_ns], PROD_RECORDS, LAYOUT.owns)
+    assert all(c.record not in (foreign, apex_ns) for c in changes.all)
+    assert not changes.deletes
+    with pytest.raises(ValueError, match="outside what the controller owns"):
+        plan([], [foreign], LAYOUT.owns)
+
+
+def test_order_creates_leaves_first_and_deletes_roots_first() -> None:
+    changes = plan([], PROD_RECORDS, LAYOUT.owns)
+    depths = [LAYOUT.depth(c.record.name) for c in order_changes(changes, LAYOUT)]
+    assert depths == sorted(depths)
+    removal = plan(PROD_RECORDS, [], LAYOUT.owns)
+    depths = [LAYOUT.depth(c.record.name) for c in order_changes(removal, LAYOUT)]
+    assert depths == sorted(depths, reverse=True)
+
+
+# ---- against moto server over HTTP ----------------------------------------------------------------
+
+
+def test_full_prod_sync_lists_back_and_resolves_like_the_table(moto_url: str) -> None:
+    client = route53_client(moto_url)
+    zone_id = new_zone(client)
+    p = provider(client, zone_id)
+    report = sync(p, PROD_RECORDS)
+    assert report.converged
+    values = sum(r.value_count for r in PROD_RECORDS)
+    assert report.stats.requests == math.ceil(values / 500)  # UPSERT counts twice: 500 records a request
+    assert report.stats.change_tokens == 2 * values
+    listed = p.records()
+    assert set(listed) == set(PROD_RECORDS)
+    assert_answers_equal_table(listed, PROD, PROD_TABLE)
+    again = sync(p, PROD_RECORDS)
+    assert again.planned == {"create": 0, "update": 0, "delete": 0} and again.stats.requests == 0
+    # Foreign records (SOA/NS from the zone, one added by a person) survive every sync.
+    client.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
+        "Name": f"www.{PROD.zone}", "Type": "A", "TTL": 300, "ResourceRecords": [{"Value": "192.0.2.80"}]}}]})
+    sync(p, PROD_RECORDS[:10])
+    names = {r["Name"] for r in client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]}
+    assert f"www.{PROD.zone}." in names and f"{PROD.zone}." in names
+
+
+def test_one_edge_down_is_one_request(moto_url: str) -> None:
+    client = route53_client(moto_url)
+    p = provider(client, new_zone(client))
+    sync(p, PROD_RECORDS)
+    victim = PROD_TABLE.country_route("DE").answers[0].edge_id  # type: ignore[union-attr]
+    health = Health(frozenset(e.id for e in PROD.edges) - {victim}, frozenset(PROD.center_ids))
+    table, _ = compute_plan(PROD, health)
+    report = sync(p, compile_route53(PROD, table))
+    assert report.converged and report.stats.requests == 1
+    victim_address = PROD.edge_by_id[victim].address
+    assert victim_address not in {v for r in p.records() for v in r.values}
+    assert_answers_equal_table(p.records(), PROD, table)
+
+
+def test_zone_owned_by_another_stack_is_refused(moto_url: str) -> None:
+    client = route53_client(moto_url)
+    zone_id = new_zone(client)
+    client.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
+        "Name": LAYOUT.owner_name, "Type": "TXT", "TTL": 300, "ResourceRecords": [{"Value": '"heritage=globalaccel,owner=other"'}]}}]})
+    with pytest.raises(ZoneOwnedByAnother):
+        sync(provider(client, zone_id), PROD_RECORDS)
+    assert len(client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]) == 3  # nothing pushed
+
+
+@pytest.mark.parametrize("schedule", [
+    ["throttle", "prior", "throttle"],
+    ["500-after"],
+    ["drop-after"],
+    ["500", "drop-after", "throttle", "500-after", "prior"],
+])
+def test_faults_converge_without_loss_or_duplication(moto_url: str, schedule: list[str | None]) -> None:
+    client = route53_client(moto_url)
+    zone_id = new_zone(client)
+    with FaultProxy(moto_url, schedule) as proxy:
+        p = provider(route53_client(proxy.url), zone_id)
+        report = sync(p, PROD_RECORDS)
+        assert report.converged, report
+        assert proxy.seen[: len(schedule)] == schedule  # every fault was really injected
+    direct = provider(client, zone_id)
+    assert set(direct.records()) == set(PROD_RECORDS)
+    assert sync(direct, PROD_RECORDS).planned == {"create": 0, "update": 0, "delete": 0}
+
+
+def test_crash_between_batches_then_rerun_converges(moto_url: str) -> None:
+    client = route53_client(moto_url)
+    zone_id = new_zone(client)
+
+    def crash(batch: int) -> None:
+        raise KeyboardInterrupt(f"killed after batch {batch}")
+
+    big = [replace(r, ttl=30) if r.alias is None else r for r in PROD_RECORDS]  # same shape, two batches
+    with pytest.raises(KeyboardInterrupt):
+        sync(provider(client, zone_id, after_batch=crash), big)
+    partial = provider(client, zone_id).records()
+    assert 0 < len(partial) < len(big)
+    report = sync(provider(client, zone_id), big)
+    assert report.converged
+    assert set(provider(client, zone_id).records()) == set(big)
