@@ -43,6 +43,13 @@ def cmd_dns_sync(args: argparse.Namespace) -> int:
     return 0 if result["converged"] or args.dry_run else 1
 
 
+def cmd_dns_serve(args: argparse.Namespace) -> int:
+    from globalaccel.dns.serve import serve_stack
+
+    topology = load_stack(args.stack, args.stacks_dir)
+    return serve_stack(topology, args.host, args.port, args.local_country, args.duration)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="globalaccel", description="Residency-constrained latency routing for a global device cloud.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     dsync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     dsync.add_argument("--format", choices=("text", "json"), default="text")
     dsync.set_defaults(func=cmd_dns_sync)
+    dserve = dns.add_parser("serve", help="run the embedded authoritative DNS server for the stack's zone")
+    _add_stack_args(dserve)
+    dserve.add_argument("--host", default="127.0.0.1", help="listen address (default: loopback only)")
+    dserve.add_argument("--port", type=int, default=5353)
+    dserve.add_argument("--local-country", help="country for clients on loopback/private addresses (default: none, so no answer)")
+    dserve.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    dserve.set_defaults(func=cmd_dns_serve)
     return parser
 
 

@@ -1,0 +1,40 @@
+"""`globalaccel dns serve`: the embedded server for a stack's current plan, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, snapshot_from_table
+from globalaccel.plan import compute_plan
+from globalaccel.topology import Topology
+
+
+async def _serve(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None) -> None:
+    table, _ = compute_plan(topology)
+    responder = DnsResponder(snapshot_from_table(topology, table, ns_address=host), local_country=local_country)
+    server = EmbeddedDnsServer(responder, host, port)
+    await server.start()
+    print(f"serving {topology.zone} on {host}:{server.port} (UDP and TCP), table {table.content_hash[:16]}", flush=True)
+    print(f"  try: dig @{host} -p {server.port} {topology.service_name} A +subnet=85.214.0.0/16   (a German network)", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if duration is None:
+            await stop.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+    finally:
+        await server.stop()
+        stats = responder.stats
+        print(f"stopped: {stats.queries} queries, {stats.answered} answered, {stats.nodata} NODATA, "
+              f"{stats.nxdomain} NXDOMAIN, {stats.refused} REFUSED", flush=True)
+
+
+def serve_stack(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None) -> int:
+    asyncio.run(_serve(topology, host, port, local_country, duration))
+    return 0

@@ -1,0 +1,185 @@
+"""The embedded server on real UDP and TCP sockets on loopback, queried with dnspython (and dig)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, ZoneSnapshot, locate_ip, snapshot_from_table
+from globalaccel.plan import compute_plan
+from globalaccel.topology import load_stack
+from tests.conftest import STACKS
+
+DEV = load_stack("dev", STACKS)
+TABLE, _ = compute_plan(DEV)
+SNAPSHOT = snapshot_from_table(DEV, TABLE)
+SERVICE = DEV.service_name
+# Networks iptocc places in a country (checked in test_networks_are_where_we_think).
+NETWORKS = {"DE": "85.214.0.0/16", "RU": "5.255.255.0/24", "US": "8.8.8.0/24", "GB": "81.2.69.0/24", "IN": "103.21.124.0/24"}
+
+
+class RunningServer:
+    def __init__(self, responder: DnsResponder) -> None:
+        self.responder = responder
+        self.loop = asyncio.new_event_loop()
+        self.server = EmbeddedDnsServer(responder, "127.0.0.1", 0)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> RunningServer:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningServer]:
+    with RunningServer(DnsResponder(SNAPSHOT)) as running:
+        yield running
+
+
+def ask(server: RunningServer, name: str, rdtype: str = "A", subnet: str | None = None, tcp: bool = False,
+        edns: bool = True) -> dns.message.Message:
+    options = []
+    if subnet is not None:
+        address, prefix = subnet.split("/")
+        options.append(dns.edns.ECSOption(address, int(prefix)))
+    query = dns.message.make_query(name, rdtype, use_edns=0 if edns or options else False, options=options)
+    if tcp:
+        return dns.query.tcp(query, "127.0.0.1", port=server.port, timeout=5)
+    return dns.query.udp(query, "127.0.0.1", port=server.port, timeout=5)
+
+
+def addresses(response: dns.message.Message) -> set[str]:
+    return {rr.address for rrset in response.answer for rr in rrset if rrset.rdtype == dns.rdatatype.A}
+
+
+def test_networks_are_where_we_think() -> None:
+    for country, network in NETWORKS.items():
+        assert locate_ip(network.split("/")[0]) == country
+
+
+@pytest.mark.parametrize("country", sorted(NETWORKS))
+def test_answers_follow_the_table_by_client_subnet(server: RunningServer, country: str) -> None:
+    response = ask(server, SERVICE, subnet=NETWORKS[country])
+    route = TABLE.country_route(country)
+    assert route is not None
+    assert response.rcode() == dns.rcode.NOERROR
+    assert response.flags & dns.flags.AA and not response.flags & dns.flags.RA
+    assert addresses(response) == {a.address for a in route.answers}
+    ecs = [o for o in response.options if isinstance(o, dns.edns.ECSOption)]
+    assert len(ecs) == 1 and ecs[0].srclen == int(NETWORKS[country].split("/")[1])
+    if route.center is None:  # fail closed: NODATA with the SOA for negative caching, never an edge
+        assert response.answer == [] and response.authority[0].rdtype == dns.rdatatype.SOA
+    else:
+        assert ecs[0].scopelen == ecs[0].srclen
+
+
+def test_unknown_location_gets_no_answer_and_local_country_is_explicit() -> None:
+    with RunningServer(DnsResponder(SNAPSHOT)) as plain:
+        assert addresses(ask(plain, SERVICE)) == set()  # 127.0.0.1: nowhere, so nothing
+    with RunningServer(DnsResponder(SNAPSHOT, local_country="DE")) as local:
+        assert addresses(ask(local, SERVICE)) == set(SNAPSHOT.answers["DE"])
+
+
+def test_zone_semantics(server: RunningServer) -> None:
+    zone = DEV.zone
+    soa = ask(server, zone, "SOA")
+    assert soa.answer[0].rdtype == dns.rdatatype.SOA and soa.flags & dns.flags.AA
+    ns = ask(server, zone, "NS")
+    assert ns.answer[0][0].target.to_text() == f"ns1.{zone}."
+    assert ns.additional[0][0].address == "127.0.0.1"  # glue
+    nx = ask(server, f"nothing-here.{zone}")
+    assert nx.rcode() == dns.rcode.NXDOMAIN and nx.authority[0].rdtype == dns.rdatatype.SOA
+    nodata = ask(server, SERVICE, "AAAA", subnet=NETWORKS["DE"])
+    assert nodata.rcode() == dns.rcode.NOERROR and nodata.answer == [] and nodata.authority
+    refused = ask(server, "www.example.org")
+    assert refused.rcode() == dns.rcode.REFUSED and not refused.answer
+    anything = ask(server, SERVICE, "ANY", subnet=NETWORKS["DE"])
+    assert len(anything.answer) == 1 and anything.answer[0].rdtype == dns.rdatatype.HINFO  # RFC 8482
+
+
+def test_tcp_gives_the_same_answer(server: RunningServer) -> None:
+    assert addresses(ask(server, SERVICE, subnet=NETWORKS["GB"], tcp=True)) == addresses(ask(server, SERVICE, subnet=NETWORKS["GB"]))
+
+
+def test_truncation_then_tcp_fallback() -> None:
+    many = {**SNAPSHOT.answers, "DE": tuple(f"198.18.{i // 250}.{i % 250 + 1}" for i in range(60))}
+    snapshot = ZoneSnapshot(SNAPSHOT.origin, SNAPSHOT.service, SNAPSHOT.ns_host, SNAPSHOT.ns_address, many)
+    with RunningServer(DnsResponder(snapshot, local_country="DE")) as running:
+        udp = ask(running, SERVICE, edns=False)  # 60 A records do not fit 512 bytes
+        assert udp.flags & dns.flags.TC and not udp.answer
+        full = ask(running, SERVICE, edns=False, tcp=True)
+        assert not full.flags & dns.flags.TC and len(addresses(full)) == 60
+
+
+def test_new_table_swaps_in_atomically(server: RunningServer) -> None:
+    before = addresses(ask(server, SERVICE, subnet=NETWORKS["US"]))
+    swapped = dict(SNAPSHOT.answers)
+    swapped["US"] = ("198.19.9.9",)
+    server.responder.swap(ZoneSnapshot(SNAPSHOT.origin, SNAPSHOT.service, SNAPSHOT.ns_host, SNAPSHOT.ns_address, swapped))
+    try:
+        assert addresses(ask(server, SERVICE, subnet=NETWORKS["US"])) == {"198.19.9.9"}
+    finally:
+        server.responder.swap(SNAPSHOT)
+    assert addresses(ask(server, SERVICE, subnet=NETWORKS["US"])) == before
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=600))
+def test_random_bytes_never_crash_the_responder(wire: bytes) -> None:
+    reply = DnsResponder(SNAPSHOT).respond(wire, "192.0.2.1", udp=True)
+    assert reply is None or len(reply) >= 12
+
+
+VALID = dns.message.make_query(SERVICE, "A", use_edns=0, options=[dns.edns.ECSOption("85.214.0.0", 16)]).to_wire()
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), max_size=6), st.integers(0, len(VALID)))
+def test_mutated_and_truncated_queries_never_crash(flips: list[tuple[int, int]], cut: int) -> None:
+    wire = bytearray(VALID)
+    for position, value in flips:
+        wire[position] = value
+    reply = DnsResponder(SNAPSHOT).respond(bytes(wire[:cut]), "192.0.2.1", udp=True)
+    if reply is not None:
+        dns.message.from_wire(reply)  # whatever we send back is well-formed DNS
+
+
+def test_garbage_over_the_wire_leaves_the_server_answering(server: RunningServer) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for junk in (b"", b"\x00", b"\xff" * 11, b"\x12\x34" + b"\xff" * 40, VALID[:20], VALID + b"\x00" * 70000 * 0):
+            sock.sendto(junk, ("127.0.0.1", server.port))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as tcp:
+        tcp.sendall(struct.pack("!H", 5000) + b"\x01\x02")  # claims 5000 bytes, sends 2, then closes
+    assert addresses(ask(server, SERVICE, subnet=NETWORKS["DE"]))
+
+
+@pytest.mark.skipif(shutil.which("dig") is None, reason="dig (bind9-dnsutils) is installed by .ci/run")
+def test_dig_sees_the_same_answer(server: RunningServer) -> None:
+    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(server.port), SERVICE, "A", "+subnet=85.214.0.0/16", "+short"],
+                         capture_output=True, text=True, timeout=10, check=True).stdout
+    assert set(out.split()) == set(SNAPSHOT.answers["DE"])
