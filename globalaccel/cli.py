@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,10 +36,17 @@ def cmd_dns_sync(args: argparse.Namespace) -> int:
     from globalaccel.dns.commands import render_sync, route53_sync
 
     topology = load_stack(args.stack, args.stacks_dir)
-    if args.backend != "route53":
-        print(f"globalaccel: backend {args.backend!r} is not available yet; use route53", file=sys.stderr)
-        return 2
-    result = route53_sync(topology, args.endpoint_url, args.zone_id, args.create_zone, args.dry_run)
+    if args.backend == "powerdns":
+        from globalaccel.dns.commands import powerdns_sync
+
+        key = os.environ.get("PDNS_API_KEY")
+        if not args.endpoint_url or not key:
+            print("globalaccel: --backend powerdns needs --endpoint-url (the PowerDNS API) and PDNS_API_KEY in the environment",
+                  file=sys.stderr)
+            return 2
+        result = powerdns_sync(topology, args.endpoint_url, key, args.dry_run)
+    else:
+        result = route53_sync(topology, args.endpoint_url, args.zone_id, args.create_zone, args.dry_run)
     print(json.dumps(result, indent=2) if args.format == "json" else render_sync(result))
     return 0 if result["converged"] or args.dry_run else 1
 
@@ -87,10 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:  # report operational failures plainly; the traceback helps nobody at 3 a.m.
         from globalaccel.dns.commands import DnsCommandError
+        from globalaccel.dns.powerdns import LuaValidationError, PowerDnsError
         from globalaccel.dns.route53 import ZoneOwnedByAnother
         from globalaccel.dns.route53_validate import Route53ValidationError
 
-        if isinstance(exc, DnsCommandError | ZoneOwnedByAnother | Route53ValidationError):
+        if isinstance(exc, DnsCommandError | ZoneOwnedByAnother | Route53ValidationError | PowerDnsError | LuaValidationError):
             print(f"globalaccel: {exc}", file=sys.stderr)
             return 2
         raise

@@ -136,3 +136,37 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def powerdns_server(tmp: Any) -> Iterator[tuple[int, str, str]]:
+    """PowerDNS 4.7 (Debian) on loopback: gsqlite3 for our zone, geoip for countryCode(), LUA records
+    and ECS processing on, the HTTP API on. Yields (dns port, API URL, API key)."""
+    import shutil as _shutil
+
+    if _shutil.which("pdns_server") is None:
+        raise RuntimeError("pdns_server is not installed: run scripts/system-deps")
+    folder = tmp
+    db = folder / "pdns.sqlite3"
+    schema = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql"
+    subprocess.run(["sqlite3", str(db)], stdin=open(schema), check=True)  # noqa: SIM115
+    (folder / "geo.yaml").write_text("domains: []\n")
+    dns_port, api_port, key = free_port(), free_port(), "test-key"
+    (folder / "pdns.conf").write_text("\n".join([
+        "launch=gsqlite3,geoip", f"gsqlite3-database={db}", "geoip-database-files=/usr/share/GeoIP/GeoIP.dat",
+        f"geoip-zones-file={folder / 'geo.yaml'}", "enable-lua-records=shared", "edns-subnet-processing=yes",
+        "local-address=127.0.0.1", f"local-port={dns_port}", "api=yes", f"api-key={key}", "webserver=yes",
+        "webserver-address=127.0.0.1", f"webserver-port={api_port}", "webserver-allow-from=127.0.0.0/8",
+        "daemon=no", "guardian=no", f"socket-dir={folder}", "disable-syslog=yes", "loglevel=3",
+        "query-cache-ttl=0", "cache-ttl=0", "negquery-cache-ttl=0",
+    ]) + "\n")
+    log = open(folder / "pdns.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(["pdns_server", f"--config-dir={folder}"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(api_port)
+        wait_for_port(dns_port)
+        yield dns_port, f"http://127.0.0.1:{api_port}", key
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()

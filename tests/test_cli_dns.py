@@ -30,3 +30,24 @@ def test_dns_sync_dry_run_then_apply_then_nothing() -> None:
         assert applied["converged"] and applied["applied_change_requests"] == applied["planned_change_requests"] >= 1
         again = json.loads(sync("--stack", "dev", "--endpoint-url", url).stdout)
         assert again["plan"] == {"create": 0, "update": 0, "delete": 0} and again["applied_change_requests"] == 0
+
+
+def test_dns_sync_powerdns_through_the_cli(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.services import powerdns_server
+
+    assert isinstance(tmp_path, Path)
+    with powerdns_server(tmp_path) as (_port, api, key):
+        env = {**ENV, "PDNS_API_KEY": key}
+
+        def run(*extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([CLI, "dns", "sync", "--format", "json", "--stack", "dev", "--backend", "powerdns",
+                                   "--endpoint-url", api, *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                                  check=False)
+
+        first = run()
+        assert first.returncode == 0, first.stderr
+        assert json.loads(first.stdout)["applied_change_requests"] == 1
+        second = json.loads(run().stdout)
+        assert second["plan"] == {"create": 0, "update": 0, "delete": 0}

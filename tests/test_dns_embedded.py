@@ -63,7 +63,7 @@ def server() -> Iterator[RunningServer]:
 
 def ask(server: RunningServer, name: str, rdtype: str = "A", subnet: str | None = None, tcp: bool = False,
         edns: bool = True) -> dns.message.Message:
-    options = []
+    options: list[dns.edns.Option] = []
     if subnet is not None:
         address, prefix = subnet.split("/")
         options.append(dns.edns.ECSOption(address, int(prefix)))

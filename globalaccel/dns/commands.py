@@ -93,3 +93,28 @@ def render_sync(result: dict[str, Any]) -> str:
         lines.append(f"  applied: {result['applied_change_requests']} change requests, {result['change_tokens']} change tokens, "
                      f"converged: {result['converged']}")
     return "\n".join(lines)
+
+
+def powerdns_sync(topology: Topology, api_url: str, api_key: str, dry_run: bool) -> dict[str, Any]:
+    from globalaccel.dns.powerdns import PowerDnsError, PowerDnsProvider, compile_powerdns
+    from globalaccel.dns.powerdns import layout_for as pdns_layout
+
+    table, _ = compute_plan(topology)
+    desired = compile_powerdns(topology, table)
+    provider = PowerDnsProvider(api_url, api_key, pdns_layout(topology))
+    created = False if dry_run else provider.ensure_zone()
+    try:
+        current = provider.records()
+    except PowerDnsError:
+        if not dry_run:
+            raise
+        current = []  # a dry run against a zone that does not exist yet plans everything
+    provider.check_owner(current)
+    changes = plan(current, desired, provider.layout.owns)
+    applied = 0 if dry_run else provider.apply(changes)
+    return {
+        "backend": "powerdns", "zone": provider.layout.zone, "zone_id": api_url, "table_hash": table.content_hash,
+        "desired_records": len(desired), "plan": changes.summary, "planned_change_requests": 1 if changes else 0,
+        "planned_change_tokens": 0, "dry_run": dry_run, "applied_change_requests": applied, "change_tokens": 0,
+        "converged": dry_run or not changes or applied == 1, "zone_created": created,
+    }

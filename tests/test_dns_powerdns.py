@@ -1,0 +1,100 @@
+"""PowerDNS (Debian's pdns-server with gsqlite3 + geoip backends) on loopback, driven through its HTTP
+API, queried with dnspython carrying ECS, and compared with the embedded server answer for answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.edns
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from globalaccel.dns.embedded import DnsResponder, snapshot_from_table
+from globalaccel.dns.plan import plan
+from globalaccel.dns.powerdns import LuaValidationError, PowerDnsProvider, compile_powerdns, layout_for, lua_for_answers, validate_lua
+from globalaccel.plan import compute_plan
+from globalaccel.routing import Health
+from globalaccel.topology import load_stack
+from tests.conftest import STACKS
+from tests.services import powerdns_server
+from tests.test_dns_embedded import NETWORKS, RunningServer
+
+PROD = load_stack("prod", STACKS)
+TABLE, _ = compute_plan(PROD)
+
+
+@pytest.fixture(scope="module")
+def pdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, PowerDnsProvider]]:
+    folder: Path = tmp_path_factory.mktemp("pdns")
+    with powerdns_server(folder) as (port, api, key):
+        provider = PowerDnsProvider(api, key, layout_for(PROD))
+        assert provider.ensure_zone()
+        yield port, provider
+
+
+def query(port: int, subnet: str, name: str = PROD.service_name) -> dns.message.Message:
+    address, prefix = subnet.split("/")
+    q = dns.message.make_query(name, "A", use_edns=0, options=[dns.edns.ECSOption(address, int(prefix))])
+    return dns.query.udp(q, "127.0.0.1", port=port, timeout=5)
+
+
+def addresses(response: dns.message.Message) -> set[str]:
+    return {rr.address for rrset in response.answer for rr in rrset}
+
+
+def sync(provider: PowerDnsProvider, records: list) -> int:  # type: ignore[type-arg]
+    current = provider.records()
+    provider.check_owner(current)
+    return provider.apply(plan(current, records, provider.layout.owns))
+
+
+def test_powerdns_and_embedded_answer_alike_for_every_test_network(pdns: tuple[int, PowerDnsProvider]) -> None:
+    port, provider = pdns
+    assert sync(provider, compile_powerdns(PROD, TABLE)) == 1
+    with RunningServer(DnsResponder(snapshot_from_table(PROD, TABLE))) as embedded:
+        for country, subnet in NETWORKS.items():
+            theirs = query(port, subnet)
+            ours = query(embedded.port, subnet)
+            assert theirs.rcode() == ours.rcode() == dns.rcode.NOERROR
+            assert addresses(theirs) == addresses(ours), country
+            route = TABLE.country_route(country)
+            assert route is not None
+            assert addresses(theirs) == {a.address for a in route.answers}
+    assert addresses(query(port, NETWORKS["RU"])) == set()  # strict, no center: fails closed in PowerDNS too
+
+
+def test_table_change_is_one_patch_and_rerun_is_none(pdns: tuple[int, PowerDnsProvider]) -> None:
+    port, provider = pdns
+    sync(provider, compile_powerdns(PROD, TABLE))
+    victim = TABLE.country_route("DE").answers[0]  # type: ignore[union-attr]
+    table, _ = compute_plan(PROD, Health(frozenset(e.id for e in PROD.edges) - {victim.edge_id}, frozenset(PROD.center_ids)))
+    before = provider.requests
+    assert sync(provider, compile_powerdns(PROD, table)) == 1
+    assert provider.requests - before == 2  # one GET (list) + one PATCH
+    assert victim.address not in addresses(query(port, NETWORKS["DE"]))
+    assert sync(provider, compile_powerdns(PROD, table)) == 0
+
+
+def test_broken_lua_is_refused_before_it_reaches_powerdns() -> None:
+    with pytest.raises(LuaValidationError, match="does not compile"):
+        validate_lua("A \";local t={de={'198.18.0.1'} return t[countryCode()]\"")
+    with pytest.raises(LuaValidationError, match="not an IP address"):
+        lua_for_answers({"DE": ("198.18.0.1'} os.exit() --",)})
+    validate_lua(lua_for_answers({"DE": ("198.18.0.1",)}))
+    validate_lua(lua_for_answers({code: ("198.18.0.1",) for code in ("DO", "IN", "OR", "IF", "IS", "NO")}))  # Lua keywords
+
+
+def test_why_validation_matters_powerdns_serves_servfail_for_broken_lua(pdns: tuple[int, PowerDnsProvider]) -> None:
+    """Pushed straight through the API (bypassing our validation), broken Lua is accepted and then
+    every query for the name fails. This is the behaviour validate_lua exists to prevent."""
+    port, provider = pdns
+    name = f"broken.{PROD.zone}."
+    provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": name, "type": "LUA", "ttl": 60, "changetype": "REPLACE",
+                   "records": [{"content": "A \";local t={ return\"", "disabled": False}]}]})
+    try:
+        assert query(port, NETWORKS["DE"], name=name).rcode() == dns.rcode.SERVFAIL
+    finally:
+        provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": name, "type": "LUA", "changetype": "DELETE"}]})
