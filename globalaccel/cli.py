@@ -55,7 +55,7 @@ def cmd_dns_serve(args: argparse.Namespace) -> int:
     from globalaccel.dns.serve import serve_stack
 
     topology = load_stack(args.stack, args.stacks_dir)
-    return serve_stack(topology, args.host, args.port, args.local_country, args.duration)
+    return serve_stack(topology, args.host, args.port, args.local_country, args.duration, cache=not args.no_cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     dserve.add_argument("--port", type=int, default=5353)
     dserve.add_argument("--local-country", help="country for clients on loopback/private addresses (default: none, so no answer)")
     dserve.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    dserve.add_argument("--no-cache", action="store_true", help="answer every query from scratch (diagnostics, benchmarks)")
     dserve.set_defaults(func=cmd_dns_serve)
     return parser
 

@@ -183,3 +183,18 @@ def test_dig_sees_the_same_answer(server: RunningServer) -> None:
     out = subprocess.run(["dig", "@127.0.0.1", "-p", str(server.port), SERVICE, "A", "+subnet=85.214.0.0/16", "+short"],
                          capture_output=True, text=True, timeout=10, check=True).stdout
     assert set(out.split()) == set(SNAPSHOT.answers["DE"])
+
+
+def test_cache_hits_are_byte_identical_and_echo_0x20_case() -> None:
+    """A cached reply must equal a freshly computed one, byte for byte, for any letter case."""
+    cached, fresh = DnsResponder(SNAPSHOT), DnsResponder(SNAPSHOT)
+    fresh.cache_enabled = False
+    for i, name in enumerate([SERVICE, SERVICE.upper(), "EdGe.DeV.aCcEl.ExAmPlE.nEt", f"nothing.{DEV.zone}", "www.example.org"] * 2):
+        query = dns.message.make_query(name, "A", use_edns=0, options=[dns.edns.ECSOption("85.214.0.0", 16)])
+        query.id = 1000 + i
+        wire = query.to_wire()
+        assert cached.respond(wire, "192.0.2.1", udp=True) == fresh.respond(wire, "192.0.2.1", udp=True), name
+    assert cached.stats.cache_hits >= 5
+    mixed = dns.message.make_query("EdGe.DeV.aCcEl.ExAmPlE.nEt", "A").to_wire()
+    response = dns.message.from_wire(cached.respond(mixed, "85.214.1.1", True) or b"")
+    assert response.question[0].name.to_text() == "EdGe.DeV.aCcEl.ExAmPlE.nEt."

@@ -82,6 +82,7 @@ def locate_ip(address: str) -> str | None:
 @dataclass
 class ServerStats:
     queries: int = 0
+    cache_hits: int = 0
     answered: int = 0
     nodata: int = 0
     nxdomain: int = 0
@@ -92,6 +93,21 @@ class ServerStats:
     by_rcode: dict[str, int] = field(default_factory=dict)
 
 
+def _question_name_end(wire: bytes) -> int | None:
+    """Offset just past the first question's name, for a plain one-question query; None otherwise."""
+    if len(wire) < 17 or wire[4:6] != b"\x00\x01":
+        return None
+    pos = 12
+    while pos < len(wire):
+        length = wire[pos]
+        if length == 0:
+            return pos + 1
+        if length > 63:
+            return None  # compression or a bad label in a question: leave it to the full parser
+        pos += 1 + length
+    return None
+
+
 class DnsResponder:
     """Turns one query (wire bytes) into one response (wire bytes), or None to drop it."""
 
@@ -100,16 +116,52 @@ class DnsResponder:
         self.locate = locate
         self.local_country = local_country
         self.stats = ServerStats()
+        # Response cache for one snapshot: query bytes after the ID + transport + where the source
+        # is, -> response bytes after the ID and what kind of answer it was. Everything a response
+        # depends on is in the key, so a hit is byte-identical to recomputing it.
+        self._cache: dict[tuple[bytes, bool, str | None], tuple[bytes, str]] = {}
+        self.cache_enabled = True
+        self._kind = ""
 
     @property
     def snapshot(self) -> ZoneSnapshot:
         return self._snapshot
 
     def swap(self, snapshot: ZoneSnapshot) -> None:
-        self._snapshot = snapshot  # a single reference assignment: atomic for every reader
+        # Reference assignments: every query reads one snapshot and one cache built from it.
+        self._cache = {}
+        self._snapshot = snapshot
+
+    def respond(self, wire: bytes, source: str, udp: bool) -> bytes | None:
+        end = _question_name_end(wire) if self.cache_enabled else None
+        if end is None:
+            return self._respond(wire, source, udp)
+        # The question name is keyed lower-cased so resolvers' 0x20 case randomisation still hits;
+        # the reply then carries the query's own name bytes (same length, same offset), so the case
+        # is echoed exactly as the resolver expects.
+        cache = self._cache
+        key = (wire[2:12] + wire[12:end].lower() + wire[end:], udp, self._locate_source(source))
+        hit = cache.get(key)
+        if hit is not None:
+            self.stats.queries += 1
+            self.stats.cache_hits += 1
+            tail, kind = hit
+            setattr(self.stats, kind, getattr(self.stats, kind) + 1)
+            return wire[:2] + tail[:10] + wire[12:end] + tail[end - 2 :]
+        self._kind = "dropped"
+        reply = self._respond(wire, source, udp)
+        if reply is not None and self._kind not in ("formerr", "dropped") and reply[12:end].lower() == wire[12:end].lower():
+            if len(cache) >= CACHE_LIMIT:
+                cache.clear()
+            cache[key] = (reply[2:], self._kind)
+        return reply
+
+    def _note(self, kind: str) -> None:
+        self._kind = kind
+        setattr(self.stats, kind, getattr(self.stats, kind) + 1)
 
     # ------------------------------------------------------------------------------------------
-    def respond(self, wire: bytes, source: str, udp: bool) -> bytes | None:
+    def _respond(self, wire: bytes, source: str, udp: bool) -> bytes | None:
         self.stats.queries += 1
         snap = self._snapshot
         try:
@@ -117,18 +169,20 @@ class DnsResponder:
         except Exception:  # malformed input of any kind: never crash
             return self._formerr(wire)
         if query.flags & dns.flags.QR:
-            self.stats.dropped += 1
+            self._note("dropped")
             return None  # a response sent to us: ignore, never answer (reflection)
         response = dns.message.make_response(query, our_payload=OUR_EDNS_PAYLOAD)
         response.flags &= ~dns.flags.RA
         if query.opcode() != dns.opcode.QUERY:
+            self._note("formerr")
             return self._finish(response, dns.rcode.NOTIMP, udp, query)
         if len(query.question) != 1:
+            self._note("formerr")
             return self._finish(response, dns.rcode.FORMERR, udp, query)
         question = query.question[0]
         qname, qtype = question.name, question.rdtype
         if question.rdclass != dns.rdataclass.IN or not qname.is_subdomain(snap.origin):
-            self.stats.refused += 1
+            self._note("refused")
             return self._finish(response, dns.rcode.REFUSED, udp, query)
         response.flags |= dns.flags.AA
         country, scope = self._client_country(query, source, response)
@@ -142,13 +196,14 @@ class DnsResponder:
         if qname not in snap.names:
             if any(n.is_subdomain(qname) for n in snap.names):  # an empty non-terminal exists: NODATA
                 return self._nodata(response, snap, udp, query)
-            self.stats.nxdomain += 1
+            self._note("nxdomain")
             self._add_soa(response, snap)
             return self._finish(response, dns.rcode.NXDOMAIN, udp, query)
         if qtype == dns.rdatatype.ANY:
             # RFC 8482: a minimal answer to ANY, a synthesised HINFO.
             rr = dns.rrset.from_text(qname, snap.ttl, "IN", "HINFO", '"RFC8482" ""')
             response.answer.append(rr)
+            self._note("answered")
             return self._finish(response, dns.rcode.NOERROR, udp, query)
         rrset = self._lookup(snap, qname, qtype, country)
         if rrset is None:
@@ -156,7 +211,7 @@ class DnsResponder:
         response.answer.append(rrset)
         if qtype == dns.rdatatype.NS:
             response.additional.append(dns.rrset.from_text(snap.ns_host, snap.ttl, "IN", "A", snap.ns_address))
-        self.stats.answered += 1
+        self._note("answered")
         return self._finish(response, dns.rcode.NOERROR, udp, query)
 
     # ------------------------------------------------------------------------------------------
@@ -203,15 +258,15 @@ class DnsResponder:
         response.authority.append(self._soa(snap))
 
     def _nodata(self, response: dns.message.Message, snap: ZoneSnapshot, udp: bool, query: dns.message.Message) -> bytes | None:
-        self.stats.nodata += 1
+        self._note("nodata")
         self._add_soa(response, snap)
         return self._finish(response, dns.rcode.NOERROR, udp, query)
 
     def _formerr(self, wire: bytes) -> bytes | None:
         if len(wire) < 12:
-            self.stats.dropped += 1
+            self._note("dropped")
             return None  # not even a header: nothing to answer
-        self.stats.formerr += 1
+        self._note("formerr")
         (qid,) = struct.unpack("!H", wire[:2])
         flags = dns.flags.QR | (dns.rcode.FORMERR & 0xF)
         return struct.pack("!HHHHHH", qid, flags, 0, 0, 0, 0)
@@ -224,7 +279,9 @@ class DnsResponder:
         if udp:
             limit = max(UDP_DEFAULT_PAYLOAD, min(query.payload, OUR_EDNS_PAYLOAD)) if query.edns >= 0 else UDP_DEFAULT_PAYLOAD
         try:
-            return response.to_wire(max_size=limit)
+            # Best answer first, every time: dnspython would shuffle the rdatas (round robin), but our
+            # order is the ranking, and the capacity split already spreads load across answers.
+            return response.to_wire(max_size=limit, want_shuffle=False)
         except dns.exception.TooBig:
             # Truncate: header, question and OPT only, TC set; the client retries over TCP.
             self.stats.truncated += 1
@@ -232,7 +289,7 @@ class DnsResponder:
             response.authority.clear()
             response.additional.clear()
             response.flags |= dns.flags.TC
-            return response.to_wire(max_size=limit)
+            return response.to_wire(max_size=limit, want_shuffle=False)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

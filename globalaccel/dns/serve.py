@@ -11,9 +11,10 @@ from globalaccel.plan import compute_plan
 from globalaccel.topology import Topology
 
 
-async def _serve(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None) -> None:
+async def _serve(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None, cache: bool) -> None:
     table, _ = compute_plan(topology)
     responder = DnsResponder(snapshot_from_table(topology, table, ns_address=host), local_country=local_country)
+    responder.cache_enabled = cache
     server = EmbeddedDnsServer(responder, host, port)
     await server.start()
     print(f"serving {topology.zone} on {host}:{server.port} (UDP and TCP), table {table.content_hash[:16]}", flush=True)
@@ -32,9 +33,9 @@ async def _serve(topology: Topology, host: str, port: int, local_country: str | 
         await server.stop()
         stats = responder.stats
         print(f"stopped: {stats.queries} queries, {stats.answered} answered, {stats.nodata} NODATA, "
-              f"{stats.nxdomain} NXDOMAIN, {stats.refused} REFUSED", flush=True)
+              f"{stats.nxdomain} NXDOMAIN, {stats.refused} REFUSED, {stats.cache_hits} from cache", flush=True)
 
 
-def serve_stack(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None) -> int:
-    asyncio.run(_serve(topology, host, port, local_country, duration))
+def serve_stack(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None, cache: bool = True) -> int:
+    asyncio.run(_serve(topology, host, port, local_country, duration, cache))
     return 0
