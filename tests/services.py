@@ -139,9 +139,10 @@ class FaultProxy:
 
 
 @contextmanager
-def powerdns_server(tmp: Any) -> Iterator[tuple[int, str, str]]:
+def powerdns_server(tmp: Any, caches: bool = False) -> Iterator[tuple[int, str, str]]:
     """PowerDNS 4.7 (Debian) on loopback: gsqlite3 for our zone, geoip for countryCode(), LUA records
-    and ECS processing on, the HTTP API on. Yields (dns port, API URL, API key)."""
+    and ECS processing on, the HTTP API on. Caches off by default so a pushed table answers at once.
+    Yields (dns port, API URL, API key)."""
     import shutil as _shutil
 
     if _shutil.which("pdns_server") is None:
@@ -158,7 +159,7 @@ def powerdns_server(tmp: Any) -> Iterator[tuple[int, str, str]]:
         "local-address=127.0.0.1", f"local-port={dns_port}", "api=yes", f"api-key={key}", "webserver=yes",
         "webserver-address=127.0.0.1", f"webserver-port={api_port}", "webserver-allow-from=127.0.0.0/8",
         "daemon=no", "guardian=no", f"socket-dir={folder}", "disable-syslog=yes", "loglevel=3",
-        "query-cache-ttl=0", "cache-ttl=0", "negquery-cache-ttl=0",
+        *([] if caches else ["query-cache-ttl=0", "cache-ttl=0", "negquery-cache-ttl=0"]),
     ]) + "\n")
     log = open(folder / "pdns.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(["pdns_server", f"--config-dir={folder}"], stdout=log, stderr=subprocess.STDOUT)
