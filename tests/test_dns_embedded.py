@@ -198,3 +198,18 @@ def test_cache_hits_are_byte_identical_and_echo_0x20_case() -> None:
     mixed = dns.message.make_query("EdGe.DeV.aCcEl.ExAmPlE.nEt", "A").to_wire()
     response = dns.message.from_wire(cached.respond(mixed, "85.214.1.1", True) or b"")
     assert response.question[0].name.to_text() == "EdGe.DeV.aCcEl.ExAmPlE.nEt."
+
+
+@pytest.mark.skipif(shutil.which("dnsperf") is None, reason="dnsperf is installed by .ci/run")
+def test_dnsperf_load_is_answered_completely(server: RunningServer, tmp_path: object) -> None:
+    """A second process loads the server for 2 s over loopback: every query gets NOERROR, none is
+    lost. (How fast is a benchmark's business: benchmarks/bench_dns.py.)"""
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    queries = tmp_path / "queries.txt"
+    queries.write_text(f"{SERVICE} A\n{SERVICE} AAAA\n{DEV.zone} SOA\n")
+    out = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(server.port), "-d", str(queries), "-l", "2", "-c", "2",
+                          "-E", "8:0001100055d6"], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "Queries lost:         0 (0.00%)" in out, out
+    assert "NOERROR" in out and "SERVFAIL" not in out and "REFUSED" not in out, out
