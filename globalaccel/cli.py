@@ -58,6 +58,20 @@ def cmd_dns_serve(args: argparse.Namespace) -> int:
     return serve_stack(topology, args.host, args.port, args.local_country, args.duration, cache=not args.no_cache)
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from globalaccel.probe.up import UpOptions, up_stack
+
+    topology = load_stack(args.stack, args.stacks_dir)
+    if not args.local:
+        print("globalaccel: `up` without --local (real addresses, one prober per center reporting to the leader) is not "
+              "available yet; use --local for the emulated world", file=sys.stderr)
+        return 2
+    options = UpOptions(stacks_dir=args.stacks_dir, duration=args.duration, interval=args.interval, once=args.once, dry_run=args.dry_run,
+                        dns_host=args.dns_host, dns_port=args.dns_port, metrics_port=args.metrics_port, state_dir=args.state_dir,
+                        scenario=args.scenario, world_port=args.world_port, control_port=args.control_port)
+    return up_stack(topology, options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="globalaccel", description="Residency-constrained latency routing for a global device cloud.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     dserve.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     dserve.add_argument("--no-cache", action="store_true", help="answer every query from scratch (diagnostics, benchmarks)")
     dserve.set_defaults(func=cmd_dns_serve)
+
+    up = sub.add_parser("up", help="the main job: probe, route, serve DNS and metrics (--local: emulated world on loopback)")
+    _add_stack_args(up)
+    up.add_argument("--local", action="store_true", help="emulate every edge and center on loopback and serve DNS locally")
+    up.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    up.add_argument("--interval", type=float, default=5.0, help="seconds per probe cycle (every path once)")
+    up.add_argument("--once", action="store_true", help="one probe cycle and one routing cycle, then exit")
+    up.add_argument("--dry-run", action="store_true", help="compute and log, but do not publish to DNS")
+    up.add_argument("--dns-host", default="127.0.0.1")
+    up.add_argument("--dns-port", type=int, default=5353)
+    up.add_argument("--metrics-port", type=int, default=9464)
+    up.add_argument("--state-dir", type=Path, help="default: state/<stack>")
+    up.add_argument("--scenario", type=Path, help="YAML file of timed faults for the emulated world")
+    up.add_argument("--world-port", type=int, default=18080)
+    up.add_argument("--control-port", type=int, default=18079)
+    up.set_defaults(func=cmd_up)
     return parser
 
 

@@ -140,3 +140,15 @@ class LatencyModel:
         measured = self.center_edge_ms(now) if center_edge is None else center_edge
         excess = np.clip(measured - self.physics_center_edge, 0.0, None)
         return np.asarray(np.median(excess, axis=0), dtype=np.float64)
+
+    # Persistence of the smoothed figures only (not the sample windows): enough for a restarted loop
+    # to route on measured latencies from its first cycle instead of on physics.
+    def to_json(self) -> list[list[object]]:
+        return [[v, t, s.ewma, s.last_update] for (v, t), s in sorted(self.paths.items()) if s.ewma is not None]
+
+    def load_json(self, rows: list[list[object]]) -> None:
+        for v, t, ewma, last in rows:
+            stats = PathStats(self.topology.latency.ewma_alpha, self.topology.latency.window)
+            stats.ewma = float(ewma)  # type: ignore[arg-type]
+            stats.last_update = None if last is None else float(last)  # type: ignore[arg-type]
+            self.paths[(str(v), str(t))] = stats
