@@ -21,7 +21,7 @@ Steps, each vectorised over cells:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -171,10 +171,18 @@ def _top_k(key: NDArray[np.float64], k: int) -> NDArray[np.intp]:
     return np.take_along_axis(part, order, axis=-1)
 
 
-def _choose(best: NDArray[np.float64], allowed: NDArray[np.bool_]) -> NDArray[np.intp]:
-    """Per column, the allowed row with the smallest best cost; -1 where none is allowed. The
+def _choose(best: NDArray[np.float64], allowed: NDArray[np.bool_], prefer: NDArray[np.intp] | None = None,
+            margin: Callable[[NDArray[np.float64]], NDArray[np.float64]] | None = None) -> NDArray[np.intp]:
+    """Per column, the allowed row with the smallest best cost; -1 where none is allowed. A column's
+    preferred row (its current center) wins unless another is better by the hysteresis margin. The
     first center wins exact ties, so the choice is deterministic."""
     masked = np.where(allowed, best, np.inf)
+    if prefer is not None and margin is not None:
+        cols = np.nonzero(prefer >= 0)[0]
+        rows = prefer[cols]
+        keep = np.isfinite(masked[rows, cols])
+        cols, rows = cols[keep], rows[keep]
+        masked[rows, cols] = masked[rows, cols] - margin(masked[rows, cols])
     choice: NDArray[np.intp] = np.argmin(masked, axis=0).astype(np.intp)
     choice[~np.isfinite(masked[choice, np.arange(masked.shape[1])])] = -1
     return choice
@@ -222,7 +230,9 @@ class Router:
             allowed = np.zeros((len(self._center_ids), len(self.cells)), dtype=bool)
             for ci, center_id in enumerate(self._center_ids):
                 allowed[ci] = [center_id in eligibility[c.country].centers for c in self.cells]
-            choice, ranked_idx = self._select(latency, healthy_idx, center_edge, penalty, allowed)
+            prefer, prev_edges = self._sticky(state, healthy_idx)
+            choice, ranked_idx, ranked_cost = self._select(latency, healthy_idx, center_edge, penalty, allowed, prefer)
+            ranked_idx = self._favour_current_edges(choice, prefer, prev_edges, ranked_idx, ranked_cost)
             routable = choice >= 0
             for n in np.nonzero(routable)[0]:
                 fresh_center[n] = self._center_ids[int(choice[n])]
@@ -281,6 +291,42 @@ class Router:
             self._tree_cache = (key, cKDTree(self._edge_xyz[healthy_idx]))
         return self._tree_cache[1]
 
+    def _margin(self, cost: NDArray[np.float64]) -> NDArray[np.float64]:
+        hyst = self.settings.hysteresis
+        return np.maximum(hyst.absolute_ms, hyst.relative * cost)
+
+    def _sticky(self, state: RouterState, healthy_idx: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """Each cell's current center (-1 if none) and current edges as positions in the healthy
+        subset (-1 padded). Candidate generation favours them by the hysteresis margin, so noise
+        cannot reshuffle near-equal choices; whether to switch is then _decide's business."""
+        position = np.full(len(self._edge_ids), -1, dtype=np.intp)
+        position[healthy_idx] = np.arange(healthy_idx.size)
+        center_pos = {c: i for i, c in enumerate(self._center_ids)}
+        prefer = np.full(len(self.cells), -1, dtype=np.intp)
+        prev_edges = np.full((len(self.cells), max(1, self.settings.max_answers)), -1, dtype=np.intp)
+        for n, cell in enumerate(self.cells):
+            prev = state.cells.get(cell.id)
+            if prev is None or prev.center is None:
+                continue
+            prefer[n] = center_pos.get(prev.center, -1)
+            for j, edge in enumerate(prev.edges[: prev_edges.shape[1]]):
+                prev_edges[n, j] = position[self._edge_pos[edge]] if edge in self._edge_pos else -1
+        return prefer, prev_edges
+
+    def _favour_current_edges(self, choice: NDArray[np.intp], prefer: NDArray[np.intp], prev_edges: NDArray[np.intp],
+                              ranked: NDArray[np.intp], cost: NDArray[np.float64]) -> NDArray[np.intp]:
+        """Re-rank each cell's candidates with its current edges' costs lowered by the margin (only
+        where the center stays the same)."""
+        same = (choice >= 0) & (choice == prefer)
+        if not same.any():
+            return ranked
+        # Padding is -1 and candidate positions are >= 0, so padding never matches.
+        current = (ranked[:, :, None] == prev_edges[:, None, :]).any(axis=2) & same[:, None]
+        adjusted = cost - np.where(current, self._margin(cost), 0.0)
+        order = np.argsort(adjusted, axis=1, kind="stable")
+        reranked: NDArray[np.intp] = np.take_along_axis(ranked, order, axis=1)
+        return reranked
+
     def _select(
         self,
         latency: LatencyModel,
@@ -288,7 +334,8 @@ class Router:
         center_edge: NDArray[np.float64],
         penalty: NDArray[np.float64],
         allowed: NDArray[np.bool_],  # (C, N): may cell n use center c right now
-    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        prefer: NDArray[np.intp] | None = None,  # (N,): each cell's current center, -1 if none
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Per cell: the chosen center (-1 when no allowed center is up) and its ranked candidate edges
         (positions in the healthy subset), ordered by (cost, position).
 
@@ -299,21 +346,26 @@ class Router:
         keep = min(n_healthy, 4 * self.settings.max_answers)
         choice = np.full(n_cells, -1, dtype=np.intp)
         ranked = np.zeros((n_cells, keep), dtype=np.intp)
+        ranked_cost = np.zeros((n_cells, keep), dtype=np.float64)
+        prefer = prefer if prefer is not None else np.full(n_cells, -1, dtype=np.intp)
         rows = np.arange(n_cells)
         if n_cells * n_healthy > DENSE_LIMIT:
             width = min(n_healthy, max(64, 2 * keep))
             # Widen the nearest-edge ball only for the cells it cannot prove; whatever is still
             # unproven when the ball would cover a good part of the fleet is scored densely.
             while rows.size and width < n_healthy // 2:
-                proven, c_sel, r_sel = self._select_in_ball(rows, width, keep, healthy_idx, latency, center_edge, penalty, allowed)
+                proven, c_sel, r_sel, k_sel = self._select_in_ball(rows, width, keep, healthy_idx, latency, center_edge, penalty,
+                                                                   allowed, prefer)
                 choice[rows[proven]] = c_sel[proven]
                 ranked[rows[proven]] = r_sel[proven]
+                ranked_cost[rows[proven]] = k_sel[proven]
                 rows = rows[~proven]
                 width *= 8
         for lo in range(0, rows.size, DENSE_CHUNK):
             chunk = rows[lo : lo + DENSE_CHUNK]
-            choice[chunk], ranked[chunk] = self._select_dense(chunk, keep, healthy_idx, latency, center_edge, penalty, allowed)
-        return choice, ranked
+            choice[chunk], ranked[chunk], ranked_cost[chunk] = self._select_dense(chunk, keep, healthy_idx, latency, center_edge,
+                                                                                  penalty, allowed, prefer)
+        return choice, ranked, ranked_cost
 
     def _select_dense(
         self,
@@ -324,7 +376,8 @@ class Router:
         center_edge: NDArray[np.float64],
         penalty: NDArray[np.float64],
         allowed: NDArray[np.bool_],
-    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        prefer: NDArray[np.intp],
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Score every healthy edge for `rows`: exact for every rank."""
         cos = np.clip(self._cell_xyz[rows] @ self._edge_xyz[healthy_idx].T, -1.0, 1.0)
         client_leg = latency.physics.rtt_from_angles(np.arccos(cos)) + penalty[healthy_idx][None, :]  # (R, H)
@@ -333,13 +386,15 @@ class Router:
         best = np.full((len(self._center_ids), rows.size), np.inf)
         for ci in range(len(self._center_ids)):
             best[ci] = (key_base + center_edge[ci, healthy_idx][None, :]).min(axis=1)
-        choice = _choose(best, allowed[:, rows])
+        choice = _choose(best, allowed[:, rows], prefer[rows], self._margin)
         ranked = np.zeros((rows.size, keep), dtype=np.intp)
+        ranked_cost = np.zeros((rows.size, keep), dtype=np.float64)
         for ci in np.unique(choice[choice >= 0]):
             mine = np.nonzero(choice == ci)[0]
             key = key_base[mine] + center_edge[ci, healthy_idx][None, :]
             ranked[mine] = _top_k(key, keep)
-        return choice, ranked
+            ranked_cost[mine] = np.take_along_axis(key, ranked[mine], axis=1)
+        return choice, ranked, ranked_cost
 
     def _select_in_ball(
         self,
@@ -351,7 +406,8 @@ class Router:
         center_edge: NDArray[np.float64],
         penalty: NDArray[np.float64],
         allowed: NDArray[np.bool_],
-    ) -> tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.intp]]:
+        prefer: NDArray[np.intp],
+    ) -> tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Select among each cell's `width` nearest healthy edges; report which cells that proves."""
         chord, near = self._tree(healthy_idx).query(self._cell_xyz[rows], k=width, workers=-1)
         near = np.asarray(near, dtype=np.intp).reshape(rows.size, width)
@@ -366,17 +422,19 @@ class Router:
             best[ci] = (key_base + center_edge[ci, healthy_idx][near]).min(axis=1)
             # Every allowed center's best path must be proven, or the center choice could be wrong.
             proven &= ~allowed_rows[ci] | (best[ci] < bound[ci] - 1e-9)
-        choice = _choose(best, allowed_rows)
+        choice = _choose(best, allowed_rows, prefer[rows], self._margin)
         ranked = np.zeros((rows.size, keep), dtype=np.intp)
+        ranked_cost = np.zeros((rows.size, keep), dtype=np.float64)
         need = min(self.settings.max_answers, keep)
         for ci in np.unique(choice[choice >= 0]):
             mine = np.nonzero(choice == ci)[0]
             key = key_base[mine] + center_edge[ci, healthy_idx][near[mine]]
             order = _top_k(key, keep)
             ranked[mine] = np.take_along_axis(near[mine], order, axis=1)
-            need_key = np.take_along_axis(key, order[:, need - 1 : need], axis=1)[:, 0]
+            ranked_cost[mine] = np.take_along_axis(key, order, axis=1)
+            need_key = ranked_cost[mine, need - 1]
             proven[mine] &= need_key < bound[ci, mine] - 1e-9
-        return proven, choice, ranked
+        return proven, choice, ranked, ranked_cost
 
     def _ball_bounds(
         self,
@@ -509,7 +567,11 @@ class Router:
         if not self._still_valid(prev, elig, health):
             return fresh._replace(last_switch_at=now), REASON_BEST
         if (prev.center, prev.edges) == (fresh.center, fresh.edges):
-            return fresh._replace(last_switch_at=prev.last_switch_at), REASON_BEST
+            # Same route: keep its capacity shares. The greedy split is sensitive to rank order, and
+            # measurement noise must not churn the table (a new generation, a republish). Shares are
+            # recomputed whenever the route itself changes; overflow is always reported from the
+            # shares actually served.
+            return fresh._replace(weights=prev.weights, last_switch_at=prev.last_switch_at), REASON_BEST
         prev_cost = sum(w * c for w, c in zip(prev.weights, self._costs(pos, prev, cost_lookup, latency), strict=True))
         better = prev_cost - fresh_cost >= max(hyst.absolute_ms, hyst.relative * prev_cost)
         pending = prev.pending + 1 if better else 0

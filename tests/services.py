@@ -24,6 +24,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_service_port() -> int:
+    """A port below the kernel's ephemeral range (32768+), free on the emulated world's addresses. The
+    world listens on 127.10.x.y and 127.20.0.x; probers use those source addresses with ephemeral
+    ports, so a listener port from the ephemeral range can collide with a live probe connection."""
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        try:
+            for address in ("127.0.0.1", "127.20.0.1", "127.10.0.1"):
+                with socket.socket() as s:
+                    s.bind((address, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port in 20000-32000")
+
+
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -87,3 +87,18 @@ def test_state_round_trips_and_restart_does_not_flap() -> None:
     table, _ = Router(topo).compute(latency, now=5.0, state=restored)
     assert table.routes[CELL].edge_ids == edges
     assert table.generation == state.generation
+
+
+def test_same_route_keeps_its_shares() -> None:
+    """Noise that would only reshuffle capacity shares must not produce a new generation: a route whose
+    center and edges stay the same keeps the shares it has."""
+    _, router, latency, state, _ = setup()
+    first, state = router.compute(latency, now=1.0, state=state)
+    nudged = RouterState(state.generation, state.content_hash, {
+        cid: cs._replace(weights=tuple(w + (0.01 if i == 0 else -0.01 / max(1, len(cs.weights) - 1)) for i, w in enumerate(cs.weights)))
+        if len(cs.weights) > 1 else cs
+        for cid, cs in state.cells.items()
+    })
+    again, _ = router.compute(latency, now=2.0, state=nudged)
+    assert again.routes[CELL].edge_ids == first.routes[CELL].edge_ids
+    assert [a.weight for a in again.routes[CELL].answers] == list(nudged.cells[CELL].weights)  # kept, not recomputed

@@ -153,9 +153,9 @@ def test_tree_search_equals_full_search_even_with_colocated_edges(seed: int, cop
     saved = routing.DENSE_LIMIT
     try:
         routing.DENSE_LIMIT = 0
-        tree_choice, tree_ranked = Router(topo)._select(latency, healthy, center_edge, penalty, allowed)
+        tree_choice, tree_ranked, _ = Router(topo)._select(latency, healthy, center_edge, penalty, allowed)
         routing.DENSE_LIMIT = 10**12
-        full_choice, full_ranked = Router(topo)._select(latency, healthy, center_edge, penalty, allowed)
+        full_choice, full_ranked, _ = Router(topo)._select(latency, healthy, center_edge, penalty, allowed)
     finally:
         routing.DENSE_LIMIT = saved
     assert np.array_equal(tree_choice, full_choice)

@@ -74,7 +74,8 @@ class ControlLoop:
         self.store = StateStore(state_dir)
         self.log = DecisionLog(state_dir / "decisions.jsonl")
         self.region = {e.id: topology.countries[e.country].continent if e.country in topology.countries else "??" for e in topology.edges}
-        self._published = False  # whether the current table reached the backend
+        self._published = False  # whether the current table reached the backend (never, in a new process)
+        self._last_hash = ""  # the last table logged; restored from state so a restart logs nothing new
         self.restored = self._restore()
         self.metrics.up_time.set(self.clock())
 
@@ -93,14 +94,14 @@ class ControlLoop:
         now = self.clock() if now is None else now
         verdict = self.health.evaluate(now)
         health = Health(verdict.edges, verdict.centers)
-        previous = self.table
+        before = self.router_state.cells  # per-cell routes as last computed (restored after a restart)
         table, state = self.router.compute(self.latency, health, now, self.router_state)
         violations = verify_table(table, self.topology, health)
         residency = [v for v in violations if v.kind == "residency"]
         changed = [cid for cid, r in table.routes.items()
-                   if previous is None or previous.routes.get(cid) is None
-                   or (previous.routes[cid].center, previous.routes[cid].edge_ids) != (r.center, r.edge_ids)]
-        if previous is None or table.content_hash != previous.content_hash:
+                   if cid not in before or (before[cid].center, before[cid].edges) != (r.center, r.edge_ids)]
+        table_changed = table.content_hash != self._last_hash
+        if table_changed:
             self.log.append({
                 "generation": table.generation, "time": round(now, 3), "table_hash": table.content_hash, "stack": self.topology.stack,
                 "reasons": {"health": {t: list(c) for t, c in sorted(verdict.changed.items())}, "cells": sorted(changed)[:500]},
@@ -112,7 +113,7 @@ class ControlLoop:
         published, error = False, None
         if residency:
             error = f"refusing to publish: {len(residency)} residency violations"  # never serve a table that breaks residency
-        elif leader and not self.dry_run and (previous is None or table.content_hash != previous.content_hash or not self._published):
+        elif leader and not self.dry_run and (table_changed or not self._published):
             apply_start = time.perf_counter()
             try:
                 result = self.sink.publish(table)
@@ -122,7 +123,8 @@ class ControlLoop:
                 error = f"{self.sink.name}: {exc}"
                 self.metrics.dns_errors.labels(self.sink.name).inc()
             self.metrics.dns_apply.labels(self.sink.name).observe(time.perf_counter() - apply_start)
-        self._published = published or (self._published and previous is not None and table.content_hash == previous.content_hash)
+        self._published = published or (self._published and not table_changed)
+        self._last_hash = table.content_hash
         self.table, self.router_state = table, state
         self._save(now)
         report = CycleReport(table.generation, table.content_hash, changed, len(health.edges), len(health.centers), table.fail_closed(),
@@ -142,6 +144,7 @@ class ControlLoop:
         if not data or data.get("stack") != self.topology.stack:
             return False
         self.router_state = RouterState.from_json(data["router"])
+        self._last_hash = data.get("table_hash") or ""
         self.health.load_json(data["health"])
         self.latency.load_json(data.get("latency", []))
         return True

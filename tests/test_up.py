@@ -1,0 +1,218 @@
+"""`globalaccel up --stack dev --local` end to end: a real process with the emulated world, probers,
+loop, embedded DNS and metrics, driven through its fault API and queried with dnspython."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dns.edns
+import dns.message
+import dns.query
+import pytest
+
+from globalaccel.probe.decisionlog import verify_chain
+from globalaccel.topology import load_stack
+from tests.conftest import ROOT, STACKS
+from tests.services import free_port, free_service_port
+from tests.test_dns_embedded import NETWORKS
+
+DEV = load_stack("dev", STACKS)
+CLI = str(ROOT / ".venv" / "bin" / "globalaccel")
+
+
+class UpProcess:
+    def __init__(self, state_dir: Path, interval: float = 1.0) -> None:
+        self.dns_port, self.metrics_port = free_port(), free_port()
+        self.world_port, self.control_port = free_service_port(), free_port()
+        self.state_dir = state_dir
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [CLI, "up", "--stack", "dev", "--local", "--interval", str(interval), "--dns-port", str(self.dns_port),
+             "--metrics-port", str(self.metrics_port), "--world-port", str(self.world_port), "--control-port", str(self.control_port),
+             "--state-dir", str(state_dir)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 40.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"up exited early ({self.proc.returncode}):\n" + "\n".join(self.lines[-30:]))
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(self.lines[-15:]))
+
+    def cycles(self) -> int:
+        return sum(1 for line in self.lines if line.startswith("cycle "))
+
+    def last_status(self) -> dict[str, int]:
+        line = next(line for line in reversed(self.lines) if line.startswith("cycle "))
+        edges = re.search(r"edges (\d+)/", line)
+        centers = re.search(r"centers (\d+)/", line)
+        assert edges and centers
+        return {"edges": int(edges.group(1)), "centers": int(centers.group(1))}
+
+    def fault(self, *faults: dict[str, object]) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}/faults", data=json.dumps(list(faults)).encode(),
+                                         method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+
+    def answers(self, country: str) -> set[str]:
+        address, prefix = NETWORKS[country].split("/")
+        query = dns.message.make_query(DEV.service_name, "A", use_edns=0, options=[dns.edns.ECSOption(address, int(prefix))])
+        response = dns.query.udp(query, "127.0.0.1", port=self.dns_port, timeout=3)
+        return {rr.address for rrset in response.answer for rr in rrset}
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        self.reader.join(5)
+        return code
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[UpProcess]:
+    running = UpProcess(tmp_path / "state")
+    try:
+        running.wait_for(lambda: running.cycles() >= 1, what="the first cycle")
+        yield running
+    finally:
+        running.stop()
+
+
+def last_routes(state_dir: Path) -> dict[str, dict[str, object]]:
+    """Latest route of every cell, replayed from the decision log (each entry holds changed cells)."""
+    entries, problems = verify_chain(state_dir / "decisions.jsonl")
+    assert problems == []
+    routes: dict[str, dict[str, object]] = {}
+    for entry in entries:
+        routes.update(entry["routes"])
+    return routes
+
+
+def edge_addresses(ids: object) -> set[str]:
+    assert isinstance(ids, list)
+    return {DEV.edge_by_id[e].address for e in ids}
+
+
+def test_serves_measured_answers_and_metrics(up: UpProcess) -> None:
+    routes = last_routes(up.state_dir)
+    for country in ("DE", "US", "GB", "IN"):
+        assert up.answers(country) == edge_addresses(routes[country]["edges"]), country
+        assert DEV.residency.allows(country, str(routes[country]["center"]))
+    assert up.answers("RU") == set()  # strict, no center: fail closed
+    with urllib.request.urlopen(f"http://127.0.0.1:{up.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert 'globalaccel_edge_up{edge="de-berlin-1"' in text and "globalaccel_residency_violations 0.0" in text
+    assert re.search(r'globalaccel_probes_total\{result="ok",vantage="eu-central-1"\} [1-9]', text)
+    assert up.last_status() == {"edges": 40, "centers": 4}
+
+
+def test_center_failover_keeps_residency_and_edge_kill_removes_answers(up: UpProcess) -> None:
+    cycles = up.cycles()
+    up.fault({"kind": "center_down", "target": "eu-central-1"})
+    up.wait_for(lambda: up.cycles() > cycles and up.last_status()["centers"] == 3, what="eu-central-1 drained")
+    routes = last_routes(up.state_dir)
+    de, gb = routes["DE"], routes["GB"]
+    assert de["center"] == "us-east-1" and gb["center"] == "us-east-1"  # the other allowed center for GDPR / UK GDPR
+    assert up.answers("DE") == edge_addresses(de["edges"]) != set()
+    for cell, route in routes.items():
+        if route["center"] is not None:
+            assert DEV.residency.allows(cell, str(route["center"])), cell
+            assert route["center"] != "eu-central-1"
+    victim = next(iter(de["edges"]))  # type: ignore[call-overload]
+    up.fault({"kind": "edge_down", "target": victim})
+    victim_address = DEV.edge_by_id[victim].address
+    up.wait_for(lambda: victim_address not in up.answers("DE"), what="the killed edge to leave DE's answer")
+    assert up.answers("DE")
+
+
+def test_gulf_fails_closed_when_its_only_center_is_down(up: UpProcess) -> None:
+    up.fault({"kind": "center_down", "target": "me-central-1"})
+    up.wait_for(lambda: up.last_status()["centers"] == 3, what="me-central-1 drained")
+    routes = last_routes(up.state_dir)
+    assert routes["SA"]["center"] is None and routes["AE"]["center"] is None  # strict [me-central-1]
+
+
+def test_one_cut_off_vantage_drains_nothing(up: UpProcess) -> None:
+    """us-east-1's prober reaches nothing (a partition on its side): every one of its paths is down,
+    but it is one vantage of four, so no edge and no center may change health."""
+    entries_before = len(verify_chain(up.state_dir / "decisions.jsonl")[0])
+    up.fault({"kind": "cut_vantage", "target": "us-east-1"})
+    start = up.cycles()
+    up.wait_for(lambda: up.cycles() >= start + 5, what="five cycles with us-east-1 cut off")
+    assert up.last_status() == {"edges": 40, "centers": 4}
+    entries, problems = verify_chain(up.state_dir / "decisions.jsonl")
+    assert problems == []
+    assert all(entry["reasons"]["health"] == {} for entry in entries[entries_before:])
+
+
+def settled(up: UpProcess, quiet_cycles: int = 4) -> Callable[[], bool]:
+    """True once the table has not changed for `quiet_cycles` cycles (measurements converged)."""
+    marks: dict[int, int] = {}
+
+    def check() -> bool:
+        path = up.state_dir / "decisions.jsonl"
+        if not path.exists():
+            return False
+        marks[up.cycles()] = len(path.read_text().splitlines())
+        now = up.cycles()
+        return now > quiet_cycles and now - quiet_cycles in marks and marks[now - quiet_cycles] == marks[now]
+
+    return check
+
+
+def test_restart_restores_state_and_does_not_flap(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = UpProcess(state)
+    first.wait_for(settled(first), timeout=90, what="a settled table")
+    answers = first.answers("DE")
+    assert first.stop() == 0
+    assert any(line.startswith("stopped after") for line in first.lines)  # SIGTERM: a clean exit
+    entries_before = len(verify_chain(state / "decisions.jsonl")[0])
+    second = UpProcess(state)
+    try:
+        second.wait_for(lambda: any("restored state" in line for line in second.lines), what="restored state")
+        assert second.answers("DE") == answers  # served at once from the restored view, before any probe
+        second.wait_for(lambda: second.cycles() >= 5, what="five cycles after restart")
+        assert second.answers("DE") == answers
+        entries, problems = verify_chain(state / "decisions.jsonl")
+        assert problems == [] and len(entries) == entries_before  # no table change at all: nothing flapped
+    finally:
+        second.stop()
+
+
+def test_second_instance_is_not_leader(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    leader = UpProcess(state)
+    try:
+        leader.wait_for(lambda: leader.cycles() >= 1, what="leader cycle")
+        standby = UpProcess(state)
+        try:
+            standby.wait_for(lambda: standby.cycles() >= 2, what="standby cycles")
+            with urllib.request.urlopen(f"http://127.0.0.1:{standby.metrics_port}/metrics", timeout=5) as response:
+                assert "globalaccel_leader 0.0" in response.read().decode()
+            assert standby.answers("DE") == set()  # a standby publishes nothing
+        finally:
+            standby.stop()
+    finally:
+        leader.stop()
+    assert os.path.exists(state / "leader.lock")
