@@ -59,17 +59,32 @@ def cmd_dns_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from globalaccel.probe.up import UpOptions, up_stack
+    from globalaccel.probe.up import UpConfigError, UpOptions, up_stack
 
     topology = load_stack(args.stack, args.stacks_dir)
-    if not args.local:
-        print("globalaccel: `up` without --local (real addresses, one prober per center reporting to the leader) is not "
-              "available yet; use --local for the emulated world", file=sys.stderr)
+    peers: dict[str, str] = {}
+    for item in args.peer or []:
+        center, sep, url = item.partition("=")
+        if not sep or not url:
+            print(f"globalaccel: --peer takes CENTER=URL, got {item!r}", file=sys.stderr)
+            return 2
+        peers[center] = url
+    if not args.local and args.vantage is None:
+        print("globalaccel: without --local, name this prober's center with --vantage (and its peers with --peer CENTER=URL)",
+              file=sys.stderr)
         return 2
-    options = UpOptions(stacks_dir=args.stacks_dir, duration=args.duration, interval=args.interval, once=args.once, dry_run=args.dry_run,
-                        dns_host=args.dns_host, dns_port=args.dns_port, metrics_port=args.metrics_port, state_dir=args.state_dir,
-                        scenario=args.scenario, world_port=args.world_port, control_port=args.control_port)
-    return up_stack(topology, options)
+    options = UpOptions(stacks_dir=args.stacks_dir, local=args.local, duration=args.duration, interval=args.interval, once=args.once,
+                        dry_run=args.dry_run, dns_host=args.dns_host, dns_port=args.dns_port, metrics_port=args.metrics_port,
+                        state_dir=args.state_dir, scenario=args.scenario, world_port=args.world_port, control_port=args.control_port,
+                        vantage=args.vantage, source_address=args.source_address, peers=peers,
+                        measurements_host=args.measurements_host, measurements_port=args.measurements_port, backend=args.backend,
+                        endpoint_url=args.endpoint_url, create_zone=args.create_zone, lease=args.lease,
+                        lease_namespace=args.lease_namespace, lease_name=args.lease_name, identity=args.identity)
+    try:
+        return up_stack(topology, options)
+    except UpConfigError as exc:
+        print(f"globalaccel: {exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--scenario", type=Path, help="YAML file of timed faults for the emulated world")
     up.add_argument("--world-port", type=int, default=18080)
     up.add_argument("--control-port", type=int, default=18079)
+    real = up.add_argument_group("without --local: this process probes from one center; the lease holder publishes")
+    real.add_argument("--vantage", help="the center this prober runs in")
+    real.add_argument("--source-address", help="local address to probe from (default: any)")
+    real.add_argument("--peer", action="append", metavar="CENTER=URL", help="another center's prober results endpoint (repeat)")
+    real.add_argument("--measurements-host", default="127.0.0.1", help="address to serve this prober's results on")
+    real.add_argument("--measurements-port", type=int, help="port to serve this prober's results on (for peers)")
+    real.add_argument("--backend", choices=("embedded", "route53", "powerdns"), default="embedded")
+    real.add_argument("--endpoint-url", help="DNS API endpoint (Route 53 / moto, or the PowerDNS API)")
+    real.add_argument("--create-zone", action="store_true")
+    real.add_argument("--lease", choices=("file", "kubernetes"), default="file", help="leader election (kubernetes: in-cluster Lease)")
+    real.add_argument("--lease-namespace", default="globalaccel")
+    real.add_argument("--lease-name", default="globalaccel-loop")
+    real.add_argument("--identity", help="lease holder identity (default: host name)")
     up.set_defaults(func=cmd_up)
     return parser
 

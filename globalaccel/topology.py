@@ -98,6 +98,14 @@ class LatencySettings:
 
 
 @dataclass(frozen=True)
+class ProbeSettings:
+    """How the probe loop reaches real edges and centers (the emulated world ignores this)."""
+
+    port: int = 443
+    kind: str = "tcp"  # tcp: handshake time; http: time to a 2xx status line from GET /healthz
+
+
+@dataclass(frozen=True)
 class Topology:
     stack: str
     zone: str  # DNS zone the controller owns
@@ -111,6 +119,7 @@ class Topology:
     latency: LatencySettings
     source_files: tuple[str, ...]
     raw_config: Mapping[str, Any]  # every stack config key, plain, for the IaC program
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
 
     @cached_property
     def center_by_id(self) -> dict[str, Center]:
@@ -340,6 +349,23 @@ def _parse_latency(node: Located | None, file: Path, problems: ProblemCollector)
     return LatencySettings(**_settings_values(node, _LATENCY_FIELDS, set(), file, key, problems))
 
 
+def _parse_probe(node: Located | None, file: Path, problems: ProblemCollector) -> ProbeSettings:
+    key = f"config.{NAMESPACE}:probe"
+    if node is None:
+        return ProbeSettings()
+    if not isinstance(node.value, dict):
+        problems.add(file, node.line, key, "must be a mapping")
+        return ProbeSettings()
+    _reject_unknown(node, {"port", "kind"}, file, key, problems)
+    port = _number(node.get("port"), file, f"{key}.port", problems, lo=1, hi=65535, default=443, integer=True)
+    kind_node = node.get("kind")
+    kind = "tcp" if kind_node is None else kind_node.value
+    if kind not in ("tcp", "http"):
+        problems.add(file, kind_node.line if kind_node else node.line, f"{key}.kind", f"must be tcp or http; got {kind!r}")
+        kind = "tcp"
+    return ProbeSettings(int(port or 443), str(kind))
+
+
 def _reject_unknown(node: Located, allowed: set[str], file: Path, key: str, problems: ProblemCollector) -> None:
     for name in sorted(set(node.value) - allowed):
         problems.add(file, node.value[name].line, f"{key}.{name}", f"unknown field; expected one of {', '.join(sorted(allowed))}")
@@ -372,6 +398,7 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
     centers = _parse_centers(key("centers"), file, problems)
     routing = _parse_routing(key("routing"), file, problems)
     latency = _parse_latency(key("latency"), file, problems)
+    probe = _parse_probe(key("probe"), file, problems)
     paths: dict[str, Path] = {}
     for name in ("countries", "edgeCatalog", "residency"):
         text = _text(key(name), file, f"config.{NAMESPACE}:{name}", problems, config.line)
@@ -398,4 +425,5 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
         latency=latency,
         source_files=(str(file), *(str(p) for p in paths.values())),
         raw_config=config.plain(),
+        probe=probe,
     )

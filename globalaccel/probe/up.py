@@ -10,17 +10,19 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from prometheus_client import start_http_server
 
 from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, ZoneSnapshot
-from globalaccel.probe.loop import ControlLoop, CycleReport
+from globalaccel.probe.loop import ControlLoop, CycleReport, Lease
 from globalaccel.probe.metrics import LoopMetrics
+from globalaccel.probe.peers import PeerPuller, ResultBuffer, serve_results
 from globalaccel.probe.prober import ProbePath, Prober
-from globalaccel.probe.sinks import EmbeddedSink
+from globalaccel.probe.sinks import EmbeddedSink, PowerDnsSink, Route53Sink, TableSink
 from globalaccel.probe.state import FileLease
 from globalaccel.probe.world import center_address, edge_address
 from globalaccel.topology import Topology
@@ -29,6 +31,7 @@ from globalaccel.topology import Topology
 @dataclass
 class UpOptions:
     stacks_dir: Path
+    local: bool = True
     duration: float | None = None
     interval: float = 5.0
     once: bool = False
@@ -41,6 +44,19 @@ class UpOptions:
     world_port: int = 18080
     control_port: int = 18079
     probe_timeout: float = 2.0
+    # Without --local: this process is the prober of one center, and maybe the leader.
+    vantage: str | None = None
+    source_address: str | None = None
+    peers: dict[str, str] = field(default_factory=dict)  # center -> base URL of its prober's /measurements
+    measurements_host: str = "127.0.0.1"
+    measurements_port: int | None = None
+    backend: str = "embedded"
+    endpoint_url: str | None = None
+    create_zone: bool = False
+    lease: str = "file"
+    lease_namespace: str = "globalaccel"
+    lease_name: str = "globalaccel-loop"
+    identity: str | None = None
 
 
 def emulated_paths(topology: Topology, port: int) -> list[ProbePath]:
@@ -52,6 +68,66 @@ def emulated_paths(topology: Topology, port: int) -> list[ProbePath]:
         paths.extend(ProbePath(center.id, source, other.id, center_address(k), port)
                      for k, other in enumerate(topology.centers) if k != j)
     return paths
+
+
+def real_paths(topology: Topology, vantage: str, source: str | None) -> list[ProbePath]:
+    """One center's view: its prober probes every edge and every other center at their catalog addresses."""
+    port = topology.probe.port
+    paths = [ProbePath(vantage, source, edge.id, edge.address, port) for edge in topology.edges]
+    paths += [ProbePath(vantage, source, c.id, c.address, port) for c in topology.centers if c.id != vantage]
+    return paths
+
+
+class UpConfigError(ValueError):
+    pass
+
+
+def check_options(topology: Topology, options: UpOptions) -> None:
+    if options.local:
+        return
+    centers = set(topology.center_ids)
+    if options.vantage not in centers:
+        raise UpConfigError(f"--vantage must name this prober's center, one of {', '.join(topology.center_ids)}")
+    for center in options.peers:
+        if center not in centers or center == options.vantage:
+            raise UpConfigError(f"--peer {center}=...: must be another center of the stack")
+    if options.backend not in ("embedded", "route53", "powerdns"):
+        raise UpConfigError("--backend must be embedded, route53 or powerdns")
+    if options.backend == "powerdns" and not options.endpoint_url:
+        raise UpConfigError("--backend powerdns needs --endpoint-url (and PDNS_API_KEY)")
+
+
+def make_sink(topology: Topology, options: UpOptions, responder: DnsResponder) -> TableSink:
+    if options.local or options.backend == "embedded":
+        return EmbeddedSink(topology, responder)
+    if options.backend == "route53":
+        from globalaccel.dns.commands import find_zone, route53_client
+        from globalaccel.dns.route53 import Route53Provider
+        from globalaccel.dns.route53_compile import layout_for
+
+        client = route53_client(options.endpoint_url)
+        return Route53Sink(topology, Route53Provider(client, find_zone(client, topology.zone, options.create_zone), layout_for(topology)))
+    import os
+
+    from globalaccel.dns.powerdns import PowerDnsProvider
+    from globalaccel.dns.powerdns import layout_for as pdns_layout
+
+    key = os.environ.get("PDNS_API_KEY")
+    if not key:
+        raise UpConfigError("--backend powerdns needs PDNS_API_KEY in the environment")
+    provider = PowerDnsProvider(str(options.endpoint_url), key, pdns_layout(topology))
+    provider.ensure_zone()
+    return PowerDnsSink(topology, provider)
+
+
+def make_lease(options: UpOptions, state_dir: Path) -> Lease:
+    if options.lease == "kubernetes":
+        import socket
+
+        from globalaccel.probe.lease import KubernetesLease
+
+        return KubernetesLease.in_cluster(options.lease_namespace, options.lease_name, options.identity or socket.gethostname())
+    return FileLease(state_dir)
 
 
 def start_world(topology: Topology, options: UpOptions) -> subprocess.Popen[str]:
@@ -84,27 +160,55 @@ def status_line(cycle: int, report: CycleReport, probes_per_s: float, total_edge
 
 
 async def run_up(topology: Topology, options: UpOptions, out: IO[str] = sys.stdout) -> int:
+    check_options(topology, options)
     state_dir = options.state_dir or Path("state") / topology.stack
     metrics = LoopMetrics()
     responder = DnsResponder(empty_snapshot(topology, options.dns_host))  # fail closed until the first measured table
-    loop = ControlLoop(topology, EmbeddedSink(topology, responder), state_dir, FileLease(state_dir), metrics, dry_run=options.dry_run)
-    world = start_world(topology, options)
+    loop = ControlLoop(topology, make_sink(topology, options, responder), state_dir, make_lease(options, state_dir), metrics,
+                       dry_run=options.dry_run)
+    world = start_world(topology, options) if options.local else None
+    serve_dns = options.local or options.backend == "embedded"
     server = EmbeddedDnsServer(responder, options.dns_host, options.dns_port)
-    http_server = None
+    http_server = results_server = None
+    peers = [PeerPuller(center, url) for center, url in sorted(options.peers.items())]
     try:
-        await server.start()
+        if serve_dns:
+            await server.start()
         http_server, _thread = start_http_server(options.metrics_port, addr="127.0.0.1", registry=metrics.registry)
         metrics_port = http_server.server_port
-        paths = emulated_paths(topology, options.world_port)
-        prober = Prober(paths, loop.record, interval=options.interval, timeout=min(options.probe_timeout, options.interval))
+        sink: Callable[[ProbePath, float | None, float], None] = loop.record
+        if options.local:
+            paths = emulated_paths(topology, options.world_port)
+        else:
+            assert options.vantage is not None
+            paths = real_paths(topology, options.vantage, options.source_address)
+            buffer = ResultBuffer(options.vantage)
+
+            def record_and_share(path: ProbePath, rtt: float | None, now: float) -> None:
+                loop.record(path, rtt, now)
+                buffer.add(path.target, rtt, now)
+
+            sink = record_and_share
+
+            if options.measurements_port is not None:
+                results_server = serve_results(buffer, options.measurements_host, options.measurements_port)
+        kind = "http" if options.local else topology.probe.kind
+        prober = Prober(paths, sink, interval=options.interval, timeout=min(options.probe_timeout, options.interval), kind=kind)
+        where = ("EMULATED world on loopback" if options.local
+                 else f"vantage {options.vantage}, {len(peers)} peers, backend {options.backend}")
         print(f"globalaccel up: stack {topology.stack}, {len(topology.centers)} centers, {len(topology.edges)} edges "
-              f"(EMULATED world on loopback, {len(paths)} probe paths every {options.interval:g} s"
+              f"({where}, {len(paths)} probe paths every {options.interval:g} s"
               f"{', dry run' if options.dry_run else ''})", file=out, flush=True)
-        print(f"  DNS      {options.dns_host}:{server.port}   dig @{options.dns_host} -p {server.port} {topology.service_name} A "
-              f"+subnet=85.214.0.0/16", file=out, flush=True)
+        if serve_dns:
+            print(f"  DNS      {options.dns_host}:{server.port}   dig @{options.dns_host} -p {server.port} {topology.service_name} A "
+                  f"+subnet=85.214.0.0/16", file=out, flush=True)
         print(f"  metrics  http://127.0.0.1:{metrics_port}/metrics", file=out, flush=True)
-        fault = json.dumps({"kind": "center_down", "target": "eu-central-1"})
-        print(f"  faults   curl -s -XPOST 127.0.0.1:{options.control_port}/faults -d '{fault}'", file=out, flush=True)
+        if results_server is not None:
+            results_url = f"http://{options.measurements_host}:{results_server.server_port}/measurements"
+            print(f"  results  {results_url} (for peers)", file=out, flush=True)
+        if options.local:
+            fault = json.dumps({"kind": "center_down", "target": "eu-central-1"})
+            print(f"  faults   curl -s -XPOST 127.0.0.1:{options.control_port}/faults -d '{fault}'", file=out, flush=True)
         print(f"  state    {state_dir} (decision log: {state_dir / 'decisions.jsonl'})", file=out, flush=True)
         if loop.restored:
             report = loop.cycle()  # serve the persisted view at once: a restart neither flaps nor starts empty
@@ -128,6 +232,10 @@ async def run_up(topology: Topology, options: UpOptions, out: IO[str] = sys.stdo
                 with contextlib.suppress(asyncio.CancelledError):
                     await probing
                 break
+            for peer in peers:  # the other centers' results: fetched off the event loop, fed on it
+                data = await asyncio.to_thread(peer.fetch)
+                if data is not None:
+                    peer.feed(data, loop.record)
             report = loop.cycle()  # evaluation and apply run to completion even if a signal arrives now
             cycle += 1
             rate = (prober.sent - sent_before) / max(1e-9, time.monotonic() - t0)
@@ -144,9 +252,12 @@ async def run_up(topology: Topology, options: UpOptions, out: IO[str] = sys.stdo
         await server.stop()
         if http_server is not None:
             http_server.shutdown()
-        world.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            world.wait(10)
+        if results_server is not None:
+            results_server.shutdown()
+        if world is not None:
+            world.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                world.wait(10)
         loop.lease.release()
 
 
