@@ -216,3 +216,34 @@ def test_second_instance_is_not_leader(tmp_path: Path) -> None:
     finally:
         leader.stop()
     assert os.path.exists(state / "leader.lock")
+
+
+def test_once_dry_run_exits_after_one_cycle_without_publishing(tmp_path: Path) -> None:
+    ports = [free_port(), free_port(), free_service_port(), free_port()]
+    result = subprocess.run([CLI, "up", "--stack", "dev", "--local", "--once", "--dry-run", "--interval", "1", "--dns-port", str(ports[0]),
+                             "--metrics-port", str(ports[1]), "--world-port", str(ports[2]), "--control-port", str(ports[3]),
+                             "--state-dir", str(tmp_path / "state")], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "stopped after 1 cycles" in result.stdout and "dry run" in result.stdout
+    entries, problems = verify_chain(tmp_path / "state" / "decisions.jsonl")
+    assert problems == [] and len(entries) == 1  # computed and logged, but nothing was published
+
+
+def test_scenario_file_drives_faults_and_bad_scenarios_are_named(tmp_path: Path) -> None:
+    from globalaccel.probe.world import Faults, load_scenario
+
+    good = tmp_path / "scenario.yaml"
+    good.write_text("faults:\n  - {at: 0, kind: edge_down, target: de-berlin-1}\n  - {at: 5, kind: clear}\n")
+    events = load_scenario(good)
+    assert [at for at, _ in events] == [0.0, 5.0]
+    faults = Faults()
+    faults.apply(events[0][1])
+    assert faults.down == {"de-berlin-1"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("faults:\n  - {at: 1, kind: meteor, target: x}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: faults\[0\]: needs 'at' \(seconds\) and a 'kind'"):
+        load_scenario(bad)
+    with pytest.raises(ValueError, match="unknown fault kind 'meteor'"):
+        faults.apply({"kind": "meteor"})
+    with pytest.raises(ValueError, match="needs a 'target'"):
+        faults.apply({"kind": "edge_down"})
