@@ -26,9 +26,10 @@ BUDGET = 50_000
 def main() -> None:
     metrics_port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen([str(ROOT / ".venv/bin/globalaccel"), "up", "--stack", "prod", "--local", "--duration", "60",
-                                 "--dns-port", str(free_port()), "--metrics-port", str(metrics_port), "--world-port", str(free_service_port()),
-                                 "--control-port", str(free_port()), "--state-dir", tmp], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        cmd = [str(ROOT / ".venv/bin/globalaccel"), "up", "--stack", "prod", "--local", "--duration", "60", "--dns-port", str(free_port()),
+               "--metrics-port", str(metrics_port), "--world-port", str(free_service_port()), "--control-port", str(free_port()),
+               "--state-dir", tmp]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         lines: list[str] = []
         threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True).start()
         try:

@@ -78,6 +78,12 @@ class ControlLoop:
         self._last_hash = ""  # the last table logged; restored from state so a restart logs nothing new
         self.restored = self._restore()
         self.metrics.up_time.set(self.clock())
+        for edge in topology.edges:
+            self.metrics.edge_info.labels(edge.id, self.region[edge.id], edge.country, f"{edge.lat:.4f}", f"{edge.lon:.4f}").set(1)
+        # Create the per-backend series now, so dashboards and alerts see zeros rather than nothing.
+        self.metrics.dns_errors.labels(sink.name)
+        self.metrics.dns_requests.labels(sink.name)
+        self.metrics.dns_apply.labels(sink.name)
 
     # ---- inputs -----------------------------------------------------------------------------------
     def record(self, path: ProbePath, rtt_ms: float | None, now: float) -> None:
@@ -158,7 +164,7 @@ class ControlLoop:
         for i, edge in enumerate(self.topology.edges):
             region = self.region[edge.id]
             m.edge_up.labels(edge.id, region).set(1.0 if states.get(edge.id) == "up" else 0.0)
-            m.edge_rtt.labels(edge.id, region).set(float(best[i]))
+            m.edge_rtt.labels(edge.id, region).set(float(best[i]) / 1000.0)
         for center in self.topology.center_ids:
             m.center_up.labels(center).set(1.0 if states.get(center) == "up" else 0.0)
         for target, (_, after) in report.health_changes.items():

@@ -1,8 +1,8 @@
 """Prometheus metrics of the probe loop, in a private registry (one per loop, as client_python advises).
 
-Series budget (see monitoring/README.md): per-edge gauges are the only per-edge series (2 per edge:
-6,400 for prod); RTT histograms are aggregated by vantage center x edge region (continent), so prod
-stays near 8,000 series against a budget of 50,000.
+Series budget (see monitoring/README.md): per-edge gauges are the only per-edge series (3 per edge:
+9,600 for prod); RTT histograms are aggregated by vantage center x edge region (continent), so prod
+stays near 10,000 series against a budget of 50,000.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class LoopMetrics:
         self.probe_rtt = Histogram("globalaccel_probe_rtt_seconds", "Probe round-trip time by vantage center and target region",
                                    ["vantage", "region"], buckets=RTT_BUCKETS, registry=r)
         self.probes = Counter("globalaccel_probes_total", "Probes sent, by vantage center and result", ["vantage", "result"], registry=r)
-        self.edge_rtt = Gauge("globalaccel_edge_rtt_milliseconds", "Current RTT to an edge (EWMA, best vantage)",
+        self.edge_rtt = Gauge("globalaccel_edge_rtt_seconds", "Current RTT to an edge (EWMA, best vantage)",
                               ["edge", "region"], registry=r)
         self.edge_up = Gauge("globalaccel_edge_up", "1 when the edge is healthy (quorum of vantages), else 0",
                              ["edge", "region"], registry=r)
@@ -49,6 +49,8 @@ class LoopMetrics:
         self.dns_requests = Counter("globalaccel_dns_api_requests_total", "DNS API change requests made", ["backend"], registry=r)
         self.api_budget = Gauge("globalaccel_dns_api_budget_remaining", "Tokens left in the DNS API budget buckets", ["backend", "bucket"],
                                 registry=r)
+        self.edge_info = Gauge("globalaccel_edge_info", "1 per edge, carrying where it is (for maps)",
+                               ["edge", "region", "country", "lat", "lon"], registry=r)
         self.up_time = Gauge("globalaccel_loop_start_timestamp_seconds", "When this loop started", registry=r)
 
     def series_count(self) -> int:
