@@ -87,6 +87,30 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 2
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from globalaccel.audit.report import to_html, to_markdown, write_all
+    from globalaccel.audit.run import AuditCannotRun, AuditOptions, run_audit
+
+    try:
+        topology = load_stack(args.stack, args.stacks_dir)
+        options = AuditOptions(source=args.source, endpoint_url=args.endpoint_url, dns=args.dns, state_dir=args.state_dir,
+                               what_if=args.what_if, s3_endpoint_url=args.s3_endpoint_url, check_s3=args.s3, manifests=args.manifests)
+        report = run_audit(topology, options)
+    except (AuditCannotRun, ConfigError) as exc:
+        print(f"globalaccel audit: could not run: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    elif args.format == "html":
+        print(to_html(report, topology))
+    else:
+        print(to_markdown(report))
+    if args.out is not None:
+        for path in write_all(report, topology, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    return 1 if report.violations else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="globalaccel", description="Residency-constrained latency routing for a global device cloud.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--lease-name", default="globalaccel-loop")
     real.add_argument("--identity", help="lease holder identity (default: host name)")
     up.set_defaults(func=cmd_up)
+
+    audit = sub.add_parser("audit", help="prove from live state where every country's traffic and data go (exit 0 / 1 / 2)")
+    _add_stack_args(audit)
+    audit.add_argument("--source", choices=("plan", "local", "route53", "powerdns"), default="plan")
+    audit.add_argument("--endpoint-url", help="Route 53 endpoint (AWS or moto) or PowerDNS API")
+    audit.add_argument("--dns", default="127.0.0.1:5353", help="embedded server to query with ECS (--source local)")
+    audit.add_argument("--state-dir", type=Path, help="the loop's state folder: decision log and the live table")
+    audit.add_argument("--what-if", action="store_true", help="every single and double center failure, and strict countries' edges down")
+    audit.add_argument("--s3", action="store_true", help="check the data-store buckets through boto3")
+    audit.add_argument("--s3-endpoint-url", help="S3 endpoint (AWS or moto); implies --s3")
+    audit.add_argument("--manifests", type=Path, help="rendered Kubernetes manifests to check")
+    audit.add_argument("--format", choices=("json", "md", "html"), default="md")
+    audit.add_argument("--out", type=Path, help="also write audit.json, audit.md, audit.html, countries.csv and map.svg here")
+    audit.set_defaults(func=cmd_audit)
     return parser
 
 
