@@ -87,11 +87,21 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         if log is None:
             raise AuditCannotRun("--source local needs --state-dir (the running loop's state folder, for the live table)")
         host, _, port = options.dns.rpartition(":")
-        answer = ecs_answers(host or "127.0.0.1", int(port), topology)
-        try:
-            answer("DE")
-        except Exception as exc:
-            raise AuditCannotRun(f"no DNS server answering at {options.dns}: {exc}") from exc
+        ask = ecs_answers(host or "127.0.0.1", int(port), topology)
+        # A consistent snapshot of a running loop: the table from the log, every country's answer, and
+        # the log again; if the loop published a new table meanwhile, take it all again.
+        for _attempt in range(5):
+            before = log.read_bytes()
+            try:
+                seen = {code: ask(code) for code in topology.countries}
+            except Exception as exc:
+                raise AuditCannotRun(f"no DNS server answering at {options.dns}: {exc}") from exc
+            if log.read_bytes() == before:
+                break
+        else:
+            raise AuditCannotRun("the loop changed its table during every one of 5 attempts; audit a quieter moment")
+        expected = expected_from_log(log, topology)
+        answer = seen.get
     elif options.source == "powerdns":
         import os
 

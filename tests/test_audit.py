@@ -1,0 +1,183 @@
+"""Compliance audit: clean stacks audit clean from every source; every kind of violation is found."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from globalaccel.dns.route53 import sync
+from globalaccel.dns.route53_compile import compile_route53
+from globalaccel.plan import compute_plan
+from globalaccel.topology import load_stack
+from tests.conftest import ROOT, STACKS
+from tests.services import moto_server, route53_client
+from tests.test_dns_route53 import PROD, PROD_RECORDS, provider
+from tests.test_up import UpProcess, settled
+
+CLI = str(ROOT / ".venv" / "bin" / "globalaccel")
+ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def audit(*args: str) -> tuple[int, dict[str, Any], str]:
+    result = subprocess.run([CLI, "audit", "--format", "json", *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+                            check=False)
+    data = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    return result.returncode, data, result.stderr
+
+
+def kinds(report: dict[str, Any]) -> set[str]:
+    return {v["kind"] for v in report["violations"]}
+
+
+def test_prod_plan_audits_clean_with_what_if(tmp_path: Path) -> None:
+    code, report, err = audit("--stack", "prod", "--source", "plan", "--what-if", "--out", str(tmp_path))
+    assert code == 0, err
+    assert report["countries"] == 249 and report["violations"] == [] and report["compliant"]
+    assert len(report["scenarios"]) >= 10
+    lost = {s["name"]: s["countries_losing_service"] for s in report["scenarios"]}
+    assert set(lost["centers down: me-central-1"]) == {"AE", "SA"}  # strict to me-central-1: they fail closed, nothing else
+    assert {"DE", "FR", "GB"} <= set(lost["centers down: us-east-1, eu-central-1"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.html", "audit.json", "audit.md", "countries.csv", "map.svg"]
+
+
+@pytest.fixture(scope="module")
+def moto() -> Any:
+    with moto_server() as url:
+        yield url
+
+
+def synced_zone(url: str) -> tuple[Any, str]:
+    client = route53_client(url)
+    zone = client.create_hosted_zone(Name=PROD.zone, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
+    sync(provider(client, zone), PROD_RECORDS)
+    return client, zone
+
+
+def test_route53_zone_audits_clean_then_each_tampering_is_found() -> None:
+    with moto_server() as url:  # its own server: the audit finds the zone by name
+        client, zone = synced_zone(url)
+        code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url, "--what-if")
+        assert code == 0 and report["violations"] == [], (err, report.get("violations"))
+        # 1. An out-of-region answer: Germany (strict: eu-central-1, us-east-1) given an edge that is not its route's.
+        stranger = next(e for e in PROD.edges if e.country == "SG")
+        client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
+            "Name": f"de.cc.{PROD.zone}", "Type": "A", "SetIdentifier": "DE-stranger", "Weight": 255, "TTL": 60,
+            "ResourceRecords": [{"Value": stranger.address}]}}]})
+        # 2. A fallback that fails open: a default geolocation record at the service name.
+        client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
+            "Name": PROD.service_name, "Type": "A", "SetIdentifier": "anyone", "GeoLocation": {"CountryCode": "*"}, "TTL": 60,
+            "ResourceRecords": [{"Value": stranger.address}]}}]})
+        code, report, _ = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+    assert code == 1
+    found = {(v["kind"], v["subject"]) for v in report["violations"]}
+    assert ("out_of_region_answer", "DE") in found
+    assert any(kind == "fail_open_fallback" for kind, _ in found)
+    assert any(v["kind"] == "out_of_region_answer" and stranger.id in v["evidence"] for v in report["violations"])
+
+
+def make_bucket(s3: Any, name: str, region: str, center: str | None, *, replicate_to: str | None = None, clean: bool = True) -> None:
+    config = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=name, **config)
+    if center is not None:
+        s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": "globalaccel:center", "Value": center},
+                                                                 {"Key": "globalaccel:residency-zone", "Value": region}]})
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    if clean:
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]})
+        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+    if replicate_to is not None:
+        s3.put_bucket_replication(Bucket=name, ReplicationConfiguration={"Role": "arn:aws:iam::123456789012:role/replication", "Rules": [
+            {"ID": "all", "Status": "Enabled", "Prefix": "", "Destination": {"Bucket": f"arn:aws:s3:::{replicate_to}"}}]})
+
+
+def test_data_stores_clean_and_each_violation_named() -> None:
+    with moto_server() as url:
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+        make_bucket(s3, "ga-us-east-1-devices", "us-east-1", "us-east-1")
+        make_bucket(s3, "ga-eu-central-1-devices", "eu-central-1", "eu-central-1", replicate_to="ga-us-east-1-devices")
+        make_bucket(s3, "someone-elses", "ap-southeast-1", None)  # not ours: ignored
+        code, report, err = audit("--stack", "prod", "--source", "plan", "--s3-endpoint-url", url)
+        assert code == 0 and report["violations"] == [], (err, report.get("violations"))
+        assert {d["bucket"] for d in report["data_stores"]} == {"ga-us-east-1-devices", "ga-eu-central-1-devices"}
+        make_bucket(s3, "ga-eu-in-ireland", "eu-west-1", "eu-central-1")  # wrong region
+        make_bucket(s3, "ga-ap-southeast-1-devices", "ap-southeast-1", "ap-southeast-1")
+        make_bucket(s3, "ga-eu-to-singapore", "eu-central-1", "eu-central-1", replicate_to="ga-ap-southeast-1-devices")
+        make_bucket(s3, "ga-me-open", "me-central-1", "me-central-1", clean=False)
+        code, report, _ = audit("--stack", "prod", "--source", "plan", "--s3-endpoint-url", url)
+    assert code == 1
+    found = {(v["kind"], v["subject"]) for v in report["violations"]}
+    assert ("bucket_wrong_region", "ga-eu-in-ireland") in found
+    assert ("bucket_replication_out_of_region", "ga-eu-to-singapore") in found
+    assert ("bucket_public", "ga-me-open") in found and ("bucket_unencrypted", "ga-me-open") in found
+    assert not any(subject == "ga-eu-central-1-devices" for _, subject in found)  # EU -> us-east-1 is allowed
+
+
+def test_local_audit_while_up_runs_then_a_tampered_log_line_is_named(tmp_path: Path) -> None:
+    up = UpProcess(tmp_path / "state")
+    try:
+        up.wait_for(settled(up), timeout=90, what="a settled table")
+        code, report, err = audit("--stack", "dev", "--source", "local", "--dns", f"127.0.0.1:{up.dns_port}",
+                                  "--state-dir", str(tmp_path / "state"), "--what-if")
+        assert code == 0 and report["violations"] == [], (err, report.get("violations"))
+        assert report["decision_log"]["chain_intact"] and report["summary"]["served"] >= 200
+    finally:
+        up.stop()
+    log = tmp_path / "state" / "decisions.jsonl"
+    lines = log.read_text().splitlines()
+    entry = json.loads(lines[0])
+    entry["routes"]["DE"]["center"] = "ap-southeast-1"  # rewrite history: Germany served from Singapore
+    lines[0] = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    log.write_text("\n".join(lines) + "\n")
+    code, report, _ = audit("--stack", "dev", "--source", "plan", "--state-dir", str(tmp_path / "state"))
+    assert code == 1
+    found = {(v["kind"], v["subject"]) for v in report["violations"]}
+    assert ("log_tampered", "decisions.jsonl:1") in found
+    assert ("log_residency", "decisions.jsonl entry 1") in found
+
+
+def test_audit_that_cannot_run_exits_2(tmp_path: Path) -> None:
+    with moto_server() as url:
+        code, _, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+    assert code == 2 and "no hosted zone" in err
+    code, _, err = audit("--stack", "prod", "--source", "local", "--dns", "127.0.0.1:9")
+    assert code == 2 and "--state-dir" in err
+    code, _, err = audit("--stack", "nosuch")
+    assert code == 2 and "no such stack" in err
+
+
+def test_html_report_renders_in_chromium_with_the_map(tmp_path: Path) -> None:
+    from PIL import Image
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: run scripts/system-deps (CI does)")
+    code, _, err = audit("--stack", "prod", "--source", "plan", "--out", str(tmp_path))
+    assert code == 0, err
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900", f"--screenshot={shot}",
+                    (tmp_path / "audit.html").as_uri()], capture_output=True, timeout=120, check=True)
+    image = Image.open(shot).convert("RGB")
+    pixels = list(image.get_flattened_data())
+    centre_blue = sum(1 for p in pixels if p == (0x1F, 0x77, 0xB4))  # us-east-1's colour: its dots and catchment
+    ocean = sum(1 for p in pixels if p == (0xEE, 0xF3, 0xF8))
+    assert ocean > 100_000, "the map's background is not on screen"
+    assert centre_blue > 200, "the map's centers and catchments are not drawn"
+
+
+def test_plan_source_uses_the_compiled_route53_tree() -> None:
+    """The plan source is the Route 53 tree the controller would publish, evaluated by the simulator."""
+    table, _ = compute_plan(PROD)
+    assert compile_route53(PROD, table) == PROD_RECORDS
+    assert load_stack("prod", STACKS).stack == "prod"
