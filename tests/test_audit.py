@@ -181,3 +181,25 @@ def test_plan_source_uses_the_compiled_route53_tree() -> None:
     table, _ = compute_plan(PROD)
     assert compile_route53(PROD, table) == PROD_RECORDS
     assert load_stack("prod", STACKS).stack == "prod"
+
+
+def test_kubernetes_manifests_are_placed_in_their_centers_region(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    labels = {"globalaccel/center": "eu-central-1"}
+    good = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "devices-eu", "labels": labels},
+            "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-central-1"]}]}]}}}}
+    (manifests / "good.yaml").write_text(json.dumps(good))
+    code, report, err = audit("--stack", "prod", "--source", "plan", "--manifests", str(manifests))
+    assert code == 0, (err, report.get("violations"))
+    wrong = json.loads(json.dumps(good))
+    wrong["metadata"]["name"] = "devices-eu-moved"
+    wrong["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = ["ap-southeast-1"]
+    stray = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "orphan"}, "spec": {}}
+    (manifests / "bad.yaml").write_text(json.dumps(wrong) + "\n---\n" + json.dumps(stray))
+    code, report, _ = audit("--stack", "prod", "--source", "plan", "--manifests", str(manifests))
+    assert code == 1
+    found = {(v["kind"], v["subject"]) for v in report["violations"]}
+    assert ("k8s_wrong_region", "PersistentVolume/devices-eu-moved") in found
+    assert ("k8s_unplaced", "StatefulSet/orphan") in found

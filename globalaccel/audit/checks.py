@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -320,8 +319,30 @@ def check_buckets(s3: Any, topology: Topology) -> tuple[list[dict[str, Any]], li
     return stores, findings
 
 
+REGION_KEY = "topology.kubernetes.io/region"
+
+
+def region_constraints(node: Any) -> list[str]:
+    """Every region a manifest pins itself to: nodeAffinity match expressions and nodeSelectors on the
+    topology.kubernetes.io/region key, wherever they sit (PV spec, pod template, ...)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if node.get("key") == REGION_KEY and node.get("operator") == "In":
+            found.extend(str(v) for v in node.get("values", []))
+        selector = node.get("nodeSelector")
+        if isinstance(selector, dict) and REGION_KEY in selector:
+            found.append(str(selector[REGION_KEY]))
+        for value in node.values():
+            found.extend(region_constraints(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(region_constraints(item))
+    return found
+
+
 def check_manifests(folder: Path, topology: Topology) -> tuple[list[dict[str, Any]], list[Finding]]:
-    """PersistentVolumes and StatefulSets from rendered manifests: their region must be their center's."""
+    """PersistentVolumes and StatefulSets from rendered manifests: each must name its center and be
+    pinned to that center's region, and to no other."""
     import yaml
 
     stores: list[dict[str, Any]] = []
@@ -330,18 +351,19 @@ def check_manifests(folder: Path, topology: Topology) -> tuple[list[dict[str, An
         for doc in yaml.safe_load_all(path.read_text()):
             if not isinstance(doc, dict) or doc.get("kind") not in ("PersistentVolume", "StatefulSet"):
                 continue
-            meta = doc.get("metadata", {})
-            labels = meta.get("labels", {}) or {}
-            center = labels.get("globalaccel/center")
+            meta = doc.get("metadata", {}) or {}
+            center = (meta.get("labels", {}) or {}).get("globalaccel/center")
             name = f"{doc['kind']}/{meta.get('name')}"
-            text = json.dumps(doc)
             home = topology.center_by_id.get(center or "")
-            record = {"resource": name, "file": str(path), "center": center}
-            stores.append(record)
+            regions = sorted(set(region_constraints(doc.get("spec", {}))))
+            stores.append({"resource": name, "file": str(path), "center": center, "region": ", ".join(regions) or "-"})
             if home is None:
-                findings.append(Finding("k8s_unplaced", name, f"{path.name}: no globalaccel/center label naming a center"))
-            elif "topology.kubernetes.io/region" in text and home.region not in text:
-                findings.append(Finding("k8s_wrong_region", name, f"{path.name}: region affinity does not name {home.region}"))
+                findings.append(Finding("k8s_unplaced", name, f"{path.name}: no globalaccel/center label naming a center of the stack"))
+            elif not regions:
+                findings.append(Finding("k8s_unplaced", name, f"{path.name}: not pinned to a region ({REGION_KEY})"))
+            elif regions != [home.region]:
+                findings.append(Finding("k8s_wrong_region", name,
+                                        f"{path.name}: pinned to {regions}, its center {center} is in {home.region}"))
     return stores, findings
 
 
