@@ -176,8 +176,9 @@ def _address(text: str, file: Path, line: int | None, fld: str, problems: Proble
 
 def _parse_centers(node: Located | None, file: Path, problems: ProblemCollector) -> list[Center]:
     key = f"config.{NAMESPACE}:centers"
-    if node is None or not isinstance(node.value, list) or not node.value:
-        problems.add(file, None if node is None else node.line, key, "must be a non-empty list of centers")
+    if node is None or not isinstance(node.value, list) or len(node.value) < 2:
+        # A center's health is judged by a quorum of the *other* centers' probers.
+        problems.add(file, None if node is None else node.line, key, "must list at least two centers (each is judged by the others)")
         return []
     centers: list[Center] = []
     for i, item in enumerate(node.value):

@@ -203,3 +203,34 @@ def test_kubernetes_manifests_are_placed_in_their_centers_region(tmp_path: Path)
     found = {(v["kind"], v["subject"]) for v in report["violations"]}
     assert ("k8s_wrong_region", "PersistentVolume/devices-eu-moved") in found
     assert ("k8s_unplaced", "StatefulSet/orphan") in found
+
+
+def test_fail_open_findings_are_complete_when_returned() -> None:
+    """Health-checked records on a strict country's leaf: with every check failing Route 53 answers
+    anyway. The finding must be there as soon as the answers are (the audit copies it right away)."""
+    from dataclasses import replace
+
+    from globalaccel.audit.checks import route53_answers
+
+    dev = load_stack("dev", STACKS)
+    table, _ = compute_plan(dev)
+    records = [replace(r, health_check="hc-de") if r.name.startswith("de.cc.") else r for r in compile_route53(dev, table)]
+    _, findings = route53_answers(records, dev)
+    assert ("fail_open_fallback", "DE") in {(f.kind, f.subject) for f in findings}
+
+
+def test_preferred_region_affinity_or_an_open_alternative_is_not_placement() -> None:
+    from globalaccel.audit.checks import allowed_regions
+
+    term = {"matchExpressions": [{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-central-1"]}]}
+    preferred = {"template": {"spec": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "preference": term}]}}}}}
+    assert allowed_regions(preferred, "StatefulSet") is None
+    required = {"template": {"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [term]}}}}}}
+    assert allowed_regions(required, "StatefulSet") == {"eu-central-1"}
+    with_open_alternative = {"nodeAffinity": {"required": {"nodeSelectorTerms": [term, {"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}]}}}
+    assert allowed_regions(with_open_alternative, "PersistentVolume") is None
+    selector = {"template": {"spec": {"nodeSelector": {"topology.kubernetes.io/region": "ap-southeast-1"}}}}
+    assert allowed_regions(selector, "StatefulSet") == {"ap-southeast-1"}

@@ -245,3 +245,38 @@ def test_crash_between_batches_then_rerun_converges(moto_url: str) -> None:
     report = sync(provider(client, zone_id), big)
     assert report.converged
     assert set(provider(client, zone_id).records()) == set(big)
+
+
+def test_policy_change_deletes_first_and_converges_on_moto(moto_url: str) -> None:
+    """A record whose routing policy changes is DELETE old + CREATE new under one key: the delete must
+    go first (Route 53 rejects the other order; moto, deleting by set id, would drop the new record)."""
+    client = route53_client(moto_url)
+    p = provider(client, new_zone(client))
+    leaf = f"zz.cc.{PROD.zone}."
+    geo = Record(leaf, "A", ("192.0.2.1",), 60, set_id="ZZ-x", geo=Geo(country="DE"))
+    weighted = Record(leaf, "A", ("192.0.2.1",), 60, set_id="ZZ-x", weight=10)
+    sync(p, [geo])
+    changes = plan(p.records(), [weighted], LAYOUT.owns)
+    ordered = [(c.action, c.record.policy) for c in order_changes(changes, LAYOUT)]
+    assert ordered == [("DELETE", "geolocation"), ("UPSERT", "weighted")]
+    report = sync(p, [weighted])
+    assert report.converged and p.records() == [weighted]
+
+
+def test_connect_timeout_retries_the_same_batch() -> None:
+    """MOCK client: a connect timeout cannot be produced on loopback (nothing times out connecting to
+    127.0.0.1). A request that never connected was never sent, so the same batch is retried."""
+    from botocore.exceptions import ConnectTimeoutError
+
+    class Client:
+        calls = 0
+
+        def change_resource_record_sets(self, **_: Any) -> dict[str, Any]:
+            Client.calls += 1
+            if Client.calls == 1:
+                raise ConnectTimeoutError(endpoint_url="https://route53.amazonaws.com")
+            return {"ChangeInfo": {"Id": "/change/x", "Status": "INSYNC"}}
+
+    p = provider(Client(), "Z1")
+    stats = p.apply(plan([], PROD_RECORDS[:3], LAYOUT.owns))
+    assert stats.requests == 1 and stats.retries == 1 and Client.calls == 2

@@ -133,3 +133,31 @@ def test_a_single_vantage_can_never_take_an_up_edge_down(results: list[tuple[str
         _ = vantage
         assert t.evaluate(now).states["e1"] == UP
         now += 1
+
+
+def test_a_gap_in_probe_data_does_not_skip_damping_or_hold_time() -> None:
+    """Flapping target, suppressed; its probes go stale (unknown); good results then must not bring it
+    up while the penalty is high, nor before min_down_s since it last went down."""
+    t = tracker()
+    now = 0.0
+    for _ in range(4):
+        for _ in range(3):
+            round_of(t, now, ALL_FAIL)
+            now += 1
+        t.evaluate(now)
+        now += 21
+        for _ in range(3):
+            round_of(t, now, ALL_OK)
+            now += 1
+        t.evaluate(now)
+    for _ in range(3):
+        round_of(t, now, ALL_FAIL)
+        now += 1
+    assert t.evaluate(now).states["e1"] == DOWN and t.targets["e1"].suppressed
+    now += 61  # every path stale
+    assert t.evaluate(now).states["e1"] == UNKNOWN
+    for _ in range(3):
+        round_of(t, now, ALL_OK)
+        now += 1
+    v = t.evaluate(now)
+    assert v.states["e1"] != UP and "e1" in v.suppressed

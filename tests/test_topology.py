@@ -155,3 +155,14 @@ def test_service_name_outside_zone(stacks_copy: Path) -> None:
     line = _replace_line(stacks_copy / "Pulumi.dev.yaml", r"serviceName:", "  global-accel:serviceName: edge.other.example.org")
     expected = f"Pulumi.dev.yaml:{line}: config.global-accel:serviceName: 'edge.other.example.org' is not inside the zone"
     assert expected in str(_error(stacks_copy))
+
+
+def test_a_single_center_stack_is_refused(stacks_copy: Path) -> None:
+    """A center's health comes from the other centers' probers: alone, it could never be judged up."""
+    text = (stacks_copy / "Pulumi.dev.yaml").read_text()
+    start = text.index("    - id: eu-central-1")
+    end = text.index("  global-accel:routing:")
+    (stacks_copy / "Pulumi.dev.yaml").write_text(text[:start] + text[end:].replace("  global-accel:routing:", "  global-accel:routing:", 1))
+    text = (stacks_copy / "Pulumi.dev.yaml").read_text()
+    assert text.count("- id:") == 1
+    assert "must list at least two centers" in str(_error(stacks_copy))

@@ -247,3 +247,39 @@ def test_scenario_file_drives_faults_and_bad_scenarios_are_named(tmp_path: Path)
         faults.apply({"kind": "meteor"})
     with pytest.raises(ValueError, match="needs a 'target'"):
         faults.apply({"kind": "edge_down"})
+
+
+def test_a_returning_leader_republishes_its_table(tmp_path: Path) -> None:
+    """Leader publishes T, loses the lease (another leader may publish meanwhile), regains it with T
+    unchanged: it must publish T again rather than assume the backend still serves it."""
+    from globalaccel.probe.loop import ControlLoop
+    from globalaccel.routing import RoutingTable
+
+    class Sink:
+        name = "test"
+
+        def __init__(self) -> None:
+            self.published: list[str] = []
+
+        def publish(self, table: RoutingTable) -> dict[str, object]:
+            self.published.append(table.content_hash)
+            return {"requests": 1}
+
+        def budget(self) -> dict[str, float]:
+            return {}
+
+    class Lease:
+        def __init__(self) -> None:
+            self.answers = [True, False, True]
+
+        def acquire(self) -> bool:
+            return self.answers.pop(0)
+
+        def release(self) -> None:
+            pass
+
+    sink = Sink()
+    loop = ControlLoop(DEV, sink, tmp_path / "state", Lease())
+    for t in (1.0, 2.0, 3.0):
+        loop.cycle(now=t)
+    assert len(sink.published) == 2 and sink.published[0] == sink.published[1]

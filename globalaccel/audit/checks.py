@@ -111,7 +111,8 @@ AnswerSource = Callable[[str], set[str] | None]  # country -> addresses answered
 
 
 def route53_answers(records: Iterable[Record], topology: Topology) -> tuple[AnswerSource, list[Finding]]:
-    """Evaluate a zone's records with Route 53's semantics, every health check failing."""
+    """Evaluate a zone's records with Route 53's semantics, every health check failing. Every country is
+    resolved here, so the findings returned are complete (fail-open paths included)."""
     records = list(records)
     failing = {r.health_check for r in records if r.health_check}
     sim = Route53Simulator(records, failing_checks=failing)
@@ -121,15 +122,14 @@ def route53_answers(records: Iterable[Record], topology: Topology) -> tuple[Answ
         if r.geo is not None and r.geo.is_default and in_tree:
             findings.append(Finding("fail_open_fallback", r.name, f"default ('*') geolocation record {r.set_id!r} answers any "
                                     f"unmatched client, whatever its residency rule"))
-
-    def answer(country: str) -> set[str] | None:
+    answers: dict[str, set[str] | None] = {}
+    for country in sorted(topology.countries):
         res = sim.resolve(topology.service_name, Client(country, topology.countries[country].continent))
         if res.failed_open:
             findings.append(Finding("fail_open_fallback", country, "with every health check failing Route 53 answers anyway: "
                                     + " -> ".join(res.path)))
-        return set(res.addresses)
-
-    return answer, findings
+        answers[country] = set(res.addresses)
+    return (lambda country: answers.get(country, set())), findings
 
 
 def topology_service(topology: Topology) -> str:
@@ -322,22 +322,34 @@ def check_buckets(s3: Any, topology: Topology) -> tuple[list[dict[str, Any]], li
 REGION_KEY = "topology.kubernetes.io/region"
 
 
-def region_constraints(node: Any) -> list[str]:
-    """Every region a manifest pins itself to: nodeAffinity match expressions and nodeSelectors on the
-    topology.kubernetes.io/region key, wherever they sit (PV spec, pod template, ...)."""
-    found: list[str] = []
-    if isinstance(node, dict):
-        if node.get("key") == REGION_KEY and node.get("operator") == "In":
-            found.extend(str(v) for v in node.get("values", []))
-        selector = node.get("nodeSelector")
-        if isinstance(selector, dict) and REGION_KEY in selector:
-            found.append(str(selector[REGION_KEY]))
-        for value in node.values():
-            found.extend(region_constraints(value))
-    elif isinstance(node, list):
-        for item in node:
-            found.extend(region_constraints(item))
-    return found
+def allowed_regions(spec: Any, kind: str) -> set[str] | None:
+    """The regions a PersistentVolume or a StatefulSet's pods can be placed in, from its *required*
+    placement only (preferred affinity is a wish, not a constraint). None = unconstrained.
+    nodeSelectorTerms are alternatives: a single term without a region constraint frees it."""
+    if not isinstance(spec, dict):
+        return None
+    if kind == "PersistentVolume":
+        terms = ((spec.get("nodeAffinity") or {}).get("required") or {}).get("nodeSelectorTerms")
+        selector: dict[str, Any] = {}
+    else:
+        pod = ((spec.get("template") or {}).get("spec")) or {}
+        selector = pod.get("nodeSelector") or {}
+        terms = (((pod.get("affinity") or {}).get("nodeAffinity") or {})
+                 .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")
+    from_terms: set[str] | None = None
+    if terms:
+        from_terms = set()
+        for term in terms:
+            pinned = [set(e.get("values", [])) for e in term.get("matchExpressions", []) or []
+                      if e.get("key") == REGION_KEY and e.get("operator") == "In"]
+            if not pinned:
+                from_terms = None  # this alternative allows any region
+                break
+            from_terms |= set.intersection(*pinned)
+    from_selector = {str(selector[REGION_KEY])} if REGION_KEY in selector else None
+    if from_terms is None:
+        return from_selector
+    return from_terms if from_selector is None else from_terms & from_selector
 
 
 def check_manifests(folder: Path, topology: Topology) -> tuple[list[dict[str, Any]], list[Finding]]:
@@ -355,12 +367,13 @@ def check_manifests(folder: Path, topology: Topology) -> tuple[list[dict[str, An
             center = (meta.get("labels", {}) or {}).get("globalaccel/center")
             name = f"{doc['kind']}/{meta.get('name')}"
             home = topology.center_by_id.get(center or "")
-            regions = sorted(set(region_constraints(doc.get("spec", {}))))
+            allowed = allowed_regions(doc.get("spec", {}), doc["kind"])
+            regions = sorted(allowed) if allowed is not None else []
             stores.append({"resource": name, "file": str(path), "center": center, "region": ", ".join(regions) or "-"})
             if home is None:
                 findings.append(Finding("k8s_unplaced", name, f"{path.name}: no globalaccel/center label naming a center of the stack"))
-            elif not regions:
-                findings.append(Finding("k8s_unplaced", name, f"{path.name}: not pinned to a region ({REGION_KEY})"))
+            elif allowed is None:
+                findings.append(Finding("k8s_unplaced", name, f"{path.name}: not required to stay in a region ({REGION_KEY})"))
             elif regions != [home.region]:
                 findings.append(Finding("k8s_wrong_region", name,
                                         f"{path.name}: pinned to {regions}, its center {center} is in {home.region}"))

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
 from globalaccel.dns.budget import ApiBudget
 from globalaccel.dns.plan import Change, Changes, plan
@@ -112,8 +112,13 @@ def order_changes(changes: Changes, layout: Route53Layout) -> list[Change]:
     deleted earlier, which Route 53 allows). It costs 2 change tokens per record instead of 1."""
     as_upserts = [Change("UPSERT", c.record) for c in changes.creates] + list(changes.updates)
     upserts = sorted(as_upserts, key=lambda c: (layout.depth(c.record.name), c.record.key))
-    deletes = sorted(changes.deletes, key=lambda c: (-layout.depth(c.record.name), c.record.key))
-    return upserts + deletes
+    written = {c.record.key for c in as_upserts}
+    # A record whose routing policy changes is planned as DELETE old + CREATE new under the same key:
+    # that delete must come first, or the upsert would meet (and Route 53 reject) the old policy.
+    making_room = sorted((c for c in changes.deletes if c.record.key in written), key=lambda c: c.record.key)
+    deletes = sorted((c for c in changes.deletes if c.record.key not in written),
+                     key=lambda c: (-layout.depth(c.record.name), c.record.key))
+    return making_room + upserts + deletes
 
 
 def batches(ordered: list[Change], max_values: int = MAX_BATCH_VALUES, max_chars: int = MAX_BATCH_CHARS) -> list[list[Change]]:
@@ -216,6 +221,10 @@ class Route53Provider:
                     self.sleep(self.retry.backoff(attempt, self.rng))
                     raise NeedsReplan(f"{code or status}: the batch may have been applied") from exc
                 raise
+            except ConnectTimeoutError:
+                stats.retries += 1  # never connected, so never sent: the same batch can go again
+                self.sleep(self.retry.backoff(attempt, self.rng))
+                continue
             except (ConnectionClosedError, EndpointConnectionError, ReadTimeoutError) as exc:
                 self.sleep(self.retry.backoff(attempt, self.rng))
                 raise NeedsReplan(f"connection failed mid-request: {exc}") from exc
@@ -240,7 +249,7 @@ class Route53Provider:
                 status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
                 if code not in RETRY_SAME and status < 500:
                     raise
-            except (ConnectionClosedError, EndpointConnectionError, ReadTimeoutError):
+            except (ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError):
                 pass
             self.sleep(self.retry.backoff(attempt, self.rng))
         raise RuntimeError(f"{getattr(fn, '__name__', fn)} failed {self.retry.max_attempts} times")

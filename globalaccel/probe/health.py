@@ -69,6 +69,7 @@ class TargetState:
     penalty_at: float = 0.0
     changes: int = 0
     suppressed: bool = False  # penalty crossed `suppress`; stays down until it decays below `reuse`
+    last_down_at: float | None = None  # when it last went down: the hold time runs from here, even across a gap
 
     def decayed(self, now: float, half_life: float) -> float:
         return self.penalty * math.pow(0.5, max(0.0, now - self.penalty_at) / half_life)
@@ -109,8 +110,11 @@ class HealthTracker:
             elif votes.count(UP) >= quorum:
                 if ts.suppressed and ts.decayed(now, s.half_life_s) < s.reuse:
                     ts.suppressed = False
-                held = before == DOWN and now - ts.since < s.min_down_s
-                if ts.suppressed and before == DOWN:
+                # Recovering means coming from down, or from unknown after having been down: a gap in
+                # probe data must not skip the hold time or the damping.
+                recovering = before != UP and ts.last_down_at is not None
+                held = recovering and ts.last_down_at is not None and now - ts.last_down_at < s.min_down_s
+                if ts.suppressed and recovering:
                     suppressed.add(target)
                 elif not held:
                     after = UP
@@ -124,6 +128,8 @@ class HealthTracker:
                     if ts.penalty >= s.suppress:
                         ts.suppressed = True
                 ts.state, ts.since = after, now
+                if after == DOWN:
+                    ts.last_down_at = now
                 changed[target] = (before, after)
         states = {t: ts.state for t, ts in self.targets.items()}
         up = {t for t, st in states.items() if st == UP}
@@ -140,7 +146,8 @@ class HealthTracker:
     def to_json(self) -> dict[str, Any]:
         return {
             "paths": [[v, t, p.ok_run, p.fail_run, p.state, p.last_result_at] for (v, t), p in sorted(self.paths.items())],
-            "targets": {t: [s.state, s.since, s.penalty, s.penalty_at, s.changes, s.suppressed] for t, s in sorted(self.targets.items())},
+            "targets": {t: [s.state, s.since, s.penalty, s.penalty_at, s.changes, s.suppressed, s.last_down_at]
+                        for t, s in sorted(self.targets.items())},
         }
 
     def load_json(self, data: Mapping[str, Any]) -> None:

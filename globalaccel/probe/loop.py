@@ -129,7 +129,9 @@ class ControlLoop:
                 error = f"{self.sink.name}: {exc}"
                 self.metrics.dns_errors.labels(self.sink.name).inc()
             self.metrics.dns_apply.labels(self.sink.name).observe(time.perf_counter() - apply_start)
-        self._published = published or (self._published and not table_changed)
+        # Whether the backend now serves this table: only if this instance published it and has been the
+        # leader throughout; after a spell as standby another leader may have published something else.
+        self._published = published or (self._published and leader and not table_changed)
         self._last_hash = table.content_hash
         self.table, self.router_state = table, state
         self._save(now)
