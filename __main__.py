@@ -10,12 +10,44 @@ from pathlib import Path
 
 import pulumi
 
+from globalaccel.dns.route53_compile import compile_route53
+from globalaccel.dns.route53_validate import validate_records
+from globalaccel.plan import compute_plan
 from globalaccel.topology import load_stack
+from modules.center import CenterNode, CenterNodeArgs
+from modules.control_plane import ControlPlane, ControlPlaneArgs
+from modules.edge_fleet import EdgeFleet, EdgeFleetArgs
+from modules.routing_zone import RoutingZone, RoutingZoneArgs
 
 topology = load_stack(pulumi.get_stack(), Path(__file__).resolve().parent / "stacks")
+config = pulumi.Config("global-accel")
+image = config.get("image") or "ghcr.io/globalaccel/globalaccel:0.1.0"
+control_center = config.get("controlCenter") or topology.centers[0].id
+if control_center not in topology.center_by_id:
+    raise ValueError(f"stacks/Pulumi.{topology.stack}.yaml: config.global-accel:controlCenter: unknown center {control_center!r}")
+
+zone = RoutingZone("routing", RoutingZoneArgs(topology.zone, topology.stack, config.get("parentZoneId")))
+prober_urls = {c.id: f"http://prober-{c.id}.{topology.zone}:9465" for c in topology.centers}
+centers = {
+    c.id: CenterNode(c.id, CenterNodeArgs(center=c, stack=topology.stack, image=image, kubeconfig=config.get_secret(f"kubeconfig-{c.id}"),
+                                          peers={k: v for k, v in prober_urls.items() if k != c.id}, probe_port=topology.probe.port))
+    for c in topology.centers
+}
+table, _ = compute_plan(topology)
+records = compile_route53(topology, table)
+validate_records(records, topology.zone.rstrip(".") + ".", topology.countries)
+fleet = EdgeFleet("edges", EdgeFleetArgs(zone=topology.zone.rstrip(".") + ".", service=topology.service_name.rstrip(".") + ".",
+                                         stack=topology.stack, zone_id=zone.zone.zone_id, records=records, edges=len(topology.edges)))
+control = ControlPlane("control", ControlPlaneArgs(stack=topology.stack, zone_id=zone.zone.zone_id, control_center=control_center,
+                                                   image=image, k8s_provider=centers[control_center].k8s,
+                                                   peers={k: v for k, v in prober_urls.items() if k != control_center},
+                                                   oidc_provider_arn=config.get("oidcProviderArn")))
 
 pulumi.export("serviceName", topology.service_name)
-pulumi.export("zone", topology.zone)
-pulumi.export("centers", {c.id: {"region": c.region, "address": c.address} for c in topology.centers})
+pulumi.export("zoneId", zone.zone.zone_id)
+pulumi.export("nameServers", zone.zone.name_servers)
+pulumi.export("centers", {c.id: {"region": c.region, "address": c.address, "bucket": centers[c.id].bucket.bucket}
+                          for c in topology.centers})
+pulumi.export("controlLoop", {"center": control_center, "roleArn": control.role.arn})
 pulumi.export("edgeCount", len(topology.edges))
-pulumi.export("countryCount", len(topology.countries))
+pulumi.export("recordCount", len(records))

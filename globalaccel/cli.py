@@ -78,7 +78,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                         state_dir=args.state_dir, scenario=args.scenario, world_port=args.world_port, control_port=args.control_port,
                         vantage=args.vantage, source_address=args.source_address, peers=peers,
                         measurements_host=args.measurements_host, measurements_port=args.measurements_port, backend=args.backend,
-                        endpoint_url=args.endpoint_url, create_zone=args.create_zone, lease=args.lease,
+                        endpoint_url=args.endpoint_url, create_zone=args.create_zone, zone_id=args.zone_id, lease=args.lease,
                         lease_namespace=args.lease_namespace, lease_name=args.lease_name, identity=args.identity)
     try:
         return up_stack(topology, options)
@@ -109,6 +109,30 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for path in write_all(report, topology, args.out):
             print(f"wrote {path}", file=sys.stderr)
     return 1 if report.violations else 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from globalaccel.iac.preview import run_program, summarise, write_manifests
+
+    project = Path(__file__).resolve().parent.parent
+    topology = load_stack(args.stack, args.stacks_dir)  # bad config fails here, before any resource
+    resources = run_program(args.stack, project)
+    sys.path.insert(0, str(project))
+    from policy.validators import validate
+
+    violations = [v.__dict__ for v in validate(resources, topology)]
+    summary = summarise(args.stack, resources, list(topology.center_ids), violations)
+    if args.out is not None:
+        manifests = write_manifests(resources, args.out / "manifests")
+        (args.out / "resources.json").write_text(json.dumps([r.__dict__ for r in resources], indent=1, default=str))
+        summary["manifests"] = len(manifests)
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"stack {args.stack}: {summary['total_resources']} resources, {len(violations)} policy violations")
+        for kind, count in summary["by_type"].items():
+            print(f"  {count:>4}  {kind}")
+    return 1 if violations else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--backend", choices=("embedded", "route53", "powerdns"), default="embedded")
     real.add_argument("--endpoint-url", help="DNS API endpoint (Route 53 / moto, or the PowerDNS API)")
     real.add_argument("--create-zone", action="store_true")
+    real.add_argument("--zone-id", help="hosted zone id (skips looking the zone up by name)")
     real.add_argument("--lease", choices=("file", "kubernetes"), default="file", help="leader election (kubernetes: in-cluster Lease)")
     real.add_argument("--lease-namespace", default="globalaccel")
     real.add_argument("--lease-name", default="globalaccel-loop")
@@ -180,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--format", choices=("json", "md", "html"), default="md")
     audit.add_argument("--out", type=Path, help="also write audit.json, audit.md, audit.html, countries.csv and map.svg here")
     audit.set_defaults(func=cmd_audit)
+
+    preview = sub.add_parser("preview", help="run the Pulumi program under the SDK's mocks: what `pulumi up` would create")
+    _add_stack_args(preview)
+    preview.add_argument("--format", choices=("text", "json"), default="text")
+    preview.add_argument("--out", type=Path, help="write resources.json and the Kubernetes manifests (manifests/*.yaml) here")
+    preview.set_defaults(func=cmd_preview)
     return parser
 
 

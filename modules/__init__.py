@@ -1,0 +1,1 @@
+"""Pulumi component resources for globalaccel (IaC only; all logic lives in the globalaccel package)."""

@@ -53,6 +53,7 @@ class UpOptions:
     backend: str = "embedded"
     endpoint_url: str | None = None
     create_zone: bool = False
+    zone_id: str | None = None
     lease: str = "file"
     lease_namespace: str = "globalaccel"
     lease_name: str = "globalaccel-loop"
@@ -106,7 +107,8 @@ def make_sink(topology: Topology, options: UpOptions, responder: DnsResponder) -
         from globalaccel.dns.route53_compile import layout_for
 
         client = route53_client(options.endpoint_url)
-        return Route53Sink(topology, Route53Provider(client, find_zone(client, topology.zone, options.create_zone), layout_for(topology)))
+        zone = options.zone_id or find_zone(client, topology.zone, options.create_zone)
+        return Route53Sink(topology, Route53Provider(client, zone, layout_for(topology)))
     import os
 
     from globalaccel.dns.powerdns import PowerDnsProvider

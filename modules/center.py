@@ -1,0 +1,83 @@
+"""CenterNode: one regional center - its AWS provider, residency-tagged data store, its cluster's
+prober, and one Route 53 health check for the center itself (never one per edge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from globalaccel.topology import Center
+
+LABELS = {"app.kubernetes.io/part-of": "globalaccel"}
+
+
+@dataclass
+class CenterNodeArgs:
+    center: Center
+    stack: str
+    image: str
+    kubeconfig: pulumi.Input[str] | None  # secret config; None renders manifests against the default context
+    peers: dict[str, str]  # other centers -> their prober's results URL
+    probe_port: int = 443
+
+
+class CenterNode(pulumi.ComponentResource):
+    def __init__(self, name: str, args: CenterNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("globalaccel:index:CenterNode", name, None, opts)
+        c = args.center
+        child = pulumi.ResourceOptions(parent=self)
+        self.provider = aws.Provider(f"{name}-aws", region=c.region, opts=child)
+        on_aws = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        tags = {"globalaccel:center": c.id, "globalaccel:residency-zone": c.region, "globalaccel:stack": args.stack}
+        self.bucket = aws.s3.Bucket(f"{name}-devices", bucket=f"globalaccel-{args.stack}-{c.id}-devices", tags=tags, opts=on_aws)
+        aws.s3.BucketVersioning(f"{name}-devices-versioning", bucket=self.bucket.id,
+                                versioning_configuration={"status": "Enabled"}, opts=on_aws)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-devices-encryption", bucket=self.bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"}, "bucket_key_enabled": True}], opts=on_aws)
+        aws.s3.BucketPublicAccessBlock(f"{name}-devices-public-access", bucket=self.bucket.id, block_public_acls=True,
+                                       block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True, opts=on_aws)
+        # No replication configuration at all: a device's data stays in its center's region.
+        self.health_check = aws.route53.HealthCheck(f"{name}-health", type="HTTPS", fqdn=None, ip_address=c.address, port=443,
+                                                    resource_path="/healthz", request_interval=30, failure_threshold=3,
+                                                    tags=tags, opts=on_aws)
+        self.k8s = k8s.Provider(f"{name}-k8s", kubeconfig=args.kubeconfig, opts=child)
+        on_k8s = pulumi.ResourceOptions(parent=self, provider=self.k8s)
+        labels = {**LABELS, "app.kubernetes.io/name": "globalaccel-prober", "globalaccel/center": c.id}
+        self.namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": "globalaccel", "labels": LABELS}, opts=on_k8s)
+        after_ns = pulumi.ResourceOptions(parent=self, provider=self.k8s, depends_on=[self.namespace])
+        peers = [f"--peer={p}={url}" for p, url in sorted(args.peers.items())]
+        deployment_spec: Any = {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "globalaccel-prober"}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [{
+                            "name": "prober", "image": args.image,
+                            "args": ["up", "--stack", args.stack, "--vantage", c.id, "--measurements-host", "0.0.0.0",
+                                     "--measurements-port", "9465", "--backend", "embedded", "--dry-run", *peers],
+                            "ports": [{"name": "results", "containerPort": 9465}, {"name": "metrics", "containerPort": 9464}],
+                            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+                            "readinessProbe": {"tcpSocket": {"port": 9464}},
+                        }],
+                        "nodeSelector": {"topology.kubernetes.io/region": c.region},
+                    },
+                },
+            }
+        self.deployment = k8s.apps.v1.Deployment(f"{name}-prober", metadata={"name": "globalaccel-prober", "namespace": "globalaccel",
+                                                                             "labels": labels}, spec=deployment_spec, opts=after_ns)
+        self.service = k8s.core.v1.Service(f"{name}-prober-svc", metadata={"name": "globalaccel-prober", "namespace": "globalaccel",
+                                                                          "labels": labels},
+                                           spec={"selector": {"app.kubernetes.io/name": "globalaccel-prober"},
+                                                 "ports": [{"name": "results", "port": 9465}, {"name": "metrics", "port": 9464}]},
+                                           opts=after_ns)
+        pdb_spec: Any = {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "globalaccel-prober"}}}
+        self.pdb = k8s.policy.v1.PodDisruptionBudget(f"{name}-prober-pdb", metadata={"name": "globalaccel-prober",
+                                                                                    "namespace": "globalaccel"},
+                                                     spec=pdb_spec, opts=after_ns)
+        self.register_outputs({"bucket": self.bucket.bucket, "region": c.region, "health_check": self.health_check.id})

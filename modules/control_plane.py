@@ -1,0 +1,87 @@
+"""ControlPlane: the control loop's identity and workload - an IAM role whose policy can change and
+list records only in the controller's own zone (and read change status), and, in the control
+center's cluster, the loop's Deployment with leader election (Lease RBAC), service account, and a
+metrics Service for Prometheus."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+LABELS = {"app.kubernetes.io/part-of": "globalaccel", "app.kubernetes.io/name": "globalaccel-loop"}
+
+
+@dataclass
+class ControlPlaneArgs:
+    stack: str
+    zone_id: pulumi.Input[str]
+    control_center: str
+    image: str
+    k8s_provider: k8s.Provider
+    peers: dict[str, str]  # center -> prober results URL
+    oidc_provider_arn: str | None = None  # EKS IRSA; without it the role trusts the account root (set it in production)
+
+
+def loop_policy(zone_id: str) -> str:
+    """Least privilege: records in this one zone, change status, nothing else."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "RecordsInOwnZone", "Effect": "Allow",
+             "Action": ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
+             "Resource": f"arn:aws:route53:::hostedzone/{zone_id}"},
+            {"Sid": "ChangeStatus", "Effect": "Allow", "Action": ["route53:GetChange"], "Resource": "arn:aws:route53:::change/*"},
+        ],
+    }, sort_keys=True)
+
+
+class ControlPlane(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("globalaccel:index:ControlPlane", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        principal: Any = {"Federated": args.oidc_provider_arn} if args.oidc_provider_arn else {"AWS": "arn:aws:iam::root"}
+        action = "sts:AssumeRoleWithWebIdentity" if args.oidc_provider_arn else "sts:AssumeRole"
+        self.role = aws.iam.Role(f"{name}-role", assume_role_policy=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": principal, "Action": action}]}),
+            tags={"globalaccel:stack": args.stack}, opts=child)
+        self.policy = aws.iam.RolePolicy(f"{name}-route53", role=self.role.id,
+                                         policy=pulumi.Output.from_input(args.zone_id).apply(loop_policy), opts=child)
+        on_k8s = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
+        ns = "globalaccel"
+        self.account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata={"name": "globalaccel-loop", "namespace": ns, "labels": LABELS,
+                                                                         "annotations": {"eks.amazonaws.com/role-arn": self.role.arn}},
+                                                  opts=on_k8s)
+        rules: Any = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
+        self.role_k8s = k8s.rbac.v1.Role(f"{name}-lease-role", metadata={"name": "globalaccel-lease", "namespace": ns}, rules=rules,
+                                         opts=on_k8s)
+        binding: Any = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "globalaccel-lease"}
+        subjects: Any = [{"kind": "ServiceAccount", "name": "globalaccel-loop", "namespace": ns}]
+        self.binding = k8s.rbac.v1.RoleBinding(f"{name}-lease-binding", metadata={"name": "globalaccel-lease", "namespace": ns},
+                                               role_ref=binding, subjects=subjects, opts=on_k8s)
+        peers = [f"--peer={c}={url}" for c, url in sorted(args.peers.items())]
+        container: Any = {
+            "name": "loop", "image": args.image,
+            "args": pulumi.Output.from_input(args.zone_id).apply(lambda zone: [
+                "up", "--stack", args.stack, "--vantage", args.control_center, "--backend", "route53", "--zone-id", zone,
+                "--lease", "kubernetes", "--lease-namespace", ns, "--measurements-host", "0.0.0.0", "--measurements-port", "9465",
+                *peers]),
+            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            "ports": [{"name": "metrics", "containerPort": 9464}, {"name": "results", "containerPort": 9465}],
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+            "readinessProbe": {"tcpSocket": {"port": 9464}},
+        }
+        spec: Any = {"replicas": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": "globalaccel-loop"}},
+                     "template": {"metadata": {"labels": LABELS},
+                                  "spec": {"serviceAccountName": "globalaccel-loop", "containers": [container]}}}
+        self.deployment = k8s.apps.v1.Deployment(f"{name}-loop", metadata={"name": "globalaccel-loop", "namespace": ns, "labels": LABELS},
+                                                 spec=spec, opts=on_k8s)
+        service: Any = {"selector": {"app.kubernetes.io/name": "globalaccel-loop"}, "ports": [{"name": "metrics", "port": 9464}]}
+        self.metrics = k8s.core.v1.Service(f"{name}-metrics", metadata={
+            "name": "globalaccel-loop-metrics", "namespace": ns, "labels": LABELS,
+            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9464"}}, spec=service, opts=on_k8s)
+        self.register_outputs({"role_arn": self.role.arn, "control_center": args.control_center})
