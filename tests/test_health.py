@@ -25,6 +25,21 @@ ALL_OK = dict.fromkeys(CENTERS, True)
 ALL_FAIL = dict.fromkeys(CENTERS, False)
 
 
+def flap(t: HealthTracker, now: float, times: int) -> float:
+    """Down for 3 results, 21 s pause (past min_down_s), up for 3 results; `times` times. Returns the clock."""
+    for _ in range(times):
+        for _ in range(3):
+            round_of(t, now, ALL_FAIL)
+            now += 1
+        t.evaluate(now)
+        now += 21
+        for _ in range(3):
+            round_of(t, now, ALL_OK)
+            now += 1
+        t.evaluate(now)
+    return now
+
+
 def test_first_results_decide_and_edge_goes_down_after_down_after_quorum_failures() -> None:
     t = tracker()
     round_of(t, 0, ALL_OK)
@@ -66,17 +81,7 @@ def test_up_needs_quorum_hold_time_and_up_after() -> None:
 
 def test_flapping_target_is_suppressed_until_penalty_decays() -> None:
     t = tracker()
-    now = 0.0
-    for _ in range(4):  # down/up cycles, each respecting hold time
-        for _ in range(3):
-            round_of(t, now, ALL_FAIL)
-            now += 1
-        t.evaluate(now)
-        now += 21
-        for _ in range(3):
-            round_of(t, now, ALL_OK)
-            now += 1
-        t.evaluate(now)
+    now = flap(t, 0.0, 4)  # down/up cycles, each respecting hold time
     assert t.targets["e1"].changes >= 3
     for _ in range(3):
         round_of(t, now, ALL_FAIL)
@@ -139,17 +144,7 @@ def test_a_gap_in_probe_data_does_not_skip_damping_or_hold_time() -> None:
     """Flapping target, suppressed; its probes go stale (unknown); good results then must not bring it
     up while the penalty is high, nor before min_down_s since it last went down."""
     t = tracker()
-    now = 0.0
-    for _ in range(4):
-        for _ in range(3):
-            round_of(t, now, ALL_FAIL)
-            now += 1
-        t.evaluate(now)
-        now += 21
-        for _ in range(3):
-            round_of(t, now, ALL_OK)
-            now += 1
-        t.evaluate(now)
+    now = flap(t, 0.0, 4)
     for _ in range(3):
         round_of(t, now, ALL_FAIL)
         now += 1

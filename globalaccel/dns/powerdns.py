@@ -22,12 +22,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.plan import Changes
 from globalaccel.dns.records import Record, fqdn
 from globalaccel.routing import RoutingTable
 from globalaccel.topology import Topology
 
-OWNER_LABEL = "_globalaccel-owner"
 _SAFE_ADDRESS = re.compile(r"^[0-9a-fA-F:.]+$")
 
 
@@ -69,19 +69,7 @@ def lua_for_answers(answers: dict[str, tuple[str, ...]]) -> str:
 
 
 @dataclass(frozen=True)
-class PowerDnsLayout:
-    zone: str
-    service: str
-    stack: str
-
-    @property
-    def owner_name(self) -> str:
-        return f"{OWNER_LABEL}.{self.zone}"
-
-    @property
-    def owner_value(self) -> str:
-        return f'"heritage=globalaccel,owner={self.stack}"'
-
+class PowerDnsLayout(ZoneOwnership):
     def owns(self, record: Record) -> bool:
         return (record.name == self.service and record.type == "LUA") or (record.name == self.owner_name and record.type == "TXT")
 
@@ -166,6 +154,4 @@ class PowerDnsProvider:
         return 1
 
     def check_owner(self, current: Iterable[Record]) -> None:
-        for r in current:
-            if r.name == self.layout.owner_name and r.values != (self.layout.owner_value,):
-                raise PowerDnsError(f"zone {self.layout.zone} is owned by {r.values}; refusing to change it")
+        self.layout.check_owner(current)

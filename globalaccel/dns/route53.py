@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
 from globalaccel.dns.budget import ApiBudget
+from globalaccel.dns.ownership import ZoneOwnedByAnother as ZoneOwnedByAnother
 from globalaccel.dns.plan import Change, Changes, plan
 from globalaccel.dns.records import Geo, Record, fqdn
 from globalaccel.dns.route53_compile import Route53Layout
@@ -32,10 +33,6 @@ RETRY_SAME = {"Throttling", "ThrottlingException", "PriorRequestNotComplete", "R
 
 class NeedsReplan(Exception):
     """A request may or may not have been applied; the caller must re-list and re-plan."""
-
-
-class ZoneOwnedByAnother(Exception):
-    pass
 
 
 @dataclass
@@ -181,9 +178,7 @@ class Route53Provider:
         return sorted(found.values(), key=lambda r: r.key)
 
     def check_owner(self, current: Iterable[Record]) -> None:
-        for r in current:
-            if r.name == self.layout.owner_name and r.values != (self.layout.owner_value,):
-                raise ZoneOwnedByAnother(f"zone {self.layout.zone} is owned by {r.values}; refusing to change it")
+        self.layout.check_owner(current)
 
     def apply(self, changes: Changes, stats: ApplyStats | None = None) -> ApplyStats:
         stats = stats or ApplyStats()

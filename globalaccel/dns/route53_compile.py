@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.records import Geo, Record, fqdn
 from globalaccel.routing import RoutingTable
 from globalaccel.topology import Topology
 
-OWNER_LABEL = "_globalaccel-owner"
 # Countries whose continent Route 53 may assign differently from GeoNames: their record is placed
 # under every plausible continent name, so a mismatch cannot strand them. (Unused placements are
 # harmless: a continent name is only reached by clients located on that continent.)
@@ -37,24 +37,12 @@ MAX_WEIGHT = 255
 
 
 @dataclass(frozen=True)
-class Route53Layout:
-    zone: str  # absolute
-    service: str  # absolute
-    stack: str
-
+class Route53Layout(ZoneOwnership):
     def continent_name(self, continent: str) -> str:
         return f"{continent.lower()}.geo.{self.zone}"
 
     def country_name(self, country: str) -> str:
         return f"{country.lower()}.cc.{self.zone}"
-
-    @property
-    def owner_name(self) -> str:
-        return f"{OWNER_LABEL}.{self.zone}"
-
-    @property
-    def owner_value(self) -> str:
-        return f'"heritage=globalaccel,owner={self.stack}"'
 
     def owns(self, record: Record) -> bool:
         """The controller owns the service name, the geo/cc subtrees and its registry TXT record."""

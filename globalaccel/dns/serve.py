@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 
 from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, snapshot_from_table
 from globalaccel.plan import compute_plan
+from globalaccel.stopping import stop_event, wait_until_stopped
 from globalaccel.topology import Topology
 
 
@@ -19,16 +18,9 @@ async def _serve(topology: Topology, host: str, port: int, local_country: str | 
     await server.start()
     print(f"serving {topology.zone} on {host}:{server.port} (UDP and TCP), table {table.content_hash[:16]}", flush=True)
     print(f"  try: dig @{host} -p {server.port} {topology.service_name} A +subnet=85.214.0.0/16   (a German network)", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     try:
-        if duration is None:
-            await stop.wait()
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), duration)
+        await wait_until_stopped(stop, duration)
     finally:
         await server.stop()
         stats = responder.stats

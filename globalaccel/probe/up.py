@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from globalaccel.probe.prober import ProbePath, Prober
 from globalaccel.probe.sinks import EmbeddedSink, PowerDnsSink, Route53Sink, TableSink
 from globalaccel.probe.state import FileLease
 from globalaccel.probe.world import center_address, edge_address
+from globalaccel.stopping import stop_event
 from globalaccel.topology import Topology
 
 
@@ -216,10 +216,7 @@ async def run_up(topology: Topology, options: UpOptions, out: IO[str] = sys.stdo
             report = loop.cycle()  # serve the persisted view at once: a restart neither flaps nor starts empty
             print(f"  restored state: table gen {report.generation}, {report.healthy_edges} edges up", file=out, flush=True)
 
-        stop = asyncio.Event()
-        aloop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            aloop.add_signal_handler(sig, stop.set)
+        stop = stop_event()
         started = time.monotonic()
         cycle = 0
         tty = out.isatty()

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import random
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import numpy as np
 from globalaccel.geo import angles_between, unit_vectors
 from globalaccel.latency import PhysicsModel
 from globalaccel.sourcefile import load_yaml
+from globalaccel.stopping import stop_event, wait_until_stopped
 from globalaccel.topology import Topology, load_stack
 
 PROBE_PORT = 18080
@@ -231,10 +231,7 @@ async def run_world(stack: str, stacks_dir: Path, port: int, control_port: int, 
     await world.start()
     control = await world.serve_control(control_port)
     print(json.dumps({"ready": True, "listeners": len(world._servers), "port": port, "control_port": control_port}), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
 
     async def play() -> None:
         for at, fault in events:
@@ -244,11 +241,7 @@ async def run_world(stack: str, stacks_dir: Path, port: int, control_port: int, 
 
     player = asyncio.create_task(play())
     try:
-        if duration is None:
-            await stop.wait()
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), duration)
+        await wait_until_stopped(stop, duration)
     finally:
         player.cancel()
         control.close()
