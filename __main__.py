@@ -28,6 +28,8 @@ if control_center not in topology.center_by_id:
 
 zone = RoutingZone("routing", RoutingZoneArgs(topology.zone, topology.stack, config.get("parentZoneId")))
 prober_urls = {c.id: f"http://prober-{c.id}.{topology.zone}:9465" for c in topology.centers}
+stacks_dir = Path(__file__).resolve().parent / "stacks"
+stack_files = {str(Path(f).resolve().relative_to(stacks_dir)): Path(f).read_text(encoding="utf-8") for f in topology.source_files}
 centers = {
     c.id: CenterNode(c.id, CenterNodeArgs(center=c, stack=topology.stack, image=image, kubeconfig=config.get_secret(f"kubeconfig-{c.id}"),
                                           peers={k: v for k, v in prober_urls.items() if k != c.id}, probe_port=topology.probe.port))
@@ -41,6 +43,7 @@ fleet = EdgeFleet("edges", EdgeFleetArgs(zone=topology.zone.rstrip(".") + ".", s
 control = ControlPlane("control", ControlPlaneArgs(stack=topology.stack, zone_id=zone.zone.zone_id, control_center=control_center,
                                                    image=image, k8s_provider=centers[control_center].k8s,
                                                    peers={k: v for k, v in prober_urls.items() if k != control_center},
+                                                   stack_files=stack_files,
                                                    oidc_provider_arn=config.get("oidcProviderArn")))
 
 pulumi.export("serviceName", topology.service_name)

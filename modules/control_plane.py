@@ -24,6 +24,7 @@ class ControlPlaneArgs:
     image: str
     k8s_provider: k8s.Provider
     peers: dict[str, str]  # center -> prober results URL
+    stack_files: dict[str, str] | None = None  # relative path under stacks/ -> content: the loop's configuration
     oidc_provider_arn: str | None = None  # EKS IRSA; without it the role trusts the account root (set it in production)
 
 
@@ -63,21 +64,30 @@ class ControlPlane(pulumi.ComponentResource):
         subjects: Any = [{"kind": "ServiceAccount", "name": "globalaccel-loop", "namespace": ns}]
         self.binding = k8s.rbac.v1.RoleBinding(f"{name}-lease-binding", metadata={"name": "globalaccel-lease", "namespace": ns},
                                                role_ref=binding, subjects=subjects, opts=on_k8s)
+        # The stack's files as a ConfigMap mounted at /etc/globalaccel/stacks: a residency or catalog edit
+        # rolls out with `pulumi up`, no image rebuild. Keys cannot hold "/", so paths are flattened.
+        files = args.stack_files or {}
+        self.config = k8s.core.v1.ConfigMap(f"{name}-stack", metadata={"name": "globalaccel-stack", "namespace": ns, "labels": LABELS},
+                                            data={path.replace("/", "__"): text for path, text in sorted(files.items())}, opts=on_k8s)
+        items: Any = [{"key": path.replace("/", "__"), "path": path} for path in sorted(files)]
         peers = [f"--peer={c}={url}" for c, url in sorted(args.peers.items())]
         container: Any = {
             "name": "loop", "image": args.image,
             "args": pulumi.Output.from_input(args.zone_id).apply(lambda zone: [
-                "up", "--stack", args.stack, "--vantage", args.control_center, "--backend", "route53", "--zone-id", zone,
+                "up", "--stack", args.stack, "--stacks-dir", "/etc/globalaccel/stacks", "--vantage", args.control_center,
+                "--backend", "route53", "--zone-id", zone,
                 "--lease", "kubernetes", "--lease-namespace", ns, "--measurements-host", "0.0.0.0", "--measurements-port", "9465",
                 *peers]),
             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
             "ports": [{"name": "metrics", "containerPort": 9464}, {"name": "results", "containerPort": 9465}],
             "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
             "readinessProbe": {"tcpSocket": {"port": 9464}},
+            "volumeMounts": [{"name": "stack", "mountPath": "/etc/globalaccel/stacks", "readOnly": True}],
         }
         spec: Any = {"replicas": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": "globalaccel-loop"}},
                      "template": {"metadata": {"labels": LABELS},
-                                  "spec": {"serviceAccountName": "globalaccel-loop", "containers": [container]}}}
+                                  "spec": {"serviceAccountName": "globalaccel-loop", "containers": [container],
+                                           "volumes": [{"name": "stack", "configMap": {"name": "globalaccel-stack", "items": items}}]}}}
         self.deployment = k8s.apps.v1.Deployment(f"{name}-loop", metadata={"name": "globalaccel-loop", "namespace": ns, "labels": LABELS},
                                                  spec=spec, opts=on_k8s)
         service: Any = {"selector": {"app.kubernetes.io/name": "globalaccel-loop"}, "ports": [{"name": "metrics", "port": 9464}]}

@@ -56,6 +56,9 @@ def test_counts_and_names(stack: tuple[str, dict[str, Any], list[Res], Path]) ->
     assert "aws:route53/record:Record" not in by_type
     assert by_type["aws:s3/bucket:Bucket"] == 4 and by_type["aws:route53/healthCheck:HealthCheck"] == 4  # one per center
     assert by_type["kubernetes:apps/v1:Deployment"] == 5  # a prober per center + the loop
+    stack_config = next(r for r in resources if r.type == "kubernetes:core/v1:ConfigMap")
+    assert f"Pulumi.{name}.yaml" in stack_config.inputs["data"] and "residency.yaml" in stack_config.inputs["data"]
+    assert sum(len(v) for v in stack_config.inputs["data"].values()) < 1_000_000  # a ConfigMap holds at most 1 MiB
     keys = [(r.type, r.name) for r in resources]
     assert len(keys) == len(set(keys)), "duplicate names (the mocks do not catch them)"
     assert summary["policy_violations"] == []
@@ -112,6 +115,7 @@ def test_rendered_manifests_pass_schema_validation(stack: tuple[str, dict[str, A
     files = sorted((out / "manifests").glob("*.yaml"))
     assert len(files) >= 20
     models = {"Deployment": "V1Deployment", "Service": "V1Service", "Namespace": "V1Namespace", "ServiceAccount": "V1ServiceAccount",
+              "ConfigMap": "V1ConfigMap",
               "PodDisruptionBudget": "V1PodDisruptionBudget", "Role": "V1Role", "RoleBinding": "V1RoleBinding"}
     for path in files:
         manifest = yaml.safe_load(path.read_text())
