@@ -98,3 +98,25 @@ def test_why_validation_matters_powerdns_serves_servfail_for_broken_lua(pdns: tu
         assert query(port, NETWORKS["DE"], name=name).rcode() == dns.rcode.SERVFAIL
     finally:
         provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": name, "type": "LUA", "changetype": "DELETE"}]})
+
+
+def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pdns: tuple[int, PowerDnsProvider],
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from globalaccel.audit.run import AuditOptions, run_audit
+
+    port, provider = pdns
+    sync(provider, compile_powerdns(PROD, TABLE))
+    monkeypatch.setenv("PDNS_API_KEY", provider.api_key)
+    options = AuditOptions(source="powerdns", endpoint_url=provider.base.split("/api/")[0], dns=f"127.0.0.1:{port}")
+    report = run_audit(PROD, options)
+    assert report.violations == []
+    served = [r for r in report.results if r.status == "served"]
+    assert len(served) >= 150  # most countries' networks: PowerDNS agrees with us on where they are
+    # Tamper: PowerDNS now also answers Russia (strict: no center at all) with a Singapore edge.
+    lua = next(r for r in provider.records() if r.type == "LUA" and r.name == provider.layout.service).values[0]
+    singapore = next(e for e in PROD.edges if e.country == "SG").address
+    tampered = lua.replace("local t={", "local t={['ru']={'" + singapore + "'},", 1)
+    provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": provider.layout.service, "type": "LUA", "ttl": 60,
+                   "changetype": "REPLACE", "records": [{"content": tampered, "disabled": False}]}]})
+    report = run_audit(PROD, options)
+    assert ("fail_closed_violated", "RU") in {(v.kind, v.subject) for v in report.violations}

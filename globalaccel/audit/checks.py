@@ -73,6 +73,7 @@ class AuditReport:
     data_stores: list[dict[str, Any]]
     decision_log: dict[str, Any] | None
     table_hash: str
+    notes: list[str] = field(default_factory=list)  # information for the reader, not violations
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +84,7 @@ class AuditReport:
                         "not_locatable": sum(r.status == "not_locatable" for r in self.results)},
             "results": [asdict(r) for r in self.results], "scenarios": [asdict(s) for s in self.scenarios],
             "violations": [asdict(v) for v in self.violations], "data_stores": self.data_stores, "decision_log": self.decision_log,
+            "notes": self.notes,
         }
 
 
@@ -90,13 +92,24 @@ class AuditReport:
 
 @functools.lru_cache(maxsize=1)
 def representative_networks() -> dict[str, str]:
-    """One IPv4 network per country that iptocc places there (the /16 or /24 whose first address it
-    maps to the country). Countries with no IPv4 space of their own are absent."""
-    found: dict[str, str] = {}
-    addresses = [f"{a}.{b}.0.0" for a in range(1, 224) for b in range(256)]
-    for address, code in zip(addresses, iptocc.country_code(addresses), strict=True):
-        if code and code not in found:
-            found[code] = f"{address}/16"
+    """One IPv4 /24 per country, from the /16 most solidly inside it: of 16 /24s sampled across each
+    /16, the one where most map to the country (a long-held block, which other geo databases, such as
+    PowerDNS's, agree on). Countries with no such /16 fall back to any /24 of theirs; countries with no
+    IPv4 space of their own are absent."""
+    best: dict[str, tuple[int, str]] = {}
+    samples = [(a, b, c) for a in range(1, 224) for b in range(256) for c in range(8, 256, 16)]
+    codes = iptocc.country_code([f"{a}.{b}.{c}.1" for a, b, c in samples])
+    count: dict[tuple[int, int, str], int] = {}
+    first: dict[tuple[int, int, str], int] = {}
+    for (a, b, c), code in zip(samples, codes, strict=True):
+        if code:
+            key = (a, b, code)
+            count[key] = count.get(key, 0) + 1
+            first.setdefault(key, c)
+    for (a, b, code), n in count.items():
+        if n > best.get(code, (0, ""))[0]:
+            best[code] = (n, f"{a}.{b}.{first[(a, b, code)]}.0/24")
+    found = {code: network for code, (_, network) in best.items()}
     for a in range(1, 224):
         addresses = [f"{a}.{b}.{c}.0" for b in range(256) for c in range(256)]
         for address, code in zip(addresses, iptocc.country_code(addresses), strict=True):
@@ -160,18 +173,31 @@ def ecs_answers(server: str, port: int, topology: Topology) -> AnswerSource:
     return answer
 
 
-def powerdns_answers(lua_content: str) -> AnswerSource:
-    """The answer table inside our PowerDNS LUA record, as PowerDNS evaluates it per country."""
-    import re
+def powerdns_ecs_answers(server: str, port: int, topology: Topology, geo_probe: str) -> tuple[dict[str, set[str] | None], dict[str, str]]:
+    """For each country's representative network, ask PowerDNS with ECS which country it places the
+    network in (the `countryCode()` probe record) and what it answers for the service name."""
+    import dns.edns
+    import dns.message
+    import dns.query
 
-    table: dict[str, set[str]] = {}
-    for code, values in re.findall(r"\['([a-z]{2})'\]=\{([^}]*)\}", lua_content):
-        table[code.upper()] = set(re.findall(r"'([0-9a-fA-F:.]+)'", values))
+    def ask(name: str, rdtype: str, network: str) -> dns.message.Message:
+        address, prefix = network.split("/")
+        query = dns.message.make_query(name, rdtype, use_edns=0, options=[dns.edns.ECSOption(address, int(prefix))])
+        return dns.query.udp(query, server, port=port, timeout=3)
 
-    def answer(country: str) -> set[str] | None:
-        return table.get(country, set())
-
-    return answer
+    answers: dict[str, set[str] | None] = {}
+    placed: dict[str, str] = {}
+    for code in sorted(topology.countries):
+        network = representative_networks().get(code)
+        if network is None:
+            answers[code] = None
+            continue
+        txt = [b"".join(rr.strings).decode() for rrset in ask(geo_probe, "TXT", network).answer for rr in rrset]
+        where = (txt[0] if txt else "").upper()
+        placed[code] = where if where in topology.countries else ""
+        response = ask(topology.service_name, "A", network)
+        answers[code] = {rr.address for rrset in response.answer for rr in rrset if rrset.rdtype == dns.rdatatype.A}
+    return answers, placed
 
 
 # ---- the checks ------------------------------------------------------------------------------------------

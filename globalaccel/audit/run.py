@@ -17,7 +17,7 @@ from globalaccel.audit.checks import (
     ecs_answers,
     expected_from_log,
     expected_from_table,
-    powerdns_answers,
+    powerdns_ecs_answers,
     route53_answers,
     what_if,
 )
@@ -72,6 +72,7 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         raise AuditCannotRun(f"{log}: no decision log there (is --state-dir the loop's state folder?)")
     expected = expected_from_log(log, topology) if log is not None else expected_from_table(table, topology)
     findings: list[Finding] = []
+    notes: list[str] = []
     if options.source == "plan":
         answer, fallbacks = route53_answers(compile_route53(topology, table), topology)
         findings += fallbacks
@@ -109,15 +110,23 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
 
         key = os.environ.get("PDNS_API_KEY")
         if not options.endpoint_url or not key:
-            raise AuditCannotRun("--source powerdns needs --endpoint-url (the PowerDNS API) and PDNS_API_KEY")
+            raise AuditCannotRun("--source powerdns needs --endpoint-url (the PowerDNS API), PDNS_API_KEY and --dns (its DNS address)")
+        layout = layout_for(topology)
         try:
-            records = PowerDnsProvider(options.endpoint_url, key, layout_for(topology)).records()
+            records = PowerDnsProvider(options.endpoint_url, key, layout).records()
         except PowerDnsError as exc:
             raise AuditCannotRun(str(exc)) from exc
-        lua = [v for r in records if r.type == "LUA" for v in r.values]
-        if not lua:
-            raise AuditCannotRun(f"no globalaccel LUA record for {topology.service_name} in PowerDNS")
-        answer = powerdns_answers(lua[0])
+        if not any(r.name == layout.geo_probe for r in records):
+            raise AuditCannotRun(f"no {layout.geo_probe} record in PowerDNS: sync the zone with globalaccel first")
+        host, _, port = options.dns.rpartition(":")
+        # Real queries with ECS. PowerDNS locates clients with its own GeoIP data, which can disagree with
+        # ours for a network, so each answer is judged against the country PowerDNS itself reports.
+        seen, placed = powerdns_ecs_answers(host or "127.0.0.1", int(port), topology, layout.geo_probe)
+        for code, where in sorted(placed.items()):
+            if where != code:  # its geo data disagrees with ours for this network: not a test of this country
+                seen[code] = None
+                notes.append(f"{code}: PowerDNS places our network for it in {where or 'no country'}; not audited via PowerDNS")
+        answer = seen.get
     else:
         raise AuditCannotRun(f"unknown source {options.source!r}")
     results, problems = check_answers(topology, expected, answer)
@@ -149,4 +158,4 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         findings += log_findings
     unique = list({(f.kind, f.subject, f.evidence): f for f in findings}.values())
     return AuditReport(topology.stack, options.source, len(topology.countries), results, scenarios, unique, stores, log_summary,
-                       table.content_hash)
+                       table.content_hash, notes)

@@ -70,8 +70,15 @@ def lua_for_answers(answers: dict[str, tuple[str, ...]]) -> str:
 
 @dataclass(frozen=True)
 class PowerDnsLayout(ZoneOwnership):
+    @property
+    def geo_probe(self) -> str:
+        """A TXT name that answers with the country PowerDNS places the client in (for audits)."""
+        return f"_geo.{self.zone}"
+
     def owns(self, record: Record) -> bool:
-        return (record.name == self.service and record.type == "LUA") or (record.name == self.owner_name and record.type == "TXT")
+        if record.name == self.owner_name:
+            return record.type == "TXT"
+        return record.type == "LUA" and record.name in (self.service, self.geo_probe)
 
 
 def layout_for(topology: Topology) -> PowerDnsLayout:
@@ -87,7 +94,10 @@ def compile_powerdns(topology: Topology, table: RoutingTable, ttl: int = 60) -> 
     layout = layout_for(topology)
     content = lua_for_answers(answers)
     validate_lua(content)
-    return [Record(layout.owner_name, "TXT", (layout.owner_value,), 300), Record(layout.service, "LUA", (content,), ttl)]
+    probe = 'TXT "countryCode()"'
+    validate_lua(probe)
+    return [Record(layout.owner_name, "TXT", (layout.owner_value,), 300), Record(layout.service, "LUA", (content,), ttl),
+            Record(layout.geo_probe, "LUA", (probe,), ttl)]
 
 
 class PowerDnsProvider:
