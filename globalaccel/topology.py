@@ -102,7 +102,7 @@ class ProbeSettings:
     """How the probe loop reaches real edges and centers (the emulated world ignores this)."""
 
     port: int = 443
-    kind: str = "tcp"  # tcp: handshake time; http: time to a 2xx status line from GET /healthz
+    kind: str = "tcp"  # tcp: handshake time; http/https: time to a 2xx status line from GET /healthz
 
 
 @dataclass(frozen=True)
@@ -361,8 +361,8 @@ def _parse_probe(node: Located | None, file: Path, problems: ProblemCollector) -
     port = _number(node.get("port"), file, f"{key}.port", problems, lo=1, hi=65535, default=443, integer=True)
     kind_node = node.get("kind")
     kind = "tcp" if kind_node is None else kind_node.value
-    if kind not in ("tcp", "http"):
-        problems.add(file, kind_node.line if kind_node else node.line, f"{key}.kind", f"must be tcp or http; got {kind!r}")
+    if kind not in ("tcp", "http", "https"):
+        problems.add(file, kind_node.line if kind_node else node.line, f"{key}.kind", f"must be tcp, http or https; got {kind!r}")
         kind = "tcp"
     return ProbeSettings(int(port or 443), str(kind))
 

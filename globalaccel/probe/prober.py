@@ -5,8 +5,9 @@ so 12,800 prod paths arrive as a smooth ~1,300 probes/s rather than a burst ever
 sees its vantages' probes at different moments. Concurrency is bounded by a semaphore; a probe that
 exceeds its timeout is a loss.
 
-Probe kinds: "http" (connect, GET /healthz, time to a 2xx status line: what an application sees) and
-"tcp" (time to complete the TCP handshake: the network RTT on real networks).
+Probe kinds: "http" and "https" (connect, GET /healthz, time to a 2xx status line: what an application
+sees; https verifies the certificate) and "tcp" (time to complete the TCP handshake: the network RTT on
+real networks).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import random
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,13 +36,13 @@ class ProbePath:
 ResultSink = Callable[[ProbePath, float | None, float], None]  # (path, rtt ms or None = lost, wall time)
 
 
-async def probe_http(path: ProbePath, timeout: float) -> float | None:
+async def probe_http(path: ProbePath, timeout: float, tls: ssl.SSLContext | None = None) -> float | None:
     start = time.perf_counter()
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
             local = (path.source, 0) if path.source else None
-            reader, writer = await asyncio.open_connection(path.address, path.port, local_addr=local)
+            reader, writer = await asyncio.open_connection(path.address, path.port, local_addr=local, ssl=tls)
             writer.write(b"GET /healthz HTTP/1.0\r\nHost: probe\r\n\r\n")
             line = await reader.readline()
         if line.startswith(b"HTTP/1.") and line[9:10] == b"2":
@@ -66,7 +68,22 @@ async def probe_tcp(path: ProbePath, timeout: float) -> float | None:
         return None
 
 
-PROBES = {"http": probe_http, "tcp": probe_tcp}
+async def probe_https(path: ProbePath, timeout: float) -> float | None:
+    """HTTP over TLS, certificate verified against the system trust store (SSL_CERT_FILE honoured):
+    an edge whose certificate is wrong is not healthy."""
+    return await probe_http(path, timeout, tls=_tls_context())
+
+
+_TLS: list[ssl.SSLContext] = []
+
+
+def _tls_context() -> ssl.SSLContext:
+    if not _TLS:
+        _TLS.append(ssl.create_default_context())
+    return _TLS[0]
+
+
+PROBES = {"http": probe_http, "https": probe_https, "tcp": probe_tcp}
 
 
 def slot_order(paths: Sequence[ProbePath]) -> list[ProbePath]:
