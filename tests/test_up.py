@@ -250,36 +250,28 @@ def test_scenario_file_drives_faults_and_bad_scenarios_are_named(tmp_path: Path)
 
 
 def test_a_returning_leader_republishes_its_table(tmp_path: Path) -> None:
-    """Leader publishes T, loses the lease (another leader may publish meanwhile), regains it with T
-    unchanged: it must publish T again rather than assume the backend still serves it."""
+    """Leader publishes T, loses the lease (another instance takes it and may publish meanwhile), regains
+    it with T unchanged: it must publish T again rather than assume the backend still serves it.
+    Real components: the file lease (a second holder really takes it) and the embedded sink."""
+    from globalaccel.dns.embedded import DnsResponder
     from globalaccel.probe.loop import ControlLoop
-    from globalaccel.routing import RoutingTable
+    from globalaccel.probe.sinks import EmbeddedSink
+    from globalaccel.probe.state import FileLease
+    from globalaccel.probe.up import empty_snapshot
 
-    class Sink:
-        name = "test"
-
-        def __init__(self) -> None:
-            self.published: list[str] = []
-
-        def publish(self, table: RoutingTable) -> dict[str, object]:
-            self.published.append(table.content_hash)
-            return {"requests": 1}
-
-        def budget(self) -> dict[str, float]:
-            return {}
-
-    class Lease:
-        def __init__(self) -> None:
-            self.answers = [True, False, True]
-
-        def acquire(self) -> bool:
-            return self.answers.pop(0)
-
-        def release(self) -> None:
-            pass
-
-    sink = Sink()
-    loop = ControlLoop(DEV, sink, tmp_path / "state", Lease())
-    for t in (1.0, 2.0, 3.0):
-        loop.cycle(now=t)
-    assert len(sink.published) == 2 and sink.published[0] == sink.published[1]
+    state = tmp_path / "state"
+    responder = DnsResponder(empty_snapshot(DEV, "127.0.0.1"))
+    loop = ControlLoop(DEV, EmbeddedSink(DEV, responder), state, FileLease(state))
+    first = loop.cycle(now=1.0)
+    assert first.published and first.leader
+    loop.lease.release()
+    other = FileLease(state)
+    assert other.acquire()  # another instance is leader now
+    standby = loop.cycle(now=2.0)
+    assert not standby.leader and not standby.published
+    other.release()
+    before = responder.snapshot
+    back = loop.cycle(now=3.0)
+    assert back.leader and back.table_hash == first.table_hash
+    assert back.published and responder.snapshot is not before  # republished, not assumed
+    loop.lease.release()
