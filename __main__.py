@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pulumi
 
+from globalaccel.answers import Answers
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.dns.route53_validate import validate_records
-from globalaccel.plan import compute_plan
+from globalaccel.routing.summary import compute_table
+from globalaccel.settings import CLUSTER_RESULTS_PORT
 from globalaccel.topology import load_stack
 from modules.center import CenterNode, CenterNodeArgs
 from modules.control_plane import ControlPlane, ControlPlaneArgs
@@ -27,7 +29,7 @@ if control_center not in topology.center_by_id:
     raise ValueError(f"stacks/Pulumi.{topology.stack}.yaml: config.global-accel:controlCenter: unknown center {control_center!r}")
 
 zone = RoutingZone("routing", RoutingZoneArgs(topology.zone, topology.stack, config.get("parentZoneId")))
-prober_urls = {c.id: f"http://prober-{c.id}.{topology.zone}:9465" for c in topology.centers}
+prober_urls = {c.id: f"http://prober-{c.id}.{topology.zone}:{CLUSTER_RESULTS_PORT}" for c in topology.centers}
 stacks_dir = Path(__file__).resolve().parent / "stacks"
 stack_files = {str(Path(f).resolve().relative_to(stacks_dir)): Path(f).read_text(encoding="utf-8") for f in topology.source_files}
 centers = {
@@ -35,8 +37,8 @@ centers = {
                                           peers={k: v for k, v in prober_urls.items() if k != c.id}, probe_port=topology.probe.port))
     for c in topology.centers
 }
-table, _ = compute_plan(topology)
-records = compile_route53(topology, table)
+table, _ = compute_table(topology)
+records = compile_route53(topology, Answers.from_table(table, topology))  # the fleet's sync adds the zone's ownership claim
 validate_records(records, topology.zone.rstrip(".") + ".", topology.countries)
 fleet = EdgeFleet("edges", EdgeFleetArgs(zone=topology.zone.rstrip(".") + ".", service=topology.service_name.rstrip(".") + ".",
                                          stack=topology.stack, zone_id=zone.zone.zone_id, records=records, edges=len(topology.edges)))

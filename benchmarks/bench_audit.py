@@ -17,11 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from globalaccel.answers import Answers  # noqa: E402
 from globalaccel.audit.run import AuditOptions, run_audit  # noqa: E402
+from globalaccel.dns.backend import sync  # noqa: E402
 from globalaccel.dns.budget import ApiBudget  # noqa: E402
-from globalaccel.dns.route53 import Route53Provider, sync  # noqa: E402
+from globalaccel.dns.route53 import Route53Backend  # noqa: E402
 from globalaccel.dns.route53_compile import compile_route53, layout_for  # noqa: E402
-from globalaccel.plan import compute_plan  # noqa: E402
+from globalaccel.routing.summary import compute_table  # noqa: E402
 from globalaccel.topology import load_stack  # noqa: E402
 from tests.services import moto_server, route53_client  # noqa: E402
 
@@ -42,9 +44,9 @@ def main() -> None:
     with moto_server() as url:
         client = route53_client(url)
         zone = client.create_hosted_zone(Name=prod.zone, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
-        table, _ = compute_plan(prod)
+        table, _ = compute_table(prod)
         fast = ApiBudget.route53(1000, 100_000, 100_000)  # moto has no limits; the audit is what is timed
-        sync(Route53Provider(client, zone, layout_for(prod), budget=fast), compile_route53(prod, table))
+        sync(Route53Backend(client, zone, layout_for(prod), budget=fast), compile_route53(prod, Answers.from_table(table, prod)))
         start = time.perf_counter()
         report = run_audit(prod, AuditOptions(source="route53", endpoint_url=url, what_if=True))
         r53_s = time.perf_counter() - start

@@ -29,14 +29,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from globalaccel.answers import Answers, Served  # noqa: E402
+from globalaccel.dns.backend import claim_record, publish, sync  # noqa: E402
 from globalaccel.dns.budget import ApiBudget  # noqa: E402
 from globalaccel.dns.plan import plan  # noqa: E402
-from globalaccel.dns.powerdns import PowerDnsProvider, compile_powerdns  # noqa: E402
+from globalaccel.dns.powerdns import PowerDnsBackend  # noqa: E402
 from globalaccel.dns.powerdns import layout_for as pdns_layout  # noqa: E402
-from globalaccel.dns.route53 import Route53Provider, order_changes, sync, to_route53  # noqa: E402
+from globalaccel.dns.route53 import Route53Backend, order_changes, to_route53  # noqa: E402
 from globalaccel.dns.route53_compile import compile_route53, layout_for  # noqa: E402
-from globalaccel.plan import compute_plan  # noqa: E402
 from globalaccel.routing import Health  # noqa: E402
+from globalaccel.routing.summary import compute_table  # noqa: E402
 from globalaccel.topology import load_stack  # noqa: E402
 from tests.services import free_port, moto_server, powerdns_server, route53_client, wait_for_port  # noqa: E402
 
@@ -45,19 +47,22 @@ ECS_DE = "8:0001100055d6"  # EDNS option 8 (client subnet): IPv4, /16, scope 0, 
 
 def api_budget() -> dict[str, Any]:
     prod = load_stack("prod", ROOT / "stacks")
-    table, _ = compute_plan(prod)
-    records = compile_route53(prod, table)
+    table, _ = compute_table(prod)
     layout = layout_for(prod)
-    victim = table.country_route("DE").answers[0].edge_id  # type: ignore[union-attr]
-    after, _ = compute_plan(prod, Health(frozenset(e.id for e in prod.edges) - {victim}, frozenset(prod.center_ids)))
-    records_after = compile_route53(prod, after)
+    answers = Answers.from_table(table, prod)
+    records = [claim_record(layout), *compile_route53(prod, answers)]
+    germany = answers.country("DE")
+    assert isinstance(germany, Served)
+    victim = germany.answers[0].edge_id
+    after, _ = compute_table(prod, Health(frozenset(e.id for e in prod.edges) - {victim}, frozenset(prod.center_ids)))
+    records_after = [claim_record(layout), *compile_route53(prod, Answers.from_table(after, prod))]
     out: dict[str, Any] = {"records": len(records), "values": sum(r.value_count for r in records)}
     with moto_server() as url:
         client = route53_client(url)
         fast_budget = ApiBudget.route53(requests_per_s=1000, tokens_per_s=100_000)  # moto has no limits; counts are what matter
 
         zone = client.create_hosted_zone(Name=prod.zone, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
-        ours = Route53Provider(client, zone, layout, budget=fast_budget)
+        ours = Route53Backend(client, zone, layout, budget=fast_budget)
         start = time.perf_counter()
         full = sync(ours, records)
         elapsed = time.perf_counter() - start
@@ -97,7 +102,7 @@ def dnsperf(port: int, seconds: int) -> dict[str, float]:
 
 def query_rates(seconds: int) -> dict[str, Any]:
     prod = load_stack("prod", ROOT / "stacks")
-    table, _ = compute_plan(prod)
+    table, _ = compute_table(prod)
     out: dict[str, Any] = {}
     for cache in (True, False):
         port = free_port()
@@ -110,9 +115,9 @@ def query_rates(seconds: int) -> dict[str, Any]:
             proc.terminate()
             proc.wait(10)
         with tempfile.TemporaryDirectory() as tmp, powerdns_server(Path(tmp), caches=cache) as (pdns_port, api, key):
-            provider = PowerDnsProvider(api, key, pdns_layout(prod))
+            provider = PowerDnsBackend(api, key, pdns_layout(prod), prod)
             provider.ensure_zone()
-            provider.apply(plan(provider.records(), compile_powerdns(prod, table), provider.layout.owns))
+            publish(provider, Answers.from_table(table, prod))
             out[f"powerdns_cache_{'on' if cache else 'off'}"] = dnsperf(pdns_port, seconds)
     return out
 

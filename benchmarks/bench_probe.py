@@ -39,10 +39,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from globalaccel.app.up import emulated_paths  # noqa: E402
 from globalaccel.geo import angles_between, unit_vectors  # noqa: E402
 from globalaccel.latency import LatencyModel  # noqa: E402
-from globalaccel.probe.prober import Prober  # noqa: E402
-from globalaccel.probe.up import emulated_paths  # noqa: E402
+from globalaccel.measure.prober import Prober  # noqa: E402
 from globalaccel.routing import Health, Router  # noqa: E402
 from globalaccel.topology import load_stack  # noqa: E402
 from tests.services import free_port, free_service_port  # noqa: E402
@@ -51,7 +51,7 @@ from tests.services import free_port, free_service_port  # noqa: E402
 def probes_per_cpu_second(interval: float) -> dict[str, float]:
     prod = load_stack("prod", ROOT / "stacks")
     port, control = free_service_port(), free_port()
-    world = subprocess.Popen([sys.executable, "-m", "globalaccel.probe.world", "--stack", "prod", "--port", str(port),
+    world = subprocess.Popen([sys.executable, "-m", "globalaccel.emulated.world", "--stack", "prod", "--port", str(port),
                               "--control-port", str(control)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert world.stdout is not None

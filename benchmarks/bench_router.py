@@ -117,11 +117,11 @@ def main() -> None:
     def dense_all() -> None:
         for lo in range(0, len(cells), 2_000):
             rows = np.arange(lo, min(lo + 2_000, len(cells)))
-            dense_choice[rows], _, _ = dense._select_dense(rows, keep, healthy, latency, center_edge, penalty, allowed,
+            dense_choice[rows], _, _ = dense.search._select_dense(rows, keep, healthy, latency, center_edge, penalty, allowed,
                                                            np.full(len(cells), -1, dtype=np.intp))
 
     results["grid_dense_numpy_select_s"] = timed(dense_all, 1)
-    fast_choice, _, _ = grid_router._select(latency, healthy, center_edge, penalty, allowed)
+    fast_choice, _, _ = grid_router.search.select(latency, healthy, center_edge, penalty, allowed)
     results["grid_choice_equal_dense"] = float(np.array_equal(fast_choice, dense_choice))
     sample = cells[:500]
     start = time.perf_counter()

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from globalaccel.errors import ConfigError
+from globalaccel.errors import GlobalaccelError
+from globalaccel.settings import BackendSettings, add_arguments, with_overrides
 from globalaccel.topology import load_stack
 
 DEFAULT_STACKS = Path("stacks")
@@ -21,10 +22,10 @@ def _add_stack_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from globalaccel.plan import compute_plan, render_text
+    from globalaccel.routing.summary import compute_table, render_text
 
     topology = load_stack(args.stack, args.stacks_dir)
-    _, summary = compute_plan(topology)
+    _, summary = compute_table(topology)
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     else:
@@ -33,20 +34,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_dns_sync(args: argparse.Namespace) -> int:
-    from globalaccel.dns.commands import render_sync, route53_sync
+    from globalaccel.dns.commands import dns_sync, render_sync
 
     topology = load_stack(args.stack, args.stacks_dir)
-    if args.backend == "powerdns":
-        from globalaccel.dns.commands import powerdns_sync
-
-        key = os.environ.get("PDNS_API_KEY")
-        if not args.endpoint_url or not key:
-            print("globalaccel: --backend powerdns needs --endpoint-url (the PowerDNS API) and PDNS_API_KEY in the environment",
-                  file=sys.stderr)
-            return 2
-        result = powerdns_sync(topology, args.endpoint_url, key, args.dry_run)
-    else:
-        result = route53_sync(topology, args.endpoint_url, args.zone_id, args.create_zone, args.dry_run)
+    settings = with_overrides(topology.loop.backend, args)
+    if settings.kind == "embedded":
+        print("globalaccel: dns sync takes --backend route53 or powerdns; the embedded server is `dns serve`", file=sys.stderr)
+        return 2
+    result = dns_sync(topology, settings, args.dry_run)
     print(json.dumps(result, indent=2) if args.format == "json" else render_sync(result))
     return 0 if result["converged"] or args.dry_run else 1
 
@@ -59,46 +54,20 @@ def cmd_dns_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from globalaccel.probe.up import UpConfigError, UpOptions, up_stack
+    from globalaccel.app.up import up_stack
 
     topology = load_stack(args.stack, args.stacks_dir)
-    peers: dict[str, str] = {}
-    for item in args.peer or []:
-        center, sep, url = item.partition("=")
-        if not sep or not url:
-            print(f"globalaccel: --peer takes CENTER=URL, got {item!r}", file=sys.stderr)
-            return 2
-        peers[center] = url
-    if not args.local and args.vantage is None:
-        print("globalaccel: without --local, name this prober's center with --vantage (and its peers with --peer CENTER=URL)",
-              file=sys.stderr)
-        return 2
-    options = UpOptions(stacks_dir=args.stacks_dir, local=args.local, duration=args.duration, interval=args.interval, once=args.once,
-                        dry_run=args.dry_run, dns_host=args.dns_host, dns_port=args.dns_port, metrics_port=args.metrics_port,
-                        state_dir=args.state_dir, scenario=args.scenario, world_port=args.world_port, control_port=args.control_port,
-                        vantage=args.vantage, source_address=args.source_address, peers=peers,
-                        measurements_host=args.measurements_host, measurements_port=args.measurements_port, backend=args.backend,
-                        endpoint_url=args.endpoint_url, create_zone=args.create_zone, zone_id=args.zone_id, lease=args.lease,
-                        lease_namespace=args.lease_namespace, lease_name=args.lease_name, identity=args.identity)
-    try:
-        return up_stack(topology, options)
-    except UpConfigError as exc:
-        print(f"globalaccel: {exc}", file=sys.stderr)
-        return 2
+    return up_stack(topology, with_overrides(topology.loop, args), args.stacks_dir)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from globalaccel.audit.report import to_html, to_markdown, write_all
-    from globalaccel.audit.run import AuditCannotRun, AuditOptions, run_audit
+    from globalaccel.audit.run import AuditOptions, run_audit
 
-    try:
-        topology = load_stack(args.stack, args.stacks_dir)
-        options = AuditOptions(source=args.source, endpoint_url=args.endpoint_url, dns=args.dns, state_dir=args.state_dir,
-                               what_if=args.what_if, s3_endpoint_url=args.s3_endpoint_url, check_s3=args.s3, manifests=args.manifests)
-        report = run_audit(topology, options)
-    except (AuditCannotRun, ConfigError) as exc:
-        print(f"globalaccel audit: could not run: {exc}", file=sys.stderr)
-        return 2
+    topology = load_stack(args.stack, args.stacks_dir)
+    options = AuditOptions(source=args.source, endpoint_url=args.endpoint_url, dns=args.dns, state_dir=args.state_dir,
+                           what_if=args.what_if, s3_endpoint_url=args.s3_endpoint_url, check_s3=args.s3, manifests=args.manifests)
+    report = run_audit(topology, options)
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     elif args.format == "html":
@@ -146,10 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     dns = sub.add_parser("dns", help="DNS backends: sync records, serve locally").add_subparsers(dest="dns_command", required=True)
     dsync = dns.add_parser("sync", help="compile the routing table into records and push the minimal changes")
     _add_stack_args(dsync)
-    dsync.add_argument("--backend", choices=("route53", "powerdns"), default="route53")
-    dsync.add_argument("--endpoint-url", help="API endpoint (e.g. a moto server); default: the real service")
-    dsync.add_argument("--zone-id", help="hosted zone id; default: look the stack's zone up by name")
-    dsync.add_argument("--create-zone", action="store_true", help="create the hosted zone when it does not exist")
+    add_arguments(dsync, BackendSettings)
+    dsync.set_defaults(**{"kind": "route53"})  # `dns sync` without --backend means Route 53
     dsync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     dsync.add_argument("--format", choices=("text", "json"), default="text")
     dsync.set_defaults(func=cmd_dns_sync)
@@ -164,32 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="the main job: probe, route, serve DNS and metrics (--local: emulated world on loopback)")
     _add_stack_args(up)
-    up.add_argument("--local", action="store_true", help="emulate every edge and center on loopback and serve DNS locally")
-    up.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
-    up.add_argument("--interval", type=float, default=5.0, help="seconds per probe cycle (every path once)")
-    up.add_argument("--once", action="store_true", help="one probe cycle and one routing cycle, then exit")
-    up.add_argument("--dry-run", action="store_true", help="compute and log, but do not publish to DNS")
-    up.add_argument("--dns-host", default="127.0.0.1")
-    up.add_argument("--dns-port", type=int, default=5353)
-    up.add_argument("--metrics-port", type=int, default=9464)
-    up.add_argument("--state-dir", type=Path, help="default: state/<stack>")
-    up.add_argument("--scenario", type=Path, help="YAML file of timed faults for the emulated world")
-    up.add_argument("--world-port", type=int, default=18080)
-    up.add_argument("--control-port", type=int, default=18079)
-    real = up.add_argument_group("without --local: this process probes from one center; the lease holder publishes")
-    real.add_argument("--vantage", help="the center this prober runs in")
-    real.add_argument("--source-address", help="local address to probe from (default: any)")
-    real.add_argument("--peer", action="append", metavar="CENTER=URL", help="another center's prober results endpoint (repeat)")
-    real.add_argument("--measurements-host", default="127.0.0.1", help="address to serve this prober's results on")
-    real.add_argument("--measurements-port", type=int, help="port to serve this prober's results on (for peers)")
-    real.add_argument("--backend", choices=("embedded", "route53", "powerdns"), default="embedded")
-    real.add_argument("--endpoint-url", help="DNS API endpoint (Route 53 / moto, or the PowerDNS API)")
-    real.add_argument("--create-zone", action="store_true")
-    real.add_argument("--zone-id", help="hosted zone id (skips looking the zone up by name)")
-    real.add_argument("--lease", choices=("file", "kubernetes"), default="file", help="leader election (kubernetes: in-cluster Lease)")
-    real.add_argument("--lease-namespace", default="globalaccel")
-    real.add_argument("--lease-name", default="globalaccel-loop")
-    real.add_argument("--identity", help="lease holder identity (default: host name)")
+    add_arguments(up)  # every loop setting, generated from globalaccel.settings.LoopSettings
     up.set_defaults(func=cmd_up)
 
     audit = sub.add_parser("audit", help="prove from live state where every country's traffic and data go (exit 0 / 1 / 2)")
@@ -218,19 +160,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
-        print(f"globalaccel: invalid configuration:\n{exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # report operational failures plainly; the traceback helps nobody at 3 a.m.
-        from globalaccel.dns.commands import DnsCommandError
-        from globalaccel.dns.powerdns import LuaValidationError, PowerDnsError
-        from globalaccel.dns.route53 import ZoneOwnedByAnother
-        from globalaccel.dns.route53_validate import Route53ValidationError
-
-        if isinstance(exc, DnsCommandError | ZoneOwnedByAnother | Route53ValidationError | PowerDnsError | LuaValidationError):
-            print(f"globalaccel: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except GlobalaccelError as exc:  # every operator-facing error carries its exit status; mapped here only
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        # `globalaccel plan | head`: the reader left. Point stdout at /dev/null so the interpreter's
+        # final flush does not raise again, and end quietly as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
 
 
 if __name__ == "__main__":

@@ -1,9 +1,23 @@
-"""Errors that name where bad input lives: file, line (or CSV row) and field."""
+"""Errors: one base carrying its exit status, and config errors that name file, line and field.
+
+Every error meant for the operator derives from `GlobalaccelError`; the command line maps it to its
+`exit_code` in one place (`globalaccel.cli.main`). Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class GlobalaccelError(Exception):
+    """An error the operator can act on. `exit_code` 2: the command could not do its job."""
+
+    exit_code = 2
+    prefix = "globalaccel"
+
+    def render(self) -> str:
+        return f"{self.prefix}: {self}"
 
 
 @dataclass(frozen=True)
@@ -20,9 +34,12 @@ class Problem:
         return f"{where}: {self.field}: {self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(GlobalaccelError):
     """Raised when input files are invalid. Carries every problem found, not just the first,
     so an operator fixes a catalog in one pass; nothing partially loaded escapes."""
+
+    def render(self) -> str:
+        return f"{self.prefix}: invalid configuration:\n{self}"
 
     def __init__(self, problems: list[Problem]) -> None:
         if not problems:
@@ -37,6 +54,10 @@ class ConfigError(Exception):
     @classmethod
     def single(cls, file: str | Path, line: int | None, field: str, message: str) -> ConfigError:
         return cls([Problem(str(file), line, field, message)])
+
+
+class UsageError(GlobalaccelError):
+    """Options that do not fit together (named by their flags)."""
 
 
 class ProblemCollector:

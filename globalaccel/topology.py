@@ -16,6 +16,7 @@ from typing import Any
 
 from globalaccel.errors import ConfigError, ProblemCollector
 from globalaccel.residency import ResidencyPolicy, load_residency
+from globalaccel.settings import LoopSettings, from_stack
 from globalaccel.sourcefile import Located, load_yaml, read_csv
 
 NAMESPACE = "global-accel"
@@ -120,6 +121,7 @@ class Topology:
     source_files: tuple[str, ...]
     raw_config: Mapping[str, Any]  # every stack config key, plain, for the IaC program
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+    loop: LoopSettings = field(default_factory=LoopSettings)  # the control loop's settings from the stack file
 
     @cached_property
     def center_by_id(self) -> dict[str, Center]:
@@ -400,6 +402,7 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
     routing = _parse_routing(key("routing"), file, problems)
     latency = _parse_latency(key("latency"), file, problems)
     probe = _parse_probe(key("probe"), file, problems)
+    loop = from_stack(LoopSettings, key("loop"), file, f"config.{NAMESPACE}:loop", problems)
     paths: dict[str, Path] = {}
     for name in ("countries", "edgeCatalog", "residency"):
         text = _text(key(name), file, f"config.{NAMESPACE}:{name}", problems, config.line)
@@ -427,4 +430,5 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
         source_files=(str(file), *(str(p) for p in paths.values())),
         raw_config=config.plain(),
         probe=probe,
+        loop=loop,
     )

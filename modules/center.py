@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from globalaccel.settings import CLUSTER_RESULTS_PORT, LoopSettings, up_command
 from globalaccel.topology import Center
 
 LABELS = {"app.kubernetes.io/part-of": "globalaccel"}
@@ -50,7 +51,11 @@ class CenterNode(pulumi.ComponentResource):
         labels = {**LABELS, "app.kubernetes.io/name": "globalaccel-prober", "globalaccel/center": c.id}
         self.namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": "globalaccel", "labels": LABELS}, opts=on_k8s)
         after_ns = pulumi.ResourceOptions(parent=self, provider=self.k8s, depends_on=[self.namespace])
-        peers = [f"--peer={p}={url}" for p, url in sorted(args.peers.items())]
+        # Every prober is a dry-run loop of its own center: it measures, serves its results to the others
+        # and exports metrics; only the control loop publishes. Its command line comes from the settings tree.
+        prober = LoopSettings(vantage=c.id, dry_run=True, metrics_host="0.0.0.0", measurements_host="0.0.0.0",
+                              measurements_port=CLUSTER_RESULTS_PORT, peers=tuple(f"{p}={url}" for p, url in sorted(args.peers.items())))
+        probes: Any = {"httpGet": {"path": "/healthz", "port": prober.metrics_port}, "periodSeconds": 10}
         deployment_spec: Any = {
                 "replicas": 1,
                 "selector": {"matchLabels": {"app.kubernetes.io/name": "globalaccel-prober"}},
@@ -59,11 +64,11 @@ class CenterNode(pulumi.ComponentResource):
                     "spec": {
                         "containers": [{
                             "name": "prober", "image": args.image,
-                            "args": ["up", "--stack", args.stack, "--vantage", c.id, "--measurements-host", "0.0.0.0",
-                                     "--measurements-port", "9465", "--backend", "embedded", "--dry-run", *peers],
-                            "ports": [{"name": "results", "containerPort": 9465}, {"name": "metrics", "containerPort": 9464}],
+                            "args": up_command(args.stack, prober),
+                            "ports": [{"name": "results", "containerPort": CLUSTER_RESULTS_PORT},
+                                      {"name": "metrics", "containerPort": prober.metrics_port}],
                             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
-                            "readinessProbe": {"tcpSocket": {"port": 9464}},
+                            "readinessProbe": probes, "livenessProbe": {**probes, "initialDelaySeconds": 60},
                         }],
                         "nodeSelector": {"topology.kubernetes.io/region": c.region},
                     },
@@ -74,7 +79,8 @@ class CenterNode(pulumi.ComponentResource):
         self.service = k8s.core.v1.Service(f"{name}-prober-svc", metadata={"name": "globalaccel-prober", "namespace": "globalaccel",
                                                                           "labels": labels},
                                            spec={"selector": {"app.kubernetes.io/name": "globalaccel-prober"},
-                                                 "ports": [{"name": "results", "port": 9465}, {"name": "metrics", "port": 9464}]},
+                                                 "ports": [{"name": "results", "port": CLUSTER_RESULTS_PORT},
+                                                           {"name": "metrics", "port": prober.metrics_port}]},
                                            opts=after_ns)
         pdb_spec: Any = {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "globalaccel-prober"}}}
         self.pdb = k8s.policy.v1.PodDisruptionBudget(f"{name}-prober-pdb", metadata={"name": "globalaccel-prober",

@@ -5,6 +5,7 @@ metrics Service for Prometheus."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from globalaccel.settings import CLUSTER_RESULTS_PORT, BackendSettings, LeaseSettings, LoopSettings, up_command
+
+STACKS_MOUNT = "/etc/globalaccel/stacks"  # the stack's files, from the ConfigMap
 LABELS = {"app.kubernetes.io/part-of": "globalaccel", "app.kubernetes.io/name": "globalaccel-loop"}
 
 
@@ -70,19 +74,20 @@ class ControlPlane(pulumi.ComponentResource):
         self.config = k8s.core.v1.ConfigMap(f"{name}-stack", metadata={"name": "globalaccel-stack", "namespace": ns, "labels": LABELS},
                                             data={path.replace("/", "__"): text for path, text in sorted(files.items())}, opts=on_k8s)
         items: Any = [{"key": path.replace("/", "__"), "path": path} for path in sorted(files)]
-        peers = [f"--peer={c}={url}" for c, url in sorted(args.peers.items())]
+        loop = LoopSettings(vantage=args.control_center, metrics_host="0.0.0.0", measurements_host="0.0.0.0",
+                            measurements_port=CLUSTER_RESULTS_PORT, peers=tuple(f"{c}={url}" for c, url in sorted(args.peers.items())),
+                            lease=LeaseSettings(kind="kubernetes", namespace=ns))
+        probes: Any = {"httpGet": {"path": "/healthz", "port": loop.metrics_port}, "periodSeconds": 10}
         container: Any = {
             "name": "loop", "image": args.image,
-            "args": pulumi.Output.from_input(args.zone_id).apply(lambda zone: [
-                "up", "--stack", args.stack, "--stacks-dir", "/etc/globalaccel/stacks", "--vantage", args.control_center,
-                "--backend", "route53", "--zone-id", zone,
-                "--lease", "kubernetes", "--lease-namespace", ns, "--measurements-host", "0.0.0.0", "--measurements-port", "9465",
-                *peers]),
+            # The command line is generated from the settings tree (globalaccel.settings), as the CLI parses it.
+            "args": pulumi.Output.from_input(args.zone_id).apply(lambda zone: up_command(
+                args.stack, dataclasses.replace(loop, backend=BackendSettings(kind="route53", zone_id=zone)), STACKS_MOUNT)),
             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-            "ports": [{"name": "metrics", "containerPort": 9464}, {"name": "results", "containerPort": 9465}],
+            "ports": [{"name": "metrics", "containerPort": loop.metrics_port}, {"name": "results", "containerPort": CLUSTER_RESULTS_PORT}],
             "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-            "readinessProbe": {"tcpSocket": {"port": 9464}},
-            "volumeMounts": [{"name": "stack", "mountPath": "/etc/globalaccel/stacks", "readOnly": True}],
+            "readinessProbe": probes, "livenessProbe": {**probes, "initialDelaySeconds": 60},
+            "volumeMounts": [{"name": "stack", "mountPath": STACKS_MOUNT, "readOnly": True}],
         }
         spec: Any = {"replicas": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": "globalaccel-loop"}},
                      "template": {"metadata": {"labels": LABELS},
@@ -90,8 +95,9 @@ class ControlPlane(pulumi.ComponentResource):
                                            "volumes": [{"name": "stack", "configMap": {"name": "globalaccel-stack", "items": items}}]}}}
         self.deployment = k8s.apps.v1.Deployment(f"{name}-loop", metadata={"name": "globalaccel-loop", "namespace": ns, "labels": LABELS},
                                                  spec=spec, opts=on_k8s)
-        service: Any = {"selector": {"app.kubernetes.io/name": "globalaccel-loop"}, "ports": [{"name": "metrics", "port": 9464}]}
+        service: Any = {"selector": {"app.kubernetes.io/name": "globalaccel-loop"},
+                        "ports": [{"name": "metrics", "port": loop.metrics_port}]}
         self.metrics = k8s.core.v1.Service(f"{name}-metrics", metadata={
             "name": "globalaccel-loop-metrics", "namespace": ns, "labels": LABELS,
-            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9464"}}, spec=service, opts=on_k8s)
+            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(loop.metrics_port)}}, spec=service, opts=on_k8s)
         self.register_outputs({"role_arn": self.role.arn, "control_center": args.control_center})

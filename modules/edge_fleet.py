@@ -33,17 +33,17 @@ def _records_from(props: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _sync(props: dict[str, Any], records: list[Any]) -> dict[str, Any]:
-    import boto3
-
-    from globalaccel.dns.route53 import Route53Provider, sync
+def _sync(props: dict[str, Any], records: list[Any], release: bool = False) -> dict[str, Any]:
+    from globalaccel.dns.backend import SyncDidNotConverge, sync
+    from globalaccel.dns.factory import open_route53
     from globalaccel.dns.route53_compile import Route53Layout
+    from globalaccel.settings import BackendSettings
 
     layout = Route53Layout(props["zone"], props["service"], props["stack"])
-    provider = Route53Provider(boto3.client("route53"), props["zone_id"], layout)
-    report = sync(provider, records)
+    backend = open_route53(layout, BackendSettings(kind="route53", zone_id=props["zone_id"]))  # the loop's factory and sync
+    report = sync(backend, records, release=release)
     if not report.converged:
-        raise RuntimeError(f"Route 53 did not converge after {report.rounds} rounds")
+        raise SyncDidNotConverge(f"Route 53 did not converge after {report.rounds} rounds")
     return {"change_requests": report.stats.requests, "change_tokens": report.stats.change_tokens}
 
 
@@ -60,7 +60,7 @@ class EdgeRecordsProvider(ResourceProvider):
         return UpdateResult(outs={**news, **_sync(news, _records_from(news))})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        _sync(props, [])  # removes only records the controller owns
+        _sync(props, [], release=True)  # removes only records the controller owns, and its claim on the zone
 
 
 class EdgeRecords(pulumi.dynamic.Resource):

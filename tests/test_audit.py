@@ -13,9 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
-from globalaccel.dns.route53 import sync
+from globalaccel.answers import Answers
+from globalaccel.dns.backend import sync
 from globalaccel.dns.route53_compile import compile_route53
-from globalaccel.plan import compute_plan
+from globalaccel.routing.summary import compute_table
 from globalaccel.topology import load_stack
 from tests.conftest import ROOT, STACKS
 from tests.services import moto_server, route53_client
@@ -178,8 +179,8 @@ def test_html_report_renders_in_chromium_with_the_map(tmp_path: Path) -> None:
 
 def test_plan_source_uses_the_compiled_route53_tree() -> None:
     """The plan source is the Route 53 tree the controller would publish, evaluated by the simulator."""
-    table, _ = compute_plan(PROD)
-    assert compile_route53(PROD, table) == PROD_RECORDS
+    table, _ = compute_table(PROD)
+    assert compile_route53(PROD, Answers.from_table(table, PROD)) == PROD_RECORDS[1:]  # all but the ownership claim
     assert load_stack("prod", STACKS).stack == "prod"
 
 
@@ -210,17 +211,18 @@ def test_fail_open_findings_are_complete_when_returned() -> None:
     anyway. The finding must be there as soon as the answers are (the audit copies it right away)."""
     from dataclasses import replace
 
-    from globalaccel.audit.checks import route53_answers
+    from globalaccel.audit.sources import route53_answers
 
     dev = load_stack("dev", STACKS)
-    table, _ = compute_plan(dev)
-    records = [replace(r, health_check="hc-de") if r.name.startswith("de.cc.") else r for r in compile_route53(dev, table)]
+    table, _ = compute_table(dev)
+    compiled = compile_route53(dev, Answers.from_table(table, dev))
+    records = [replace(r, health_check="hc-de") if r.name.startswith("de.cc.") else r for r in compiled]
     _, findings = route53_answers(records, dev)
     assert ("fail_open_fallback", "DE") in {(f.kind, f.subject) for f in findings}
 
 
 def test_preferred_region_affinity_or_an_open_alternative_is_not_placement() -> None:
-    from globalaccel.audit.checks import allowed_regions
+    from globalaccel.audit.stores import allowed_regions
 
     term = {"matchExpressions": [{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-central-1"]}]}
     preferred = {"template": {"spec": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [

@@ -12,25 +12,28 @@ import dns.query
 import dns.rcode
 import pytest
 
-from globalaccel.dns.embedded import DnsResponder, snapshot_from_table
-from globalaccel.dns.plan import plan
-from globalaccel.dns.powerdns import LuaValidationError, PowerDnsProvider, compile_powerdns, layout_for, lua_for_answers, validate_lua
-from globalaccel.plan import compute_plan
-from globalaccel.routing import Health
+from globalaccel.answers import Answers, Served
+from globalaccel.dns import backend
+from globalaccel.dns.embedded import DnsResponder
+from globalaccel.dns.embedded_backend import snapshot_for
+from globalaccel.dns.powerdns import LuaValidationError, PowerDnsBackend, layout_for, lua_for_answers, validate_lua
+from globalaccel.routing import Health, RoutingTable
+from globalaccel.routing.summary import compute_table
 from globalaccel.topology import load_stack
 from tests.conftest import STACKS
 from tests.services import powerdns_server
 from tests.test_dns_embedded import NETWORKS, RunningServer
 
 PROD = load_stack("prod", STACKS)
-TABLE, _ = compute_plan(PROD)
+TABLE, _ = compute_table(PROD)
+ANSWERS = Answers.from_table(TABLE, PROD)
 
 
 @pytest.fixture(scope="module")
-def pdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, PowerDnsProvider]]:
+def pdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, PowerDnsBackend]]:
     folder: Path = tmp_path_factory.mktemp("pdns")
     with powerdns_server(folder) as (port, api, key):
-        provider = PowerDnsProvider(api, key, layout_for(PROD))
+        provider = PowerDnsBackend(api, key, layout_for(PROD), PROD)
         assert provider.ensure_zone()
         yield port, provider
 
@@ -45,37 +48,37 @@ def addresses(response: dns.message.Message) -> set[str]:
     return {rr.address for rrset in response.answer for rr in rrset}
 
 
-def sync(provider: PowerDnsProvider, records: list) -> int:  # type: ignore[type-arg]
-    current = provider.records()
-    provider.check_owner(current)
-    return provider.apply(plan(current, records, provider.layout.owns))
+def sync(provider: PowerDnsBackend, table: RoutingTable) -> int:
+    """The loop's publish path; returns the write requests it took."""
+    return backend.publish(provider, Answers.from_table(table, PROD)).stats.requests
 
 
-def test_powerdns_and_embedded_answer_alike_for_every_test_network(pdns: tuple[int, PowerDnsProvider]) -> None:
+def test_powerdns_and_embedded_answer_alike_for_every_test_network(pdns: tuple[int, PowerDnsBackend]) -> None:
     port, provider = pdns
-    assert sync(provider, compile_powerdns(PROD, TABLE)) == 1
-    with RunningServer(DnsResponder(snapshot_from_table(PROD, TABLE))) as embedded:
+    assert sync(provider, TABLE) == 1
+    with RunningServer(DnsResponder(snapshot_for(PROD, ANSWERS))) as embedded:
         for country, subnet in NETWORKS.items():
             theirs = query(port, subnet)
             ours = query(embedded.port, subnet)
             assert theirs.rcode() == ours.rcode() == dns.rcode.NOERROR
             assert addresses(theirs) == addresses(ours), country
-            route = TABLE.country_route(country)
-            assert route is not None
-            assert addresses(theirs) == {a.address for a in route.answers}
+            route = ANSWERS.country(country)
+            assert addresses(theirs) == (set(route.addresses) if isinstance(route, Served) else set())
     assert addresses(query(port, NETWORKS["RU"])) == set()  # strict, no center: fails closed in PowerDNS too
 
 
-def test_table_change_is_one_patch_and_rerun_is_none(pdns: tuple[int, PowerDnsProvider]) -> None:
+def test_table_change_is_one_patch_and_rerun_is_none(pdns: tuple[int, PowerDnsBackend]) -> None:
     port, provider = pdns
-    sync(provider, compile_powerdns(PROD, TABLE))
-    victim = TABLE.country_route("DE").answers[0]  # type: ignore[union-attr]
-    table, _ = compute_plan(PROD, Health(frozenset(e.id for e in PROD.edges) - {victim.edge_id}, frozenset(PROD.center_ids)))
+    sync(provider, TABLE)
+    germany = ANSWERS.country("DE")
+    assert isinstance(germany, Served)
+    victim = germany.answers[0]
+    table, _ = compute_table(PROD, Health(frozenset(e.id for e in PROD.edges) - {victim.edge_id}, frozenset(PROD.center_ids)))
     before = provider.requests
-    assert sync(provider, compile_powerdns(PROD, table)) == 1
+    assert sync(provider, table) == 1
     assert provider.requests - before == 2  # one GET (list) + one PATCH
     assert victim.address not in addresses(query(port, NETWORKS["DE"]))
-    assert sync(provider, compile_powerdns(PROD, table)) == 0
+    assert sync(provider, table) == 0
 
 
 def test_broken_lua_is_refused_before_it_reaches_powerdns() -> None:
@@ -87,7 +90,7 @@ def test_broken_lua_is_refused_before_it_reaches_powerdns() -> None:
     validate_lua(lua_for_answers({code: ("198.18.0.1",) for code in ("DO", "IN", "OR", "IF", "IS", "NO")}))  # Lua keywords
 
 
-def test_why_validation_matters_powerdns_serves_servfail_for_broken_lua(pdns: tuple[int, PowerDnsProvider]) -> None:
+def test_why_validation_matters_powerdns_serves_servfail_for_broken_lua(pdns: tuple[int, PowerDnsBackend]) -> None:
     """Pushed straight through the API (bypassing our validation), broken Lua is accepted and then
     every query for the name fails. This is the behaviour validate_lua exists to prevent."""
     port, provider = pdns
@@ -100,12 +103,12 @@ def test_why_validation_matters_powerdns_serves_servfail_for_broken_lua(pdns: tu
         provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": name, "type": "LUA", "changetype": "DELETE"}]})
 
 
-def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pdns: tuple[int, PowerDnsProvider],
+def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pdns: tuple[int, PowerDnsBackend],
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from globalaccel.audit.run import AuditOptions, run_audit
 
     port, provider = pdns
-    sync(provider, compile_powerdns(PROD, TABLE))
+    sync(provider, TABLE)
     monkeypatch.setenv("PDNS_API_KEY", provider.api_key)
     options = AuditOptions(source="powerdns", endpoint_url=provider.base.split("/api/")[0], dns=f"127.0.0.1:{port}")
     report = run_audit(PROD, options)

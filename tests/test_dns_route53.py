@@ -10,24 +10,26 @@ from typing import Any
 
 import pytest
 
+from globalaccel.answers import Answers, Served
+from globalaccel.dns.backend import ApplyStats, OwnedZone, claim_record, sync
 from globalaccel.dns.budget import ApiBudget
 from globalaccel.dns.plan import Change, plan
 from globalaccel.dns.records import Geo, Record
-from globalaccel.dns.route53 import RetryPolicy, Route53Provider, ZoneOwnedByAnother, batches, order_changes, sync
+from globalaccel.dns.route53 import RetryPolicy, Route53Backend, ZoneOwnedByAnother, batches, order_changes
 from globalaccel.dns.route53_compile import compile_route53, layout_for
 from globalaccel.dns.route53_sim import Client, Route53Simulator
 from globalaccel.dns.route53_validate import Route53ValidationError, validate_batch, validate_records
-from globalaccel.plan import compute_plan
 from globalaccel.residency import Mode
 from globalaccel.routing import Health, RoutingTable
+from globalaccel.routing.summary import compute_table
 from globalaccel.topology import Topology, load_stack
 from tests.conftest import STACKS
 from tests.services import FaultProxy, route53_client
 
 PROD = load_stack("prod", STACKS)
-PROD_TABLE, _ = compute_plan(PROD)
-PROD_RECORDS = compile_route53(PROD, PROD_TABLE)
+PROD_TABLE, _ = compute_table(PROD)
 LAYOUT = layout_for(PROD)
+PROD_RECORDS = [claim_record(LAYOUT), *compile_route53(PROD, Answers.from_table(PROD_TABLE, PROD))]
 
 
 def new_zone(client: Any, topo: Topology = PROD) -> str:
@@ -35,18 +37,23 @@ def new_zone(client: Any, topo: Topology = PROD) -> str:
     return str(zone)
 
 
-def provider(client: Any, zone_id: str, **kw: Any) -> Route53Provider:
+def provider(client: Any, zone_id: str, **kw: Any) -> Route53Backend:
     fast = ApiBudget.route53(requests_per_s=1000, tokens_per_s=100_000)
-    return Route53Provider(client, zone_id, LAYOUT, budget=fast, retry=RetryPolicy(base_s=0.001, cap_s=0.01), **kw)
+    return Route53Backend(client, zone_id, LAYOUT, budget=fast, retry=RetryPolicy(base_s=0.001, cap_s=0.01), **kw)
+
+
+def table_route(table: RoutingTable, code: str) -> Served:
+    decision = Answers.from_table(table, PROD).country(code)
+    assert isinstance(decision, Served)
+    return decision
 
 
 def assert_answers_equal_table(records: list[Record], topo: Topology, table: RoutingTable, failing: set[str] | None = None) -> None:
     sim = Route53Simulator(records, failing_checks=failing or set())
     for code, country in topo.countries.items():
         res = sim.resolve(topo.service_name, Client(code, country.continent))
-        route = table.country_route(code)
-        assert route is not None
-        assert set(res.addresses) == {a.address for a in route.answers}, code
+        decision = Answers.from_table(table, topo).country(code)
+        assert set(res.addresses) == (set(decision.addresses) if isinstance(decision, Served) else set()), code
         assert not res.failed_open
 
 
@@ -72,14 +79,14 @@ def test_strict_countries_never_reach_a_disallowed_center_even_with_every_check_
     address_center = {e.address: e for e in PROD.edges}
     for down in PROD.center_ids:
         health = Health(frozenset(e.id for e in PROD.edges), frozenset(PROD.center_ids) - {down})
-        table, _ = compute_plan(PROD, health)
-        records = compile_route53(PROD, table)
+        table, _ = compute_table(PROD, health)
+        answers = Answers.from_table(table, PROD)
+        records = compile_route53(PROD, answers)
         sim = Route53Simulator(records, failing_checks={r.health_check for r in records if r.health_check} | {"all"})
         for code in PROD.residency.strict_countries(PROD.countries):
             res = sim.resolve(PROD.service_name, Client(code, PROD.countries[code].continent))
-            route = table.country_route(code)
-            assert route is not None
-            if route.center is None:
+            route = answers.country(code)
+            if not isinstance(route, Served):
                 assert res.empty, f"{code} must fail closed with {down} down"
                 continue
             assert PROD.residency.allows(code, route.center)
@@ -174,7 +181,7 @@ def test_full_prod_sync_lists_back_and_resolves_like_the_table(moto_url: str) ->
     values = sum(r.value_count for r in PROD_RECORDS)
     assert report.stats.requests == math.ceil(values / 500)  # UPSERT counts twice: 500 records a request
     assert report.stats.change_tokens == 2 * values
-    listed = p.records()
+    listed = OwnedZone(p).records()
     assert set(listed) == set(PROD_RECORDS)
     assert_answers_equal_table(listed, PROD, PROD_TABLE)
     again = sync(p, PROD_RECORDS)
@@ -191,10 +198,10 @@ def test_one_edge_down_is_one_request(moto_url: str) -> None:
     client = route53_client(moto_url)
     p = provider(client, new_zone(client))
     sync(p, PROD_RECORDS)
-    victim = PROD_TABLE.country_route("DE").answers[0].edge_id  # type: ignore[union-attr]
+    victim = table_route(PROD_TABLE, "DE").answers[0].edge_id
     health = Health(frozenset(e.id for e in PROD.edges) - {victim}, frozenset(PROD.center_ids))
-    table, _ = compute_plan(PROD, health)
-    report = sync(p, compile_route53(PROD, table))
+    table, _ = compute_table(PROD, health)
+    report = sync(p, compile_route53(PROD, Answers.from_table(table, PROD)))
     assert report.converged and report.stats.requests == 1
     victim_address = PROD.edge_by_id[victim].address
     assert victim_address not in {v for r in p.records() for v in r.values}
@@ -226,7 +233,7 @@ def test_faults_converge_without_loss_or_duplication(moto_url: str, schedule: li
         assert report.converged, report
         assert proxy.seen[: len(schedule)] == schedule  # every fault was really injected
     direct = provider(client, zone_id)
-    assert set(direct.records()) == set(PROD_RECORDS)
+    assert set(OwnedZone(direct).records()) == set(PROD_RECORDS)
     assert sync(direct, PROD_RECORDS).planned == {"create": 0, "update": 0, "delete": 0}
 
 
@@ -244,7 +251,7 @@ def test_crash_between_batches_then_rerun_converges(moto_url: str) -> None:
     assert 0 < len(partial) < len(big)
     report = sync(provider(client, zone_id), big)
     assert report.converged
-    assert set(provider(client, zone_id).records()) == set(big)
+    assert set(OwnedZone(provider(client, zone_id)).records()) == set(big)
 
 
 def test_policy_change_deletes_first_and_converges_on_moto(moto_url: str) -> None:
@@ -256,11 +263,12 @@ def test_policy_change_deletes_first_and_converges_on_moto(moto_url: str) -> Non
     geo = Record(leaf, "A", ("192.0.2.1",), 60, set_id="ZZ-x", geo=Geo(country="DE"))
     weighted = Record(leaf, "A", ("192.0.2.1",), 60, set_id="ZZ-x", weight=10)
     sync(p, [geo])
-    changes = plan(p.records(), [weighted], LAYOUT.owns)
+    zone = OwnedZone(p)
+    changes = plan(zone.records(), zone.with_claim([weighted]), zone.owns)
     ordered = [(c.action, c.record.policy) for c in order_changes(changes, LAYOUT)]
     assert ordered == [("DELETE", "geolocation"), ("UPSERT", "weighted")]
     report = sync(p, [weighted])
-    assert report.converged and p.records() == [weighted]
+    assert report.converged and OwnedZone(p).records() == [claim_record(LAYOUT), weighted]
 
 
 def test_connect_timeout_retries_the_same_batch() -> None:
@@ -278,5 +286,6 @@ def test_connect_timeout_retries_the_same_batch() -> None:
             return {"ChangeInfo": {"Id": "/change/x", "Status": "INSYNC"}}
 
     p = provider(Client(), "Z1")
-    stats = p.apply(plan([], PROD_RECORDS[:3], LAYOUT.owns))
+    stats = ApplyStats()
+    p.apply(plan([], PROD_RECORDS[:3], LAYOUT.owns), stats)
     assert stats.requests == 1 and stats.retries == 1 and Client.calls == 2

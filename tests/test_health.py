@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from globalaccel.probe.health import DOWN, UNKNOWN, UP, HealthSettings, HealthTracker, tracker_for
+from globalaccel.measure.health import DOWN, UNKNOWN, UP, HealthTracker, tracker_for
+from globalaccel.settings import HealthSettings
 
 CENTERS = ("a", "b", "c", "d")
 S = HealthSettings(down_after=2, up_after=3, min_down_s=20, stale_after_s=60, flap_penalty=1000, suppress=2500, reuse=800,

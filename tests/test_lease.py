@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes.client import V1Lease
 from kubernetes.client.exceptions import ApiException
 
-from globalaccel.probe.lease import KubernetesLease
+from globalaccel.control.lease import KubernetesLease
 
 
 class FakeCoordinationApi:

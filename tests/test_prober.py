@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from globalaccel.probe.prober import ProbePath, Prober, probe_http, probe_https, probe_tcp
+from globalaccel.measure.prober import ProbePath, Prober, probe_http, probe_https, probe_tcp
 from tests.services import free_port
 
 
@@ -75,7 +75,7 @@ def test_https_rejects_an_untrusted_certificate(tmp_path: Path) -> None:
         finally:
             server.close()
 
-    import globalaccel.probe.prober as prober
+    import globalaccel.measure.prober as prober
 
     prober._TLS.clear()
     assert asyncio.run(scenario()) is None

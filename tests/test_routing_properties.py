@@ -46,9 +46,8 @@ def test_never_forbidden_center_never_unhealthy_edge(case: tuple[Topology, Healt
 def test_fails_closed_exactly_when_no_allowed_path(case: tuple[Topology, Health, LatencyModel]) -> None:
     topo, health, latency = case
     table, _ = Router(topo).compute(latency, health, now=1.0)
-    for code in topo.countries:
-        route = table.country_route(code)
-        assert route is not None
+    for cell in topo.cells:
+        route, code = table.routes[cell.id], cell.country
         rule = topo.residency.rule_for(code)
         allowed_up = [c for c in topo.center_ids if rule.allows(c) and c in health.centers]
         if rule.mode is Mode.STRICT and not allowed_up:
@@ -131,7 +130,7 @@ def test_tree_search_equals_full_search_even_with_colocated_edges(seed: int, cop
 
     import numpy as np
 
-    from globalaccel import routing
+    from globalaccel.routing import candidates
     from tests.worlds import make_topology
 
     rng = random.Random(seed)
@@ -150,14 +149,14 @@ def test_tree_search_equals_full_search_even_with_colocated_edges(seed: int, cop
     penalty = latency.edge_penalty_ms(1.0, center_edge)
     eligibility = {c.country: topo.residency.eligibility(c.country, health.centers, topo.center_ids) for c in topo.cells}
     allowed = np.array([[cid in eligibility[c.country].centers for c in topo.cells] for cid in topo.center_ids])
-    saved = routing.DENSE_LIMIT
+    saved = candidates.DENSE_LIMIT
     try:
-        routing.DENSE_LIMIT = 0
-        tree_choice, tree_ranked, _ = Router(topo)._select(latency, healthy, center_edge, penalty, allowed)
-        routing.DENSE_LIMIT = 10**12
-        full_choice, full_ranked, _ = Router(topo)._select(latency, healthy, center_edge, penalty, allowed)
+        candidates.DENSE_LIMIT = 0
+        tree_choice, tree_ranked, _ = Router(topo).search.select(latency, healthy, center_edge, penalty, allowed)
+        candidates.DENSE_LIMIT = 10**12
+        full_choice, full_ranked, _ = Router(topo).search.select(latency, healthy, center_edge, penalty, allowed)
     finally:
-        routing.DENSE_LIMIT = saved
+        candidates.DENSE_LIMIT = saved
     assert np.array_equal(tree_choice, full_choice)
     need = topo.routing.max_answers
     routed = full_choice >= 0

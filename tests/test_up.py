@@ -13,13 +13,14 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import dns.edns
 import dns.message
 import dns.query
 import pytest
 
-from globalaccel.probe.decisionlog import verify_chain
+from globalaccel.control.decisionlog import verify_chain
 from globalaccel.topology import load_stack
 from tests.conftest import ROOT, STACKS
 from tests.services import free_port, free_service_port
@@ -58,15 +59,21 @@ class UpProcess:
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(self.lines[-15:]))
 
+    def status(self) -> dict[str, Any]:
+        """The loop's /status JSON (typed fields; the human status line is not parsed)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/status", timeout=5) as response:
+                data: dict[str, Any] = json.loads(response.read())
+                return data
+        except OSError:
+            return {}  # not listening yet
+
     def cycles(self) -> int:
-        return sum(1 for line in self.lines if line.startswith("cycle "))
+        return int(self.status().get("cycles", 0))
 
     def last_status(self) -> dict[str, int]:
-        line = next(line for line in reversed(self.lines) if line.startswith("cycle "))
-        edges = re.search(r"edges (\d+)/", line)
-        centers = re.search(r"centers (\d+)/", line)
-        assert edges and centers
-        return {"edges": int(edges.group(1)), "centers": int(centers.group(1))}
+        status = self.status()
+        return {"edges": int(status["healthy_edges"]), "centers": int(status["healthy_centers"])}
 
     def fault(self, *faults: dict[str, object]) -> None:
         request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}/faults", data=json.dumps(list(faults)).encode(),
@@ -244,7 +251,7 @@ def test_once_dry_run_exits_after_one_cycle_without_publishing(tmp_path: Path) -
 
 
 def test_scenario_file_drives_faults_and_bad_scenarios_are_named(tmp_path: Path) -> None:
-    from globalaccel.probe.world import Faults, load_scenario
+    from globalaccel.emulated.world import Faults, load_scenario
 
     good = tmp_path / "scenario.yaml"
     good.write_text("faults:\n  - {at: 0, kind: edge_down, target: de-berlin-1}\n  - {at: 5, kind: clear}\n")
@@ -267,25 +274,33 @@ def test_a_returning_leader_republishes_its_table(tmp_path: Path) -> None:
     """Leader publishes T, loses the lease (another instance takes it and may publish meanwhile), regains
     it with T unchanged: it must publish T again rather than assume the backend still serves it.
     Real components: the file lease (a second holder really takes it) and the embedded sink."""
+    from globalaccel.app.up import emulated_paths
+    from globalaccel.control.loop import ControlLoop
+    from globalaccel.control.state import FileLease
+    from globalaccel.dns.backend import OwnedZone, sync
     from globalaccel.dns.embedded import DnsResponder
-    from globalaccel.probe.loop import ControlLoop
-    from globalaccel.probe.sinks import EmbeddedSink
-    from globalaccel.probe.state import FileLease
-    from globalaccel.probe.up import empty_snapshot
+    from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
 
     state = tmp_path / "state"
     responder = DnsResponder(empty_snapshot(DEV, "127.0.0.1"))
-    loop = ControlLoop(DEV, EmbeddedSink(DEV, responder), state, FileLease(state))
+    zone = OwnedZone(EmbeddedBackend(DEV, responder))
+    loop = ControlLoop(DEV, zone, state, FileLease(state))
+    for t in (0.1, 0.2, 0.3):  # every path measured healthy three times: everything comes up
+        for path in emulated_paths(DEV, 1):
+            loop.record(path, 10.0, t)
     first = loop.cycle(now=1.0)
     assert first.published and first.leader
+    served = dict(responder.snapshot.answers)
+    assert served
     loop.lease.release()
     other = FileLease(state)
-    assert other.acquire()  # another instance is leader now
+    assert other.acquire()  # another instance is leader now, and publishes something else: no answers at all
+    sync(zone, [])
+    assert responder.snapshot.answers == {}
     standby = loop.cycle(now=2.0)
     assert not standby.leader and not standby.published
     other.release()
-    before = responder.snapshot
     back = loop.cycle(now=3.0)
     assert back.leader and back.table_hash == first.table_hash
-    assert back.published and responder.snapshot is not before  # republished, not assumed
+    assert back.published and responder.snapshot.answers == served  # republished against live state, not assumed
     loop.lease.release()

@@ -21,7 +21,7 @@ import dns.message
 import dns.query
 import pytest
 
-from globalaccel.probe.world import center_address, edge_address
+from globalaccel.emulated.world import center_address, edge_address
 from globalaccel.topology import load_stack
 from tests.conftest import ROOT, STACKS
 from tests.services import free_port, free_service_port, wait_for_port
@@ -100,8 +100,8 @@ def answers(port: int) -> set[str]:
 def cluster(tmp_path: Path) -> Iterator[tuple[Path, int, list[Proc], list[int], Proc]]:
     world_port, control = free_service_port(), free_port()
     stacks = loopback_stack(tmp_path, world_port)
-    world = Proc([sys.executable, "-m", "globalaccel.probe.world", "--stack", "dev", "--stacks-dir", str(stacks), "--port", str(world_port),
-                  "--control-port", str(control)])
+    world = Proc([sys.executable, "-m", "globalaccel.emulated.world", "--stack", "dev", "--stacks-dir", str(stacks),
+                  "--port", str(world_port), "--control-port", str(control)])
     wait_for_port(control)
     topo = load_stack("dev", stacks)
     results = {c: free_port() for c in topo.center_ids}
@@ -149,8 +149,8 @@ def test_an_isolated_prober_serves_nothing(tmp_path: Path) -> None:
     unknown is never healthy."""
     world_port, control = free_service_port(), free_port()
     stacks = loopback_stack(tmp_path, world_port)
-    world = Proc([sys.executable, "-m", "globalaccel.probe.world", "--stack", "dev", "--stacks-dir", str(stacks), "--port", str(world_port),
-                  "--control-port", str(control)])
+    world = Proc([sys.executable, "-m", "globalaccel.emulated.world", "--stack", "dev", "--stacks-dir", str(stacks),
+                  "--port", str(world_port), "--control-port", str(control)])
     dns_port = free_port()
     try:
         wait_for_port(control)

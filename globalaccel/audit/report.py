@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from globalaccel.audit.checks import AuditReport
+from globalaccel.audit.findings import AuditReport
 from globalaccel.topology import Topology
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]

@@ -6,29 +6,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from globalaccel.audit.checks import (
-    AuditReport,
-    Finding,
-    Scenario,
-    check_answers,
-    check_buckets,
-    check_decision_log,
-    check_manifests,
-    ecs_answers,
-    expected_from_log,
-    expected_from_table,
-    powerdns_ecs_answers,
-    route53_answers,
-    what_if,
-)
+from globalaccel.answers import Answers
+from globalaccel.audit.checks import check_answers, check_decision_log, expected_from_log, expected_from_table, what_if
+from globalaccel.audit.findings import AuditReport, Finding, Scenario
+from globalaccel.audit.sources import ecs_answers, powerdns_ecs_answers, route53_answers
+from globalaccel.audit.stores import check_buckets, check_manifests
+from globalaccel.control.decisionlog import LOG_NAME
 from globalaccel.dns.records import Record
 from globalaccel.dns.route53_compile import compile_route53
-from globalaccel.plan import compute_plan
+from globalaccel.errors import GlobalaccelError
+from globalaccel.routing.summary import compute_table
+from globalaccel.settings import BackendSettings
 from globalaccel.topology import Topology
 
 
-class AuditCannotRun(Exception):
+class AuditCannotRun(GlobalaccelError):
     """The audit itself could not run (missing source, unreachable endpoint, bad arguments): exit 2."""
+
+    prefix = "globalaccel audit: could not run"
 
 
 @dataclass
@@ -43,46 +38,43 @@ class AuditOptions:
     manifests: Path | None = None
 
 
-def _route53_zone_records(topology: Topology, endpoint_url: str | None) -> list[Record]:
-    from globalaccel.dns.commands import DnsCommandError, find_zone, route53_client
-    from globalaccel.dns.route53 import from_route53
+def _live_records(topology: Topology, settings: BackendSettings) -> list[Record]:
+    """Every record in the live zone, ours or not (a foreign fallback record matters too), read through
+    the same backend the loop publishes with."""
+    from globalaccel.dns.factory import open_backend
 
-    client = route53_client(endpoint_url)
     try:
-        zone = find_zone(client, topology.zone, create=False)
-    except DnsCommandError as exc:
+        zone = open_backend(topology, settings, dry_run=True)
+        if settings.kind == "route53" and getattr(zone.backend, "zone_id", None) is None:
+            raise AuditCannotRun(f"no hosted zone {topology.zone} at {settings.endpoint_url or 'AWS'}")
+        return zone.backend.records()
+    except GlobalaccelError as exc:
+        if isinstance(exc, AuditCannotRun):
+            raise
         raise AuditCannotRun(str(exc)) from exc
-    records: list[Record] = []
-    kwargs: dict[str, Any] = {"HostedZoneId": zone}
-    while True:  # every record in the zone, not only ours: a foreign fallback matters too
-        page = client.list_resource_record_sets(**kwargs)
-        records.extend(from_route53(r) for r in page["ResourceRecordSets"] if r["Type"] in ("A", "AAAA", "CNAME"))
-        if not page.get("IsTruncated"):
-            break
-        kwargs = {"HostedZoneId": zone, "StartRecordName": page["NextRecordName"], "StartRecordType": page["NextRecordType"]}
-        if page.get("NextRecordIdentifier"):
-            kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
-    return list({r.key: r for r in records}.values())
 
 
 def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
-    table, _ = compute_plan(topology)
-    log = options.state_dir / "decisions.jsonl" if options.state_dir else None
+    table, _ = compute_table(topology)
+    log = options.state_dir / LOG_NAME if options.state_dir else None
     if log is not None and not log.exists():
         raise AuditCannotRun(f"{log}: no decision log there (is --state-dir the loop's state folder?)")
-    expected = expected_from_log(log, topology) if log is not None else expected_from_table(table, topology)
+    answers = Answers.from_table(table, topology)
+    expected = expected_from_log(log, topology) if log is not None else expected_from_table(answers)
     findings: list[Finding] = []
     notes: list[str] = []
     if options.source == "plan":
-        answer, fallbacks = route53_answers(compile_route53(topology, table), topology)
+        answer, fallbacks = route53_answers(compile_route53(topology, answers), topology)
         findings += fallbacks
     elif options.source == "route53":
         try:
-            answer, fallbacks = route53_answers(_route53_zone_records(topology, options.endpoint_url), topology)
+            records = [r for r in _live_records(topology, BackendSettings(kind="route53", endpoint_url=options.endpoint_url))
+                       if r.type in ("A", "AAAA", "CNAME")]
         except AuditCannotRun:
             raise
         except Exception as exc:
             raise AuditCannotRun(f"Route 53 at {options.endpoint_url or 'AWS'}: {exc}") from exc
+        answer, fallbacks = route53_answers(records, topology)
         findings += fallbacks
     elif options.source == "local":
         if log is None:
@@ -104,18 +96,10 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         expected = expected_from_log(log, topology)
         answer = seen.get
     elif options.source == "powerdns":
-        import os
+        from globalaccel.dns.powerdns import layout_for
 
-        from globalaccel.dns.powerdns import PowerDnsError, PowerDnsProvider, layout_for
-
-        key = os.environ.get("PDNS_API_KEY")
-        if not options.endpoint_url or not key:
-            raise AuditCannotRun("--source powerdns needs --endpoint-url (the PowerDNS API), PDNS_API_KEY and --dns (its DNS address)")
         layout = layout_for(topology)
-        try:
-            records = PowerDnsProvider(options.endpoint_url, key, layout).records()
-        except PowerDnsError as exc:
-            raise AuditCannotRun(str(exc)) from exc
+        records = _live_records(topology, BackendSettings(kind="powerdns", endpoint_url=options.endpoint_url))
         if not any(r.name == layout.geo_probe for r in records):
             raise AuditCannotRun(f"no {layout.geo_probe} record in PowerDNS: sync the zone with globalaccel first")
         host, _, port = options.dns.rpartition(":")

@@ -32,9 +32,6 @@ import dns.rdatatype
 import dns.rrset
 import iptocc
 
-from globalaccel.routing import RoutingTable
-from globalaccel.topology import Topology
-
 UDP_DEFAULT_PAYLOAD = 512
 OUR_EDNS_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 TCP_IDLE_S = 10.0
@@ -57,18 +54,6 @@ class ZoneSnapshot:
     @property
     def names(self) -> frozenset[dns.name.Name]:
         return frozenset({self.origin, self.service, self.ns_host})
-
-
-def snapshot_from_table(topology: Topology, table: RoutingTable, ns_address: str = "127.0.0.1", ttl: int = 60) -> ZoneSnapshot:
-    answers: dict[str, tuple[str, ...]] = {}
-    for code in topology.countries:
-        route = table.country_route(code)
-        if route is not None and route.center is not None and route.answers:
-            ordered = sorted(route.answers, key=lambda a: (-a.weight, a.edge_id))
-            answers[code] = tuple(a.address for a in ordered)
-    origin = dns.name.from_text(topology.zone)
-    return ZoneSnapshot(origin, dns.name.from_text(topology.service_name), dns.name.from_text("ns1", origin), ns_address,
-                        answers, ttl, serial=max(1, table.generation), table_hash=table.content_hash)
 
 
 def locate_ip(address: str) -> str | None:

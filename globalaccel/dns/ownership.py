@@ -9,11 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from globalaccel.dns.records import Record
+from globalaccel.errors import GlobalaccelError
 
 OWNER_LABEL = "_globalaccel-owner"
 
 
-class ZoneOwnedByAnother(Exception):
+class ZoneOwnedByAnother(GlobalaccelError):
     pass
 
 

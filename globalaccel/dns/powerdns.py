@@ -18,24 +18,25 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from globalaccel.answers import Answers
+from globalaccel.dns.backend import ApplyStats
 from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.plan import Changes
 from globalaccel.dns.records import Record, fqdn
-from globalaccel.routing import RoutingTable
+from globalaccel.errors import GlobalaccelError
 from globalaccel.topology import Topology
 
 _SAFE_ADDRESS = re.compile(r"^[0-9a-fA-F:.]+$")
 
 
-class LuaValidationError(ValueError):
+class LuaValidationError(GlobalaccelError, ValueError):
     pass
 
 
-class PowerDnsError(RuntimeError):
+class PowerDnsError(GlobalaccelError, RuntimeError):
     pass
 
 
@@ -85,30 +86,49 @@ def layout_for(topology: Topology) -> PowerDnsLayout:
     return PowerDnsLayout(fqdn(topology.zone), fqdn(topology.service_name), topology.stack)
 
 
-def compile_powerdns(topology: Topology, table: RoutingTable, ttl: int = 60) -> list[Record]:
-    answers: dict[str, tuple[str, ...]] = {}
-    for code in topology.countries:
-        route = table.country_route(code)
-        if route is not None and route.center is not None and route.answers:
-            answers[code] = tuple(a.address for a in sorted(route.answers, key=lambda a: (-a.weight, a.edge_id)))
+def compile_powerdns(topology: Topology, answers: Answers, ttl: int = 60) -> list[Record]:
+    """The LUA records for `answers` (the ownership claim is the registry's: globalaccel.dns.backend)."""
+    by_country = {code: served.addresses for code, served in answers.served_countries()}
     layout = layout_for(topology)
-    content = lua_for_answers(answers)
+    content = lua_for_answers(by_country)
     validate_lua(content)
     probe = 'TXT "countryCode()"'
     validate_lua(probe)
-    return [Record(layout.owner_name, "TXT", (layout.owner_value,), 300), Record(layout.service, "LUA", (content,), ttl),
-            Record(layout.geo_probe, "LUA", (probe,), ttl)]
+    return [Record(layout.service, "LUA", (content,), ttl), Record(layout.geo_probe, "LUA", (probe,), ttl)]
 
 
-class PowerDnsProvider:
-    """PowerDNS HTTP API: create the zone, list the rrsets we own, PATCH changes (applied at once)."""
+class PowerDnsBackend:
+    """PowerDNS HTTP API: create the zone, list its rrsets, PATCH changes (applied at once)."""
 
-    def __init__(self, api_url: str, api_key: str, layout: PowerDnsLayout, server_id: str = "localhost", timeout: float = 10.0) -> None:
+    name = "powerdns"
+
+    def __init__(self, api_url: str, api_key: str, layout: PowerDnsLayout, topology: Topology | None = None,
+                 server_id: str = "localhost", timeout: float = 10.0) -> None:
         self.base = api_url.rstrip("/") + f"/api/v1/servers/{server_id}"
         self.api_key = api_key
         self.layout = layout
+        self.topology = topology
         self.timeout = timeout
         self.requests = 0
+        self.absent_ok = False  # a dry run reads a zone that does not exist yet as empty
+
+    @property
+    def ownership(self) -> PowerDnsLayout:
+        return self.layout
+
+    def manages(self, record: Record) -> bool:
+        return self.layout.owns(record)
+
+    def render(self, answers: Answers) -> list[Record]:
+        if self.topology is None:
+            raise PowerDnsError("this PowerDNS backend was opened without a topology; open it with globalaccel.dns.factory")
+        return compile_powerdns(self.topology, answers)
+
+    def budget(self) -> dict[str, float]:
+        return {}  # a local API with no quota
+
+    def estimate(self, changes: Changes) -> dict[str, int]:
+        return {"requests": 1 if changes else 0, "tokens": 0}
 
     def _http(self, method: str, path: str, body: Any | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -137,16 +157,20 @@ class PowerDnsProvider:
         return True
 
     def records(self) -> list[Record]:
-        zone = self._http("GET", f"/zones/{self.layout.zone}")
+        """Every rrset in the zone, ours or not."""
+        try:
+            zone = self._http("GET", f"/zones/{self.layout.zone}")
+        except PowerDnsError as exc:
+            if self.absent_ok and ("HTTP 404" in str(exc) or "HTTP 422" in str(exc)):
+                return []
+            raise
         found = []
         for rrset in zone.get("rrsets", []):
-            record = Record(fqdn(rrset["name"]), rrset["type"], tuple(r["content"] for r in rrset["records"]), int(rrset["ttl"]))
-            if self.layout.owns(record):
-                found.append(record)
+            found.append(Record(fqdn(rrset["name"]), rrset["type"], tuple(r["content"] for r in rrset["records"]), int(rrset["ttl"])))
         return sorted(found, key=lambda r: r.key)
 
-    def apply(self, changes: Changes) -> int:
-        """One PATCH for the whole change set; PowerDNS applies it at once. Returns requests made."""
+    def apply(self, changes: Changes, stats: ApplyStats) -> None:
+        """One PATCH for the whole change set; PowerDNS applies it at once."""
         rrsets: list[dict[str, Any]] = []
         for change in changes.all:
             r = change.record
@@ -159,9 +183,8 @@ class PowerDnsProvider:
                 rrsets.append({"name": r.name, "type": r.type, "ttl": r.ttl, "changetype": "REPLACE",
                                "records": [{"content": v, "disabled": False} for v in r.values]})
         if not rrsets:
-            return 0
+            return
+        stats.attempts += 1
         self._http("PATCH", f"/zones/{self.layout.zone}", {"rrsets": rrsets})
-        return 1
-
-    def check_owner(self, current: Iterable[Record]) -> None:
-        self.layout.check_owner(current)
+        stats.requests += 1
+        stats.batches.append(len(rrsets))

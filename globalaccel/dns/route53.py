@@ -1,4 +1,5 @@
-"""Route 53 provider (boto3): list owned records, apply changes in budgeted, retried batches.
+"""Route 53 backend (boto3): render answers to the record tree, list the zone, apply changes in
+budgeted, retried batches.
 
 Works against any endpoint URL (AWS, or moto server on loopback in tests). botocore's own retries
 are off so that every request is counted and budgeted here.
@@ -15,24 +16,23 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
+from globalaccel.answers import Answers
+from globalaccel.dns.backend import ApplyStats, BackendError, NeedsReplan
 from globalaccel.dns.budget import ApiBudget
 from globalaccel.dns.ownership import ZoneOwnedByAnother as ZoneOwnedByAnother
-from globalaccel.dns.plan import Change, Changes, plan
+from globalaccel.dns.plan import Change, Changes
 from globalaccel.dns.records import Geo, Record, fqdn
-from globalaccel.dns.route53_compile import Route53Layout
-from globalaccel.dns.route53_validate import MAX_BATCH_CHARS, MAX_BATCH_VALUES, validate_batch
+from globalaccel.dns.route53_compile import Route53Layout, compile_route53
+from globalaccel.dns.route53_validate import MAX_BATCH_CHARS, MAX_BATCH_VALUES, validate_batch, validate_records
+from globalaccel.topology import Topology
 
 RETRY_SAME = {"Throttling", "ThrottlingException", "PriorRequestNotComplete", "RequestLimitExceeded"}
-
-
-class NeedsReplan(Exception):
-    """A request may or may not have been applied; the caller must re-list and re-plan."""
 
 
 @dataclass
@@ -44,16 +44,6 @@ class RetryPolicy:
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
         return rng.uniform(0.0, min(self.cap_s, self.base_s * 2**attempt))
-
-
-@dataclass
-class ApplyStats:
-    requests: int = 0  # ChangeResourceRecordSets calls that succeeded
-    attempts: int = 0  # including retried ones
-    change_tokens: int = 0
-    values: int = 0
-    retries: int = 0
-    batches: list[int] = field(default_factory=list)  # changes per applied batch
 
 
 def to_route53(record: Record, zone_id: str) -> dict[str, Any]:
@@ -134,11 +124,13 @@ def batches(ordered: list[Change], max_values: int = MAX_BATCH_VALUES, max_chars
     return out
 
 
-class Route53Provider:
+class Route53Backend:
+    name = "route53"
+
     def __init__(
         self,
         client: Any,
-        zone_id: str,
+        zone_id: str | None,  # None: the zone does not exist yet (a dry run reads it as empty)
         layout: Route53Layout,
         budget: ApiBudget | None = None,
         retry: RetryPolicy | None = None,
@@ -148,28 +140,47 @@ class Route53Provider:
         after_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.client = client
-        self.zone_id = zone_id.split("/")[-1]
+        self.zone_id = zone_id.split("/")[-1] if zone_id else None
         self.layout = layout
-        self.budget = budget or ApiBudget.route53()
+        self.api_budget = budget or ApiBudget.route53()
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.wait_insync = wait_insync
         self.after_batch = after_batch  # test hook: called with the batch number after each success
         self.list_requests = 0
+        self.topology: Topology | None = None  # set by the factory: what render compiles against
+
+    @property
+    def ownership(self) -> Route53Layout:
+        return self.layout
+
+    def manages(self, record: Record) -> bool:
+        return self.layout.owns(record)
+
+    def render(self, answers: Answers) -> list[Record]:
+        if self.topology is None:
+            raise BackendError("this Route 53 backend was opened without a topology; open it with globalaccel.dns.factory")
+        records = compile_route53(self.topology, answers)
+        validate_records(records, self.layout.zone, self.topology.countries)
+        return records
+
+    def budget(self) -> dict[str, float]:
+        return {"requests": self.api_budget.requests.remaining(), "change_tokens": self.api_budget.change_tokens.remaining()}
 
     def records(self) -> list[Record]:
-        """Every record the controller owns, deduplicated by (name, type, set id): listing can repeat
-        records at page boundaries."""
+        """Every record in the zone, ours or not, deduplicated by (name, type, set id): listing can
+        repeat records at page boundaries."""
         found: dict[tuple[str, str, str], Record] = {}
+        if self.zone_id is None:
+            return []
         kwargs: dict[str, Any] = {"HostedZoneId": self.zone_id}
         while True:
             page = self._call(self.client.list_resource_record_sets, **kwargs)
             self.list_requests += 1
             for rrset in page["ResourceRecordSets"]:
                 record = from_route53(rrset)
-                if self.layout.owns(record):
-                    found[record.key] = record
+                found[record.key] = record
             if not page.get("IsTruncated"):
                 break
             kwargs = {"HostedZoneId": self.zone_id, "StartRecordName": page["NextRecordName"], "StartRecordType": page["NextRecordType"]}
@@ -177,11 +188,14 @@ class Route53Provider:
                 kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
         return sorted(found.values(), key=lambda r: r.key)
 
-    def check_owner(self, current: Iterable[Record]) -> None:
-        self.layout.check_owner(current)
+    def estimate(self, changes: Changes) -> dict[str, int]:
+        """Requests and change tokens applying `changes` takes (UPSERT counts twice)."""
+        ordered = order_changes(changes, self.layout)
+        return {"requests": len(batches(ordered)), "tokens": sum(c.tokens for c in ordered)}
 
-    def apply(self, changes: Changes, stats: ApplyStats | None = None) -> ApplyStats:
-        stats = stats or ApplyStats()
+    def apply(self, changes: Changes, stats: ApplyStats) -> None:
+        if self.zone_id is None:
+            raise BackendError(f"hosted zone {self.layout.zone} does not exist; nothing can be applied to it")
         for number, batch in enumerate(batches(order_changes(changes, self.layout)), start=1):
             validate_batch(batch)
             tokens = sum(c.tokens for c in batch)
@@ -195,12 +209,11 @@ class Route53Provider:
                 self._wait(response["ChangeInfo"]["Id"])
             if self.after_batch is not None:
                 self.after_batch(number)
-        return stats
 
     def _submit(self, body: dict[str, Any], tokens: int, stats: ApplyStats) -> dict[str, Any]:
         for attempt in range(self.retry.max_attempts):
-            self.budget.requests.acquire(1)
-            self.budget.change_tokens.acquire(tokens)
+            self.api_budget.requests.acquire(1)
+            self.api_budget.change_tokens.acquire(tokens)
             stats.attempts += 1
             try:
                 response: dict[str, Any] = self.client.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch=body)
@@ -236,7 +249,7 @@ class Route53Provider:
     def _call(self, fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
         """Reads (list, get) are idempotent: retry any transient failure."""
         for attempt in range(self.retry.max_attempts):
-            self.budget.requests.acquire(1)
+            self.api_budget.requests.acquire(1)
             try:
                 return fn(**kwargs)
             except ClientError as exc:
@@ -248,31 +261,3 @@ class Route53Provider:
                 pass
             self.sleep(self.retry.backoff(attempt, self.rng))
         raise RuntimeError(f"{getattr(fn, '__name__', fn)} failed {self.retry.max_attempts} times")
-
-
-@dataclass
-class SyncReport:
-    planned: dict[str, int]  # the first plan's counts per change type
-    rounds: int
-    stats: ApplyStats
-    list_requests: int
-    converged: bool
-
-
-def sync(provider: Route53Provider, desired: list[Record], dry_run: bool = False, max_rounds: int = 10) -> SyncReport:
-    """Re-list, re-plan, apply, until the zone equals the plan (normally one round)."""
-    stats = ApplyStats()
-    first: dict[str, int] | None = None
-    for round_no in range(1, max_rounds + 1):
-        current = provider.records()
-        provider.check_owner(current)
-        changes = plan(current, desired, provider.layout.owns)
-        if first is None:
-            first = dict(changes.summary)
-        if not changes or dry_run:
-            return SyncReport(first, round_no, stats, provider.list_requests, converged=not changes)
-        try:
-            provider.apply(changes, stats)
-        except NeedsReplan:
-            continue
-    return SyncReport(first or {}, max_rounds, stats, provider.list_requests, converged=False)

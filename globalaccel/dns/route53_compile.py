@@ -1,4 +1,4 @@
-"""Compile a RoutingTable into a Route 53 record tree that stays within quota and fails closed.
+"""Compile Answers into a Route 53 record tree that stays within quota and fails closed.
 
     <service>                 A  geolocation, one record per continent      -> alias <continent>.geo.<zone>
     <continent>.geo.<zone>    A  geolocation, one record per country         -> alias <cc>.cc.<zone>
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from globalaccel.answers import Answers
 from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.records import Geo, Record, fqdn
-from globalaccel.routing import RoutingTable
 from globalaccel.topology import Topology
 
 # Countries whose continent Route 53 may assign differently from GeoNames: their record is placed
@@ -72,16 +72,15 @@ def weights_to_route53(weights: list[float]) -> list[int]:
     return [max(1, min(MAX_WEIGHT, round(w / top * MAX_WEIGHT))) for w in weights]
 
 
-def compile_route53(topology: Topology, table: RoutingTable, ttl: int = 60) -> list[Record]:
+def compile_route53(topology: Topology, answers: Answers, ttl: int = 60) -> list[Record]:
+    """The record tree for `answers` (the ownership claim is the registry's: globalaccel.dns.backend)."""
     layout = layout_for(topology)
-    records: list[Record] = [Record(layout.owner_name, "TXT", (layout.owner_value,), 300)]
+    records: list[Record] = []
     continents_used: set[str] = set()
-    for code in sorted(topology.countries):
-        route = table.country_route(code)
-        if route is None or route.center is None or not route.answers:
-            continue  # fail closed: no record, and no default anywhere to fall back to
+    for code, served in answers.served_countries():
+        # Fail-closed and no-path countries get no record, and there is no default anywhere to fall back to.
         leaf = layout.country_name(code)
-        for answer, weight in zip(route.answers, weights_to_route53([a.weight for a in route.answers]), strict=True):
+        for answer, weight in zip(served.answers, weights_to_route53([a.weight for a in served.answers]), strict=True):
             records.append(Record(leaf, "A", (answer.address,), ttl, set_id=f"{code}-{answer.edge_id}", weight=weight))
         for continent in TRANSCONTINENTAL.get(code, (topology.countries[code].continent,)):
             continents_used.add(continent)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
-from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, snapshot_from_table
-from globalaccel.plan import compute_plan
+from globalaccel.answers import Answers
+from globalaccel.dns.backend import OwnedZone, publish
+from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer
+from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
+from globalaccel.routing.summary import compute_table
 from globalaccel.stopping import stop_event, wait_until_stopped
 from globalaccel.topology import Topology
 
 
 async def _serve(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None, cache: bool) -> None:
-    table, _ = compute_plan(topology)
-    responder = DnsResponder(snapshot_from_table(topology, table, ns_address=host), local_country=local_country)
+    table, _ = compute_table(topology)
+    responder = DnsResponder(empty_snapshot(topology, host), local_country=local_country)
     responder.cache_enabled = cache
+    publish(OwnedZone(EmbeddedBackend(topology, responder)), Answers.from_table(table, topology))  # the loop's publish path
     server = EmbeddedDnsServer(responder, host, port)
     await server.start()
     print(f"serving {topology.zone} on {host}:{server.port} (UDP and TCP), table {table.content_hash[:16]}", flush=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from globalaccel.probe.prober import ProbePath
+from globalaccel.measure.prober import ProbePath
 
 BUFFER = 200_000  # results kept for peers: > 15 prod cycles of one vantage (3,203 paths each)
 

@@ -21,19 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from globalaccel.settings import HealthSettings
+
 UP, DOWN, UNKNOWN = "up", "down", "unknown"
-
-
-@dataclass(frozen=True)
-class HealthSettings:
-    down_after: int = 2
-    up_after: int = 3
-    min_down_s: float = 20.0
-    stale_after_s: float = 60.0
-    flap_penalty: float = 1000.0
-    suppress: float = 2500.0
-    reuse: float = 800.0
-    half_life_s: float = 120.0
 
 
 @dataclass

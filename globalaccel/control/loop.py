@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from globalaccel.answers import Answers
+from globalaccel.control.decisionlog import LOG_NAME, DecisionEntry, DecisionLog
+from globalaccel.control.metrics import LoopMetrics
+from globalaccel.control.state import StateStore
+from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.latency import LatencyModel
-from globalaccel.probe.decisionlog import DecisionLog
-from globalaccel.probe.health import HealthSettings, tracker_for
-from globalaccel.probe.metrics import LoopMetrics
-from globalaccel.probe.prober import ProbePath
-from globalaccel.probe.sinks import TableSink
-from globalaccel.probe.state import StateStore
+from globalaccel.measure.health import tracker_for
+from globalaccel.measure.prober import ProbePath
 from globalaccel.routing import Health, Router, RouterState, RoutingTable
+from globalaccel.settings import HealthSettings
 from globalaccel.topology import Topology
 from globalaccel.verify import verify_table
 
@@ -51,7 +53,7 @@ class ControlLoop:
     def __init__(
         self,
         topology: Topology,
-        sink: TableSink,
+        backend: OwnedZone,
         state_dir: Path,
         lease: Lease,
         metrics: LoopMetrics | None = None,
@@ -60,7 +62,7 @@ class ControlLoop:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.topology = topology
-        self.sink = sink
+        self.backend = backend
         self.lease = lease
         self.metrics = metrics or LoopMetrics()
         self.dry_run = dry_run
@@ -72,18 +74,21 @@ class ControlLoop:
         self.router_state = RouterState()
         self.table: RoutingTable | None = None
         self.store = StateStore(state_dir)
-        self.log = DecisionLog(state_dir / "decisions.jsonl")
+        self.log = DecisionLog(state_dir / LOG_NAME)
         self.region = {e.id: topology.countries[e.country].continent if e.country in topology.countries else "??" for e in topology.edges}
         self._published = False  # whether the current table reached the backend (never, in a new process)
         self._last_hash = ""  # the last table logged; restored from state so a restart logs nothing new
         self.restored = self._restore()
+        self.last_report: CycleReport | None = None
+        self.last_cycle_at: float | None = None  # wall clock of the last completed cycle (liveness)
+        self.cycles = 0
         self.metrics.up_time.set(self.clock())
         for edge in topology.edges:
             self.metrics.edge_info.labels(edge.id, self.region[edge.id], edge.country, f"{edge.lat:.4f}", f"{edge.lon:.4f}").set(1)
         # Create the per-backend series now, so dashboards and alerts see zeros rather than nothing.
-        self.metrics.dns_errors.labels(sink.name)
-        self.metrics.dns_requests.labels(sink.name)
-        self.metrics.dns_apply.labels(sink.name)
+        self.metrics.dns_errors.labels(backend.name)
+        self.metrics.dns_requests.labels(backend.name)
+        self.metrics.dns_apply.labels(backend.name)
 
     # ---- inputs -----------------------------------------------------------------------------------
     def record(self, path: ProbePath, rtt_ms: float | None, now: float) -> None:
@@ -108,13 +113,7 @@ class ControlLoop:
                    if cid not in before or (before[cid].center, before[cid].edges) != (r.center, r.edge_ids)]
         table_changed = table.content_hash != self._last_hash
         if table_changed:
-            self.log.append({
-                "generation": table.generation, "time": round(now, 3), "table_hash": table.content_hash, "stack": self.topology.stack,
-                "reasons": {"health": {t: list(c) for t, c in sorted(verdict.changed.items())}, "cells": sorted(changed)[:500]},
-                "routes": {cid: {"center": table.routes[cid].center, "edges": list(table.routes[cid].edge_ids),
-                                 "country": table.routes[cid].country} for cid in sorted(changed)},
-                "residency_violations": len(residency),
-            })
+            self.log.append(DecisionEntry.for_table(table, changed, now, self.topology.stack, verdict.changed, len(residency)))
         leader = self.lease.acquire()
         published, error = False, None
         if residency:
@@ -122,13 +121,13 @@ class ControlLoop:
         elif leader and not self.dry_run and (table_changed or not self._published):
             apply_start = time.perf_counter()
             try:
-                result = self.sink.publish(table)
+                result = publish(self.backend, Answers.from_table(table, self.topology))
                 published = True
-                self.metrics.dns_requests.labels(self.sink.name).inc(result.get("requests", 0))
+                self.metrics.dns_requests.labels(self.backend.name).inc(result.stats.requests)
             except Exception as exc:  # the loop survives a failing backend and retries next cycle
-                error = f"{self.sink.name}: {exc}"
-                self.metrics.dns_errors.labels(self.sink.name).inc()
-            self.metrics.dns_apply.labels(self.sink.name).observe(time.perf_counter() - apply_start)
+                error = f"{self.backend.name}: {exc}"
+                self.metrics.dns_errors.labels(self.backend.name).inc()
+            self.metrics.dns_apply.labels(self.backend.name).observe(time.perf_counter() - apply_start)
         # Whether the backend now serves this table: only if this instance published it and has been the
         # leader throughout; after a spell as standby another leader may have published something else.
         self._published = published or (self._published and leader and not table_changed)
@@ -138,6 +137,7 @@ class ControlLoop:
         report = CycleReport(table.generation, table.content_hash, changed, len(health.edges), len(health.centers), table.fail_closed(),
                              len(residency), published, leader, verdict.changed, error, time.perf_counter() - start)
         self._export(report, verdict.states, verdict.suppressed, now, leader, changed, table)
+        self.last_report, self.cycles, self.last_cycle_at = report, self.cycles + 1, time.time()
         return report
 
     # ---- persistence ------------------------------------------------------------------------------
@@ -187,8 +187,18 @@ class ControlLoop:
         m.fail_closed.set(len(report.fail_closed))
         m.healthy_edges.set(report.healthy_edges)
         m.healthy_centers.set(report.healthy_centers)
-        for bucket, value in self.sink.budget().items():
-            m.api_budget.labels(self.sink.name, bucket).set(value)
+        for bucket, value in self.backend.budget().items():
+            m.api_budget.labels(self.backend.name, bucket).set(value)
 
     def status(self) -> dict[str, Any]:
-        return {"generation": self.table.generation if self.table else 0, "restored": self.restored}
+        """What /status serves: the last cycle's outcome, typed fields only (tests and operators read this,
+        not the human status line)."""
+        report = self.last_report
+        out: dict[str, Any] = {"stack": self.topology.stack, "backend": self.backend.name, "restored": self.restored,
+                               "generation": self.table.generation if self.table else 0,
+                               "table_hash": self.table.content_hash if self.table else None, "cycles": self.cycles}
+        if report is not None:
+            out.update(healthy_edges=report.healthy_edges, healthy_centers=report.healthy_centers, fail_closed=report.fail_closed,
+                       changed_cells=len(report.changed_cells), residency_violations=report.violations, published=report.published,
+                       leader=report.leader, error=report.error, cycle_seconds=round(report.seconds, 4))
+        return out

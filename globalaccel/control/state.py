@@ -3,7 +3,7 @@
 State (health, router hysteresis, last table) is written atomically (temp file + rename) after every
 cycle and read at start, so a restarted loop neither flaps routes nor starts with everything unknown.
 Leadership locally is an exclusive `flock` on `leader.lock` in the state folder: only the holder
-writes DNS. In a cluster the loop uses a Kubernetes Lease instead (globalaccel.probe.lease).
+writes DNS. In a cluster the loop uses a Kubernetes Lease instead (globalaccel.control.lease).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ def weighted_quantile(values: list[float], weights: list[float], q: float) -> fl
     return float(v[np.searchsorted(w, q * w[-1])])
 
 
-def compute_plan(topology: Topology, health: Health | None = None) -> tuple[RoutingTable, dict[str, Any]]:
+def compute_table(topology: Topology, health: Health | None = None) -> tuple[RoutingTable, dict[str, Any]]:
     health = health or Health.all_up(topology)
     table, _ = Router(topology).compute(LatencyModel(topology), health)
     return table, summarise(topology, table, health)

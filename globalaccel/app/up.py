@@ -5,59 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from prometheus_client import start_http_server
-
-from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, ZoneSnapshot
-from globalaccel.probe.loop import ControlLoop, CycleReport, Lease
-from globalaccel.probe.metrics import LoopMetrics
-from globalaccel.probe.peers import PeerPuller, ResultBuffer, serve_results
-from globalaccel.probe.prober import ProbePath, Prober
-from globalaccel.probe.sinks import EmbeddedSink, PowerDnsSink, Route53Sink, TableSink
-from globalaccel.probe.state import FileLease
-from globalaccel.probe.world import center_address, edge_address
+from globalaccel.control.http import LoopHttpServer
+from globalaccel.control.loop import ControlLoop, CycleReport, Lease
+from globalaccel.control.metrics import LoopMetrics
+from globalaccel.control.state import FileLease
+from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer
+from globalaccel.dns.embedded_backend import empty_snapshot
+from globalaccel.dns.factory import open_backend
+from globalaccel.emulated.world import center_address, edge_address
+from globalaccel.errors import UsageError
+from globalaccel.measure.peers import PeerPuller, ResultBuffer, serve_results
+from globalaccel.measure.prober import ProbePath, Prober
+from globalaccel.settings import HealthSettings, LoopSettings
 from globalaccel.stopping import stop_event
 from globalaccel.topology import Topology
-
-
-@dataclass
-class UpOptions:
-    stacks_dir: Path
-    local: bool = True
-    duration: float | None = None
-    interval: float = 5.0
-    once: bool = False
-    dry_run: bool = False
-    dns_host: str = "127.0.0.1"
-    dns_port: int = 5353
-    metrics_port: int = 9464
-    state_dir: Path | None = None
-    scenario: Path | None = None
-    world_port: int = 18080
-    control_port: int = 18079
-    probe_timeout: float = 2.0
-    # Without --local: this process is the prober of one center, and maybe the leader.
-    vantage: str | None = None
-    source_address: str | None = None
-    peers: dict[str, str] = field(default_factory=dict)  # center -> base URL of its prober's /measurements
-    measurements_host: str = "127.0.0.1"
-    measurements_port: int | None = None
-    backend: str = "embedded"
-    endpoint_url: str | None = None
-    create_zone: bool = False
-    zone_id: str | None = None
-    lease: str = "file"
-    lease_namespace: str = "globalaccel"
-    lease_name: str = "globalaccel-loop"
-    identity: str | None = None
 
 
 def emulated_paths(topology: Topology, port: int) -> list[ProbePath]:
@@ -79,61 +49,40 @@ def real_paths(topology: Topology, vantage: str, source: str | None) -> list[Pro
     return paths
 
 
-class UpConfigError(ValueError):
-    pass
-
-
-def check_options(topology: Topology, options: UpOptions) -> None:
-    if options.local:
+def check_settings(topology: Topology, settings: LoopSettings) -> None:
+    """Combinations the fields alone cannot validate; raises UsageError naming the flags."""
+    if settings.local:
         return
     centers = set(topology.center_ids)
-    if options.vantage not in centers:
-        raise UpConfigError(f"--vantage must name this prober's center, one of {', '.join(topology.center_ids)}")
-    for center in options.peers:
-        if center not in centers or center == options.vantage:
-            raise UpConfigError(f"--peer {center}=...: must be another center of the stack")
-    if options.backend not in ("embedded", "route53", "powerdns"):
-        raise UpConfigError("--backend must be embedded, route53 or powerdns")
-    if options.backend == "powerdns" and not options.endpoint_url:
-        raise UpConfigError("--backend powerdns needs --endpoint-url (and PDNS_API_KEY)")
+    if settings.vantage is None:
+        raise UsageError("without --local, name this prober's center with --vantage (and its peers with --peer CENTER=URL)")
+    if settings.vantage not in centers:
+        raise UsageError(f"--vantage must name this prober's center, one of {', '.join(topology.center_ids)}")
+    for center in settings.peer_urls:
+        if center not in centers or center == settings.vantage:
+            raise UsageError(f"--peer {center}=...: must be another center of the stack")
 
 
-def make_sink(topology: Topology, options: UpOptions, responder: DnsResponder) -> TableSink:
-    if options.local or options.backend == "embedded":
-        return EmbeddedSink(topology, responder)
-    if options.backend == "route53":
-        from globalaccel.dns.commands import find_zone, route53_client
-        from globalaccel.dns.route53 import Route53Provider
-        from globalaccel.dns.route53_compile import layout_for
-
-        client = route53_client(options.endpoint_url)
-        zone = options.zone_id or find_zone(client, topology.zone, options.create_zone)
-        return Route53Sink(topology, Route53Provider(client, zone, layout_for(topology)))
-    import os
-
-    from globalaccel.dns.powerdns import PowerDnsProvider
-    from globalaccel.dns.powerdns import layout_for as pdns_layout
-
-    key = os.environ.get("PDNS_API_KEY")
-    if not key:
-        raise UpConfigError("--backend powerdns needs PDNS_API_KEY in the environment")
-    provider = PowerDnsProvider(str(options.endpoint_url), key, pdns_layout(topology))
-    provider.ensure_zone()
-    return PowerDnsSink(topology, provider)
-
-
-def make_lease(options: UpOptions, state_dir: Path) -> Lease:
-    if options.lease == "kubernetes":
+def make_lease(settings: LoopSettings, state_dir: Path) -> Lease:
+    if settings.lease.kind == "kubernetes":
         import socket
 
-        from globalaccel.probe.lease import KubernetesLease
+        from globalaccel.control.lease import KubernetesLease
 
-        return KubernetesLease.in_cluster(options.lease_namespace, options.lease_name, options.identity or socket.gethostname())
+        lease = settings.lease
+        return KubernetesLease.in_cluster(lease.namespace, lease.name, lease.identity or socket.gethostname())
     return FileLease(state_dir)
 
 
-def start_world(topology: Topology, options: UpOptions) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "globalaccel.probe.world", "--stack", topology.stack, "--stacks-dir", str(options.stacks_dir),
+def health_settings(topology: Topology, settings: LoopSettings) -> HealthSettings:
+    """The stack's latency staleAfterS is also the health staleness unless the loop block sets its own."""
+    if settings.health.stale_after_s == HealthSettings().stale_after_s:
+        return dataclasses.replace(settings.health, stale_after_s=topology.latency.stale_after_s)
+    return settings.health
+
+
+def start_world(topology: Topology, options: LoopSettings, stacks_dir: Path) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "globalaccel.emulated.world", "--stack", topology.stack, "--stacks-dir", str(stacks_dir),
            "--port", str(options.world_port), "--control-port", str(options.control_port)]
     if options.scenario:
         cmd += ["--scenario", str(options.scenario)]
@@ -147,13 +96,6 @@ def start_world(topology: Topology, options: UpOptions) -> subprocess.Popen[str]
     return proc
 
 
-def empty_snapshot(topology: Topology, host: str) -> ZoneSnapshot:
-    import dns.name
-
-    origin = dns.name.from_text(topology.zone)
-    return ZoneSnapshot(origin, dns.name.from_text(topology.service_name), dns.name.from_text("ns1", origin), host, {})
-
-
 def status_line(cycle: int, report: CycleReport, probes_per_s: float, total_edges: int, total_centers: int) -> str:
     return (f"cycle {cycle} | {probes_per_s:,.0f} probes/s | edges {report.healthy_edges}/{total_edges} up | "
             f"centers {report.healthy_centers}/{total_centers} | table gen {report.generation} | "
@@ -161,23 +103,27 @@ def status_line(cycle: int, report: CycleReport, probes_per_s: float, total_edge
             + (f" | {report.error}" if report.error else ""))
 
 
-async def run_up(topology: Topology, options: UpOptions, out: IO[str] = sys.stdout) -> int:
-    check_options(topology, options)
+async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, out: IO[str] = sys.stdout) -> int:
+    check_settings(topology, options)
     state_dir = options.state_dir or Path("state") / topology.stack
     metrics = LoopMetrics()
     responder = DnsResponder(empty_snapshot(topology, options.dns_host))  # fail closed until the first measured table
-    loop = ControlLoop(topology, make_sink(topology, options, responder), state_dir, make_lease(options, state_dir), metrics,
-                       dry_run=options.dry_run)
-    world = start_world(topology, options) if options.local else None
-    serve_dns = options.local or options.backend == "embedded"
+    backend_settings = dataclasses.replace(options.backend, kind="embedded") if options.local else options.backend
+    backend = open_backend(topology, backend_settings, responder)
+    loop = ControlLoop(topology, backend, state_dir, make_lease(options, state_dir), metrics,
+                       health_settings=health_settings(topology, options), dry_run=options.dry_run)
+    world = start_world(topology, options, stacks_dir) if options.local else None
+    serve_dns = backend.name == "embedded"
     server = EmbeddedDnsServer(responder, options.dns_host, options.dns_port)
-    http_server = results_server = None
-    peers = [PeerPuller(center, url) for center, url in sorted(options.peers.items())]
+    http_server: LoopHttpServer | None = None
+    results_server = None
+    peers = [PeerPuller(center, url) for center, url in sorted(options.peer_urls.items())]
     try:
         if serve_dns:
             await server.start()
-        http_server, _thread = start_http_server(options.metrics_port, addr="127.0.0.1", registry=metrics.registry)
-        metrics_port = http_server.server_port
+        http_server = LoopHttpServer(options.metrics_host, options.metrics_port, metrics.registry, loop.status,
+                                     lambda: loop.last_cycle_at, stale_after=max(60.0, 10 * options.interval))
+        metrics_port = http_server.port
         sink: Callable[[ProbePath, float | None, float], None] = loop.record
         if options.local:
             paths = emulated_paths(topology, options.world_port)
@@ -197,14 +143,15 @@ async def run_up(topology: Topology, options: UpOptions, out: IO[str] = sys.stdo
         kind = "http" if options.local else topology.probe.kind
         prober = Prober(paths, sink, interval=options.interval, timeout=min(options.probe_timeout, options.interval), kind=kind)
         where = ("EMULATED world on loopback" if options.local
-                 else f"vantage {options.vantage}, {len(peers)} peers, backend {options.backend}")
+                 else f"vantage {options.vantage}, {len(peers)} peers, backend {backend.name}")
         print(f"globalaccel up: stack {topology.stack}, {len(topology.centers)} centers, {len(topology.edges)} edges "
               f"({where}, {len(paths)} probe paths every {options.interval:g} s"
               f"{', dry run' if options.dry_run else ''})", file=out, flush=True)
         if serve_dns:
             print(f"  DNS      {options.dns_host}:{server.port}   dig @{options.dns_host} -p {server.port} {topology.service_name} A "
                   f"+subnet=85.214.0.0/16", file=out, flush=True)
-        print(f"  metrics  http://127.0.0.1:{metrics_port}/metrics", file=out, flush=True)
+        print(f"  metrics  http://{options.metrics_host}:{metrics_port}/metrics   (status: /status, liveness: /healthz)", file=out,
+              flush=True)
         if results_server is not None:
             results_url = f"http://{options.measurements_host}:{results_server.server_port}/measurements"
             print(f"  results  {results_url} (for peers)", file=out, flush=True)
@@ -260,10 +207,5 @@ async def run_up(topology: Topology, options: UpOptions, out: IO[str] = sys.stdo
         loop.lease.release()
 
 
-def up_stack(topology: Topology, options: UpOptions) -> int:
-    return asyncio.run(run_up(topology, options))
-
-
-def describe(report: CycleReport) -> dict[str, Any]:
-    return {"generation": report.generation, "table_hash": report.table_hash, "healthy_edges": report.healthy_edges,
-            "healthy_centers": report.healthy_centers, "fail_closed": report.fail_closed, "violations": report.violations}
+def up_stack(topology: Topology, options: LoopSettings, stacks_dir: Path) -> int:
+    return asyncio.run(run_up(topology, options, stacks_dir))
