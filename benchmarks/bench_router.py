@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from globalaccel.latency import LatencyModel  # noqa: E402
 from globalaccel.routing import Health, Router  # noqa: E402
+from globalaccel.routing.candidates import Scoring  # noqa: E402
 from globalaccel.topology import Cell, Topology, load_stack  # noqa: E402
 
 
@@ -117,8 +118,8 @@ def main() -> None:
     def dense_all() -> None:
         for lo in range(0, len(cells), 2_000):
             rows = np.arange(lo, min(lo + 2_000, len(cells)))
-            dense_choice[rows], _, _ = dense.search._select_dense(rows, keep, healthy, latency, center_edge, penalty, allowed,
-                                                           np.full(len(cells), -1, dtype=np.intp))
+            scoring = Scoring(healthy, latency, center_edge, penalty, allowed, np.full(len(cells), -1, dtype=np.intp))
+            dense_choice[rows], _, _ = dense.search._select_dense(rows, keep, scoring)
 
     results["grid_dense_numpy_select_s"] = timed(dense_all, 1)
     fast_choice, _, _ = grid_router.search.select(latency, healthy, center_edge, penalty, allowed)

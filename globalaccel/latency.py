@@ -18,7 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from globalaccel.geo import EARTH_RADIUS_KM, angles_between, great_circle_km, unit_vectors
-from globalaccel.topology import LatencySettings, Topology
+from globalaccel.settings import LatencySettings
+from globalaccel.topology import Topology
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""The loop's settings: one tree, each default declared once (on its field), validated once.
+"""Settings: one tree, each default declared once (on its field), validated once.
 
-Sources, later wins: the field defaults here; the stack file's `global-accel:loop:` block (camelCase
-keys, validated with file, line and field); command-line flags. The `up` command line is *generated*
+Stack-wide blocks (`routing`, `latency`, `probe`) and the loop's block (`loop`: health, backend,
+lease, ports) are read by the same validator, so every key of the stack file is checked alike.
+
+Sources for the loop, later wins: the field defaults here; the stack file's `global-accel:loop:` block
+(camelCase keys, validated with file, line and field); command-line flags. The `up` command line is *generated*
 from these fields (argparse arguments by `add_arguments`, and back to flags by `to_argv`), so the CLI,
 the stack file and the Pulumi modules that start the loop cannot drift apart.
 """
@@ -27,6 +30,43 @@ def setting(default: Any, help: str, *, flag: str | None = None, lo: float | Non
     """A settings field: its default, its help, and where it may be set (stack file, command line)."""
     return field(default=default, metadata={"help": help, "flag": flag, "lo": lo, "hi": hi, "choices": choices,
                                             "in_stack": in_stack, "cli": cli})
+
+
+@dataclass(frozen=True)
+class HysteresisSettings:
+    absolute_ms: float = setting(5.0, "a new route must beat the current one by at least this much ...", lo=0, hi=1000)
+    relative: float = setting(0.10, "... and by this fraction of the current RTT (whichever is larger)", lo=0, hi=1)
+    consecutive: int = setting(3, "for this many evaluations in a row", lo=1, hi=100)
+    hold_down_s: float = setting(300.0, "and never within this long after the cell's last switch", lo=0, hi=86400)
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    answers: int = setting(4, "k: edges per answer", lo=1, hi=8)
+    max_answers: int = setting(8, "edges a cell may take to fit its demand within edge capacity", lo=1, hi=100)
+    capacity_headroom: float = setting(1.25, "an edge may take this multiple of its capacity share of demand", lo=1.0, hi=1000)
+    hysteresis: HysteresisSettings = field(default_factory=HysteresisSettings)
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    fibre_km_per_ms: float = setting(200.0, "light in fibre, one way", lo=1, hi=300)
+    route_inflation: float = setting(2.1, "public-Internet paths (client -> edge) vs great circle", lo=1, hi=10)
+    backbone_inflation: float = setting(1.4, "private backbone (edge -> center, center -> center): the edge's reason to exist",
+                                        lo=1, hi=10)
+    overhead_ms: float = setting(1.0, "per-path processing/serialisation RTT", lo=0, hi=1000)
+    ewma_alpha: float = setting(0.3, "weight of the newest sample in the moving average", lo=0.01, hi=1)
+    window: int = setting(32, "samples kept per path for quantiles", lo=4, hi=10000)
+    stale_after_s: float = setting(60.0, "measurements older than this are unknown, never healthy", lo=1, hi=86400)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How the probe loop reaches real edges and centers (the emulated world ignores this)."""
+
+    port: int = setting(443, "port probed on every edge and center", lo=1, hi=65535)
+    kind: str = setting("tcp", "tcp: handshake time; http/https: time to a 2xx status line from GET /healthz",
+                        choices=("tcp", "http", "https"))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from globalaccel.errors import ConfigError, ProblemCollector
 from globalaccel.residency import ResidencyPolicy, load_residency
-from globalaccel.settings import LoopSettings, from_stack
+from globalaccel.settings import LatencySettings, LoopSettings, ProbeSettings, RoutingSettings, from_stack
 from globalaccel.sourcefile import Located, load_yaml, read_csv
 
 NAMESPACE = "global-accel"
@@ -69,41 +69,6 @@ class Cell:
     lat: float
     lon: float
     demand: float  # weight of traffic from this cell (population)
-
-
-@dataclass(frozen=True)
-class HysteresisSettings:
-    absolute_ms: float = 5.0  # a new route must beat the current one by at least this much ...
-    relative: float = 0.10  # ... and by this fraction of the current RTT (whichever is larger)
-    consecutive: int = 3  # for this many evaluations in a row
-    hold_down_s: float = 300.0  # and never within this long after the cell's last switch
-
-
-@dataclass(frozen=True)
-class RoutingSettings:
-    answers: int = 4  # k: edges per answer
-    max_answers: int = 8  # extra edges a cell may take to fit its demand within edge capacity
-    capacity_headroom: float = 1.25  # an edge may take this multiple of its capacity share of demand
-    hysteresis: HysteresisSettings = field(default_factory=HysteresisSettings)
-
-
-@dataclass(frozen=True)
-class LatencySettings:
-    fibre_km_per_ms: float = 200.0  # light in fibre, one way
-    route_inflation: float = 2.1  # public-Internet paths (client -> edge) vs great circle
-    backbone_inflation: float = 1.4  # private backbone (edge -> center, center -> center): the edge's reason to exist
-    overhead_ms: float = 1.0  # per-path processing/serialisation RTT
-    ewma_alpha: float = 0.3
-    window: int = 32  # samples kept per path for quantiles
-    stale_after_s: float = 60.0  # measurements older than this are unknown, never healthy
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    """How the probe loop reaches real edges and centers (the emulated world ignores this)."""
-
-    port: int = 443
-    kind: str = "tcp"  # tcp: handshake time; http/https: time to a 2xx status line from GET /healthz
 
 
 @dataclass(frozen=True)
@@ -282,91 +247,12 @@ def load_edges(file: Path, countries: Mapping[str, Country], problems: ProblemCo
     return edges
 
 
-# YAML key -> (dataclass field, min, max, integer?) for each settings block.
-_HYSTERESIS_FIELDS: dict[str, tuple[str, float, float, bool]] = {
-    "absoluteMs": ("absolute_ms", 0, 1000, False),
-    "relative": ("relative", 0, 1, False),
-    "consecutive": ("consecutive", 1, 100, True),
-    "holdDownS": ("hold_down_s", 0, 86400, False),
-}
-_ROUTING_FIELDS: dict[str, tuple[str, float, float, bool]] = {
-    "answers": ("answers", 1, 8, True),
-    "maxAnswers": ("max_answers", 1, 100, True),
-    "capacityHeadroom": ("capacity_headroom", 1.0, 1000, False),
-}
-_LATENCY_FIELDS: dict[str, tuple[str, float, float, bool]] = {
-    "fibreKmPerMs": ("fibre_km_per_ms", 1, 300, False),
-    "routeInflation": ("route_inflation", 1, 10, False),
-    "backboneInflation": ("backbone_inflation", 1, 10, False),
-    "overheadMs": ("overhead_ms", 0, 1000, False),
-    "ewmaAlpha": ("ewma_alpha", 0.01, 1, False),
-    "window": ("window", 4, 10000, True),
-    "staleAfterS": ("stale_after_s", 1, 86400, False),
-}
-
-
-def _settings_values(
-    node: Located, spec: Mapping[str, tuple[str, float, float, bool]], extra: set[str], file: Path, key: str, problems: ProblemCollector
-) -> dict[str, Any]:
-    """Validated overrides for a settings dataclass; fields left out keep their defaults."""
-    _reject_unknown(node, set(spec) | extra, file, key, problems)
-    values: dict[str, Any] = {}
-    for yaml_key, (attr, lo, hi, integer) in spec.items():
-        child = node.get(yaml_key)
-        if child is None:
-            continue
-        number = _number(child, file, f"{key}.{yaml_key}", problems, lo=lo, hi=hi, integer=integer)
-        if number is not None:
-            values[attr] = int(number) if integer else number
-    return values
-
-
 def _parse_routing(node: Located | None, file: Path, problems: ProblemCollector) -> RoutingSettings:
     key = f"config.{NAMESPACE}:routing"
-    if node is None:
-        return RoutingSettings()
-    if not isinstance(node.value, dict):
-        problems.add(file, node.line, key, "must be a mapping")
-        return RoutingSettings()
-    values = _settings_values(node, _ROUTING_FIELDS, {"hysteresis"}, file, key, problems)
-    hnode = node.get("hysteresis")
-    if hnode is not None:
-        if isinstance(hnode.value, dict):
-            hvalues = _settings_values(hnode, _HYSTERESIS_FIELDS, set(), file, f"{key}.hysteresis", problems)
-            values["hysteresis"] = HysteresisSettings(**hvalues)
-        else:
-            problems.add(file, hnode.line, f"{key}.hysteresis", "must be a mapping")
-    settings = RoutingSettings(**values)
-    if settings.max_answers < settings.answers:
+    settings = from_stack(RoutingSettings, node, file, key, problems)
+    if settings.max_answers < settings.answers and node is not None:
         problems.add(file, node.line, f"{key}.maxAnswers", f"must be at least answers ({settings.answers})")
     return settings
-
-
-def _parse_latency(node: Located | None, file: Path, problems: ProblemCollector) -> LatencySettings:
-    key = f"config.{NAMESPACE}:latency"
-    if node is None:
-        return LatencySettings()
-    if not isinstance(node.value, dict):
-        problems.add(file, node.line, key, "must be a mapping")
-        return LatencySettings()
-    return LatencySettings(**_settings_values(node, _LATENCY_FIELDS, set(), file, key, problems))
-
-
-def _parse_probe(node: Located | None, file: Path, problems: ProblemCollector) -> ProbeSettings:
-    key = f"config.{NAMESPACE}:probe"
-    if node is None:
-        return ProbeSettings()
-    if not isinstance(node.value, dict):
-        problems.add(file, node.line, key, "must be a mapping")
-        return ProbeSettings()
-    _reject_unknown(node, {"port", "kind"}, file, key, problems)
-    port = _number(node.get("port"), file, f"{key}.port", problems, lo=1, hi=65535, default=443, integer=True)
-    kind_node = node.get("kind")
-    kind = "tcp" if kind_node is None else kind_node.value
-    if kind not in ("tcp", "http", "https"):
-        problems.add(file, kind_node.line if kind_node else node.line, f"{key}.kind", f"must be tcp, http or https; got {kind!r}")
-        kind = "tcp"
-    return ProbeSettings(int(port or 443), str(kind))
 
 
 def _reject_unknown(node: Located, allowed: set[str], file: Path, key: str, problems: ProblemCollector) -> None:
@@ -400,8 +286,8 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
                      f"{service!r} is not inside the zone {zone!r} the controller owns")
     centers = _parse_centers(key("centers"), file, problems)
     routing = _parse_routing(key("routing"), file, problems)
-    latency = _parse_latency(key("latency"), file, problems)
-    probe = _parse_probe(key("probe"), file, problems)
+    latency = from_stack(LatencySettings, key("latency"), file, f"config.{NAMESPACE}:latency", problems)
+    probe = from_stack(ProbeSettings, key("probe"), file, f"config.{NAMESPACE}:probe", problems)
     loop = from_stack(LoopSettings, key("loop"), file, f"config.{NAMESPACE}:loop", problems)
     paths: dict[str, Path] = {}
     for name in ("countries", "edgeCatalog", "residency"):

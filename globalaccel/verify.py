@@ -6,35 +6,27 @@ shares no code path with the router's choice, so a router bug shows up here as a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from globalaccel.findings import Finding
 from globalaccel.routing import Health, RoutingTable
 from globalaccel.topology import Topology
 
 
-@dataclass(frozen=True)
-class Violation:
-    kind: str  # residency | unhealthy_edge | unhealthy_center | unknown_edge
-    cell: str
-    country: str
-    detail: str
-
-
-def verify_table(table: RoutingTable, topology: Topology, health: Health | None = None) -> list[Violation]:
+def verify_table(table: RoutingTable, topology: Topology, health: Health | None = None) -> list[Finding]:
+    """Findings of kind residency | unhealthy_edge | unhealthy_center | unknown_edge, on the cell."""
     health = health or Health.all_up(topology)
-    found: list[Violation] = []
+    found: list[Finding] = []
     for cell_id, route in sorted(table.routes.items()):
         if route.center is None:
             continue
         if not topology.residency.allows(route.country, route.center):
             rule = topology.residency.rule_for(route.country)
-            found.append(Violation("residency", cell_id, route.country,
-                                   f"center {route.center} not allowed by rule {rule.name!r} ({rule.mode.value})"))
+            found.append(Finding("residency", cell_id, f"center {route.center} not allowed by rule {rule.name!r} ({rule.mode.value})",
+                                 route.country))
         if route.center not in health.centers:
-            found.append(Violation("unhealthy_center", cell_id, route.country, f"center {route.center} is down"))
+            found.append(Finding("unhealthy_center", cell_id, f"center {route.center} is down", route.country))
         for answer in route.answers:
             if answer.edge_id not in topology.edge_by_id:
-                found.append(Violation("unknown_edge", cell_id, route.country, f"edge {answer.edge_id} not in catalog"))
+                found.append(Finding("unknown_edge", cell_id, f"edge {answer.edge_id} not in catalog", route.country))
             elif answer.edge_id not in health.edges:
-                found.append(Violation("unhealthy_edge", cell_id, route.country, f"edge {answer.edge_id} is down"))
+                found.append(Finding("unhealthy_edge", cell_id, f"edge {answer.edge_id} is down", route.country))
     return found

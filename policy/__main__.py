@@ -26,7 +26,7 @@ def _check(args: StackValidationArgs, report_violation: ReportViolation) -> None
     resources = [_Resource(r.resource_type, r.name, dict(r.props), getattr(r.opts.provider, "urn", None) if r.opts else None)
                  for r in args.resources]
     for v in validate(resources, topology):
-        report_violation(f"[{v.policy}] {v.resource}: {v.message}", None)
+        report_violation(f"[{v.kind}] {v.subject}: {v.evidence}", None)
 
 
 PolicyPack(name="globalaccel-residency", enforcement_level=EnforcementLevel.MANDATORY, policies=[

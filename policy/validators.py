@@ -7,9 +7,9 @@ Each validator takes the stack's resources (type, name, inputs, provider) and re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from globalaccel.findings import Finding
 from globalaccel.topology import Topology
 
 
@@ -20,13 +20,6 @@ class Resource(Protocol):
     provider: str | None
 
 
-@dataclass(frozen=True)
-class PolicyViolation:
-    policy: str
-    resource: str
-    message: str
-
-
 def _provider_regions(resources: Sequence[Resource]) -> dict[str, str]:
     return {r.name: str(r.inputs.get("region")) for r in resources if r.type == "pulumi:providers:aws"}
 
@@ -35,7 +28,7 @@ def _provider_name(reference: str | None) -> str | None:
     return reference.split("::")[-2] if reference and "::" in reference else None
 
 
-def data_stores_in_allowed_regions(resources: Sequence[Resource], topology: Topology) -> list[PolicyViolation]:
+def data_stores_in_allowed_regions(resources: Sequence[Resource], topology: Topology) -> list[Finding]:
     """Every bucket is created through its center's regional provider and tagged with that center and
     its residency zone; a bucket on the default provider has no provable region."""
     regions = _provider_regions(resources)
@@ -47,16 +40,16 @@ def data_stores_in_allowed_regions(resources: Sequence[Resource], topology: Topo
         center = topology.center_by_id.get(str(tags.get("globalaccel:center")))
         region = regions.get(_provider_name(r.provider) or "")
         if center is None:
-            out.append(PolicyViolation("data-store-region", r.name, "bucket not tagged globalaccel:center with a center of the stack"))
+            out.append(Finding("data-store-region", r.name, "bucket not tagged globalaccel:center with a center of the stack"))
         elif region != center.region:
-            out.append(PolicyViolation("data-store-region", r.name, f"created in {region or 'the default provider region'}, "
+            out.append(Finding("data-store-region", r.name, f"created in {region or 'the default provider region'}, "
                                        f"but its center {center.id} is in {center.region}"))
         elif tags.get("globalaccel:residency-zone") != center.region:
-            out.append(PolicyViolation("data-store-region", r.name, "residency-zone tag does not name its center's region"))
+            out.append(Finding("data-store-region", r.name, "residency-zone tag does not name its center's region"))
     return out
 
 
-def no_replication_out_of_region(resources: Sequence[Resource], topology: Topology) -> list[PolicyViolation]:
+def no_replication_out_of_region(resources: Sequence[Resource], topology: Topology) -> list[Finding]:
     """Replication only to a bucket of a center that every country the source may hold allows."""
     buckets = {str(r.inputs.get("bucket") or r.name): r for r in resources if r.type == "aws:s3/bucket:Bucket"}
     out = []
@@ -70,18 +63,18 @@ def no_replication_out_of_region(resources: Sequence[Resource], topology: Topolo
             src_center = str(((source.inputs.get("tags") if source else None) or {}).get("globalaccel:center"))
             dst_center = str(((target.inputs.get("tags") if target else None) or {}).get("globalaccel:center"))
             if dst_center not in topology.center_by_id:
-                out.append(PolicyViolation("no-cross-region-replication", r.name,
+                out.append(Finding("no-cross-region-replication", r.name,
                                            f"replicates to {target_name}, not a center's data store"))
                 continue
             refused = [c for c in topology.countries
                        if topology.residency.allows(c, src_center) and not topology.residency.allows(c, dst_center)]
             if refused:
-                out.append(PolicyViolation("no-cross-region-replication", r.name, f"replicates {src_center} data to {dst_center}, "
+                out.append(Finding("no-cross-region-replication", r.name, f"replicates {src_center} data to {dst_center}, "
                                            f"which the rules of {len(refused)} countries forbid (e.g. {', '.join(refused[:5])})"))
     return out
 
 
-def records_only_in_controller_zones(resources: Sequence[Resource], topology: Topology) -> list[PolicyViolation]:
+def records_only_in_controller_zones(resources: Sequence[Resource], topology: Topology) -> list[Finding]:
     """Route 53 records only in the controller's zone, or its NS delegation in the parent."""
     zone = topology.zone.rstrip(".")
     out = []
@@ -92,12 +85,12 @@ def records_only_in_controller_zones(resources: Sequence[Resource], topology: To
         if r.inputs.get("type") == "NS" and name == zone:
             continue  # the delegation from the parent zone
         if not (name == zone or name.endswith("." + zone)):
-            out.append(PolicyViolation("records-in-controller-zones", r.name, f"record {name!r} is outside {zone}"))
+            out.append(Finding("records-in-controller-zones", r.name, f"record {name!r} is outside {zone}"))
     return out
 
 
 VALIDATORS = (data_stores_in_allowed_regions, no_replication_out_of_region, records_only_in_controller_zones)
 
 
-def validate(resources: Sequence[Resource], topology: Topology) -> list[PolicyViolation]:
+def validate(resources: Sequence[Resource], topology: Topology) -> list[Finding]:
     return [v for check in VALIDATORS for v in check(resources, topology)]

@@ -136,13 +136,13 @@ def test_policy_validators_reject_each_seeded_violation_and_accept_the_clean_sta
     bucket = next(r for r in resources if r.name == "eu-central-1-devices")
     moved = [replace(r, provider=r.provider.replace("eu-central-1-aws", "us-east-1-aws")) if r is bucket and r.provider else r
              for r in resources]
-    assert {v.policy for v in validate(moved, topo)} == {"data-store-region"}
+    assert {v.kind for v in validate(moved, topo)} == {"data-store-region"}
     singapore = next(r for r in resources if r.name == "ap-southeast-1-devices").inputs["bucket"]
     replication = Res("aws:s3/bucketReplicationConfig:BucketReplicationConfig", "eu-to-singapore",
                       {"bucket": bucket.inputs["bucket"], "rules": [{"destination": {"bucket": f"arn:aws:s3:::{singapore}"}}]}, None)
-    assert [v.policy for v in validate([*resources, replication], topo)] == ["no-cross-region-replication"]
+    assert [v.kind for v in validate([*resources, replication], topo)] == ["no-cross-region-replication"]
     stray = Res("aws:route53/record:Record", "stray", {"name": "www.example.org", "type": "A", "zoneId": "Z1"}, None)
-    assert [v.policy for v in validate([*resources, stray], topo)] == ["records-in-controller-zones"]
+    assert [v.kind for v in validate([*resources, stray], topo)] == ["records-in-controller-zones"]
 
 
 def test_bad_stack_config_fails_naming_file_and_key_before_any_resource(tmp_path: Path) -> None:

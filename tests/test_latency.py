@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from globalaccel.latency import LatencyModel, PathStats, PhysicsModel
-from globalaccel.topology import LatencySettings, load_stack
+from globalaccel.settings import LatencySettings
+from globalaccel.topology import load_stack
 from tests.conftest import STACKS
 
 

@@ -7,7 +7,8 @@ import datetime as dt
 from hypothesis import strategies as st
 
 from globalaccel.residency import Mode, ResidencyPolicy, Rule
-from globalaccel.topology import Cell, Center, Country, Edge, HysteresisSettings, LatencySettings, RoutingSettings, Topology
+from globalaccel.settings import HysteresisSettings, LatencySettings, RoutingSettings
+from globalaccel.topology import Cell, Center, Country, Edge, Topology
 
 REVIEWED = dt.date(2026, 11, 25)
 lat_st = st.floats(min_value=-85, max_value=85, allow_nan=False)

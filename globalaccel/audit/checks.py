@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from globalaccel.answers import Answers, Served
-from globalaccel.audit.findings import CountryResult, Finding, Scenario
+from globalaccel.audit.findings import CountryResult, Scenario
 from globalaccel.audit.sources import AnswerSource, route53_answers
 from globalaccel.control.decisionlog import read_entries, replay
 from globalaccel.dns.route53_compile import compile_route53
+from globalaccel.findings import Finding
 from globalaccel.residency import Mode
 from globalaccel.routing import Health
 from globalaccel.routing.summary import compute_table
@@ -111,7 +112,7 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True) -> tuple[li
 
 def check_decision_log(path: Path, topology: Topology) -> tuple[dict[str, Any], list[Finding]]:
     entries, problems = read_entries(path)
-    findings = [Finding("log_tampered", f"{path.name}:{p.line}", p.message) for p in problems]
+    findings = list(problems)
     for number, entry in enumerate(entries, start=1):
         for route in entry.routes.values():
             center, country = route.center, route.country

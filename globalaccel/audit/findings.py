@@ -1,16 +1,11 @@
-"""The audit's typed results: findings, per-country results, what-if scenarios, the report."""
+"""The audit's typed results: per-country results, what-if scenarios, the report (findings: globalaccel.findings)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Finding:
-    kind: str  # out_of_region_answer | answer_not_in_table | fail_closed_violated | fail_open_fallback | bucket_* | k8s_* | log_*
-    subject: str  # country code, bucket, resource or log line
-    evidence: str
+from globalaccel.findings import Finding
 
 
 @dataclass

@@ -8,13 +8,14 @@ from typing import Any
 
 from globalaccel.answers import Answers
 from globalaccel.audit.checks import check_answers, check_decision_log, expected_from_log, expected_from_table, what_if
-from globalaccel.audit.findings import AuditReport, Finding, Scenario
+from globalaccel.audit.findings import AuditReport, Scenario
 from globalaccel.audit.sources import ecs_answers, powerdns_ecs_answers, route53_answers
 from globalaccel.audit.stores import check_buckets, check_manifests
 from globalaccel.control.decisionlog import LOG_NAME
 from globalaccel.dns.records import Record
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.errors import GlobalaccelError
+from globalaccel.findings import Finding
 from globalaccel.routing.summary import compute_table
 from globalaccel.settings import BackendSettings
 from globalaccel.topology import Topology

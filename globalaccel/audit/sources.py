@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 
 import iptocc
 
-from globalaccel.audit.findings import Finding
 from globalaccel.dns.records import Record
 from globalaccel.dns.route53_sim import Client, Route53Simulator
+from globalaccel.findings import Finding
 from globalaccel.topology import Topology
 
 # ---- where clients are --------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from globalaccel.audit.findings import Finding
+from globalaccel.findings import Finding
 from globalaccel.topology import Topology
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from globalaccel.findings import Finding
 from globalaccel.routing import RoutingTable
 
 GENESIS = "0" * 64
@@ -100,22 +101,16 @@ class DecisionLog:
         return record
 
 
-@dataclass(frozen=True)
-class ChainProblem:
-    line: int
-    message: str
-
-
-def read_entries(path: Path) -> tuple[list[DecisionEntry], list[ChainProblem]]:
+def read_entries(path: Path) -> tuple[list[DecisionEntry], list[Finding]]:
     """The log's entries, typed, and every place the chain is broken."""
     raw, problems = verify_chain(path)
     return [DecisionEntry.from_json(e) for e in raw], problems
 
 
-def verify_chain(path: Path) -> tuple[list[dict[str, Any]], list[ChainProblem]]:
-    """Every entry, and every place where the chain is broken (line numbers are 1-based)."""
+def verify_chain(path: Path) -> tuple[list[dict[str, Any]], list[Finding]]:
+    """Every entry, and every place where the chain is broken: log_tampered findings on `<file>:<line>` (1-based)."""
     entries: list[dict[str, Any]] = []
-    problems: list[ChainProblem] = []
+    problems: list[Finding] = []
     prev = GENESIS
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -123,13 +118,14 @@ def verify_chain(path: Path) -> tuple[list[dict[str, Any]], list[ChainProblem]]:
         try:
             entry = json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.append(ChainProblem(number, f"not JSON: {exc.msg}"))
+            problems.append(Finding("log_tampered", f"{path.name}:{number}", f"not JSON: {exc.msg}"))
             prev = "?"
             continue
         if entry.get("prev") != prev:
-            problems.append(ChainProblem(number, "previous-hash link broken: a line before it was changed, removed or inserted"))
+            problems.append(Finding("log_tampered", f"{path.name}:{number}",
+                                    "previous-hash link broken: a line before it was changed, removed or inserted"))
         if line_hash(entry) != entry.get("hash"):
-            problems.append(ChainProblem(number, "content does not match its hash: this line was changed"))
+            problems.append(Finding("log_tampered", f"{path.name}:{number}", "content does not match its hash: this line was changed"))
         entries.append(entry)
         prev = entry.get("hash", "?")
     return entries, problems

@@ -10,6 +10,7 @@ noise cannot reshuffle near-equal choices.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,6 +58,17 @@ def _choose(best: NDArray[np.float64], allowed: NDArray[np.bool_], prefer: NDArr
     choice[~np.isfinite(masked[choice, np.arange(masked.shape[1])])] = -1
     return choice
 
+
+
+class Scoring(NamedTuple):
+    """One evaluation's inputs to candidate search, passed whole between its steps."""
+
+    healthy_idx: NDArray[np.intp]  # positions of the healthy edges
+    latency: LatencyModel
+    center_edge: NDArray[np.float64]  # (C, E) backbone leg per center and edge
+    penalty: NDArray[np.float64]  # (E,) each edge's measured excess delay
+    allowed: NDArray[np.bool_]  # (C, N): may cell n use center c right now
+    prefer: NDArray[np.intp]  # (N,): each cell's current center, -1 if none
 
 
 class CandidateSearch:
@@ -136,14 +148,14 @@ class CandidateSearch:
         ranked = np.zeros((n_cells, keep), dtype=np.intp)
         ranked_cost = np.zeros((n_cells, keep), dtype=np.float64)
         prefer = prefer if prefer is not None else np.full(n_cells, -1, dtype=np.intp)
+        scoring = Scoring(healthy_idx, latency, center_edge, penalty, allowed, prefer)
         rows = np.arange(n_cells)
         if n_cells * n_healthy > DENSE_LIMIT:
             width = min(n_healthy, max(64, 2 * keep))
             # Widen the nearest-edge ball only for the cells it cannot prove; whatever is still
             # unproven when the ball would cover a good part of the fleet is scored densely.
             while rows.size and width < n_healthy // 2:
-                proven, c_sel, r_sel, k_sel = self._select_in_ball(rows, width, keep, healthy_idx, latency, center_edge, penalty,
-                                                                   allowed, prefer)
+                proven, c_sel, r_sel, k_sel = self._select_in_ball(rows, width, keep, scoring)
                 choice[rows[proven]] = c_sel[proven]
                 ranked[rows[proven]] = r_sel[proven]
                 ranked_cost[rows[proven]] = k_sel[proven]
@@ -151,22 +163,13 @@ class CandidateSearch:
                 width *= 8
         for lo in range(0, rows.size, DENSE_CHUNK):
             chunk = rows[lo : lo + DENSE_CHUNK]
-            choice[chunk], ranked[chunk], ranked_cost[chunk] = self._select_dense(chunk, keep, healthy_idx, latency, center_edge,
-                                                                                  penalty, allowed, prefer)
+            choice[chunk], ranked[chunk], ranked_cost[chunk] = self._select_dense(chunk, keep, scoring)
         return choice, ranked, ranked_cost
 
-    def _select_dense(
-        self,
-        rows: NDArray[np.intp],
-        keep: int,
-        healthy_idx: NDArray[np.intp],
-        latency: LatencyModel,
-        center_edge: NDArray[np.float64],
-        penalty: NDArray[np.float64],
-        allowed: NDArray[np.bool_],
-        prefer: NDArray[np.intp],
-    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    def _select_dense(self, rows: NDArray[np.intp], keep: int,
+                      scoring: Scoring) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Score every healthy edge for `rows`: exact for every rank."""
+        healthy_idx, latency, center_edge, penalty, allowed, prefer = scoring
         cos = np.clip(self._cell_xyz[rows] @ self._edge_xyz[healthy_idx].T, -1.0, 1.0)
         client_leg = latency.physics.rtt_from_angles(np.arccos(cos)) + penalty[healthy_idx][None, :]  # (R, H)
         positions = np.arange(healthy_idx.size)
@@ -184,19 +187,10 @@ class CandidateSearch:
             ranked_cost[mine] = np.take_along_axis(key, ranked[mine], axis=1)
         return choice, ranked, ranked_cost
 
-    def _select_in_ball(
-        self,
-        rows: NDArray[np.intp],
-        width: int,
-        keep: int,
-        healthy_idx: NDArray[np.intp],
-        latency: LatencyModel,
-        center_edge: NDArray[np.float64],
-        penalty: NDArray[np.float64],
-        allowed: NDArray[np.bool_],
-        prefer: NDArray[np.intp],
-    ) -> tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    def _select_in_ball(self, rows: NDArray[np.intp], width: int, keep: int,
+                        scoring: Scoring) -> tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Select among each cell's `width` nearest healthy edges; report which cells that proves."""
+        healthy_idx, latency, center_edge, penalty, allowed, prefer = scoring
         chord, near = self._tree(healthy_idx).query(self._cell_xyz[rows], k=width, workers=-1)
         near = np.asarray(near, dtype=np.intp).reshape(rows.size, width)
         angle = 2.0 * np.arcsin(np.clip(np.asarray(chord, dtype=np.float64).reshape(rows.size, width) / 2.0, 0.0, 1.0))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from globalaccel.residency import Eligibility
 from globalaccel.routing.table import REASON_BEST, REASON_HELD, CellState, Health
-from globalaccel.topology import HysteresisSettings
+from globalaccel.settings import HysteresisSettings
 
 
 def still_valid(prev: CellState, elig: Eligibility, health: Health) -> bool:

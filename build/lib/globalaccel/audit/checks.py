@@ -1,0 +1,129 @@
+"""Compliance audit: prove from live state where every country's traffic and data go.
+
+What is checked, each against globalaccel.residency (the one implementation of the rules):
+- answers: per country, the addresses a client there is given, from the source (the compiled plan,
+  Route 53 through boto3, PowerDNS through its API, or the embedded server through real ECS queries);
+  every answered edge must be one the routing table gives that country, whose center its rule allows,
+  and a country the table fails closed must get nothing. Route 53 zones are read whole (not only our
+  records) and evaluated with Route 53's semantics with every health check failing, so a fallback
+  record that would fail open is found.
+- what-if: every single and double center failure, and "all edges of country X down" for every strict
+  country: every answer stays compliant or the country fails closed. Who loses service is reported.
+- data stores: S3 buckets (region, residency tags, replication targets, public access, encryption,
+  versioning) and Kubernetes volumes/stateful workloads from manifests.
+- decision log: the hash chain end to end, and that no logged route ever broke residency.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from globalaccel.answers import Answers, Served
+from globalaccel.audit.findings import CountryResult, Scenario
+from globalaccel.audit.sources import AnswerSource, route53_answers
+from globalaccel.control.decisionlog import read_entries, replay
+from globalaccel.dns.route53_compile import compile_route53
+from globalaccel.findings import Finding
+from globalaccel.residency import Mode
+from globalaccel.routing import Health
+from globalaccel.routing.summary import compute_table
+from globalaccel.topology import Topology
+
+# ---- the checks ------------------------------------------------------------------------------------------
+
+Expected = Mapping[str, tuple[str | None, set[str]]]  # country -> (center, edge addresses) per the routing table
+
+
+def expected_from_table(answers: Answers) -> dict[str, tuple[str | None, set[str]]]:
+    """Per country, the center and addresses the table serves; (None, empty) for fail-closed and no-path."""
+    return {code: (d.center, set(d.addresses)) if isinstance(d, Served) else (None, set()) for code, d in answers.countries()}
+
+
+def expected_from_log(path: Path, topology: Topology) -> dict[str, tuple[str | None, set[str]]]:
+    """The live table, replayed from the decision log (each entry holds the routes that changed)."""
+    entries, _ = read_entries(path)
+    routes = replay(entries)
+    edges = topology.edge_by_id
+    return {code: (routes[code].center, {edges[e].address for e in routes[code].edges if e in edges}) if code in routes
+            else (None, set()) for code in topology.countries}
+
+
+def check_answers(topology: Topology, expected: Expected, answer: AnswerSource) -> tuple[list[CountryResult], list[Finding]]:
+    edge_by_address = {e.address: e for e in topology.edges}
+    results: list[CountryResult] = []
+    findings: list[Finding] = []
+    for code in sorted(topology.countries):
+        rule = topology.residency.rule_for(code)
+        center, addresses = expected.get(code, (None, set()))
+        got = answer(code)
+        allowed = list(topology.residency.permitted_centers(code, topology.center_ids))
+        if got is None:
+            results.append(CountryResult(code, rule.name, rule.mode.value, center, [], "not_locatable", allowed))
+            continue
+        status = "served" if got else "fail_closed"
+        results.append(CountryResult(code, rule.name, rule.mode.value, center, sorted(got), status, allowed))
+        if center is not None and not topology.residency.allows(code, center):
+            findings.append(Finding("out_of_region_answer", code, f"table routes {code} to {center}, which rule {rule.name!r} forbids"))
+        if center is None and got:
+            findings.append(Finding("fail_closed_violated", code, f"{code} must get no answer (rule {rule.name!r}) but got {sorted(got)}"))
+            continue
+        stray = got - addresses
+        if stray:
+            names = [edge_by_address[a].id if a in edge_by_address else a for a in sorted(stray)]
+            kind = "out_of_region_answer" if rule.mode is Mode.STRICT else "answer_not_in_table"
+            findings.append(Finding(kind, code, f"answered {names}, which the routing table does not give {code} "
+                                    f"(its center {center}; allowed {allowed})"))
+    return results, findings
+
+
+def what_if(topology: Topology, include_edge_scenarios: bool = True) -> tuple[list[Scenario], list[Finding]]:
+    """Every single and double center failure, and all edges of each strict country down: each table
+    is compiled to Route 53 records and every country resolved with every health check failing."""
+    scenarios: list[Scenario] = []
+    findings: list[Finding] = []
+    all_edges = frozenset(e.id for e in topology.edges)
+    cases: list[tuple[str, frozenset[str], frozenset[str], str | None]] = []
+    for n in (1, 2):
+        for down in itertools.combinations(topology.center_ids, n):
+            cases.append((f"centers down: {', '.join(down)}", all_edges, frozenset(topology.center_ids) - set(down), None))
+    if include_edge_scenarios:
+        for code in topology.residency.strict_countries(topology.countries):
+            mine = frozenset(e.id for e in topology.edges if e.country == code)
+            if mine:
+                cases.append((f"all edges of {code} down", all_edges - mine, frozenset(topology.center_ids), code))
+    baseline, _ = compute_table(topology)
+    served_before = {c for c, _ in Answers.from_table(baseline, topology).served_countries()}
+    for name, edges, centers, country in cases:
+        table, _ = compute_table(topology, Health(edges, centers))
+        answers = Answers.from_table(table, topology)
+        answer, fallbacks = route53_answers(compile_route53(topology, answers), topology)
+        results, problems = check_answers(topology, expected_from_table(answers), answer)
+        problems += fallbacks
+        for p in problems:
+            findings.append(Finding(p.kind, p.subject, f"[{name}] {p.evidence}"))
+        losing = sorted(r.country for r in results if r.status == "fail_closed" and r.country in served_before)
+        down_centers = sorted(set(topology.center_ids) - centers)
+        scenarios.append(Scenario(name, down_centers, country, losing, len(problems)))
+    return scenarios, findings
+
+
+def check_decision_log(path: Path, topology: Topology) -> tuple[dict[str, Any], list[Finding]]:
+    entries, problems = read_entries(path)
+    findings = list(problems)
+    for number, entry in enumerate(entries, start=1):
+        for route in entry.routes.values():
+            center, country = route.center, route.country
+            if center is not None and country in topology.countries and not topology.residency.allows(country, center):
+                findings.append(Finding("log_residency", f"{path.name} entry {number}",
+                                        f"generation {entry.generation} routed {country} to {center}"))
+    return {"path": str(path), "entries": len(entries), "chain_intact": not problems}, findings
+
+
+def summarise_centers(results: Iterable[CountryResult]) -> Mapping[str, int]:
+    out: dict[str, int] = {}
+    for r in results:
+        out[r.center or "(none)"] = out.get(r.center or "(none)", 0) + 1
+    return out

@@ -1,0 +1,157 @@
+"""Audit reports: JSON for machines; Markdown, a self-contained HTML page (with an inline SVG world map)
+and CSV for people. The map is drawn offline from the stack's own data: every edge, every center, and
+each country's catchment (a line from its population centroid to the center that serves it)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+from globalaccel.audit.findings import AuditReport
+from globalaccel.topology import Topology
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+W, H = 1000, 500
+
+
+def _xy(lat: float, lon: float) -> tuple[float, float]:
+    return (lon + 180.0) / 360.0 * W, (90.0 - lat) / 180.0 * H
+
+
+def world_map_svg(topology: Topology, report: AuditReport) -> str:
+    colour = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(topology.center_ids)}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
+             f'aria-label="Edges, centers and each country\'s catchment">',
+             f'<rect width="{W}" height="{H}" fill="#eef3f8"/>']
+    for lat in range(-60, 90, 30):
+        y = _xy(lat, 0)[1]
+        parts.append(f'<line x1="0" y1="{y:.1f}" x2="{W}" y2="{y:.1f}" stroke="#d5dde6" stroke-width="0.5"/>')
+    for lon in range(-150, 180, 30):
+        x = _xy(0, lon)[0]
+        parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{H}" stroke="#d5dde6" stroke-width="0.5"/>')
+    for edge in topology.edges:
+        x, y = _xy(edge.lat, edge.lon)
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="0.9" fill="#7f8c8d"/>')
+    for r in report.results:
+        country = topology.countries[r.country]
+        x, y = _xy(country.lat, country.lon)
+        if r.status == "served" and r.center in topology.center_by_id:
+            c = topology.center_by_id[r.center]
+            cx, cy = _xy(c.lat, c.lon)
+            parts.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{cx:.1f}" y2="{cy:.1f}" stroke="{colour[c.id]}" stroke-width="0.6" '
+                         f'stroke-opacity="0.35"/>')
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.6" fill="{colour[c.id]}"><title>{r.country} -> {c.id}</title></circle>')
+        elif r.status == "fail_closed":
+            parts.append(f'<path d="M{x - 3:.1f},{y - 3:.1f} L{x + 3:.1f},{y + 3:.1f} M{x - 3:.1f},{y + 3:.1f} L{x + 3:.1f},{y - 3:.1f}" '
+                         f'stroke="#000" stroke-width="1.4"><title>{r.country}: fail closed</title></path>')
+    for center in topology.centers:
+        x, y = _xy(center.lat, center.lon)
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{colour[center.id]}" stroke="#fff" stroke-width="2"/>')
+        parts.append(f'<text x="{x + 9:.1f}" y="{y + 4:.1f}" font-family="sans-serif" font-size="12" '
+                     f'fill="#111">{html.escape(center.id)}</text>')
+    legend_y = H - 14
+    for i, center_id in enumerate(topology.center_ids):
+        parts.append(f'<circle cx="{14 + i * 150}" cy="{legend_y}" r="5" fill="{colour[center_id]}"/>'
+                     f'<text x="{24 + i * 150}" y="{legend_y + 4}" font-family="sans-serif" font-size="11">{html.escape(center_id)}</text>')
+    parts.append(f'<text x="{14 + len(topology.center_ids) * 150}" y="{legend_y + 4}" font-family="sans-serif" font-size="11">'
+                 'x = fails closed, grey = edges</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def to_markdown(report: AuditReport) -> str:
+    data = report.to_json()
+    lines = [f"# Compliance audit: stack {report.stack} (source: {report.source})", "",
+             f"**{'COMPLIANT' if data['compliant'] else 'VIOLATIONS FOUND'}**: {len(report.violations)} violations, "
+             f"{report.countries} countries ({data['summary']['served']} served, {data['summary']['fail_closed']} fail closed, "
+             f"{data['summary']['not_locatable']} not locatable), table `{report.table_hash[:16]}`.", ""]
+    if report.violations:
+        lines += ["## Violations", "", "| kind | subject | evidence |", "|---|---|---|"]
+        lines += [f"| {v.kind} | {v.subject} | {v.evidence.replace('|', '/')} |" for v in report.violations]
+        lines.append("")
+    if report.scenarios:
+        lines += ["## What-if scenarios", "", "| scenario | violations | countries losing service |", "|---|---|---|"]
+        lines += [f"| {s.name} | {s.violations} | {', '.join(s.countries_losing_service) or '-'} |" for s in report.scenarios]
+        lines.append("")
+    if report.data_stores:
+        lines += ["## Data stores", "", "| store | center | region | problems |", "|---|---|---|---|"]
+        for d in report.data_stores:
+            lines.append(f"| {d.get('bucket') or d.get('resource')} | {d.get('center')} | {d.get('region', '-')} | "
+                         f"{', '.join(d.get('problems', [])) or 'none'} |")
+        lines.append("")
+    if report.decision_log:
+        lines += ["## Decision log", "", f"{report.decision_log['entries']} entries, chain "
+                  f"{'intact' if report.decision_log['chain_intact'] else 'BROKEN'} ({report.decision_log['path']}).", ""]
+    lines += ["## Countries", "", "| country | rule | mode | center | status | answers |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r.country} | {r.rule} | {r.mode} | {r.center or '-'} | {r.status} | {len(r.answers)} |" for r in report.results]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(report: AuditReport, topology: Topology) -> str:
+    data = report.to_json()
+    ok = data["compliant"]
+
+    def table(head: list[str], rows: list[list[str]]) -> str:
+        th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+        return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+    sections = [
+        f"<h1>Compliance audit: stack {html.escape(report.stack)}</h1>",
+        f'<p class="verdict {"ok" if ok else "bad"}" id="verdict">{"COMPLIANT" if ok else "VIOLATIONS FOUND"}: '
+        f"{len(report.violations)} violations; {report.countries} countries, {data['summary']['served']} served, "
+        f"{data['summary']['fail_closed']} fail closed, {data['summary']['not_locatable']} not locatable. Source: "
+        f"{html.escape(report.source)}; table {report.table_hash[:16]}.</p>",
+        '<h2>Where traffic goes</h2><figure id="map">' + world_map_svg(topology, report) + "</figure>",
+    ]
+    if report.violations:
+        sections.append("<h2>Violations</h2>" + table(["kind", "subject", "evidence"],
+                                                      [[v.kind, v.subject, v.evidence] for v in report.violations]))
+    if report.scenarios:
+        sections.append("<h2>What-if scenarios</h2>" + table(
+            ["scenario", "violations", "countries losing service"],
+            [[s.name, str(s.violations), ", ".join(s.countries_losing_service) or "-"] for s in report.scenarios]))
+    if report.data_stores:
+        sections.append("<h2>Data stores</h2>" + table(
+            ["store", "center", "region", "problems"],
+            [[str(d.get("bucket") or d.get("resource")), str(d.get("center")), str(d.get("region", "-")),
+              ", ".join(d.get("problems", [])) or "none"] for d in report.data_stores]))
+    if report.decision_log:
+        sections.append(f"<h2>Decision log</h2><p>{report.decision_log['entries']} entries, chain "
+                        f"{'intact' if report.decision_log['chain_intact'] else 'BROKEN'}.</p>")
+    sections.append("<h2>Countries</h2>" + table(
+        ["country", "rule", "mode", "center", "status", "answers"],
+        [[r.country, r.rule, r.mode, r.center or "-", r.status, " ".join(r.answers)] for r in report.results]))
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}.verdict{font-size:18px;padding:8px}"
+             ".ok{background:#e6f4ea}.bad{background:#fce8e6}figure{margin:0}")
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>globalaccel audit: {html.escape(report.stack)}</title>"
+            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>\n")
+
+
+def to_csv(report: AuditReport) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["country", "rule", "mode", "center", "status", "allowed_centers", "answers"])
+    for r in report.results:
+        writer.writerow([r.country, r.rule, r.mode, r.center or "", r.status, " ".join(r.allowed_centers), " ".join(r.answers)])
+    return out.getvalue()
+
+
+def write_all(report: AuditReport, topology: Topology, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "audit.json": json.dumps(report.to_json(), indent=2),
+        "audit.md": to_markdown(report),
+        "audit.html": to_html(report, topology),
+        "countries.csv": to_csv(report),
+        "map.svg": world_map_svg(topology, report),
+    }
+    paths = []
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        paths.append(folder / name)
+    return paths

@@ -1,0 +1,146 @@
+"""`globalaccel audit`: gather live state from a source, run every check, build the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from globalaccel.answers import Answers
+from globalaccel.audit.checks import check_answers, check_decision_log, expected_from_log, expected_from_table, what_if
+from globalaccel.audit.findings import AuditReport, Scenario
+from globalaccel.audit.sources import ecs_answers, powerdns_ecs_answers, route53_answers
+from globalaccel.audit.stores import check_buckets, check_manifests
+from globalaccel.control.decisionlog import LOG_NAME
+from globalaccel.dns.records import Record
+from globalaccel.dns.route53_compile import compile_route53
+from globalaccel.errors import GlobalaccelError
+from globalaccel.findings import Finding
+from globalaccel.routing.summary import compute_table
+from globalaccel.settings import BackendSettings
+from globalaccel.topology import Topology
+
+
+class AuditCannotRun(GlobalaccelError):
+    """The audit itself could not run (missing source, unreachable endpoint, bad arguments): exit 2."""
+
+    prefix = "globalaccel audit: could not run"
+
+
+@dataclass
+class AuditOptions:
+    source: str  # plan | local | route53 | powerdns
+    endpoint_url: str | None = None
+    dns: str = "127.0.0.1:5353"
+    state_dir: Path | None = None
+    what_if: bool = False
+    s3_endpoint_url: str | None = None
+    check_s3: bool = False
+    manifests: Path | None = None
+
+
+def _live_records(topology: Topology, settings: BackendSettings) -> list[Record]:
+    """Every record in the live zone, ours or not (a foreign fallback record matters too), read through
+    the same backend the loop publishes with."""
+    from globalaccel.dns.factory import open_backend
+
+    try:
+        zone = open_backend(topology, settings, dry_run=True)
+        if settings.kind == "route53" and getattr(zone.backend, "zone_id", None) is None:
+            raise AuditCannotRun(f"no hosted zone {topology.zone} at {settings.endpoint_url or 'AWS'}")
+        return zone.backend.records()
+    except GlobalaccelError as exc:
+        if isinstance(exc, AuditCannotRun):
+            raise
+        raise AuditCannotRun(str(exc)) from exc
+
+
+def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
+    table, _ = compute_table(topology)
+    log = options.state_dir / LOG_NAME if options.state_dir else None
+    if log is not None and not log.exists():
+        raise AuditCannotRun(f"{log}: no decision log there (is --state-dir the loop's state folder?)")
+    answers = Answers.from_table(table, topology)
+    expected = expected_from_log(log, topology) if log is not None else expected_from_table(answers)
+    findings: list[Finding] = []
+    notes: list[str] = []
+    if options.source == "plan":
+        answer, fallbacks = route53_answers(compile_route53(topology, answers), topology)
+        findings += fallbacks
+    elif options.source == "route53":
+        try:
+            records = [r for r in _live_records(topology, BackendSettings(kind="route53", endpoint_url=options.endpoint_url))
+                       if r.type in ("A", "AAAA", "CNAME")]
+        except AuditCannotRun:
+            raise
+        except Exception as exc:
+            raise AuditCannotRun(f"Route 53 at {options.endpoint_url or 'AWS'}: {exc}") from exc
+        answer, fallbacks = route53_answers(records, topology)
+        findings += fallbacks
+    elif options.source == "local":
+        if log is None:
+            raise AuditCannotRun("--source local needs --state-dir (the running loop's state folder, for the live table)")
+        host, _, port = options.dns.rpartition(":")
+        ask = ecs_answers(host or "127.0.0.1", int(port), topology)
+        # A consistent snapshot of a running loop: the table from the log, every country's answer, and
+        # the log again; if the loop published a new table meanwhile, take it all again.
+        for _attempt in range(5):
+            before = log.read_bytes()
+            try:
+                seen = {code: ask(code) for code in topology.countries}
+            except Exception as exc:
+                raise AuditCannotRun(f"no DNS server answering at {options.dns}: {exc}") from exc
+            if log.read_bytes() == before:
+                break
+        else:
+            raise AuditCannotRun("the loop changed its table during every one of 5 attempts; audit a quieter moment")
+        expected = expected_from_log(log, topology)
+        answer = seen.get
+    elif options.source == "powerdns":
+        from globalaccel.dns.powerdns import layout_for
+
+        layout = layout_for(topology)
+        records = _live_records(topology, BackendSettings(kind="powerdns", endpoint_url=options.endpoint_url))
+        if not any(r.name == layout.geo_probe for r in records):
+            raise AuditCannotRun(f"no {layout.geo_probe} record in PowerDNS: sync the zone with globalaccel first")
+        host, _, port = options.dns.rpartition(":")
+        # Real queries with ECS. PowerDNS locates clients with its own GeoIP data, which can disagree with
+        # ours for a network, so each answer is judged against the country PowerDNS itself reports.
+        seen, placed = powerdns_ecs_answers(host or "127.0.0.1", int(port), topology, layout.geo_probe)
+        for code, where in sorted(placed.items()):
+            if where != code:  # its geo data disagrees with ours for this network: not a test of this country
+                seen[code] = None
+                notes.append(f"{code}: PowerDNS places our network for it in {where or 'no country'}; not audited via PowerDNS")
+        answer = seen.get
+    else:
+        raise AuditCannotRun(f"unknown source {options.source!r}")
+    results, problems = check_answers(topology, expected, answer)
+    findings += problems
+    scenarios: list[Scenario] = []
+    if options.what_if:
+        scenarios, scenario_findings = what_if(topology)
+        findings += scenario_findings
+    stores: list[dict[str, Any]] = []
+    if options.check_s3 or options.s3_endpoint_url:
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=options.s3_endpoint_url)
+        try:
+            bucket_records, bucket_findings = check_buckets(s3, topology)
+        except Exception as exc:
+            raise AuditCannotRun(f"S3 at {options.s3_endpoint_url or 'AWS'}: {exc}") from exc
+        stores += bucket_records
+        findings += bucket_findings
+    if options.manifests is not None:
+        if not options.manifests.is_dir():
+            raise AuditCannotRun(f"{options.manifests}: not a folder of rendered manifests")
+        manifest_records, manifest_findings = check_manifests(options.manifests, topology)
+        stores += manifest_records
+        findings += manifest_findings
+    log_summary = None
+    if log is not None:
+        log_summary, log_findings = check_decision_log(log, topology)
+        findings += log_findings
+    unique = list({(f.kind, f.subject, f.evidence): f for f in findings}.values())
+    return AuditReport(topology.stack, options.source, len(topology.countries), results, scenarios, unique, stores, log_summary,
+                       table.content_hash, notes)

@@ -1,0 +1,175 @@
+"""The `globalaccel` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from globalaccel.errors import GlobalaccelError
+from globalaccel.settings import BackendSettings, add_arguments, with_overrides
+from globalaccel.topology import load_stack
+
+DEFAULT_STACKS = Path("stacks")
+
+
+def _add_stack_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
+    parser.add_argument("--stacks-dir", type=Path, default=DEFAULT_STACKS, help="folder holding the stack files (default: stacks)")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from globalaccel.routing.summary import compute_table, render_text
+
+    topology = load_stack(args.stack, args.stacks_dir)
+    _, summary = compute_table(topology)
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(render_text(summary))
+    return 1 if summary["residency_violations"] else 0
+
+
+def cmd_dns_sync(args: argparse.Namespace) -> int:
+    from globalaccel.dns.commands import dns_sync, render_sync
+
+    topology = load_stack(args.stack, args.stacks_dir)
+    settings = with_overrides(topology.loop.backend, args)
+    if settings.kind == "embedded":
+        print("globalaccel: dns sync takes --backend route53 or powerdns; the embedded server is `dns serve`", file=sys.stderr)
+        return 2
+    result = dns_sync(topology, settings, args.dry_run)
+    print(json.dumps(result, indent=2) if args.format == "json" else render_sync(result))
+    return 0 if result["converged"] or args.dry_run else 1
+
+
+def cmd_dns_serve(args: argparse.Namespace) -> int:
+    from globalaccel.dns.serve import serve_stack
+
+    topology = load_stack(args.stack, args.stacks_dir)
+    return serve_stack(topology, args.host, args.port, args.local_country, args.duration, cache=not args.no_cache)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from globalaccel.app.up import up_stack
+
+    topology = load_stack(args.stack, args.stacks_dir)
+    return up_stack(topology, with_overrides(topology.loop, args), args.stacks_dir)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from globalaccel.audit.report import to_html, to_markdown, write_all
+    from globalaccel.audit.run import AuditOptions, run_audit
+
+    topology = load_stack(args.stack, args.stacks_dir)
+    options = AuditOptions(source=args.source, endpoint_url=args.endpoint_url, dns=args.dns, state_dir=args.state_dir,
+                           what_if=args.what_if, s3_endpoint_url=args.s3_endpoint_url, check_s3=args.s3, manifests=args.manifests)
+    report = run_audit(topology, options)
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    elif args.format == "html":
+        print(to_html(report, topology))
+    else:
+        print(to_markdown(report))
+    if args.out is not None:
+        for path in write_all(report, topology, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    return 1 if report.violations else 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from globalaccel.iac.preview import run_program, summarise, write_manifests
+
+    project = Path(__file__).resolve().parent.parent
+    topology = load_stack(args.stack, args.stacks_dir)  # bad config fails here, before any resource
+    resources = run_program(args.stack, project)
+    sys.path.insert(0, str(project))
+    from policy.validators import validate
+
+    violations = [v.__dict__ for v in validate(resources, topology)]
+    summary = summarise(args.stack, resources, list(topology.center_ids), violations)
+    if args.out is not None:
+        manifests = write_manifests(resources, args.out / "manifests")
+        (args.out / "resources.json").write_text(json.dumps([r.__dict__ for r in resources], indent=1, default=str))
+        summary["manifests"] = len(manifests)
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"stack {args.stack}: {summary['total_resources']} resources, {len(violations)} policy violations")
+        for kind, count in summary["by_type"].items():
+            print(f"  {count:>4}  {kind}")
+    return 1 if violations else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="globalaccel", description="Residency-constrained latency routing for a global device cloud.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    plan = sub.add_parser("plan", help="compute the routing table for a stack and summarise it")
+    _add_stack_args(plan)
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.set_defaults(func=cmd_plan)
+
+    dns = sub.add_parser("dns", help="DNS backends: sync records, serve locally").add_subparsers(dest="dns_command", required=True)
+    dsync = dns.add_parser("sync", help="compile the routing table into records and push the minimal changes")
+    _add_stack_args(dsync)
+    add_arguments(dsync, BackendSettings)
+    dsync.set_defaults(**{"kind": "route53"})  # `dns sync` without --backend means Route 53
+    dsync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    dsync.add_argument("--format", choices=("text", "json"), default="text")
+    dsync.set_defaults(func=cmd_dns_sync)
+    dserve = dns.add_parser("serve", help="run the embedded authoritative DNS server for the stack's zone")
+    _add_stack_args(dserve)
+    dserve.add_argument("--host", default="127.0.0.1", help="listen address (default: loopback only)")
+    dserve.add_argument("--port", type=int, default=5353)
+    dserve.add_argument("--local-country", help="country for clients on loopback/private addresses (default: none, so no answer)")
+    dserve.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    dserve.add_argument("--no-cache", action="store_true", help="answer every query from scratch (diagnostics, benchmarks)")
+    dserve.set_defaults(func=cmd_dns_serve)
+
+    up = sub.add_parser("up", help="the main job: probe, route, serve DNS and metrics (--local: emulated world on loopback)")
+    _add_stack_args(up)
+    add_arguments(up)  # every loop setting, generated from globalaccel.settings.LoopSettings
+    up.set_defaults(func=cmd_up)
+
+    audit = sub.add_parser("audit", help="prove from live state where every country's traffic and data go (exit 0 / 1 / 2)")
+    _add_stack_args(audit)
+    audit.add_argument("--source", choices=("plan", "local", "route53", "powerdns"), default="plan")
+    audit.add_argument("--endpoint-url", help="Route 53 endpoint (AWS or moto) or PowerDNS API")
+    audit.add_argument("--dns", default="127.0.0.1:5353", help="embedded server to query with ECS (--source local)")
+    audit.add_argument("--state-dir", type=Path, help="the loop's state folder: decision log and the live table")
+    audit.add_argument("--what-if", action="store_true", help="every single and double center failure, and strict countries' edges down")
+    audit.add_argument("--s3", action="store_true", help="check the data-store buckets through boto3")
+    audit.add_argument("--s3-endpoint-url", help="S3 endpoint (AWS or moto); implies --s3")
+    audit.add_argument("--manifests", type=Path, help="rendered Kubernetes manifests to check")
+    audit.add_argument("--format", choices=("json", "md", "html"), default="md")
+    audit.add_argument("--out", type=Path, help="also write audit.json, audit.md, audit.html, countries.csv and map.svg here")
+    audit.set_defaults(func=cmd_audit)
+
+    preview = sub.add_parser("preview", help="run the Pulumi program under the SDK's mocks: what `pulumi up` would create")
+    _add_stack_args(preview)
+    preview.add_argument("--format", choices=("text", "json"), default="text")
+    preview.add_argument("--out", type=Path, help="write resources.json and the Kubernetes manifests (manifests/*.yaml) here")
+    preview.set_defaults(func=cmd_preview)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except GlobalaccelError as exc:  # every operator-facing error carries its exit status; mapped here only
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        # `globalaccel plan | head`: the reader left. Point stdout at /dev/null so the interpreter's
+        # final flush does not raise again, and end quietly as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
+
+
+if __name__ == "__main__":
+    sys.exit(main())

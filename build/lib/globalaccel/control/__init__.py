@@ -1,0 +1,1 @@
+"""Control: the loop (health -> route -> verify -> log -> publish), its state, leadership, log and metrics."""

@@ -1,0 +1,204 @@
+"""The control loop: probe results -> health -> router -> plan -> apply, every interval.
+
+Only the leader writes DNS; every instance computes, logs and exports metrics, so a standby is warm.
+Each cycle persists its state, and each table change is appended to the hash-chained decision log
+before it is published, so the log never lacks a table that was served.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from globalaccel.answers import Answers
+from globalaccel.control.decisionlog import LOG_NAME, DecisionEntry, DecisionLog
+from globalaccel.control.metrics import LoopMetrics
+from globalaccel.control.state import StateStore
+from globalaccel.dns.backend import OwnedZone, publish
+from globalaccel.latency import LatencyModel
+from globalaccel.measure.health import tracker_for
+from globalaccel.measure.prober import ProbePath
+from globalaccel.routing import Health, Router, RouterState, RoutingTable
+from globalaccel.settings import HealthSettings
+from globalaccel.topology import Topology
+from globalaccel.verify import verify_table
+
+
+class Lease(Protocol):
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+@dataclass
+class CycleReport:
+    generation: int
+    table_hash: str
+    changed_cells: list[str]
+    healthy_edges: int
+    healthy_centers: int
+    fail_closed: list[str]
+    violations: int
+    published: bool
+    leader: bool
+    health_changes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        topology: Topology,
+        backend: OwnedZone,
+        state_dir: Path,
+        lease: Lease,
+        metrics: LoopMetrics | None = None,
+        health_settings: HealthSettings | None = None,
+        dry_run: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.topology = topology
+        self.backend = backend
+        self.lease = lease
+        self.metrics = metrics or LoopMetrics()
+        self.dry_run = dry_run
+        self.clock = clock
+        self.router = Router(topology)
+        self.latency = LatencyModel(topology)
+        settings = health_settings or HealthSettings(stale_after_s=topology.latency.stale_after_s)
+        self.health = tracker_for(topology.center_ids, (e.id for e in topology.edges), settings)
+        self.router_state = RouterState()
+        self.table: RoutingTable | None = None
+        self.store = StateStore(state_dir)
+        self.log = DecisionLog(state_dir / LOG_NAME)
+        self.region = {e.id: topology.countries[e.country].continent if e.country in topology.countries else "??" for e in topology.edges}
+        self._published = False  # whether the current table reached the backend (never, in a new process)
+        self._last_hash = ""  # the last table logged; restored from state so a restart logs nothing new
+        self.restored = self._restore()
+        self.last_report: CycleReport | None = None
+        self.last_cycle_at: float | None = None  # wall clock of the last completed cycle (liveness)
+        self.cycles = 0
+        self.metrics.up_time.set(self.clock())
+        for edge in topology.edges:
+            self.metrics.edge_info.labels(edge.id, self.region[edge.id], edge.country, f"{edge.lat:.4f}", f"{edge.lon:.4f}").set(1)
+        # Create the per-backend series now, so dashboards and alerts see zeros rather than nothing.
+        self.metrics.dns_errors.labels(backend.name)
+        self.metrics.dns_requests.labels(backend.name)
+        self.metrics.dns_apply.labels(backend.name)
+
+    # ---- inputs -----------------------------------------------------------------------------------
+    def record(self, path: ProbePath, rtt_ms: float | None, now: float) -> None:
+        """Prober sink: one probe result."""
+        self.latency.record(path.vantage, path.target, rtt_ms, now)
+        self.health.record(path.vantage, path.target, rtt_ms is not None, now)
+        self.metrics.probes.labels(path.vantage, "ok" if rtt_ms is not None else "lost").inc()
+        if rtt_ms is not None:
+            self.metrics.probe_rtt.labels(path.vantage, self.region.get(path.target, "center")).observe(rtt_ms / 1000.0)
+
+    # ---- one cycle --------------------------------------------------------------------------------
+    def cycle(self, now: float | None = None) -> CycleReport:
+        start = time.perf_counter()
+        now = self.clock() if now is None else now
+        verdict = self.health.evaluate(now)
+        health = Health(verdict.edges, verdict.centers)
+        before = self.router_state.cells  # per-cell routes as last computed (restored after a restart)
+        table, state = self.router.compute(self.latency, health, now, self.router_state)
+        violations = verify_table(table, self.topology, health)
+        residency = [v for v in violations if v.kind == "residency"]
+        changed = [cid for cid, r in table.routes.items()
+                   if cid not in before or (before[cid].center, before[cid].edges) != (r.center, r.edge_ids)]
+        table_changed = table.content_hash != self._last_hash
+        if table_changed:
+            self.log.append(DecisionEntry.for_table(table, changed, now, self.topology.stack, verdict.changed, len(residency)))
+        leader = self.lease.acquire()
+        published, error = False, None
+        if residency:
+            error = f"refusing to publish: {len(residency)} residency violations"  # never serve a table that breaks residency
+        elif leader and not self.dry_run and (table_changed or not self._published):
+            apply_start = time.perf_counter()
+            try:
+                result = publish(self.backend, Answers.from_table(table, self.topology))
+                published = True
+                self.metrics.dns_requests.labels(self.backend.name).inc(result.stats.requests)
+            except Exception as exc:  # the loop survives a failing backend and retries next cycle
+                error = f"{self.backend.name}: {exc}"
+                self.metrics.dns_errors.labels(self.backend.name).inc()
+            self.metrics.dns_apply.labels(self.backend.name).observe(time.perf_counter() - apply_start)
+        # Whether the backend now serves this table: only if this instance published it and has been the
+        # leader throughout; after a spell as standby another leader may have published something else.
+        self._published = published or (self._published and leader and not table_changed)
+        self._last_hash = table.content_hash
+        self.table, self.router_state = table, state
+        self._save(now)
+        report = CycleReport(table.generation, table.content_hash, changed, len(health.edges), len(health.centers), table.fail_closed(),
+                             len(residency), published, leader, verdict.changed, error, time.perf_counter() - start)
+        self._export(report, verdict.states, verdict.suppressed, now, leader, changed, table)
+        self.last_report, self.cycles, self.last_cycle_at = report, self.cycles + 1, time.time()
+        return report
+
+    # ---- persistence ------------------------------------------------------------------------------
+    def _save(self, now: float) -> None:
+        self.store.save({
+            "stack": self.topology.stack, "saved_at": now, "router": self.router_state.to_json(), "health": self.health.to_json(),
+            "latency": self.latency.to_json(), "table_hash": self.table.content_hash if self.table else None,
+        })
+
+    def _restore(self) -> bool:
+        data = self.store.load()
+        if not data or data.get("stack") != self.topology.stack:
+            return False
+        self.router_state = RouterState.from_json(data["router"])
+        self._last_hash = data.get("table_hash") or ""
+        self.health.load_json(data["health"])
+        self.latency.load_json(data.get("latency", []))
+        return True
+
+    # ---- metrics ----------------------------------------------------------------------------------
+    def _export(self, report: CycleReport, states: dict[str, str], suppressed: frozenset[str], now: float, leader: bool,
+                changed: list[str], table: RoutingTable) -> None:
+        m = self.metrics
+        center_edge = self.latency.center_edge_ms(now)
+        best = center_edge.min(axis=0)
+        for i, edge in enumerate(self.topology.edges):
+            region = self.region[edge.id]
+            m.edge_up.labels(edge.id, region).set(1.0 if states.get(edge.id) == "up" else 0.0)
+            m.edge_rtt.labels(edge.id, region).set(float(best[i]) / 1000.0)
+        for center in self.topology.center_ids:
+            m.center_up.labels(center).set(1.0 if states.get(center) == "up" else 0.0)
+        for target, (_, after) in report.health_changes.items():
+            m.health_changes.labels("center" if target in self.topology.center_by_id else "edge", after).inc()
+        for cid in changed:
+            m.route_changes.labels(table.routes[cid].reason).inc()
+        fresh = sum(1 for p in self.health.paths.values() if p.current(now, self.health.settings) != "unknown")
+        total = sum(len(v) for v in self.health.vantages_for.values())
+        m.coverage.set(fresh / total if total else 0.0)
+        m.suppressed.set(len(suppressed))
+        m.generation.set(report.generation)
+        if changed:
+            m.table_changed.set(now)
+        m.cycle_ts.set(now)
+        m.cycle_seconds.observe(report.seconds)
+        m.leader.set(1.0 if leader else 0.0)
+        m.violations.set(report.violations)
+        m.fail_closed.set(len(report.fail_closed))
+        m.healthy_edges.set(report.healthy_edges)
+        m.healthy_centers.set(report.healthy_centers)
+        for bucket, value in self.backend.budget().items():
+            m.api_budget.labels(self.backend.name, bucket).set(value)
+
+    def status(self) -> dict[str, Any]:
+        """What /status serves: the last cycle's outcome, typed fields only (tests and operators read this,
+        not the human status line)."""
+        report = self.last_report
+        out: dict[str, Any] = {"stack": self.topology.stack, "backend": self.backend.name, "restored": self.restored,
+                               "generation": self.table.generation if self.table else 0,
+                               "table_hash": self.table.content_hash if self.table else None, "cycles": self.cycles}
+        if report is not None:
+            out.update(healthy_edges=report.healthy_edges, healthy_centers=report.healthy_centers, fail_closed=report.fail_closed,
+                       changed_cells=len(report.changed_cells), residency_violations=report.violations, published=report.published,
+                       leader=report.leader, error=report.error, cycle_seconds=round(report.seconds, 4))
+        return out

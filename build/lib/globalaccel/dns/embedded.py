@@ -1,0 +1,338 @@
+"""Embedded authoritative DNS server (dnspython + asyncio): the local default backend.
+
+Authoritative for the routing zone only: no recursion (RA never set), REFUSED outside the zone.
+The client is located from EDNS Client Subnet (RFC 7871: the scope is echoed) or else from the
+source address, with iptocc's offline IP-to-country data; an address it cannot place (loopback,
+private ranges) gets no answer unless `--local-country` says where local clients are.
+Fail-closed countries, unknown locations and AAAA queries get NODATA (SOA in authority), never
+another region's edge. A new routing table swaps in atomically: one reference assignment, and every
+query reads one snapshot from start to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import cast
+
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import iptocc
+
+UDP_DEFAULT_PAYLOAD = 512
+OUR_EDNS_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
+TCP_IDLE_S = 10.0
+CACHE_LIMIT = 65_536
+
+
+@dataclass(frozen=True)
+class ZoneSnapshot:
+    """Everything a query needs, immutable: the server swaps whole snapshots."""
+
+    origin: dns.name.Name
+    service: dns.name.Name
+    ns_host: dns.name.Name
+    ns_address: str
+    answers: Mapping[str, tuple[str, ...]]  # country -> edge addresses, best first; absent = no answer
+    ttl: int = 60
+    serial: int = 1
+    table_hash: str = ""
+
+    @property
+    def names(self) -> frozenset[dns.name.Name]:
+        return frozenset({self.origin, self.service, self.ns_host})
+
+
+def locate_ip(address: str) -> str | None:
+    try:
+        code = iptocc.country_code(address)
+    except (ValueError, TypeError):
+        return None
+    return code if isinstance(code, str) and code else None
+
+
+@dataclass
+class ServerStats:
+    queries: int = 0
+    cache_hits: int = 0
+    answered: int = 0
+    nodata: int = 0
+    nxdomain: int = 0
+    refused: int = 0
+    formerr: int = 0
+    dropped: int = 0
+    truncated: int = 0
+    by_rcode: dict[str, int] = field(default_factory=dict)
+
+
+def _question_name_end(wire: bytes) -> int | None:
+    """Offset just past the first question's name, for a plain one-question query; None otherwise."""
+    if len(wire) < 17 or wire[4:6] != b"\x00\x01":
+        return None
+    pos = 12
+    while pos < len(wire):
+        length = wire[pos]
+        if length == 0:
+            return pos + 1
+        if length > 63:
+            return None  # compression or a bad label in a question: leave it to the full parser
+        pos += 1 + length
+    return None
+
+
+class DnsResponder:
+    """Turns one query (wire bytes) into one response (wire bytes), or None to drop it."""
+
+    def __init__(self, snapshot: ZoneSnapshot, locate: Callable[[str], str | None] = locate_ip, local_country: str | None = None) -> None:
+        self._snapshot = snapshot
+        self.locate = locate
+        self.local_country = local_country
+        self.stats = ServerStats()
+        # Response cache for one snapshot: query bytes after the ID + transport + where the source
+        # is, -> response bytes after the ID and what kind of answer it was. Everything a response
+        # depends on is in the key, so a hit is byte-identical to recomputing it.
+        self._cache: dict[tuple[bytes, bool, str | None], tuple[bytes, str]] = {}
+        self.cache_enabled = True
+        self._kind = ""
+
+    @property
+    def snapshot(self) -> ZoneSnapshot:
+        return self._snapshot
+
+    def swap(self, snapshot: ZoneSnapshot) -> None:
+        # Reference assignments: every query reads one snapshot and one cache built from it.
+        self._cache = {}
+        self._snapshot = snapshot
+
+    def respond(self, wire: bytes, source: str, udp: bool) -> bytes | None:
+        end = _question_name_end(wire) if self.cache_enabled else None
+        if end is None:
+            return self._respond(wire, source, udp)
+        # The question name is keyed lower-cased so resolvers' 0x20 case randomisation still hits;
+        # the reply then carries the query's own name bytes (same length, same offset), so the case
+        # is echoed exactly as the resolver expects.
+        cache = self._cache
+        key = (wire[2:12] + wire[12:end].lower() + wire[end:], udp, self._locate_source(source))
+        hit = cache.get(key)
+        if hit is not None:
+            self.stats.queries += 1
+            self.stats.cache_hits += 1
+            tail, kind = hit
+            setattr(self.stats, kind, getattr(self.stats, kind) + 1)
+            return wire[:2] + tail[:10] + wire[12:end] + tail[end - 2 :]
+        self._kind = "dropped"
+        reply = self._respond(wire, source, udp)
+        if reply is not None and self._kind not in ("formerr", "dropped") and reply[12:end].lower() == wire[12:end].lower():
+            if len(cache) >= CACHE_LIMIT:
+                cache.clear()
+            cache[key] = (reply[2:], self._kind)
+        return reply
+
+    def _note(self, kind: str) -> None:
+        self._kind = kind
+        setattr(self.stats, kind, getattr(self.stats, kind) + 1)
+
+    # ------------------------------------------------------------------------------------------
+    def _respond(self, wire: bytes, source: str, udp: bool) -> bytes | None:
+        self.stats.queries += 1
+        snap = self._snapshot
+        try:
+            query = dns.message.from_wire(wire)
+        except Exception:  # malformed input of any kind: never crash
+            return self._formerr(wire)
+        if query.flags & dns.flags.QR:
+            self._note("dropped")
+            return None  # a response sent to us: ignore, never answer (reflection)
+        response = dns.message.make_response(query, our_payload=OUR_EDNS_PAYLOAD)
+        response.flags &= ~dns.flags.RA
+        if query.opcode() != dns.opcode.QUERY:
+            self._note("formerr")
+            return self._finish(response, dns.rcode.NOTIMP, udp, query)
+        if len(query.question) != 1:
+            self._note("formerr")
+            return self._finish(response, dns.rcode.FORMERR, udp, query)
+        question = query.question[0]
+        qname, qtype = question.name, question.rdtype
+        if question.rdclass != dns.rdataclass.IN or not qname.is_subdomain(snap.origin):
+            self._note("refused")
+            return self._finish(response, dns.rcode.REFUSED, udp, query)
+        response.flags |= dns.flags.AA
+        country, scope = self._client_country(query, source, response)
+        ecs = next((o for o in query.options if isinstance(o, dns.edns.ECSOption)), None)
+        if ecs is not None:
+            # RFC 7871 7.2: echo the option. Only the service name's answer is tailored to the
+            # client's network, so only it carries a non-zero scope.
+            tailored = qname == snap.service and qtype == dns.rdatatype.A and scope is not None
+            response.use_edns(0, payload=OUR_EDNS_PAYLOAD,
+                              options=[dns.edns.ECSOption(ecs.address, ecs.srclen, scope if tailored and scope else 0)])
+        if qname not in snap.names:
+            if any(n.is_subdomain(qname) for n in snap.names):  # an empty non-terminal exists: NODATA
+                return self._nodata(response, snap, udp, query)
+            self._note("nxdomain")
+            self._add_soa(response, snap)
+            return self._finish(response, dns.rcode.NXDOMAIN, udp, query)
+        if qtype == dns.rdatatype.ANY:
+            # RFC 8482: a minimal answer to ANY, a synthesised HINFO.
+            rr = dns.rrset.from_text(qname, snap.ttl, "IN", "HINFO", '"RFC8482" ""')
+            response.answer.append(rr)
+            self._note("answered")
+            return self._finish(response, dns.rcode.NOERROR, udp, query)
+        rrset = self._lookup(snap, qname, qtype, country)
+        if rrset is None:
+            return self._nodata(response, snap, udp, query)
+        response.answer.append(rrset)
+        if qtype == dns.rdatatype.NS:
+            response.additional.append(dns.rrset.from_text(snap.ns_host, snap.ttl, "IN", "A", snap.ns_address))
+        self._note("answered")
+        return self._finish(response, dns.rcode.NOERROR, udp, query)
+
+    # ------------------------------------------------------------------------------------------
+    def _lookup(self, snap: ZoneSnapshot, qname: dns.name.Name, qtype: int, country: str | None) -> dns.rrset.RRset | None:
+        if qname == snap.origin:
+            if qtype == dns.rdatatype.SOA:
+                return self._soa(snap)
+            if qtype == dns.rdatatype.NS:
+                return dns.rrset.from_text(qname, snap.ttl, "IN", "NS", snap.ns_host.to_text())
+            return None
+        if qname == snap.ns_host:
+            return dns.rrset.from_text(qname, snap.ttl, "IN", "A", snap.ns_address) if qtype == dns.rdatatype.A else None
+        if qname == snap.service and qtype == dns.rdatatype.A and country is not None:
+            addresses = snap.answers.get(country)
+            if addresses:
+                return dns.rrset.from_text_list(qname, snap.ttl, "IN", "A", list(addresses))
+        return None
+
+    def _client_country(self, query: dns.message.Message, source: str, response: dns.message.Message) -> tuple[str | None, int | None]:
+        """(country, ECS scope to echo or None when the query carried no ECS option)."""
+        for option in query.options:
+            if isinstance(option, dns.edns.ECSOption):
+                if option.srclen == 0:
+                    # RFC 7871 7.1.2: source prefix 0 means "do not use my address"; answer for the
+                    # resolver's own address with scope 0.
+                    return self._locate_source(source), 0
+                return self.locate(option.address), option.srclen
+        return self._locate_source(source), None
+
+    def _locate_source(self, source: str) -> str | None:
+        found = self.locate(source)
+        if found is None and self.local_country is not None:
+            ip = ipaddress.ip_address(source)
+            if ip.is_loopback or ip.is_private:
+                return self.local_country
+        return found
+
+    @staticmethod
+    def _soa(snap: ZoneSnapshot) -> dns.rrset.RRset:
+        text = f"{snap.ns_host.to_text()} hostmaster.{snap.origin.to_text()} {snap.serial} 3600 600 604800 {snap.ttl}"
+        return dns.rrset.from_text(snap.origin, snap.ttl, "IN", "SOA", text)
+
+    def _add_soa(self, response: dns.message.Message, snap: ZoneSnapshot) -> None:
+        response.authority.append(self._soa(snap))
+
+    def _nodata(self, response: dns.message.Message, snap: ZoneSnapshot, udp: bool, query: dns.message.Message) -> bytes | None:
+        self._note("nodata")
+        self._add_soa(response, snap)
+        return self._finish(response, dns.rcode.NOERROR, udp, query)
+
+    def _formerr(self, wire: bytes) -> bytes | None:
+        if len(wire) < 12:
+            self._note("dropped")
+            return None  # not even a header: nothing to answer
+        self._note("formerr")
+        (qid,) = struct.unpack("!H", wire[:2])
+        flags = dns.flags.QR | (dns.rcode.FORMERR & 0xF)
+        return struct.pack("!HHHHHH", qid, flags, 0, 0, 0, 0)
+
+    def _finish(self, response: dns.message.Message, rcode: dns.rcode.Rcode, udp: bool, query: dns.message.Message) -> bytes:
+        response.set_rcode(rcode)
+        name = dns.rcode.to_text(rcode)
+        self.stats.by_rcode[name] = self.stats.by_rcode.get(name, 0) + 1
+        limit = 65535
+        if udp:
+            limit = max(UDP_DEFAULT_PAYLOAD, min(query.payload, OUR_EDNS_PAYLOAD)) if query.edns >= 0 else UDP_DEFAULT_PAYLOAD
+        try:
+            # Best answer first, every time: dnspython would shuffle the rdatas (round robin), but our
+            # order is the ranking, and the capacity split already spreads load across answers.
+            return response.to_wire(max_size=limit, want_shuffle=False)
+        except dns.exception.TooBig:
+            # Truncate: header, question and OPT only, TC set; the client retries over TCP.
+            self.stats.truncated += 1
+            response.answer.clear()
+            response.authority.clear()
+            response.additional.clear()
+            response.flags |= dns.flags.TC
+            return response.to_wire(max_size=limit, want_shuffle=False)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, responder: DnsResponder) -> None:
+        self.responder = responder
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's selector UDP transport is not a registered DatagramTransport subclass.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        reply = self.responder.respond(data, addr[0], udp=True)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+
+class EmbeddedDnsServer:
+    """UDP and TCP listeners around one DnsResponder."""
+
+    def __init__(self, responder: DnsResponder, host: str = "127.0.0.1", port: int = 5353) -> None:
+        self.responder = responder
+        self.host = host
+        self.port = port
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self.responder), local_addr=(self.host, self.port))
+        self._udp = transport
+        if self.port == 0:
+            self.port = transport.get_extra_info("sockname")[1]
+        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        source = peer[0] if peer else "0.0.0.0"
+        try:
+            while True:
+                header = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_S)
+                (length,) = struct.unpack("!H", header)
+                wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_S)
+                reply = self.responder.respond(wire, source, udp=False)
+                if reply is None:
+                    break
+                writer.write(struct.pack("!H", len(reply)) + reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()

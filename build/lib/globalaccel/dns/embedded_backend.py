@@ -1,0 +1,103 @@
+"""The embedded server as a DNS backend: answers rendered to records, applied by swapping a snapshot.
+
+It goes through the same publish path as Route 53 and PowerDNS (render -> plan -> apply), so what the
+embedded server answers is exactly what the records say: one record set per served country on the
+service name, located by geolocation (ECS or source address), best first, plus a TXT record naming the
+table that produced them (serial and hash of the snapshot). Fail-closed and no-path countries have
+no record, so they get NODATA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dns.name
+
+from globalaccel.answers import Answers
+from globalaccel.dns.backend import ApplyStats
+from globalaccel.dns.embedded import DnsResponder, ZoneSnapshot
+from globalaccel.dns.ownership import ZoneOwnership
+from globalaccel.dns.plan import Changes
+from globalaccel.dns.records import Geo, Record, fqdn
+from globalaccel.topology import Topology
+
+TABLE_LABEL = "_globalaccel-table"
+
+
+def ownership_for(topology: Topology) -> ZoneOwnership:
+    return ZoneOwnership(fqdn(topology.zone), fqdn(topology.service_name), topology.stack)
+
+
+class EmbeddedBackend:
+    name = "embedded"
+
+    def __init__(self, topology: Topology, responder: DnsResponder, ttl: int = 60) -> None:
+        self.topology = topology
+        self.responder = responder
+        self.ttl = ttl
+        self.ownership = ownership_for(topology)
+        self._live: dict[tuple[str, str, str], Record] = {}
+
+    @property
+    def table_name(self) -> str:
+        return f"{TABLE_LABEL}.{self.ownership.zone}"
+
+    def manages(self, record: Record) -> bool:
+        if record.name == self.table_name:
+            return record.type == "TXT"
+        return record.name == self.ownership.service and record.type == "A" and record.geo is not None
+
+    def render(self, answers: Answers) -> list[Record]:
+        records = [Record(self.table_name, "TXT", (f'"generation={answers.generation} hash={answers.table_hash}"',), self.ttl)]
+        for code, served in answers.served_countries():
+            records.append(Record(self.ownership.service, "A", served.addresses, self.ttl, set_id=code, geo=Geo(country=code)))
+        return records
+
+    def records(self) -> list[Record]:
+        return sorted(self._live.values(), key=lambda r: r.key)
+
+    def apply(self, changes: Changes, stats: ApplyStats) -> None:
+        live = dict(self._live)
+        for change in changes.all:
+            if change.action == "DELETE":
+                live.pop(change.record.key, None)
+        for change in changes.all:
+            if change.action != "DELETE":
+                live[change.record.key] = change.record
+        self.responder.swap(snapshot_from_records(self.topology, live.values(), self.responder.snapshot.ns_address, self.ttl))
+        self._live = live  # only once the server serves it
+        stats.requests += 1
+        stats.batches.append(len(changes))
+
+    def budget(self) -> dict[str, float]:
+        return {"requests": float("inf")}  # no API in between: unlimited
+
+    def estimate(self, changes: Changes) -> dict[str, int]:
+        return {"requests": 1 if changes else 0, "tokens": 0}
+
+
+def snapshot_from_records(topology: Topology, records: Iterable[Record], ns_address: str, ttl: int = 60) -> ZoneSnapshot:
+    """The immutable snapshot the server answers from, built from the backend's records only."""
+    ours = ownership_for(topology)
+    answers: dict[str, tuple[str, ...]] = {}
+    serial, table_hash = 1, ""
+    for record in records:
+        if record.name == ours.service and record.geo is not None and record.geo.country:
+            answers[record.geo.country] = record.values
+        elif record.name.startswith(TABLE_LABEL + ".") and record.values:
+            fields = dict(part.split("=", 1) for part in record.values[0].strip('"').split())
+            serial, table_hash = max(1, int(fields.get("generation", "1"))), fields.get("hash", "")
+    origin = dns.name.from_text(topology.zone)
+    return ZoneSnapshot(origin, dns.name.from_text(topology.service_name), dns.name.from_text("ns1", origin), ns_address,
+                        answers, ttl, serial=serial, table_hash=table_hash)
+
+
+def snapshot_for(topology: Topology, answers: Answers, ns_address: str = "127.0.0.1") -> ZoneSnapshot:
+    """What the embedded backend serves for `answers`: the same render as a publish, without a server."""
+    backend = EmbeddedBackend(topology, DnsResponder(empty_snapshot(topology, ns_address)))
+    return snapshot_from_records(topology, backend.render(answers), ns_address, backend.ttl)
+
+
+def empty_snapshot(topology: Topology, ns_address: str) -> ZoneSnapshot:
+    """No answers at all: what the server serves before the first measured table (fail closed)."""
+    return snapshot_from_records(topology, [], ns_address)

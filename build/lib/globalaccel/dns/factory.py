@@ -1,0 +1,97 @@
+"""Open a DNS backend from settings: the one place the CLI, the control loop, the audit and the Pulumi
+fleet resource get a backend from, with its zone found and its credentials read."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from globalaccel.dns.backend import Backend, BackendError, OwnedZone
+from globalaccel.dns.embedded import DnsResponder
+from globalaccel.dns.records import fqdn
+from globalaccel.settings import BackendSettings
+from globalaccel.topology import Topology
+
+if TYPE_CHECKING:
+    from globalaccel.dns.route53 import Route53Backend
+    from globalaccel.dns.route53_compile import Route53Layout
+
+
+def route53_client(endpoint_url: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # botocore's retries off: the backend retries, budgets and counts every request itself.
+    return boto3.client("route53", endpoint_url=endpoint_url, config=Config(retries={"total_max_attempts": 1}))
+
+
+def find_zone(client: Any, zone: str, create: bool) -> str | None:
+    """The id of the one hosted zone named `zone`. Route 53 allows several zones with one name; which of
+    them the world resolves is decided by delegation, not by us, so several is an error naming them all.
+    None when there is none and `create` is off."""
+    name = fqdn(zone)
+    found: list[str] = []
+    kwargs: dict[str, Any] = {"DNSName": name}
+    while True:
+        page = client.list_hosted_zones_by_name(**kwargs)
+        zones = page.get("HostedZones", [])
+        found += [str(z["Id"]).split("/")[-1] for z in zones if fqdn(z["Name"]) == name]
+        if not page.get("IsTruncated") or (zones and fqdn(zones[-1]["Name"]) != name):
+            break
+        kwargs = {"DNSName": page["NextDNSName"], "HostedZoneId": page["NextHostedZoneId"]}
+    if len(found) > 1:
+        raise BackendError(f"{len(found)} hosted zones are named {name}: {', '.join(found)}; name the one to use with --zone-id")
+    if found:
+        return found[0]
+    if not create:
+        return None
+    return str(client.create_hosted_zone(Name=name, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]).split("/")[-1]
+
+
+def open_backend(topology: Topology, settings: BackendSettings, responder: DnsResponder | None = None,
+                 dry_run: bool = False) -> OwnedZone:
+    """The backend `settings.kind` names, wrapped in the ownership registry. A dry run never creates
+    anything: a zone that does not exist yet reads as empty."""
+    backend: Backend
+    if settings.kind == "embedded":
+        from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
+
+        backend = EmbeddedBackend(topology, responder or DnsResponder(empty_snapshot(topology, "127.0.0.1")))
+    elif settings.kind == "route53":
+        from globalaccel.dns.route53_compile import layout_for
+
+        route53 = open_route53(layout_for(topology), settings, dry_run)
+        route53.topology = topology
+        return OwnedZone(route53)
+    elif settings.kind == "powerdns":
+        from globalaccel.dns.powerdns import PowerDnsBackend
+        from globalaccel.dns.powerdns import layout_for as powerdns_layout
+
+        key = os.environ.get(settings.api_key_env)
+        if not settings.endpoint_url or not key:
+            raise BackendError(f"the powerdns backend needs --endpoint-url (the PowerDNS API) and {settings.api_key_env} "
+                               "in the environment")
+        powerdns = PowerDnsBackend(settings.endpoint_url, key, powerdns_layout(topology), topology)
+        if dry_run:
+            powerdns.absent_ok = True
+        else:
+            powerdns.ensure_zone()
+        backend = powerdns
+    else:
+        raise BackendError(f"unknown DNS backend {settings.kind!r}; expected embedded, route53 or powerdns")
+    return OwnedZone(backend)
+
+
+def open_route53(layout: Route53Layout, settings: BackendSettings, dry_run: bool = False) -> Route53Backend:
+    """A Route 53 backend for a zone layout alone: what the Pulumi fleet resource needs, whose records
+    arrive compiled (it has no topology to render from)."""
+    from globalaccel.dns.budget import ApiBudget
+    from globalaccel.dns.route53 import Route53Backend
+
+    client = route53_client(settings.endpoint_url)
+    zone_id = settings.zone_id or find_zone(client, layout.zone, settings.create_zone and not dry_run)
+    if zone_id is None and not dry_run:
+        raise BackendError(f"no hosted zone {layout.zone}; pass --create-zone to create it (or --zone-id)")
+    return Route53Backend(client, zone_id, layout, budget=ApiBudget.route53(requests_per_s=settings.requests_per_s),
+                          wait_insync=settings.wait_insync)

@@ -1,0 +1,57 @@
+"""Backend-neutral DNS records, keyed the way Route 53 keys them: (name, type, set identifier)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def fqdn(name: str) -> str:
+    """Lowercase, absolute (trailing dot) form used everywhere inside globalaccel.dns."""
+    return name.strip().lower().rstrip(".") + "."
+
+
+@dataclass(frozen=True)
+class Geo:
+    """A geolocation selector: a continent, a country, or the default '*'."""
+
+    continent: str | None = None
+    country: str | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.continent is None and self.country is None
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str  # absolute, lowercase
+    type: str  # A, AAAA, TXT, CNAME, NS, SOA
+    values: tuple[str, ...] = ()  # empty for alias records
+    ttl: int | None = 60  # None for alias records (Route 53 takes the target's TTL)
+    set_id: str | None = None  # Route 53 SetIdentifier; required with a routing policy
+    weight: int | None = None  # weighted routing
+    geo: Geo | None = None  # geolocation routing
+    alias: str | None = None  # alias target name in the same zone
+    health_check: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.name, self.type, self.set_id or "")
+
+    @property
+    def policy(self) -> str:
+        if self.weight is not None:
+            return "weighted"
+        if self.geo is not None:
+            return "geolocation"
+        return "simple"
+
+    @property
+    def value_count(self) -> int:
+        """Values as Route 53 counts them for batch limits (an alias counts as one)."""
+        return max(1, len(self.values))
+
+    @property
+    def char_count(self) -> int:
+        """Characters as Route 53 counts them for batch limits: the values (or alias target)."""
+        return sum(len(v) for v in self.values) if self.values else len(self.alias or "")

@@ -1,0 +1,263 @@
+"""Route 53 backend (boto3): render answers to the record tree, list the zone, apply changes in
+budgeted, retried batches.
+
+Works against any endpoint URL (AWS, or moto server on loopback in tests). botocore's own retries
+are off so that every request is counted and budgeted here.
+
+Failure handling:
+- throttling and PriorRequestNotComplete mean "not applied": the same batch is retried after a
+  jittered exponential backoff;
+- a 5xx or a dropped connection may or may not have been applied, so blind retry could duplicate a
+  CREATE (Route 53 rejects it) or lose track. Instead the sync re-lists the zone and re-plans: the
+  diff against live state is the only source of truth, so a rerun converges with zero changes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+from globalaccel.answers import Answers
+from globalaccel.dns.backend import ApplyStats, BackendError, NeedsReplan
+from globalaccel.dns.budget import ApiBudget
+from globalaccel.dns.ownership import ZoneOwnedByAnother as ZoneOwnedByAnother
+from globalaccel.dns.plan import Change, Changes
+from globalaccel.dns.records import Geo, Record, fqdn
+from globalaccel.dns.route53_compile import Route53Layout, compile_route53
+from globalaccel.dns.route53_validate import MAX_BATCH_CHARS, MAX_BATCH_VALUES, validate_batch, validate_records
+from globalaccel.topology import Topology
+
+RETRY_SAME = {"Throttling", "ThrottlingException", "PriorRequestNotComplete", "RequestLimitExceeded"}
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 8
+    base_s: float = 0.2
+    cap_s: float = 20.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
+        return rng.uniform(0.0, min(self.cap_s, self.base_s * 2**attempt))
+
+
+def to_route53(record: Record, zone_id: str) -> dict[str, Any]:
+    rrset: dict[str, Any] = {"Name": record.name, "Type": record.type}
+    if record.set_id is not None:
+        rrset["SetIdentifier"] = record.set_id
+    if record.weight is not None:
+        rrset["Weight"] = record.weight
+    if record.geo is not None:
+        geo: dict[str, str] = {}
+        if record.geo.continent:
+            geo["ContinentCode"] = record.geo.continent
+        elif record.geo.country:
+            geo["CountryCode"] = record.geo.country
+        else:
+            geo["CountryCode"] = "*"
+        rrset["GeoLocation"] = geo
+    if record.alias is not None:
+        rrset["AliasTarget"] = {"HostedZoneId": zone_id, "DNSName": record.alias, "EvaluateTargetHealth": False}
+    else:
+        rrset["TTL"] = record.ttl
+        rrset["ResourceRecords"] = [{"Value": v} for v in record.values]
+    if record.health_check is not None:
+        rrset["HealthCheckId"] = record.health_check
+    return rrset
+
+
+def from_route53(rrset: dict[str, Any]) -> Record:
+    geo = None
+    if "GeoLocation" in rrset:
+        g = rrset["GeoLocation"]
+        country = g.get("CountryCode")
+        geo = Geo(continent=g.get("ContinentCode"), country=None if country == "*" else country)
+    alias = rrset.get("AliasTarget")
+    return Record(
+        name=fqdn(rrset["Name"]),
+        type=rrset["Type"],
+        values=tuple(v["Value"] for v in rrset.get("ResourceRecords", [])) if alias is None else (),
+        ttl=None if alias is not None else int(rrset["TTL"]),
+        set_id=rrset.get("SetIdentifier"),
+        weight=int(rrset["Weight"]) if "Weight" in rrset else None,
+        geo=geo,
+        alias=fqdn(alias["DNSName"]) if alias is not None else None,
+        health_check=rrset.get("HealthCheckId"),
+    )
+
+
+def order_changes(changes: Changes, layout: Route53Layout) -> list[Change]:
+    """Leaves first when creating (an alias target must exist first), roots first when deleting.
+
+    Creates go out as UPSERT: idempotent, so a batch re-planned after an ambiguous failure cannot
+    fail on a record that meanwhile exists (moto also rejects re-creating a record identical to one
+    deleted earlier, which Route 53 allows). It costs 2 change tokens per record instead of 1."""
+    as_upserts = [Change("UPSERT", c.record) for c in changes.creates] + list(changes.updates)
+    upserts = sorted(as_upserts, key=lambda c: (layout.depth(c.record.name), c.record.key))
+    written = {c.record.key for c in as_upserts}
+    # A record whose routing policy changes is planned as DELETE old + CREATE new under the same key:
+    # that delete must come first, or the upsert would meet (and Route 53 reject) the old policy.
+    making_room = sorted((c for c in changes.deletes if c.record.key in written), key=lambda c: c.record.key)
+    deletes = sorted((c for c in changes.deletes if c.record.key not in written),
+                     key=lambda c: (-layout.depth(c.record.name), c.record.key))
+    return making_room + upserts + deletes
+
+
+def batches(ordered: list[Change], max_values: int = MAX_BATCH_VALUES, max_chars: int = MAX_BATCH_CHARS) -> list[list[Change]]:
+    out: list[list[Change]] = []
+    current: list[Change] = []
+    values = chars = 0
+    for change in ordered:
+        if current and (values + change.values > max_values or chars + change.chars > max_chars):
+            out.append(current)
+            current, values, chars = [], 0, 0
+        current.append(change)
+        values += change.values
+        chars += change.chars
+    if current:
+        out.append(current)
+    return out
+
+
+class Route53Backend:
+    name = "route53"
+
+    def __init__(
+        self,
+        client: Any,
+        zone_id: str | None,  # None: the zone does not exist yet (a dry run reads it as empty)
+        layout: Route53Layout,
+        budget: ApiBudget | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        wait_insync: bool = False,
+        after_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.zone_id = zone_id.split("/")[-1] if zone_id else None
+        self.layout = layout
+        self.api_budget = budget or ApiBudget.route53()
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.wait_insync = wait_insync
+        self.after_batch = after_batch  # test hook: called with the batch number after each success
+        self.list_requests = 0
+        self.topology: Topology | None = None  # set by the factory: what render compiles against
+
+    @property
+    def ownership(self) -> Route53Layout:
+        return self.layout
+
+    def manages(self, record: Record) -> bool:
+        return self.layout.owns(record)
+
+    def render(self, answers: Answers) -> list[Record]:
+        if self.topology is None:
+            raise BackendError("this Route 53 backend was opened without a topology; open it with globalaccel.dns.factory")
+        records = compile_route53(self.topology, answers)
+        validate_records(records, self.layout.zone, self.topology.countries)
+        return records
+
+    def budget(self) -> dict[str, float]:
+        return {"requests": self.api_budget.requests.remaining(), "change_tokens": self.api_budget.change_tokens.remaining()}
+
+    def records(self) -> list[Record]:
+        """Every record in the zone, ours or not, deduplicated by (name, type, set id): listing can
+        repeat records at page boundaries."""
+        found: dict[tuple[str, str, str], Record] = {}
+        if self.zone_id is None:
+            return []
+        kwargs: dict[str, Any] = {"HostedZoneId": self.zone_id}
+        while True:
+            page = self._call(self.client.list_resource_record_sets, **kwargs)
+            self.list_requests += 1
+            for rrset in page["ResourceRecordSets"]:
+                record = from_route53(rrset)
+                found[record.key] = record
+            if not page.get("IsTruncated"):
+                break
+            kwargs = {"HostedZoneId": self.zone_id, "StartRecordName": page["NextRecordName"], "StartRecordType": page["NextRecordType"]}
+            if page.get("NextRecordIdentifier"):
+                kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+        return sorted(found.values(), key=lambda r: r.key)
+
+    def estimate(self, changes: Changes) -> dict[str, int]:
+        """Requests and change tokens applying `changes` takes (UPSERT counts twice)."""
+        ordered = order_changes(changes, self.layout)
+        return {"requests": len(batches(ordered)), "tokens": sum(c.tokens for c in ordered)}
+
+    def apply(self, changes: Changes, stats: ApplyStats) -> None:
+        if self.zone_id is None:
+            raise BackendError(f"hosted zone {self.layout.zone} does not exist; nothing can be applied to it")
+        for number, batch in enumerate(batches(order_changes(changes, self.layout)), start=1):
+            validate_batch(batch)
+            tokens = sum(c.tokens for c in batch)
+            body = {"Changes": [{"Action": c.action, "ResourceRecordSet": to_route53(c.record, self.zone_id)} for c in batch]}
+            response = self._submit(body, tokens, stats)
+            stats.requests += 1
+            stats.change_tokens += tokens
+            stats.values += sum(c.values for c in batch)
+            stats.batches.append(len(batch))
+            if self.wait_insync:
+                self._wait(response["ChangeInfo"]["Id"])
+            if self.after_batch is not None:
+                self.after_batch(number)
+
+    def _submit(self, body: dict[str, Any], tokens: int, stats: ApplyStats) -> dict[str, Any]:
+        for attempt in range(self.retry.max_attempts):
+            self.api_budget.requests.acquire(1)
+            self.api_budget.change_tokens.acquire(tokens)
+            stats.attempts += 1
+            try:
+                response: dict[str, Any] = self.client.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch=body)
+                return response
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+                if code in RETRY_SAME:
+                    stats.retries += 1
+                    self.sleep(self.retry.backoff(attempt, self.rng))
+                    continue
+                if status >= 500:
+                    self.sleep(self.retry.backoff(attempt, self.rng))
+                    raise NeedsReplan(f"{code or status}: the batch may have been applied") from exc
+                raise
+            except ConnectTimeoutError:
+                stats.retries += 1  # never connected, so never sent: the same batch can go again
+                self.sleep(self.retry.backoff(attempt, self.rng))
+                continue
+            except (ConnectionClosedError, EndpointConnectionError, ReadTimeoutError) as exc:
+                self.sleep(self.retry.backoff(attempt, self.rng))
+                raise NeedsReplan(f"connection failed mid-request: {exc}") from exc
+        raise RuntimeError(f"Route 53 still throttling after {self.retry.max_attempts} attempts")
+
+    def _wait(self, change_id: str, timeout_s: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._call(self.client.get_change, Id=change_id)["ChangeInfo"]["Status"] == "INSYNC":
+                return
+            self.sleep(2.0)
+        raise TimeoutError(f"change {change_id} not INSYNC after {timeout_s:.0f} s")
+
+    def _call(self, fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        """Reads (list, get) are idempotent: retry any transient failure."""
+        for attempt in range(self.retry.max_attempts):
+            self.api_budget.requests.acquire(1)
+            try:
+                return fn(**kwargs)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+                if code not in RETRY_SAME and status < 500:
+                    raise
+            except (ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError):
+                pass
+            self.sleep(self.retry.backoff(attempt, self.rng))
+        raise RuntimeError(f"{getattr(fn, '__name__', fn)} failed {self.retry.max_attempts} times")

@@ -1,0 +1,124 @@
+"""Reject what AWS Route 53 would reject, because moto (our test double) accepts almost anything."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from globalaccel.dns.plan import Change
+from globalaccel.dns.records import Record
+from globalaccel.topology import CONTINENTS
+
+MAX_SAME_NAME_TYPE = 100  # geolocation, latency, weighted, multivalue, IP-based (30 for geoproximity)
+MAX_RECORDS_PER_ZONE = 10_000
+MAX_BATCH_VALUES = 1_000  # UPSERT counts twice
+MAX_BATCH_CHARS = 32_000  # UPSERT counts twice
+ROUTE53_EXTRA_COUNTRIES = {"UA"}  # Route 53 also accepts subdivisions under UA and US; countries are ISO
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    key: tuple[str, str, str]
+    message: str
+
+    def __str__(self) -> str:
+        name, rtype, set_id = self.key
+        return f"{name} {rtype}{' [' + set_id + ']' if set_id else ''}: {self.message}"
+
+
+class Route53ValidationError(ValueError):
+    def __init__(self, problems: list[RecordProblem]) -> None:
+        self.problems = problems
+        super().__init__("Route 53 would reject these records:\n" + "\n".join(str(p) for p in problems[:50]))
+
+
+def validate_records(records: Iterable[Record], zone: str, countries: Iterable[str],
+                     max_records: int = MAX_RECORDS_PER_ZONE) -> None:
+    records = list(records)
+    known_countries = set(countries) | ROUTE53_EXTRA_COUNTRIES
+    problems: list[RecordProblem] = []
+    seen: set[tuple[str, str, str]] = set()
+    by_name_type: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    names_types: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+
+        def add(message: str, r: Record = r) -> None:
+            problems.append(RecordProblem(r.key, message))
+
+        if r.key in seen:
+            add("duplicate (name, type, set identifier)")
+        seen.add(r.key)
+        by_name_type[(r.name, r.type)].append(r)
+        names_types[r.name].add(r.type)
+        if not (r.name == zone or r.name.endswith("." + zone)):
+            add(f"outside the zone {zone}")
+        if r.type == "CNAME" and r.name == zone:
+            add("CNAME at the zone apex")
+        if (r.weight is not None or r.geo is not None) and not r.set_id:
+            add("a routing policy needs a SetIdentifier")
+        if r.set_id is not None and not 1 <= len(r.set_id) <= 128:
+            add("SetIdentifier must be 1-128 characters")
+        if r.set_id and r.weight is None and r.geo is None:
+            add("SetIdentifier without a routing policy")
+        if r.weight is not None and r.geo is not None:
+            add("weighted and geolocation on one record")
+        if r.weight is not None and not (isinstance(r.weight, int) and 0 <= r.weight <= 255):
+            add(f"weight must be an integer 0-255, got {r.weight!r}")
+        if r.geo is not None:
+            if r.geo.continent is not None and r.geo.country is not None:
+                add("geolocation names both a continent and a country")
+            if r.geo.continent is not None and r.geo.continent not in CONTINENTS:
+                add(f"unknown continent code {r.geo.continent!r}")
+            if r.geo.country is not None and r.geo.country != "*" and r.geo.country not in known_countries:
+                add(f"unknown country code {r.geo.country!r}")
+        if r.alias is not None:
+            if r.values or r.ttl is not None:
+                add("an alias record has neither values nor TTL")
+        else:
+            if not r.values:
+                add("a record needs at least one value")
+            if r.ttl is None or not 0 <= r.ttl <= 2_147_483_647:
+                add(f"TTL must be 0-2147483647, got {r.ttl!r}")
+        if r.type == "A":
+            for v in r.values:
+                try:
+                    ipaddress.IPv4Address(v)
+                except ValueError:
+                    add(f"not an IPv4 address: {v!r}")
+        if r.health_check is not None and r.name.endswith(".cc." + zone):
+            add("edge records must not carry Route 53 health checks (probes are our health checks)")
+    keys = {(r.name, r.type) for r in records}
+    for r in records:
+        if r.alias is not None and (r.alias, r.type) not in keys:
+            problems.append(RecordProblem(r.key, f"alias target {r.alias} {r.type} does not exist in the zone"))
+    for (name, rtype), group in by_name_type.items():
+        policies = {r.policy for r in group}
+        if len(policies) > 1:
+            problems.append(RecordProblem((name, rtype, ""), f"mixed routing policies under one name: {sorted(policies)}"))
+        if "simple" in policies and len(group) > 1:
+            problems.append(RecordProblem((name, rtype, ""), "more than one simple record set"))
+        if len(group) > MAX_SAME_NAME_TYPE:
+            message = f"{len(group)} records with the same name and type (max {MAX_SAME_NAME_TYPE})"
+            problems.append(RecordProblem((name, rtype, ""), message))
+    for name, types in names_types.items():
+        if "CNAME" in types and len(types) > 1:
+            problems.append(RecordProblem((name, "CNAME", ""), "CNAME beside other record types"))
+    if len(records) > max_records:
+        problems.append(RecordProblem((zone, "*", ""), f"{len(records)} records exceed the zone quota of {max_records}"))
+    if problems:
+        raise Route53ValidationError(problems)
+
+
+def validate_batch(batch: Iterable[Change]) -> None:
+    batch = list(batch)
+    values = sum(c.values for c in batch)
+    chars = sum(c.chars for c in batch)
+    problems = []
+    if values > MAX_BATCH_VALUES:
+        problems.append(RecordProblem(("batch", "", ""), f"{values} values (UPSERT counted twice) exceed {MAX_BATCH_VALUES}"))
+    if chars > MAX_BATCH_CHARS:
+        problems.append(RecordProblem(("batch", "", ""), f"{chars} characters exceed {MAX_BATCH_CHARS}"))
+    if problems:
+        raise Route53ValidationError(problems)

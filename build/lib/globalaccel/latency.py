@@ -1,0 +1,155 @@
+"""Latency: a physics estimate that measurements override.
+
+Physics: light in fibre covers ~200 km per ms one way, public-Internet paths run ~2.1x the great circle,
+a private backbone less (default 1.4x), and every path pays a fixed overhead:
+RTT(ms) = 2 * km * inflation / fibre_km_per_ms + overhead. The client leg is public Internet; the
+edge -> center leg is backbone. Without that difference every edge on the way would cost the same.
+Measurements: per (vantage, target) path an EWMA, a window of recent samples for p50/p95, and the loss
+rate over the same window. Stale measurements are ignored, never trusted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from globalaccel.geo import EARTH_RADIUS_KM, angles_between, great_circle_km, unit_vectors
+from globalaccel.settings import LatencySettings
+from globalaccel.topology import Topology
+
+
+@dataclass(frozen=True)
+class PhysicsModel:
+    settings: LatencySettings
+    backbone: bool = False  # use the backbone inflation factor instead of the public-Internet one
+
+    @property
+    def ms_per_km(self) -> float:
+        inflation = self.settings.backbone_inflation if self.backbone else self.settings.route_inflation
+        return 2.0 * inflation / self.settings.fibre_km_per_ms
+
+    @property
+    def ms_per_radian(self) -> float:
+        return EARTH_RADIUS_KM * self.ms_per_km
+
+    def rtt_ms(self, lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+        return great_circle_km(lat1, lon1, lat2, lon2) * self.ms_per_km + self.settings.overhead_ms
+
+    def rtt_from_angles(self, angles: NDArray[np.float64]) -> NDArray[np.float64]:
+        return angles * self.ms_per_radian + self.settings.overhead_ms
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated quantile of an already sorted, non-empty list."""
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+@dataclass
+class PathStats:
+    """Measurements of one (vantage, target) path."""
+
+    alpha: float
+    window: int
+    ewma: float | None = None
+    last_update: float | None = None
+    _samples: deque[float | None] = field(default_factory=deque)
+
+    def record(self, rtt_ms: float | None, now: float) -> None:
+        """Record one probe: an RTT in ms, or None for a loss (timeout, refused)."""
+        if rtt_ms is not None:
+            if not math.isfinite(rtt_ms) or rtt_ms < 0:
+                raise ValueError(f"RTT must be a finite non-negative number, got {rtt_ms!r}")
+            self.ewma = rtt_ms if self.ewma is None else self.alpha * rtt_ms + (1 - self.alpha) * self.ewma
+        self._samples.append(rtt_ms)
+        while len(self._samples) > self.window:
+            self._samples.popleft()
+        self.last_update = now
+
+    def fresh(self, now: float, stale_after_s: float) -> bool:
+        return self.last_update is not None and now - self.last_update <= stale_after_s
+
+    @property
+    def loss_rate(self) -> float:
+        if not self._samples:
+            return 0.0
+        return sum(1 for s in self._samples if s is None) / len(self._samples)
+
+    def quantile(self, q: float) -> float | None:
+        values = sorted(s for s in self._samples if s is not None)
+        return _quantile(values, q) if values else None
+
+    @property
+    def p50(self) -> float | None:
+        return self.quantile(0.5)
+
+    @property
+    def p95(self) -> float | None:
+        return self.quantile(0.95)
+
+
+class LatencyModel:
+    """Physics estimates for every path, overridden by fresh measurements where we have them."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.physics = PhysicsModel(topology.latency)  # client -> edge
+        self.backbone = PhysicsModel(topology.latency, backbone=True)  # edge -> center
+        self.paths: dict[tuple[str, str], PathStats] = {}
+        centers, edges = topology.centers, topology.edges
+        self._center_xyz = unit_vectors(np.array([c.lat for c in centers]), np.array([c.lon for c in centers]))
+        self._edge_xyz = unit_vectors(np.array([e.lat for e in edges]), np.array([e.lon for e in edges]))
+        self._edge_index = {e.id: i for i, e in enumerate(edges)}
+        self._center_index = {c.id: i for i, c in enumerate(centers)}
+        # Physics RTT from every center to every edge: (C, E). Small (4 x 3200), computed once.
+        self.physics_center_edge = self.backbone.rtt_from_angles(angles_between(self._center_xyz, self._edge_xyz))
+
+    def record(self, vantage: str, target: str, rtt_ms: float | None, now: float) -> None:
+        stats = self.paths.get((vantage, target))
+        if stats is None:
+            stats = PathStats(self.topology.latency.ewma_alpha, self.topology.latency.window)
+            self.paths[(vantage, target)] = stats
+        stats.record(rtt_ms, now)
+
+    def measured(self, vantage: str, target: str, now: float) -> float | None:
+        stats = self.paths.get((vantage, target))
+        if stats is None or stats.ewma is None or not stats.fresh(now, self.topology.latency.stale_after_s):
+            return None
+        return stats.ewma
+
+    def center_edge_ms(self, now: float) -> NDArray[np.float64]:
+        """(C, E) RTT from each center to each edge: fresh measured EWMA, else physics."""
+        matrix = self.physics_center_edge.copy()
+        stale = self.topology.latency.stale_after_s
+        for (vantage, target), stats in self.paths.items():
+            ci = self._center_index.get(vantage)
+            ei = self._edge_index.get(target)
+            if ci is not None and ei is not None and stats.ewma is not None and stats.fresh(now, stale):
+                matrix[ci, ei] = stats.ewma
+        return matrix
+
+    def edge_penalty_ms(self, now: float, center_edge: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+        """Per-edge extra delay seen by measurement (queueing, congestion): the median over vantage
+        centers of measured minus physics, never negative. It applies to the client leg too, which
+        no prober can measure directly."""
+        measured = self.center_edge_ms(now) if center_edge is None else center_edge
+        excess = np.clip(measured - self.physics_center_edge, 0.0, None)
+        return np.asarray(np.median(excess, axis=0), dtype=np.float64)
+
+    # Persistence of the smoothed figures only (not the sample windows): enough for a restarted loop
+    # to route on measured latencies from its first cycle instead of on physics.
+    def to_json(self) -> list[list[object]]:
+        return [[v, t, s.ewma, s.last_update] for (v, t), s in sorted(self.paths.items()) if s.ewma is not None]
+
+    def load_json(self, rows: list[list[object]]) -> None:
+        for v, t, ewma, last in rows:
+            stats = PathStats(self.topology.latency.ewma_alpha, self.topology.latency.window)
+            stats.ewma = float(ewma)  # type: ignore[arg-type]
+            stats.last_update = None if last is None else float(last)  # type: ignore[arg-type]
+            self.paths[(str(v), str(t))] = stats

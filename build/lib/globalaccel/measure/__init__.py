@@ -1,0 +1,1 @@
+"""Measurement: probing paths, health with hysteresis and quorum, results shared between centers."""

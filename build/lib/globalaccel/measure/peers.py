@@ -1,0 +1,102 @@
+"""How measurements reach the leader: every prober serves its own results; the leader pulls them.
+
+A prober keeps its recent results in a bounded buffer with sequence numbers and serves
+`GET /measurements?since=N` as JSON. Each loop instance pulls every peer once per cycle and feeds the
+results into its own health tracker and latency model, exactly as if it had probed them itself. A
+peer that cannot be reached adds nothing: its paths go stale, which counts as unknown (never healthy,
+never a down vote). See the README's architecture section for why pull.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from globalaccel.measure.prober import ProbePath
+
+BUFFER = 200_000  # results kept for peers: > 15 prod cycles of one vantage (3,203 paths each)
+
+
+class ResultBuffer:
+    """This vantage's recent results, numbered, for peers to pull. Thread-safe."""
+
+    def __init__(self, vantage: str, capacity: int = BUFFER) -> None:
+        self.vantage = vantage
+        self._items: deque[tuple[int, str, float | None, float]] = deque(maxlen=capacity)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def add(self, target: str, rtt_ms: float | None, at: float) -> None:
+        with self._lock:
+            self._items.append((self._next, target, rtt_ms, at))
+            self._next += 1
+
+    def since(self, seq: int) -> dict[str, Any]:
+        with self._lock:
+            results = [[t, r, a] for s, t, r, a in self._items if s >= seq]
+            return {"vantage": self.vantage, "next": self._next, "results": results}
+
+
+def serve_results(buffer: ResultBuffer, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            url = urllib.parse.urlparse(self.path)
+            if url.path != "/measurements":
+                self.send_error(404, "try /measurements?since=N")
+                return
+            try:
+                since = int(urllib.parse.parse_qs(url.query).get("since", ["0"])[0])
+            except ValueError:
+                self.send_error(400, "since must be an integer")
+                return
+            body = json.dumps(buffer.since(since)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@dataclass
+class PeerPuller:
+    vantage: str  # the center this peer probes from
+    url: str  # base URL, e.g. http://10.0.1.5:9465
+    since: int = 0
+    failures: int = 0
+    pulled: int = 0
+
+    def fetch(self, timeout: float = 3.0) -> dict[str, Any] | None:
+        """New results from the peer (blocking I/O: run it off the event loop), or None if unreachable."""
+        try:
+            with urllib.request.urlopen(f"{self.url.rstrip('/')}/measurements?since={self.since}", timeout=timeout) as response:
+                data: dict[str, Any] = json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            self.failures += 1
+            return None
+        if data.get("vantage") != self.vantage:
+            self.failures += 1
+            return None  # a misconfigured peer must not vote under another center's name
+        return data
+
+    def feed(self, data: dict[str, Any], sink: Callable[[ProbePath, float | None, float], None]) -> int:
+        """Hand fetched results to `sink` (on the loop's own thread). Returns how many."""
+        for target, rtt, at in data["results"]:
+            sink(ProbePath(self.vantage, None, str(target), "", 0), None if rtt is None else float(rtt), float(at))
+        self.since = int(data["next"])
+        self.pulled += len(data["results"])
+        return len(data["results"])

@@ -1,0 +1,51 @@
+"""Hysteresis: keep a valid current route unless a better one persists.
+
+A route is replaced only when the new one is better by max(absolute ms, relative %) for N
+evaluations in a row, and not within the hold-down after the cell's last switch. A route whose edge
+or center went down, or whose center the rule no longer allows, moves at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from globalaccel.residency import Eligibility
+from globalaccel.routing.table import REASON_BEST, REASON_HELD, CellState, Health
+from globalaccel.settings import HysteresisSettings
+
+
+def still_valid(prev: CellState, elig: Eligibility, health: Health) -> bool:
+    """A held route must still be allowed right now and fully healthy; otherwise it moves at once."""
+    return prev.center in elig.centers and bool(prev.edges) and all(e in health.edges for e in prev.edges)
+
+
+def decide(
+    prev: CellState | None,
+    fresh: CellState,
+    fresh_cost: float,
+    prev_cost: Callable[[CellState], float],
+    elig: Eligibility,
+    health: Health,
+    now: float,
+    hyst: HysteresisSettings,
+) -> tuple[CellState, str]:
+    """Keep a valid current route unless the fresh one is better by the margin for `consecutive`
+    evaluations in a row and the hold-down since the last switch has passed."""
+    if prev is None or prev.center is None:
+        first_placement = prev is None  # a cell's first route is not a switch
+        return fresh._replace(last_switch_at=None if first_placement else now), REASON_BEST
+    if not still_valid(prev, elig, health):
+        return fresh._replace(last_switch_at=now), REASON_BEST
+    if (prev.center, prev.edges) == (fresh.center, fresh.edges):
+        # Same route: keep its capacity shares. The greedy split is sensitive to rank order, and
+        # measurement noise must not churn the table (a new generation, a republish). Shares are
+        # recomputed whenever the route itself changes; overflow is always reported from the
+        # shares actually served.
+        return fresh._replace(weights=prev.weights, last_switch_at=prev.last_switch_at), REASON_BEST
+    current_cost = prev_cost(prev)
+    better = current_cost - fresh_cost >= max(hyst.absolute_ms, hyst.relative * current_cost)
+    pending = prev.pending + 1 if better else 0
+    held_down = prev.last_switch_at is not None and now - prev.last_switch_at < hyst.hold_down_s
+    if better and pending >= hyst.consecutive and not held_down:
+        return fresh._replace(last_switch_at=now), REASON_BEST
+    return prev._replace(pending=pending), REASON_HELD

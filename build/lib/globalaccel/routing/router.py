@@ -1,0 +1,155 @@
+"""The router: topology + residency + latency + health -> RoutingTable.
+
+For every client cell it picks one center and the best k edges in front of it, minimising
+client->edge + edge->center RTT, among healthy edges and the centers the cell's residency rule allows
+(residency.eligibility decides; this module never re-derives residency). Strict cells with no healthy
+allowed center fail closed: an empty answer, never another region.
+
+Steps, each vectorised over cells:
+1. candidates (routing.candidates): the allowed center with the cheapest best path and its ranked
+   edges, proven exact;
+2. capacity (routing.capacity): each cell's demand split over its answers within edge budgets,
+   overflow reported, never hidden;
+3. hysteresis (routing.hysteresis): a valid current route is only replaced when the new one is better
+   by max(absolute ms, relative %) for N evaluations in a row, and not within the hold-down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+
+import numpy as np
+from numpy.typing import NDArray
+
+from globalaccel.latency import LatencyModel
+from globalaccel.residency import Eligibility
+from globalaccel.routing.candidates import CandidateSearch
+from globalaccel.routing.capacity import CapacityPlanner
+from globalaccel.routing.hysteresis import decide
+from globalaccel.routing.table import (
+    REASON_BEST,
+    REASON_FAIL_CLOSED,
+    REASON_FALLBACK,
+    REASON_NO_PATH,
+    Answer,
+    CellRoute,
+    CellState,
+    Health,
+    RouterState,
+    RoutingTable,
+    table_hash,
+)
+from globalaccel.topology import Cell, Topology
+
+
+class Router:
+    """Computes routing tables for one topology. Reuse it across cycles: it caches geometry."""
+
+    def __init__(self, topology: Topology, cells: Iterable[Cell] | None = None) -> None:
+        self.topology = topology
+        self.cells: tuple[Cell, ...] = tuple(cells) if cells is not None else topology.cells
+        self.settings = topology.routing
+        self._center_ids = topology.center_ids
+        self._edge_ids = tuple(e.id for e in topology.edges)
+        self._edge_pos = {eid: i for i, eid in enumerate(self._edge_ids)}
+        self.search = CandidateSearch(topology, self.cells)
+        self.capacity = CapacityPlanner(topology, self.cells)
+        self._client_leg: dict[tuple[int, int], float] = {}  # (cell, edge) physics RTT: geometry never changes
+
+    # ----------------------------------------------------------------------------------------------
+    def compute(
+        self,
+        latency: LatencyModel,
+        health: Health | None = None,
+        now: float = 0.0,
+        state: RouterState | None = None,
+    ) -> tuple[RoutingTable, RouterState]:
+        """One evaluation. Pure: the same inputs give the same table and hash; `state` is not mutated."""
+        topo = self.topology
+        health = health or Health.all_up(topo)
+        state = state or RouterState()
+        healthy_idx = np.array([i for i, eid in enumerate(self._edge_ids) if eid in health.edges], dtype=np.intp)
+        center_edge = latency.center_edge_ms(now)
+        penalty = latency.edge_penalty_ms(now, center_edge)
+        eligibility = self._eligibility(health)
+
+        fresh_center: list[str | None] = [None] * len(self.cells)
+        ranked: list[NDArray[np.intp]] = [np.empty(0, dtype=np.intp)] * len(self.cells)
+        routable = np.zeros(len(self.cells), dtype=bool)
+        if healthy_idx.size:
+            allowed = np.zeros((len(self._center_ids), len(self.cells)), dtype=bool)
+            for ci, center_id in enumerate(self._center_ids):
+                allowed[ci] = [center_id in eligibility[c.country].centers for c in self.cells]
+            prefer, prev_edges = self.search.sticky(state, healthy_idx)
+            choice, ranked_idx, ranked_cost = self.search.select(latency, healthy_idx, center_edge, penalty, allowed, prefer)
+            ranked_idx = self.search.favour_current_edges(choice, prefer, prev_edges, ranked_idx, ranked_cost)
+            routable = choice >= 0
+            for n in np.nonzero(routable)[0]:
+                fresh_center[n] = self._center_ids[int(choice[n])]
+                ranked[n] = healthy_idx[ranked_idx[n]]
+
+        budget = self.capacity.budgets(healthy_idx, routable)
+        alloc = self.capacity.allocate(ranked, routable, budget)
+
+        routes: dict[str, CellRoute] = {}
+        new_cells: dict[str, CellState] = {}
+        cost_lookup = center_edge + penalty[None, :]  # (C, E): edge leg plus the edge's own delay
+        addresses = {e.id: e.address for e in topo.edges}
+        for pos, cell in enumerate(self.cells):
+            elig = eligibility[cell.country]
+            prev = state.cells.get(cell.id)
+            center = fresh_center[pos]
+            if not routable[pos] or center is None:
+                reason = REASON_FAIL_CLOSED if elig.fail_closed else REASON_NO_PATH
+                routes[cell.id] = CellRoute(cell.id, cell.country, None, (), reason)
+                switched_at = now if prev is not None and prev.center is not None else (prev.last_switch_at if prev else None)
+                new_cells[cell.id] = CellState(None, (), (), 0, switched_at)
+                continue
+            fresh = CellState(center, tuple(alloc[pos].keys()), tuple(alloc[pos].values()))
+            fresh_costs = self._costs(pos, fresh, cost_lookup, latency)
+            fresh_cost = sum(w * c for w, c in zip(fresh.weights, fresh_costs, strict=True))
+            decided, reason = decide(prev, fresh, fresh_cost, partial(self._route_cost, pos, cost_lookup=cost_lookup, latency=latency),
+                                     elig, health, now, self.settings.hysteresis)
+            if reason == REASON_BEST and center not in elig.tiers[0]:
+                reason = REASON_FALLBACK
+            assert decided.center is not None
+            same = decided.center == fresh.center and decided.edges == fresh.edges
+            costs = fresh_costs if same else self._costs(pos, decided, cost_lookup, latency)
+            answers = tuple(
+                Answer(e, addresses[e], w, c) for e, w, c in zip(decided.edges, decided.weights, costs, strict=True)
+            )
+            routes[cell.id] = CellRoute(cell.id, cell.country, decided.center, answers, reason)
+            new_cells[cell.id] = decided
+
+        load = self.capacity.load(routes)
+        # Excess within float rounding of the budget (the greedy fills edges exactly) is not overflow.
+        overflow = float(sum(max(0.0, v - budget.get(e, 0.0) * (1 + 1e-9)) for e, v in load.items()))
+        digest = table_hash(routes)
+        generation = state.generation + 1 if digest != state.content_hash else state.generation
+        table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
+        return table, RouterState(generation, digest, new_cells)
+
+    # ----------------------------------------------------------------------------------------------
+    def _eligibility(self, health: Health) -> dict[str, Eligibility]:
+        countries = {c.country for c in self.cells}
+        return {
+            code: self.topology.residency.eligibility(code, health.centers, self._center_ids) for code in countries
+        }
+
+    def _costs(self, cell_pos: int, route: CellState, cost_lookup: NDArray[np.float64], latency: LatencyModel) -> list[float]:
+        """Estimated client -> edge -> center RTT of each answer of `route`, with current latencies."""
+        assert route.center is not None
+        ci = self._center_ids.index(route.center)
+        out = []
+        for edge_id in route.edges:
+            ei = self._edge_pos[edge_id]
+            client_leg = self._client_leg.get((cell_pos, ei))
+            if client_leg is None:
+                cell, edge = self.cells[cell_pos], self.topology.edges[ei]
+                client_leg = self._client_leg[(cell_pos, ei)] = latency.physics.rtt_ms(cell.lat, cell.lon, edge.lat, edge.lon)
+            out.append(float(client_leg + cost_lookup[ci, ei]))
+        return out
+
+    def _route_cost(self, cell_pos: int, route: CellState, cost_lookup: NDArray[np.float64], latency: LatencyModel) -> float:
+        return sum(w * c for w, c in zip(route.weights, self._costs(cell_pos, route, cost_lookup, latency), strict=True))

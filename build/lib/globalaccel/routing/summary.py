@@ -1,0 +1,93 @@
+"""`globalaccel plan`: compute the routing table for a stack from its files and summarise it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from globalaccel.latency import LatencyModel
+from globalaccel.routing import Health, Router, RoutingTable
+from globalaccel.topology import Topology
+from globalaccel.verify import verify_table
+
+
+def weighted_quantile(values: list[float], weights: list[float], q: float) -> float:
+    order = np.argsort(values, kind="stable")
+    v = np.asarray(values)[order]
+    w = np.cumsum(np.asarray(weights)[order])
+    return float(v[np.searchsorted(w, q * w[-1])])
+
+
+def compute_table(topology: Topology, health: Health | None = None) -> tuple[RoutingTable, dict[str, Any]]:
+    health = health or Health.all_up(topology)
+    table, _ = Router(topology).compute(LatencyModel(topology), health)
+    return table, summarise(topology, table, health)
+
+
+def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[str, Any]:
+    demand = {c.id: c.demand for c in topology.cells}
+    routed = [r for r in table.routes.values() if r.center is not None]
+    rtts = [r.rtt_ms or 0.0 for r in routed]
+    weights = [demand[r.cell_id] for r in routed]
+    total_routed = sum(weights) or 1.0
+    per_center: dict[str, dict[str, float | int]] = {}
+    for center in topology.center_ids:
+        mine = [r for r in routed if r.center == center]
+        per_center[center] = {"cells": len(mine), "demand_share": round(sum(demand[r.cell_id] for r in mine) / total_routed, 4)}
+    violations = verify_table(table, topology, health)
+    total_demand = sum(demand.values()) or 1.0
+    return {
+        "stack": topology.stack,
+        "service_name": topology.service_name,
+        "zone": topology.zone,
+        "centers": len(topology.centers),
+        "edges": len(topology.edges),
+        "countries": len(topology.countries),
+        "edge_countries": len({e.country for e in topology.edges}),
+        "cells": len(topology.cells),
+        "generation": table.generation,
+        "table_hash": table.content_hash,
+        "fail_closed": table.fail_closed(),
+        "strict_countries": topology.residency.strict_countries(topology.countries),
+        "residency_violations": sum(1 for v in violations if v.kind == "residency"),
+        "violations": [v.__dict__ for v in violations],
+        "estimated_rtt_ms": {
+            "p50": round(weighted_quantile(rtts, weights, 0.5), 2) if rtts else None,
+            "p95": round(weighted_quantile(rtts, weights, 0.95), 2) if rtts else None,
+        },
+        "capacity_overflow_share": round(table.overflow / total_demand, 4),
+        "per_center": per_center,
+        "routes": {
+            r.country: {
+                "center": r.center,
+                "reason": r.reason,
+                "edges": [a.edge_id for a in r.answers],
+                "addresses": [a.address for a in r.answers],
+                "weights": [round(a.weight, 4) for a in r.answers],
+                "rtt_ms": None if r.rtt_ms is None else round(r.rtt_ms, 2),
+            }
+            for r in sorted(table.routes.values(), key=lambda r: r.cell_id)
+            if r.cell_id == r.country
+        },
+    }
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    lines = [
+        f"stack {summary['stack']}: {summary['service_name']} (zone {summary['zone']})",
+        f"  {summary['centers']} centers, {summary['edges']} edges in {summary['edge_countries']} countries, "
+        f"{summary['countries']} countries, {summary['cells']} cells",
+        f"  table {summary['table_hash'][:16]} generation {summary['generation']}",
+        f"  estimated RTT (demand-weighted): p50 {summary['estimated_rtt_ms']['p50']} ms, p95 {summary['estimated_rtt_ms']['p95']} ms",
+        f"  residency violations: {summary['residency_violations']}",
+        f"  fail closed (strict, no healthy allowed center): {', '.join(summary['fail_closed']) or 'none'}",
+        f"  demand beyond edge capacity shares: {summary['capacity_overflow_share']:.1%}",
+        "  per center: " + ", ".join(f"{c} {v['cells']} cells {v['demand_share']:.1%}" for c, v in summary["per_center"].items()),
+        "",
+        f"{'country':<8}{'center':<16}{'reason':<20}{'rtt ms':>8}  edges",
+    ]
+    for code, route in summary["routes"].items():
+        rtt = "-" if route["rtt_ms"] is None else f"{route['rtt_ms']:.1f}"
+        lines.append(f"{code:<8}{route['center'] or '-':<16}{route['reason']:<20}{rtt:>8}  {' '.join(route['edges'])}")
+    return "\n".join(lines)

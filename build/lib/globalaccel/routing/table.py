@@ -1,0 +1,128 @@
+"""The routing table and its parts: per cell, the center and ordered answers, and why. Versioned.
+
+`RoutingTable` is the central artifact of globalaccel. Consumers outside routing read it through
+`globalaccel.answers.Answers`, never by key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from globalaccel.topology import Topology
+
+REASON_BEST = "best"
+REASON_HELD = "held"  # hysteresis kept the current route
+REASON_FALLBACK = "preferred_fallback"  # preferred centers all down, another center serves
+REASON_FAIL_CLOSED = "fail_closed"  # strict rule, no healthy allowed center
+REASON_NO_PATH = "no_healthy_path"  # no healthy center or edge at all
+
+
+class Answer(NamedTuple):
+    edge_id: str
+    address: str
+    weight: float  # share of the cell's demand sent to this edge
+    rtt_ms: float  # estimated client -> edge -> center RTT
+
+
+@dataclass(frozen=True)
+class CellRoute:
+    cell_id: str
+    country: str
+    center: str | None
+    answers: tuple[Answer, ...]
+    reason: str
+
+    @property
+    def rtt_ms(self) -> float | None:
+        if not self.answers:
+            return None
+        return sum(a.weight * a.rtt_ms for a in self.answers)
+
+    @property
+    def edge_ids(self) -> tuple[str, ...]:
+        return tuple(a.edge_id for a in self.answers)
+
+
+@dataclass(frozen=True)
+class Health:
+    """What is up right now. The probe loop derives it with hysteresis and quorum."""
+
+    edges: frozenset[str]
+    centers: frozenset[str]
+
+    @classmethod
+    def all_up(cls, topology: Topology) -> Health:
+        return cls(frozenset(e.id for e in topology.edges), frozenset(c.id for c in topology.centers))
+
+
+class CellState(NamedTuple):
+    """Hysteresis memory of one cell."""
+
+    center: str | None
+    edges: tuple[str, ...]
+    weights: tuple[float, ...]
+    pending: int = 0  # consecutive evaluations in which a clearly better route existed
+    last_switch_at: float | None = None
+
+
+@dataclass(frozen=True)
+class RouterState:
+    generation: int = 0
+    content_hash: str = ""
+    cells: Mapping[str, CellState] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "generation": self.generation,
+            "content_hash": self.content_hash,
+            "cells": {
+                k: {"center": v.center, "edges": list(v.edges), "weights": list(v.weights), "pending": v.pending,
+                    "last_switch_at": v.last_switch_at}
+                for k, v in sorted(self.cells.items())
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> RouterState:
+        cells_raw = data.get("cells", {})
+        assert isinstance(cells_raw, dict)
+        cells = {
+            k: CellState(v["center"], tuple(v["edges"]), tuple(float(w) for w in v["weights"]), int(v["pending"]),
+                         v["last_switch_at"])
+            for k, v in cells_raw.items()
+        }
+        return cls(int(data.get("generation", 0)), str(data.get("content_hash", "")), cells)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    """The central artifact: per cell, the center and ordered answers, and why. Versioned."""
+
+    stack: str
+    generation: int
+    content_hash: str
+    routes: Mapping[str, CellRoute]
+    edge_load: Mapping[str, float]  # demand carried per edge
+    edge_budget: Mapping[str, float]  # demand each edge may carry
+    overflow: float  # demand carried beyond budgets, summed over edges
+
+    def fail_closed(self) -> list[str]:
+        return sorted({r.country for r in self.routes.values() if r.reason == REASON_FAIL_CLOSED})
+
+
+def table_hash(routes: Mapping[str, CellRoute]) -> str:
+    """Hash of routing decisions only (not of the latency figures that change every cycle). Weights
+    enter by their exact shortest repr: the same inputs give bit-identical weights."""
+    digest = hashlib.sha256()
+    for cid in sorted(routes):
+        r = routes[cid]
+        edges = " ".join(a.edge_id for a in r.answers)
+        weights = " ".join(repr(a.weight) for a in r.answers)
+        digest.update(f"{cid}\t{r.center}\t{edges}\t{weights}\n".encode())
+    return digest.hexdigest()
+
+
+# Ties (co-located edges have exactly equal costs) break by edge position: the key adds

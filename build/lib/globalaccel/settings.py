@@ -1,0 +1,283 @@
+"""Settings: one tree, each default declared once (on its field), validated once.
+
+Stack-wide blocks (`routing`, `latency`, `probe`) and the loop's block (`loop`: health, backend,
+lease, ports) are read by the same validator, so every key of the stack file is checked alike.
+
+Sources for the loop, later wins: the field defaults here; the stack file's `global-accel:loop:` block
+(camelCase keys, validated with file, line and field); command-line flags. The `up` command line is *generated*
+from these fields (argparse arguments by `add_arguments`, and back to flags by `to_argv`), so the CLI,
+the stack file and the Pulumi modules that start the loop cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from globalaccel.errors import ProblemCollector, UsageError
+from globalaccel.sourcefile import Located
+
+T = TypeVar("T")
+
+
+def setting(default: Any, help: str, *, flag: str | None = None, lo: float | None = None, hi: float | None = None,
+            choices: tuple[str, ...] | None = None, in_stack: bool = True, cli: bool = True) -> Any:
+    """A settings field: its default, its help, and where it may be set (stack file, command line)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "lo": lo, "hi": hi, "choices": choices,
+                                            "in_stack": in_stack, "cli": cli})
+
+
+@dataclass(frozen=True)
+class HysteresisSettings:
+    absolute_ms: float = setting(5.0, "a new route must beat the current one by at least this much ...", lo=0, hi=1000)
+    relative: float = setting(0.10, "... and by this fraction of the current RTT (whichever is larger)", lo=0, hi=1)
+    consecutive: int = setting(3, "for this many evaluations in a row", lo=1, hi=100)
+    hold_down_s: float = setting(300.0, "and never within this long after the cell's last switch", lo=0, hi=86400)
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    answers: int = setting(4, "k: edges per answer", lo=1, hi=8)
+    max_answers: int = setting(8, "edges a cell may take to fit its demand within edge capacity", lo=1, hi=100)
+    capacity_headroom: float = setting(1.25, "an edge may take this multiple of its capacity share of demand", lo=1.0, hi=1000)
+    hysteresis: HysteresisSettings = field(default_factory=HysteresisSettings)
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    fibre_km_per_ms: float = setting(200.0, "light in fibre, one way", lo=1, hi=300)
+    route_inflation: float = setting(2.1, "public-Internet paths (client -> edge) vs great circle", lo=1, hi=10)
+    backbone_inflation: float = setting(1.4, "private backbone (edge -> center, center -> center): the edge's reason to exist",
+                                        lo=1, hi=10)
+    overhead_ms: float = setting(1.0, "per-path processing/serialisation RTT", lo=0, hi=1000)
+    ewma_alpha: float = setting(0.3, "weight of the newest sample in the moving average", lo=0.01, hi=1)
+    window: int = setting(32, "samples kept per path for quantiles", lo=4, hi=10000)
+    stale_after_s: float = setting(60.0, "measurements older than this are unknown, never healthy", lo=1, hi=86400)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How the probe loop reaches real edges and centers (the emulated world ignores this)."""
+
+    port: int = setting(443, "port probed on every edge and center", lo=1, hi=65535)
+    kind: str = setting("tcp", "tcp: handshake time; http/https: time to a 2xx status line from GET /healthz",
+                        choices=("tcp", "http", "https"))
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    down_after: int = setting(2, "consecutive losses that make a path down", lo=1, hi=100)
+    up_after: int = setting(3, "consecutive successes that make a path up", lo=1, hi=100)
+    min_down_s: float = setting(20.0, "a target stays down at least this long", lo=0, hi=3600)
+    stale_after_s: float = setting(60.0, "results older than this are unknown, never healthy", lo=1, hi=86400)
+    flap_penalty: float = setting(1000.0, "damping penalty per down transition", lo=0, hi=1e6)
+    suppress: float = setting(2500.0, "penalty above which a target is held down", lo=0, hi=1e6)
+    reuse: float = setting(800.0, "penalty below which a held target may come back", lo=0, hi=1e6)
+    half_life_s: float = setting(120.0, "half-life of the damping penalty", lo=1, hi=86400)
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    kind: str = setting("embedded", "where answers are published", flag="--backend", choices=("embedded", "route53", "powerdns"))
+    endpoint_url: str | None = setting(None, "DNS API endpoint (Route 53 / moto, or the PowerDNS API)", flag="--endpoint-url")
+    zone_id: str | None = setting(None, "hosted zone id (skips looking the zone up by name)", flag="--zone-id")
+    create_zone: bool = setting(False, "create the zone when it does not exist", flag="--create-zone")
+    api_key_env: str = setting("PDNS_API_KEY", "environment variable holding the PowerDNS API key", flag="--api-key-env")
+    requests_per_s: float = setting(10.0, "Route 53 API requests per second (account-wide quota)", lo=0.1, hi=100,
+                                    flag="--requests-per-s")
+    wait_insync: bool = setting(False, "wait until Route 53 reports each change INSYNC", flag="--wait-insync")
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    kind: str = setting("file", "leader election (kubernetes: in-cluster Lease)", flag="--lease", choices=("file", "kubernetes"))
+    namespace: str = setting("globalaccel", "namespace of the Lease", flag="--lease-namespace")
+    name: str = setting("globalaccel-loop", "name of the Lease", flag="--lease-name")
+    identity: str | None = setting(None, "lease holder identity (default: host name)", flag="--identity", in_stack=False)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    local: bool = setting(False, "emulate every edge and center on loopback and serve DNS locally", in_stack=False)
+    duration: float | None = setting(None, "stop after this many seconds (default: until Ctrl-C)", lo=0, hi=1e9, in_stack=False)
+    interval: float = setting(5.0, "seconds per probe cycle (every path once)", lo=0.05, hi=3600)
+    probe_timeout: float = setting(2.0, "seconds before a probe counts as lost (at most the interval)", lo=0.01, hi=60)
+    once: bool = setting(False, "one probe cycle and one routing cycle, then exit", in_stack=False)
+    dry_run: bool = setting(False, "compute and log, but do not publish to DNS", in_stack=False)
+    dns_host: str = setting("127.0.0.1", "address the embedded DNS server listens on")
+    dns_port: int = setting(5353, "port of the embedded DNS server", lo=0, hi=65535)
+    metrics_host: str = setting("127.0.0.1", "address for /metrics, /status and /healthz (0.0.0.0 in a pod)")
+    metrics_port: int = setting(9464, "port for /metrics, /status and /healthz", lo=0, hi=65535)
+    state_dir: Path | None = setting(None, "state folder (default: state/<stack>)", in_stack=False)
+    scenario: Path | None = setting(None, "YAML file of timed faults for the emulated world", in_stack=False)
+    world_port: int = setting(18080, "port of the emulated world's listeners", lo=1, hi=65535)
+    control_port: int = setting(18079, "port of the emulated world's fault API", lo=1, hi=65535)
+    vantage: str | None = setting(None, "the center this prober runs in (without --local)", in_stack=False)
+    source_address: str | None = setting(None, "local address to probe from (default: any)", in_stack=False)
+    peers: tuple[str, ...] = setting((), "another center's prober results endpoint, CENTER=URL (repeat)", flag="--peer")
+    measurements_host: str = setting("127.0.0.1", "address to serve this prober's results on")
+    measurements_port: int | None = setting(None, "port to serve this prober's results on (for peers)", lo=1, hi=65535)
+    backend: BackendSettings = field(default_factory=BackendSettings)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+
+    @property
+    def peer_urls(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for item in self.peers:
+            center, sep, url = item.partition("=")
+            if not sep or not center or not url:
+                raise UsageError(f"--peer takes CENTER=URL, got {item!r}")
+            out[center] = url
+        return out
+
+
+# In a cluster every prober serves its results on this port (the Pulumi modules open it and name it in peers).
+CLUSTER_RESULTS_PORT = 9465
+
+
+def up_command(stack: str, settings: LoopSettings, stacks_dir: str | None = None) -> list[str]:
+    """The `globalaccel up` arguments that run the loop with `settings` (container args in the Pulumi modules)."""
+    return ["up", "--stack", stack, *(["--stacks-dir", stacks_dir] if stacks_dir else []), *to_argv(settings)]
+
+
+# ---- the machinery ---------------------------------------------------------------------------------------
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.capitalize() for p in rest)
+
+
+def _scalar_type(cls: type, f: dataclasses.Field[Any]) -> Any:
+    hint = typing.get_type_hints(cls)[f.name]
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def _flag(f: dataclasses.Field[Any], prefix: str) -> str:
+    return f.metadata.get("flag") or "--" + (prefix + f.name).replace("_", "-")
+
+
+def _walk(cls: type, prefix: str = "", path: str = "") -> typing.Iterator[tuple[str, str, dataclasses.Field[Any], Any]]:
+    """(dotted path, flag, field, python type) of every leaf setting."""
+    for f in dataclasses.fields(cls):
+        kind = _scalar_type(cls, f)
+        if dataclasses.is_dataclass(kind):
+            yield from _walk(kind, "" if f.name in ("backend", "lease") else f"{f.name}-", f"{path}{f.name}.")  # type: ignore[arg-type]
+        else:
+            yield f"{path}{f.name}", _flag(f, prefix), f, kind
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type = LoopSettings) -> None:
+    """One argparse argument per setting; defaults stay on the fields (argparse only records what was given)."""
+    for path, flag, f, kind in _walk(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        common: dict[str, Any] = {"dest": path, "default": argparse.SUPPRESS, "help": f"{f.metadata['help']} (default: {f.default})"}
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", **common)
+        elif f.name == "peers":
+            parser.add_argument(flag, action="append", metavar="CENTER=URL", **common)
+        else:
+            parser.add_argument(flag, type=kind if kind in (int, float, Path) else str, choices=f.metadata.get("choices"), **common)
+
+
+def _replace_path(obj: T, dotted: str, value: Any) -> T:
+    head, _, rest = dotted.partition(".")
+    if rest:
+        return dataclasses.replace(obj, **{head: _replace_path(getattr(obj, head), rest, value)})  # type: ignore[type-var]
+    return dataclasses.replace(obj, **{head: value})  # type: ignore[type-var]
+
+
+def with_overrides(settings: T, args: argparse.Namespace) -> T:
+    """`settings` with every setting given on the command line replacing its value."""
+    for path, _, f, _ in _walk(type(settings)):
+        if path in vars(args):
+            value = getattr(args, path)
+            settings = _replace_path(settings, path, tuple(value) if f.name == "peers" else value)
+    return settings
+
+
+def to_argv(settings: Any) -> list[str]:
+    """The flags that reproduce `settings` on top of the defaults (for the Pulumi modules' containers)."""
+    argv: list[str] = []
+    for path, flag, f, _ in _walk(type(settings)):
+        value: Any = settings
+        for part in path.split("."):
+            value = getattr(value, part)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if value == default or not f.metadata.get("cli", True):
+            continue
+        if isinstance(value, bool):
+            argv.append(flag)
+        elif f.name == "peers":
+            argv += [f"{flag}={item}" for item in value]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _check_value(value: Any, kind: Any, f: dataclasses.Field[Any], file: Path, line: int, key: str, problems: ProblemCollector) -> Any:
+    meta = f.metadata
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
+            problems.add(file, line, key, f"must be {'an integer' if kind is int else 'a number'}; got {value!r}")
+            return None
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if lo is not None and hi is not None and not lo <= value <= hi:
+            problems.add(file, line, key, f"must be between {lo:g} and {hi:g}; got {value!r}")
+            return None
+        return kind(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            problems.add(file, line, key, f"must be true or false; got {value!r}")
+            return None
+        return value
+    if f.name == "peers":
+        if not isinstance(value, list) or not all(isinstance(v.value, str) for v in value):
+            problems.add(file, line, key, "must be a list of CENTER=URL")
+            return None
+        return tuple(v.value for v in value)
+    if not isinstance(value, str) or not value.strip():
+        problems.add(file, line, key, f"must be non-empty text; got {value!r}")
+        return None
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        problems.add(file, line, key, f"must be one of {', '.join(choices)}; got {value!r}")
+        return None
+    return Path(value) if kind is Path else value
+
+
+def from_stack(cls: type[T], node: Located | None, file: Path, key: str, problems: ProblemCollector) -> T:
+    """Settings of `cls` from a stack-file block (camelCase keys); unknown keys and bad values are problems."""
+    if node is None:
+        return cls()
+    if not isinstance(node.value, dict):
+        problems.add(file, node.line, key, "must be a mapping")
+        return cls()
+    values: dict[str, Any] = {}
+    known: set[str] = set()
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        kind = _scalar_type(cls, f)
+        yaml_key = _camel(f.name)
+        if not dataclasses.is_dataclass(kind) and not f.metadata.get("in_stack", True):
+            continue
+        known.add(yaml_key)
+        child = node.get(yaml_key)
+        if child is None:
+            continue
+        if dataclasses.is_dataclass(kind):
+            values[f.name] = from_stack(kind, child, file, f"{key}.{yaml_key}", problems)  # type: ignore[arg-type]
+            continue
+        checked = _check_value(child.value, kind, f, file, child.line, f"{key}.{yaml_key}", problems)
+        if checked is not None:
+            values[f.name] = checked
+    for name in sorted(set(node.value) - known):
+        problems.add(file, node.value[name].line, f"{key}.{name}", f"unknown field; expected one of {', '.join(sorted(known))}")
+    return cls(**values)

@@ -1,0 +1,320 @@
+"""The world globalaccel models, loaded from `stacks/` and validated all-or-nothing.
+
+A stack file is a Pulumi stack config (`stacks/Pulumi.<stack>.yaml`); our keys live under the
+`global-accel:` namespace so the same file drives `pulumi up`, the control loop and the auditor.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from globalaccel.errors import ConfigError, ProblemCollector
+from globalaccel.residency import ResidencyPolicy, load_residency
+from globalaccel.settings import LatencySettings, LoopSettings, ProbeSettings, RoutingSettings, from_stack
+from globalaccel.sourcefile import Located, load_yaml, read_csv
+
+NAMESPACE = "global-accel"
+CONTINENTS = ("AF", "AN", "AS", "EU", "NA", "OC", "SA")
+_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+@dataclass(frozen=True)
+class Center:
+    """A regional center node: where traffic ends and data is processed and stored."""
+
+    id: str
+    name: str
+    region: str  # cloud region (AWS region name)
+    lat: float
+    lon: float
+    address: str
+
+
+@dataclass(frozen=True)
+class Edge:
+    """An acceleration edge point. It forwards a client's traffic to a center; it stores nothing."""
+
+    id: str
+    city: str
+    country: str
+    lat: float
+    lon: float
+    capacity: float  # relative capacity units (Gbit/s in the shipped catalogs)
+    address: str
+
+
+@dataclass(frozen=True)
+class Country:
+    code: str  # ISO 3166-1 alpha-2
+    name: str
+    continent: str  # Route 53 continent code
+    lat: float  # population-weighted centroid
+    lon: float
+    population: int
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A group of clients routed alike. One per country today; finer cells share the country's rule."""
+
+    id: str
+    country: str
+    lat: float
+    lon: float
+    demand: float  # weight of traffic from this cell (population)
+
+
+@dataclass(frozen=True)
+class Topology:
+    stack: str
+    zone: str  # DNS zone the controller owns
+    service_name: str  # the FQDN users resolve
+    centers: tuple[Center, ...]
+    edges: tuple[Edge, ...]
+    countries: Mapping[str, Country]
+    cells: tuple[Cell, ...]
+    residency: ResidencyPolicy
+    routing: RoutingSettings
+    latency: LatencySettings
+    source_files: tuple[str, ...]
+    raw_config: Mapping[str, Any]  # every stack config key, plain, for the IaC program
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
+    loop: LoopSettings = field(default_factory=LoopSettings)  # the control loop's settings from the stack file
+
+    @cached_property
+    def center_by_id(self) -> dict[str, Center]:
+        return {c.id: c for c in self.centers}
+
+    @cached_property
+    def edge_by_id(self) -> dict[str, Edge]:
+        return {e.id: e for e in self.edges}
+
+    @property
+    def center_ids(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.centers)
+
+
+def stack_file(stacks_dir: Path, stack: str) -> Path:
+    return stacks_dir / f"Pulumi.{stack}.yaml"
+
+
+def _number(
+    node: Located | None, file: Path, fld: str, problems: ProblemCollector, *, lo: float, hi: float, default: float | None = None,
+    integer: bool = False,
+) -> float | None:
+    if node is None:
+        if default is None:
+            problems.add(file, None, fld, "is required")
+        return default
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        problems.add(file, node.line, fld, f"must be {'an integer' if integer else 'a number'}; got {value!r}")
+        return None
+    if not lo <= value <= hi:
+        problems.add(file, node.line, fld, f"must be between {lo:g} and {hi:g}; got {value!r}")
+        return None
+    return float(value)
+
+
+def _text(node: Located | None, file: Path, fld: str, problems: ProblemCollector, line: int | None) -> str | None:
+    if node is None:
+        problems.add(file, line, fld, "is required")
+        return None
+    if not isinstance(node.value, str) or not node.value.strip():
+        problems.add(file, node.line, fld, f"must be non-empty text; got {node.value!r}")
+        return None
+    return node.value.strip()
+
+
+def _address(text: str, file: Path, line: int | None, fld: str, problems: ProblemCollector) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        problems.add(file, line, fld, f"not an IP address: {text!r}")
+        return None
+
+
+def _parse_centers(node: Located | None, file: Path, problems: ProblemCollector) -> list[Center]:
+    key = f"config.{NAMESPACE}:centers"
+    if node is None or not isinstance(node.value, list) or len(node.value) < 2:
+        # A center's health is judged by a quorum of the *other* centers' probers.
+        problems.add(file, None if node is None else node.line, key, "must list at least two centers (each is judged by the others)")
+        return []
+    centers: list[Center] = []
+    for i, item in enumerate(node.value):
+        path = f"{key}[{i}]"
+        if not isinstance(item.value, dict):
+            problems.add(file, item.line, path, "must be a mapping")
+            continue
+        cid = _text(item.get("id"), file, f"{path}.id", problems, item.line)
+        name = _text(item.get("name"), file, f"{path}.name", problems, item.line)
+        region = _text(item.get("region"), file, f"{path}.region", problems, item.line)
+        lat = _number(item.get("lat"), file, f"{path}.lat", problems, lo=-90, hi=90)
+        lon = _number(item.get("lon"), file, f"{path}.lon", problems, lo=-180, hi=180)
+        addr_text = _text(item.get("address"), file, f"{path}.address", problems, item.line)
+        addr_node = item.get("address")
+        address = _address(addr_text, file, addr_node.line if addr_node else None, f"{path}.address", problems) if addr_text else None
+        if cid is not None and not _ID.match(cid):
+            problems.add(file, item.line, f"{path}.id", f"must be lowercase letters, digits and '-'; got {cid!r}")
+            cid = None
+        if cid and any(c.id == cid for c in centers):
+            problems.add(file, item.line, f"{path}.id", f"duplicate center id {cid!r}")
+            cid = None
+        if None not in (cid, name, region, lat, lon, address):
+            centers.append(Center(cid, name, region, lat, lon, address))  # type: ignore[arg-type]
+    return centers
+
+
+def load_countries(file: Path, problems: ProblemCollector) -> dict[str, Country]:
+    countries: dict[str, Country] = {}
+    for row in read_csv(file, ("code", "name", "continent", "lat", "lon", "population")):
+        f = row.fields
+        code = f["code"].strip()
+        if not re.fullmatch(r"[A-Z]{2}", code):
+            problems.add(file, row.line, "code", f"not an ISO 3166-1 alpha-2 code: {code!r}")
+            continue
+        if code in countries:
+            problems.add(file, row.line, "code", f"duplicate country {code}")
+            continue
+        if f["continent"] not in CONTINENTS:
+            problems.add(file, row.line, "continent", f"unknown continent {f['continent']!r}")
+            continue
+        lat = _csv_float(f["lat"], file, row.line, "lat", problems, -90, 90)
+        lon = _csv_float(f["lon"], file, row.line, "lon", problems, -180, 180)
+        pop = _csv_float(f["population"], file, row.line, "population", problems, 0, 1e10)
+        if lat is None or lon is None or pop is None:
+            continue
+        countries[code] = Country(code, f["name"], f["continent"], lat, lon, int(pop))
+    return countries
+
+
+def _csv_float(text: str, file: Path, line: int, fld: str, problems: ProblemCollector, lo: float, hi: float) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        problems.add(file, line, fld, f"not a number: {text!r}")
+        return None
+    if not lo <= value <= hi or value != value:
+        problems.add(file, line, fld, f"out of range [{lo:g}, {hi:g}]: {text}")
+        return None
+    return value
+
+
+def load_edges(file: Path, countries: Mapping[str, Country], problems: ProblemCollector) -> list[Edge]:
+    edges: list[Edge] = []
+    seen_ids: dict[str, int] = {}
+    seen_addresses: dict[str, int] = {}
+    for row in read_csv(file, ("id", "city", "country", "lat", "lon", "capacity", "address")):
+        f = row.fields
+        eid = f["id"].strip()
+        ok = True
+        if not _ID.match(eid):
+            problems.add(file, row.line, "id", f"must be lowercase letters, digits and '-' (max 63); got {eid!r}")
+            ok = False
+        elif eid in seen_ids:
+            problems.add(file, row.line, "id", f"duplicate edge id {eid!r} (first on line {seen_ids[eid]})")
+            ok = False
+        else:
+            seen_ids[eid] = row.line
+        country = f["country"].strip()
+        if countries and country not in countries:
+            problems.add(file, row.line, "country", f"unknown country code {country!r}")
+            ok = False
+        lat = _csv_float(f["lat"], file, row.line, "lat", problems, -90, 90)
+        lon = _csv_float(f["lon"], file, row.line, "lon", problems, -180, 180)
+        capacity = _csv_float(f["capacity"], file, row.line, "capacity", problems, 1e-9, 1e9)
+        address = _address(f["address"], file, row.line, "address", problems)
+        if address is not None:
+            if address in seen_addresses:
+                problems.add(file, row.line, "address", f"duplicate address {address} (first on line {seen_addresses[address]})")
+                ok = False
+            else:
+                seen_addresses[address] = row.line
+        if not f["city"].strip():
+            problems.add(file, row.line, "city", "is empty")
+            ok = False
+        if ok and None not in (lat, lon, capacity, address):
+            edges.append(Edge(eid, f["city"].strip(), country, lat, lon, capacity, address))  # type: ignore[arg-type]
+    if not edges and not problems.problems:
+        problems.add(file, None, "rows", "the catalog has no edges")
+    return edges
+
+
+def _parse_routing(node: Located | None, file: Path, problems: ProblemCollector) -> RoutingSettings:
+    key = f"config.{NAMESPACE}:routing"
+    settings = from_stack(RoutingSettings, node, file, key, problems)
+    if settings.max_answers < settings.answers and node is not None:
+        problems.add(file, node.line, f"{key}.maxAnswers", f"must be at least answers ({settings.answers})")
+    return settings
+
+
+def _reject_unknown(node: Located, allowed: set[str], file: Path, key: str, problems: ProblemCollector) -> None:
+    for name in sorted(set(node.value) - allowed):
+        problems.add(file, node.value[name].line, f"{key}.{name}", f"unknown field; expected one of {', '.join(sorted(allowed))}")
+
+
+def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
+    """Load `stacks/Pulumi.<stack>.yaml` and every file it names. Raises ConfigError naming file,
+    line and field for every problem found; never returns a partially valid topology."""
+    file = stack_file(stacks_dir, stack)
+    if not file.exists():
+        available = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+        raise ConfigError.single(file, None, "stack", f"no such stack {stack!r}; available: {', '.join(available) or 'none'}")
+    root = load_yaml(file)
+    problems = ProblemCollector()
+    config = root.get("config")
+    if config is None or not isinstance(config.value, dict):
+        raise ConfigError.single(file, root.line, "config", "a stack file needs a 'config' mapping")
+
+    def key(name: str) -> Located | None:
+        return config.get(f"{NAMESPACE}:{name}")
+
+    zone = _text(key("zone"), file, f"config.{NAMESPACE}:zone", problems, config.line)
+    service = _text(key("serviceName"), file, f"config.{NAMESPACE}:serviceName", problems, config.line)
+    for fld, value, node in (("zone", zone, key("zone")), ("serviceName", service, key("serviceName"))):
+        if value is not None and not _HOSTNAME.match(value.rstrip(".").lower()):
+            problems.add(file, node.line if node else None, f"config.{NAMESPACE}:{fld}", f"not a DNS name: {value!r}")
+    if zone and service and not (service.rstrip(".").lower() + ".").endswith("." + zone.rstrip(".").lower() + "."):
+        problems.add(file, key("serviceName").line, f"config.{NAMESPACE}:serviceName",  # type: ignore[union-attr]
+                     f"{service!r} is not inside the zone {zone!r} the controller owns")
+    centers = _parse_centers(key("centers"), file, problems)
+    routing = _parse_routing(key("routing"), file, problems)
+    latency = from_stack(LatencySettings, key("latency"), file, f"config.{NAMESPACE}:latency", problems)
+    probe = from_stack(ProbeSettings, key("probe"), file, f"config.{NAMESPACE}:probe", problems)
+    loop = from_stack(LoopSettings, key("loop"), file, f"config.{NAMESPACE}:loop", problems)
+    paths: dict[str, Path] = {}
+    for name in ("countries", "edgeCatalog", "residency"):
+        text = _text(key(name), file, f"config.{NAMESPACE}:{name}", problems, config.line)
+        if text is not None:
+            paths[name] = (stacks_dir / text).resolve()
+    problems.raise_if_any()
+
+    countries = load_countries(paths["countries"], problems)
+    problems.raise_if_any()
+    edges = load_edges(paths["edgeCatalog"], countries, problems)
+    problems.raise_if_any()
+    residency = load_residency(paths["residency"], [c.id for c in centers], countries)
+    cells = tuple(Cell(c.code, c.code, c.lat, c.lon, float(max(c.population, 1))) for c in sorted(countries.values(), key=lambda c: c.code))
+    return Topology(
+        stack=stack,
+        zone=zone.rstrip(".").lower(),  # type: ignore[union-attr]
+        service_name=service.rstrip(".").lower(),  # type: ignore[union-attr]
+        centers=tuple(centers),
+        edges=tuple(edges),
+        countries=countries,
+        cells=cells,
+        residency=residency,
+        routing=routing,
+        latency=latency,
+        source_files=(str(file), *(str(p) for p in paths.values())),
+        raw_config=config.plain(),
+        probe=probe,
+        loop=loop,
+    )
