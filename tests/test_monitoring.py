@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from globalaccel.topology import load_stack
 from monitoring import dashboards
-from tests.conftest import ROOT
+from tests.conftest import ROOT, STACKS
 from tests.services import free_port
 from tests.test_up import UpProcess
 
@@ -169,3 +170,46 @@ def test_every_variable_query_and_rule_expression(stack_with_prometheus: tuple[U
     with urllib.request.urlopen(f"{url}/api/v1/rules", timeout=10) as response:
         states = [r.get("health") for g in json.loads(response.read())["data"]["groups"] for r in g["rules"]]
     assert states and all(s == "ok" for s in states), states
+
+
+def firing(url: str) -> dict[str, list[dict[str, str]]]:
+    with urllib.request.urlopen(f"{url}/api/v1/alerts", timeout=10) as response:
+        alerts = json.loads(response.read())["data"]["alerts"]
+    out: dict[str, list[dict[str, str]]] = {}
+    for alert in alerts:
+        if alert["state"] == "firing":
+            out.setdefault(alert["labels"]["alertname"], []).append(alert["labels"])
+    return out
+
+
+def test_counters_exist_from_the_first_scrape(stack_with_prometheus: tuple[UpProcess, str]) -> None:
+    """`increase()` cannot see a counter's first increment unless the series existed before it."""
+    _, url = stack_with_prometheus
+    downs = query(url, 'globalaccel_health_changes_total{to="down"}')["data"]["result"]
+    assert {r["metric"]["kind"] for r in downs} == {"edge", "center"}
+    reasons = {r["metric"]["reason"] for r in query(url, "globalaccel_route_changes_total")["data"]["result"]}
+    assert reasons == {"best", "held", "preferred_fallback", "fail_closed", "no_healthy_path"}
+    lost = query(url, 'globalaccel_probes_total{result="lost"}')["data"]["result"]
+    assert {r["metric"]["vantage"] for r in lost} == set(load_stack("dev", STACKS).center_ids)
+
+
+def test_a_cut_off_prober_pages_as_blind_and_nothing_else(stack_with_prometheus: tuple[UpProcess, str]) -> None:
+    """A real Prometheus with rules.yml unmodified: one center's prober cut off from everything is
+    GlobalaccelProberBlind for that vantage (for: 1m), no other alert fires, and clearing resolves it.
+    The longer matrix of every fault kind is benchmarks/bench_alerts.py (minutes per fault)."""
+    up, url = stack_with_prometheus
+    assert firing(url) == {}, "alerts before the fault"
+    up.fault({"kind": "cut_vantage", "target": "us-east-1"})
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and "GlobalaccelProberBlind" not in firing(url):
+            time.sleep(2)
+        alerts = firing(url)
+        assert set(alerts) == {"GlobalaccelProberBlind"}, alerts
+        assert [a["vantage"] for a in alerts["GlobalaccelProberBlind"]] == ["us-east-1"]
+    finally:
+        up.fault({"kind": "clear"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and firing(url):
+        time.sleep(2)
+    assert firing(url) == {}

@@ -52,6 +52,19 @@ def center_address(index: int) -> str:
     return f"127.20.0.{index + 1}"
 
 
+def down_centers(control_port: int, previous: set[str]) -> set[str]:
+    """The centers the world has down (its control API): their probers are dead in the emulation, so
+    `up --local` drops their results instead of recording a stream of failures no real dead prober
+    would send. Keeps the previous answer if the control API does not answer."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{control_port}/faults", timeout=2) as response:
+            return set(json.loads(response.read()).get("down", []))
+    except (OSError, ValueError):
+        return previous
+
+
 @dataclass
 class Faults:
     down: set[str] = field(default_factory=set)

@@ -21,7 +21,7 @@ from globalaccel.control.state import FileLease
 from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer
 from globalaccel.dns.embedded_backend import empty_snapshot
 from globalaccel.dns.factory import open_backend
-from globalaccel.emulated.world import center_address, edge_address
+from globalaccel.emulated.world import center_address, down_centers, edge_address
 from globalaccel.errors import UsageError
 from globalaccel.measure.peers import PeerPuller, ResultBuffer, serve_results
 from globalaccel.measure.prober import ProbePath, Prober
@@ -125,8 +125,15 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
                                      lambda: loop.last_cycle_at, stale_after=max(60.0, 10 * options.interval))
         metrics_port = http_server.port
         sink: Callable[[ProbePath, float | None, float], None] = loop.record
+        silent: set[str] = set()  # emulated: vantages whose center is down report nothing, as a dead prober would
         if options.local:
             paths = emulated_paths(topology, options.world_port)
+
+            def record_unless_silent(path: ProbePath, rtt: float | None, now: float) -> None:
+                if path.vantage not in silent:
+                    loop.record(path, rtt, now)
+
+            sink = record_unless_silent
         else:
             assert options.vantage is not None
             paths = real_paths(topology, options.vantage, options.source_address)
@@ -169,6 +176,8 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
         tty = out.isatty()
         while not stop.is_set():
             sent_before, t0 = prober.sent, time.monotonic()
+            if options.local:
+                silent = await asyncio.to_thread(down_centers, options.control_port, silent)
             probing = asyncio.create_task(prober.run_cycle())
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait({probing, waiter}, return_when=asyncio.FIRST_COMPLETED)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from globalaccel.answers import Answers
 from globalaccel.control.decisionlog import LOG_NAME, DecisionEntry, DecisionLog
+from globalaccel.control.exporter import CycleExporter
 from globalaccel.control.metrics import LoopMetrics
 from globalaccel.control.state import StateStore
 from globalaccel.dns.backend import OwnedZone, publish
@@ -75,7 +76,8 @@ class ControlLoop:
         self.table: RoutingTable | None = None
         self.store = StateStore(state_dir)
         self.log = DecisionLog(state_dir / LOG_NAME)
-        self.region = {e.id: topology.countries[e.country].continent if e.country in topology.countries else "??" for e in topology.edges}
+        self.exporter = CycleExporter(topology, self.metrics, backend.name)
+        self.region = self.exporter.region
         self._published = False  # whether the current table reached the backend (never, in a new process)
         self._last_hash = ""  # the last table logged; restored from state so a restart logs nothing new
         self.restored = self._restore()
@@ -83,12 +85,6 @@ class ControlLoop:
         self.last_cycle_at: float | None = None  # wall clock of the last completed cycle (liveness)
         self.cycles = 0
         self.metrics.up_time.set(self.clock())
-        for edge in topology.edges:
-            self.metrics.edge_info.labels(edge.id, self.region[edge.id], edge.country, f"{edge.lat:.4f}", f"{edge.lon:.4f}").set(1)
-        # Create the per-backend series now, so dashboards and alerts see zeros rather than nothing.
-        self.metrics.dns_errors.labels(backend.name)
-        self.metrics.dns_requests.labels(backend.name)
-        self.metrics.dns_apply.labels(backend.name)
 
     # ---- inputs -----------------------------------------------------------------------------------
     def record(self, path: ProbePath, rtt_ms: float | None, now: float) -> None:
@@ -136,7 +132,8 @@ class ControlLoop:
         self._save(now)
         report = CycleReport(table.generation, table.content_hash, changed, len(health.edges), len(health.centers), table.fail_closed(),
                              len(residency), published, leader, verdict.changed, error, time.perf_counter() - start)
-        self._export(report, verdict.states, verdict.suppressed, now, leader, changed, table)
+        self.exporter.export(self.health, self.latency, table, verdict.states, verdict.changed, changed, now)
+        self._export(report, verdict.suppressed, now, leader, changed)
         self.last_report, self.cycles, self.last_cycle_at = report, self.cycles + 1, time.time()
         return report
 
@@ -158,24 +155,8 @@ class ControlLoop:
         return True
 
     # ---- metrics ----------------------------------------------------------------------------------
-    def _export(self, report: CycleReport, states: dict[str, str], suppressed: frozenset[str], now: float, leader: bool,
-                changed: list[str], table: RoutingTable) -> None:
+    def _export(self, report: CycleReport, suppressed: frozenset[str], now: float, leader: bool, changed: list[str]) -> None:
         m = self.metrics
-        center_edge = self.latency.center_edge_ms(now)
-        best = center_edge.min(axis=0)
-        for i, edge in enumerate(self.topology.edges):
-            region = self.region[edge.id]
-            m.edge_up.labels(edge.id, region).set(1.0 if states.get(edge.id) == "up" else 0.0)
-            m.edge_rtt.labels(edge.id, region).set(float(best[i]) / 1000.0)
-        for center in self.topology.center_ids:
-            m.center_up.labels(center).set(1.0 if states.get(center) == "up" else 0.0)
-        for target, (_, after) in report.health_changes.items():
-            m.health_changes.labels("center" if target in self.topology.center_by_id else "edge", after).inc()
-        for cid in changed:
-            m.route_changes.labels(table.routes[cid].reason).inc()
-        fresh = sum(1 for p in self.health.paths.values() if p.current(now, self.health.settings) != "unknown")
-        total = sum(len(v) for v in self.health.vantages_for.values())
-        m.coverage.set(fresh / total if total else 0.0)
         m.suppressed.set(len(suppressed))
         m.generation.set(report.generation)
         if changed:

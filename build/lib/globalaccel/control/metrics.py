@@ -52,6 +52,19 @@ class LoopMetrics:
         self.edge_info = Gauge("globalaccel_edge_info", "1 per edge, carrying where it is (for maps)",
                                ["edge", "region", "country", "lat", "lon"], registry=r)
         self.up_time = Gauge("globalaccel_loop_start_timestamp_seconds", "When this loop started", registry=r)
+        self.vantage_fresh = Gauge("globalaccel_vantage_fresh_ratio", "Share of a vantage's probe paths with a fresh result",
+                                   ["vantage"], registry=r)
+        self.vantage_reachable = Gauge("globalaccel_vantage_reachable_ratio",
+                                       "Among a vantage's fresh paths, the share it sees up (a cut-off prober sees none)",
+                                       ["vantage"], registry=r)
+        self.flapping = Gauge("globalaccel_flapping_targets",
+                              "Targets that changed state repeatedly (damping penalty at its suppress threshold)", ["kind"], registry=r)
+        self.countries_unserved = Gauge("globalaccel_countries_unserved",
+                                        "Countries given no answer: by their rule's own choice (rule) or because nothing allowed is "
+                                        "healthy (outage)", ["cause"], registry=r)
+        self.country_rtt = Gauge("globalaccel_country_rtt_seconds", "Estimated client RTT of a country's answers (demand-weighted)",
+                                 ["country", "region"], registry=r)
+        self.edges_configured = Gauge("globalaccel_edges_configured", "Edges in the stack's catalog", registry=r)
 
     def series_count(self) -> int:
         return sum(len(m.samples) for m in self.registry.collect())
