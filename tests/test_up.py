@@ -180,8 +180,8 @@ def settled(up: UpProcess, quiet_cycles: int = 4) -> Callable[[], bool]:
         path = up.state_dir / "decisions.jsonl"
         if not path.exists():
             return False
-        marks[up.cycles()] = len(path.read_text().splitlines())
-        now = up.cycles()
+        now = up.cycles()  # one reading: the loop may complete a cycle between two
+        marks[now] = len(path.read_text().splitlines())
         return now > quiet_cycles and now - quiet_cycles in marks and marks[now - quiet_cycles] == marks[now]
 
     return check
