@@ -13,6 +13,7 @@ import pulumi
 from globalaccel.answers import Answers
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.dns.route53_validate import validate_records
+from globalaccel.iac.deployable import check_deployable
 from globalaccel.routing.summary import compute_table
 from globalaccel.settings import CLUSTER_RESULTS_PORT
 from globalaccel.topology import load_stack
@@ -21,32 +22,45 @@ from modules.control_plane import ControlPlane, ControlPlaneArgs
 from modules.edge_fleet import EdgeFleet, EdgeFleetArgs
 from modules.routing_zone import RoutingZone, RoutingZoneArgs
 
-topology = load_stack(pulumi.get_stack(), Path(__file__).resolve().parent / "stacks")
-config = pulumi.Config("global-accel")
-image = config.get("image") or "ghcr.io/globalaccel/globalaccel:0.1.0"
-control_center = config.get("controlCenter") or topology.centers[0].id
-if control_center not in topology.center_by_id:
-    raise ValueError(f"stacks/Pulumi.{topology.stack}.yaml: config.global-accel:controlCenter: unknown center {control_center!r}")
-
-zone = RoutingZone("routing", RoutingZoneArgs(topology.zone, topology.stack, config.get("parentZoneId")))
-prober_urls = {c.id: f"http://prober-{c.id}.{topology.zone}:{CLUSTER_RESULTS_PORT}" for c in topology.centers}
 stacks_dir = Path(__file__).resolve().parent / "stacks"
+topology = load_stack(pulumi.get_stack(), stacks_dir)
+check_deployable(topology, stacks_dir)  # placeholders and missing production settings: refused before any resource
+iac = topology.iac
+config = pulumi.Config("global-accel")
+control_center = iac.control_center or topology.centers[0].id
+allowed_accounts = [iac.aws_account_id] if iac.aws_account_id else None
+
+
+def kubeconfig(center: str) -> pulumi.Output[str] | None:
+    """Each center's cluster from its own secret. Required to deploy (check_deployable names a missing one);
+    an example stack renders against no cluster."""
+    key = f"kubeconfig-{center}"
+    return config.get_secret(key) if iac.example else config.require_secret(key)
+
+
+zone = RoutingZone("routing", RoutingZoneArgs(topology.zone, topology.stack, iac.parent_zone_id, protect=iac.protect,
+                                              allowed_account_ids=allowed_accounts))
+prober_urls = {c.id: f"http://prober-{c.id}.{topology.zone}:{CLUSTER_RESULTS_PORT}" for c in topology.centers}
 stack_files = {str(Path(f).resolve().relative_to(stacks_dir)): Path(f).read_text(encoding="utf-8") for f in topology.source_files}
 centers = {
-    c.id: CenterNode(c.id, CenterNodeArgs(center=c, stack=topology.stack, image=image, kubeconfig=config.get_secret(f"kubeconfig-{c.id}"),
-                                          peers={k: v for k, v in prober_urls.items() if k != c.id}, probe_port=topology.probe.port))
+    c.id: CenterNode(c.id, CenterNodeArgs(center=c, stack=topology.stack, image=iac.image, kubeconfig=kubeconfig(c.id),
+                                          peers={k: v for k, v in prober_urls.items() if k != c.id}, probe_port=topology.probe.port,
+                                          loop=topology.loop, stack_files=stack_files, allowed_account_ids=allowed_accounts))
     for c in topology.centers
 }
 table, _ = compute_table(topology)
 records = compile_route53(topology, Answers.from_table(table, topology))  # the fleet's sync adds the zone's ownership claim
 validate_records(records, topology.zone.rstrip(".") + ".", topology.countries)
 fleet = EdgeFleet("edges", EdgeFleetArgs(zone=topology.zone.rstrip(".") + ".", service=topology.service_name.rstrip(".") + ".",
-                                         stack=topology.stack, zone_id=zone.zone.zone_id, records=records, edges=len(topology.edges)))
+                                         stack=topology.stack, zone_id=zone.zone.zone_id, records=records, edges=len(topology.edges),
+                                         protect=iac.protect, delete_records=iac.delete_records_on_destroy))
 control = ControlPlane("control", ControlPlaneArgs(stack=topology.stack, zone_id=zone.zone.zone_id, control_center=control_center,
-                                                   image=image, k8s_provider=centers[control_center].k8s,
+                                                   image=iac.image, k8s_provider=centers[control_center].k8s,
                                                    peers={k: v for k, v in prober_urls.items() if k != control_center},
-                                                   stack_files=stack_files,
-                                                   oidc_provider_arn=config.get("oidcProviderArn")))
+                                                   mounted=centers[control_center].stack, loop=topology.loop,
+                                                   oidc_provider_arn=iac.oidc_provider_arn,
+                                                   state_storage=iac.state_storage,
+                                                   control_region=topology.center_by_id[control_center].region))
 
 pulumi.export("serviceName", topology.service_name)
 pulumi.export("zoneId", zone.zone.zone_id)

@@ -84,7 +84,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from globalaccel.iac.preview import run_program, summarise, write_manifests
 
     project = Path(__file__).resolve().parent.parent
+    from globalaccel.iac.deployable import check_deployable
+
     topology = load_stack(args.stack, args.stacks_dir)  # bad config fails here, before any resource
+    check_deployable(topology, args.stacks_dir)  # as the program does: placeholders named before any resource
     resources = run_program(args.stack, project)
     sys.path.insert(0, str(project))
     from policy.validators import validate

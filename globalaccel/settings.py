@@ -137,13 +137,28 @@ class LoopSettings:
         return out
 
 
+@dataclass(frozen=True)
+class IacSettings:
+    """What `pulumi up` needs beyond the world itself (the `global-accel:iac:` block)."""
+
+    example: bool = setting(False, "an example stack: placeholder addresses and reserved names are allowed, and it must never be deployed")
+    protect: bool = setting(True, "protect the hosted zone and the edge fleet: Pulumi refuses to delete or replace them")
+    delete_records_on_destroy: bool = setting(False, "deleting the fleet resource deletes the live records it owns (default: leave them)")
+    image: str = setting("ghcr.io/globalaccel/globalaccel:0.1.0", "container image of the loop and probers; pin by digest (...@sha256:...)")
+    control_center: str | None = setting(None, "center whose cluster runs the control loop (default: the first center)")
+    parent_zone_id: str | None = setting(None, "hosted zone to delegate the routing zone from")
+    oidc_provider_arn: str | None = setting(None, "the EKS cluster's IAM OIDC provider: the loop's role trusts only its service account")
+    aws_account_id: str | None = setting(None, "the AWS account every provider is allowed to act in (allowedAccountIds)")
+    state_storage: str = setting("1Gi", "size of the persistent volume holding the loop's state and decision log")
+
+
 # In a cluster every prober serves its results on this port (the Pulumi modules open it and name it in peers).
 CLUSTER_RESULTS_PORT = 9465
 
 
-def up_command(stack: str, settings: LoopSettings, stacks_dir: str | None = None) -> list[str]:
+def up_command(stack: str, settings: LoopSettings, stacks_dir: str | None = None, full: bool = False) -> list[str]:
     """The `globalaccel up` arguments that run the loop with `settings` (container args in the Pulumi modules)."""
-    return ["up", "--stack", stack, *(["--stacks-dir", stacks_dir] if stacks_dir else []), *to_argv(settings)]
+    return ["up", "--stack", stack, *(["--stacks-dir", stacks_dir] if stacks_dir else []), *to_argv(settings, full)]
 
 
 # ---- the machinery ---------------------------------------------------------------------------------------
@@ -181,7 +196,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type = LoopSettings) -> 
             continue
         common: dict[str, Any] = {"dest": path, "default": argparse.SUPPRESS, "help": f"{f.metadata['help']} (default: {f.default})"}
         if kind is bool:
-            parser.add_argument(flag, action="store_true", **common)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)  # --x / --no-x: either wins over the stack
         elif f.name == "peers":
             parser.add_argument(flag, action="append", metavar="CENTER=URL", **common)
         else:
@@ -196,26 +211,39 @@ def _replace_path(obj: T, dotted: str, value: Any) -> T:
 
 
 def with_overrides(settings: T, args: argparse.Namespace) -> T:
-    """`settings` with every setting given on the command line replacing its value."""
-    for path, _, f, _ in _walk(type(settings)):
-        if path in vars(args):
-            value = getattr(args, path)
-            settings = _replace_path(settings, path, tuple(value) if f.name == "peers" else value)
+    """`settings` with every setting given on the command line replacing its value, each checked by the
+    same rules as the stack file (ranges, choices, CENTER=URL); problems name the flag."""
+    problems = ProblemCollector()
+    for path, flag, f, kind in _walk(type(settings)):
+        if path not in vars(args):
+            continue
+        value = getattr(args, path)
+        if f.name == "peers":
+            value = tuple(value)
+            for item in value:
+                _check_peer(item, Path("command line"), None, flag, problems)
+        elif value is not None and kind is not Path:
+            value = _check_value(value, kind, f, Path("command line"), None, flag, problems)
+        settings = _replace_path(settings, path, value)
+    if problems.problems:
+        raise UsageError("; ".join(f"{p.field}: {p.message}" for p in problems.problems))
     return settings
 
 
-def to_argv(settings: Any) -> list[str]:
-    """The flags that reproduce `settings` on top of the defaults (for the Pulumi modules' containers)."""
+def to_argv(settings: Any, full: bool = False) -> list[str]:
+    """The flags that reproduce `settings`: by default those that differ from the field defaults; with
+    `full`, every setting that has a value, so the command line alone decides (the Pulumi modules'
+    containers, whose stack file could otherwise supply a different value for a flag left out)."""
     argv: list[str] = []
     for path, flag, f, _ in _walk(type(settings)):
         value: Any = settings
         for part in path.split("."):
             value = getattr(value, part)
         default = f.default if f.default is not dataclasses.MISSING else None
-        if value == default or not f.metadata.get("cli", True):
+        if not f.metadata.get("cli", True) or value is None or (value == default and not full):
             continue
         if isinstance(value, bool):
-            argv.append(flag)
+            argv.append(flag if value else "--no-" + flag.removeprefix("--"))
         elif f.name == "peers":
             argv += [f"{flag}={item}" for item in value]
         else:
@@ -223,7 +251,14 @@ def to_argv(settings: Any) -> list[str]:
     return argv
 
 
-def _check_value(value: Any, kind: Any, f: dataclasses.Field[Any], file: Path, line: int, key: str, problems: ProblemCollector) -> Any:
+def _check_peer(item: str, file: Path, line: int | None, key: str, problems: ProblemCollector) -> None:
+    center, sep, url = item.partition("=")
+    if not sep or not center or not url.startswith(("http://", "https://")):
+        problems.add(file, line, key, f"takes CENTER=URL (an http:// or https:// base URL); got {item!r}")
+
+
+def _check_value(value: Any, kind: Any, f: dataclasses.Field[Any], file: Path, line: int | None, key: str,
+                 problems: ProblemCollector) -> Any:
     meta = f.metadata
     if kind in (int, float):
         if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
@@ -243,6 +278,8 @@ def _check_value(value: Any, kind: Any, f: dataclasses.Field[Any], file: Path, l
         if not isinstance(value, list) or not all(isinstance(v.value, str) for v in value):
             problems.add(file, line, key, "must be a list of CENTER=URL")
             return None
+        for i, v in enumerate(value):
+            _check_peer(v.value, file, v.line, f"{key}[{i}]", problems)
         return tuple(v.value for v in value)
     if not isinstance(value, str) or not value.strip():
         problems.add(file, line, key, f"must be non-empty text; got {value!r}")

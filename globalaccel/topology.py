@@ -16,7 +16,7 @@ from typing import Any
 
 from globalaccel.errors import ConfigError, ProblemCollector
 from globalaccel.residency import ResidencyPolicy, load_residency
-from globalaccel.settings import LatencySettings, LoopSettings, ProbeSettings, RoutingSettings, from_stack
+from globalaccel.settings import IacSettings, LatencySettings, LoopSettings, ProbeSettings, RoutingSettings, from_stack
 from globalaccel.sourcefile import Located, load_yaml, read_csv
 
 NAMESPACE = "global-accel"
@@ -87,6 +87,7 @@ class Topology:
     raw_config: Mapping[str, Any]  # every stack config key, plain, for the IaC program
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     loop: LoopSettings = field(default_factory=LoopSettings)  # the control loop's settings from the stack file
+    iac: IacSettings = field(default_factory=IacSettings)  # what `pulumi up` needs beyond the world
 
     @cached_property
     def center_by_id(self) -> dict[str, Center]:
@@ -289,6 +290,16 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
     latency = from_stack(LatencySettings, key("latency"), file, f"config.{NAMESPACE}:latency", problems)
     probe = from_stack(ProbeSettings, key("probe"), file, f"config.{NAMESPACE}:probe", problems)
     loop = from_stack(LoopSettings, key("loop"), file, f"config.{NAMESPACE}:loop", problems)
+    iac = from_stack(IacSettings, key("iac"), file, f"config.{NAMESPACE}:iac", problems)
+    center_ids = {c.id for c in centers}
+    for item in loop.peers:
+        peer = item.partition("=")[0]
+        if peer not in center_ids:
+            problems.add(file, key("loop").line if key("loop") else None, f"config.{NAMESPACE}:loop.peers",  # type: ignore[union-attr]
+                         f"{peer!r} is not a center of the stack")
+    if iac.control_center is not None and iac.control_center not in {c.id for c in centers}:
+        problems.add(file, key("iac").line if key("iac") else None, f"config.{NAMESPACE}:iac.controlCenter",  # type: ignore[union-attr]
+                     f"unknown center {iac.control_center!r}")
     paths: dict[str, Path] = {}
     for name in ("countries", "edgeCatalog", "residency"):
         text = _text(key(name), file, f"config.{NAMESPACE}:{name}", problems, config.line)
@@ -317,4 +328,5 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
         raw_config=config.plain(),
         probe=probe,
         loop=loop,
+        iac=iac,
     )

@@ -3,17 +3,32 @@ prober, and one Route 53 health check for the center itself (never one per edge)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from globalaccel.settings import CLUSTER_RESULTS_PORT, LoopSettings, up_command
+from globalaccel.settings import CLUSTER_RESULTS_PORT, BackendSettings, LeaseSettings, LoopSettings, up_command
 from globalaccel.topology import Center
+from modules.stack_files import STACKS_MOUNT, stack_config_map
 
 LABELS = {"app.kubernetes.io/part-of": "globalaccel"}
+STATE_MOUNT = "/var/lib/globalaccel"
+# Non-root, read-only root filesystem, no privilege escalation, no capabilities: the loop needs none.
+POD_SECURITY: Any = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                     "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY: Any = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                           "capabilities": {"drop": ["ALL"]}}
+
+
+def spread(labels: dict[str, str]) -> Any:
+    """Replicas in different availability zones, and on different nodes, where the cluster has them."""
+    return [{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": labels}}
+            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")]
 
 
 @dataclass
@@ -24,6 +39,9 @@ class CenterNodeArgs:
     kubeconfig: pulumi.Input[str] | None  # secret config; None renders manifests against the default context
     peers: dict[str, str]  # other centers -> their prober's results URL
     probe_port: int = 443
+    loop: LoopSettings = field(default_factory=LoopSettings)  # the stack's loop block: the probers start from it
+    stack_files: dict[str, str] = field(default_factory=dict)  # relative path under stacks/ -> content
+    allowed_account_ids: list[str] | None = None  # the provider refuses to act in any other account
 
 
 class CenterNode(pulumi.ComponentResource):
@@ -31,7 +49,7 @@ class CenterNode(pulumi.ComponentResource):
         super().__init__("globalaccel:index:CenterNode", name, None, opts)
         c = args.center
         child = pulumi.ResourceOptions(parent=self)
-        self.provider = aws.Provider(f"{name}-aws", region=c.region, opts=child)
+        self.provider = aws.Provider(f"{name}-aws", region=c.region, allowed_account_ids=args.allowed_account_ids, opts=child)
         on_aws = pulumi.ResourceOptions(parent=self, provider=self.provider)
         tags = {"globalaccel:center": c.id, "globalaccel:residency-zone": c.region, "globalaccel:stack": args.stack}
         self.bucket = aws.s3.Bucket(f"{name}-devices", bucket=f"globalaccel-{args.stack}-{c.id}-devices", tags=tags, opts=on_aws)
@@ -53,24 +71,36 @@ class CenterNode(pulumi.ComponentResource):
         after_ns = pulumi.ResourceOptions(parent=self, provider=self.k8s, depends_on=[self.namespace])
         # Every prober is a dry-run loop of its own center: it measures, serves its results to the others
         # and exports metrics; only the control loop publishes. Its command line comes from the settings tree.
-        prober = LoopSettings(vantage=c.id, dry_run=True, metrics_host="0.0.0.0", measurements_host="0.0.0.0",
-                              measurements_port=CLUSTER_RESULTS_PORT, peers=tuple(f"{p}={url}" for p, url in sorted(args.peers.items())))
+        # The full command line is emitted (to_argv full): the pod's behaviour and this manifest's ports cannot
+        # be changed behind its back by a value in the mounted stack file.
+        prober = dataclasses.replace(
+            args.loop, local=False, once=False, duration=None, vantage=c.id, dry_run=True, metrics_host="0.0.0.0",
+            measurements_host="0.0.0.0", measurements_port=CLUSTER_RESULTS_PORT,
+            peers=tuple(f"{p}={url}" for p, url in sorted(args.peers.items())), state_dir=Path(STATE_MOUNT),
+            backend=BackendSettings(kind="embedded"), lease=LeaseSettings(kind="file"))
+        self.stack = stack_config_map(f"{name}-stack", args.stack_files, "globalaccel", LABELS, after_ns)
         probes: Any = {"httpGet": {"path": "/healthz", "port": prober.metrics_port}, "periodSeconds": 10}
         deployment_spec: Any = {
-                "replicas": 1,
+                "replicas": 2,  # with the PDB below, a node drain never leaves the center without its prober
                 "selector": {"matchLabels": {"app.kubernetes.io/name": "globalaccel-prober"}},
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {"labels": labels, "annotations": {"globalaccel/stack-checksum": self.stack.checksum}},
                     "spec": {
                         "containers": [{
                             "name": "prober", "image": args.image,
-                            "args": up_command(args.stack, prober),
+                            "args": up_command(args.stack, prober, STACKS_MOUNT, full=True),
                             "ports": [{"name": "results", "containerPort": CLUSTER_RESULTS_PORT},
                                       {"name": "metrics", "containerPort": prober.metrics_port}],
                             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
                             "readinessProbe": probes, "livenessProbe": {**probes, "initialDelaySeconds": 60},
+                            "securityContext": CONTAINER_SECURITY,
+                            "volumeMounts": [{"name": "state", "mountPath": STATE_MOUNT}, {"name": "tmp", "mountPath": "/tmp"},
+                                             {"name": "stack", "mountPath": STACKS_MOUNT, "readOnly": True}],
                         }],
+                        "securityContext": POD_SECURITY,
+                        "volumes": [{"name": "state", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}, self.stack.volume],
                         "nodeSelector": {"topology.kubernetes.io/region": c.region},
+                        "topologySpreadConstraints": spread({"app.kubernetes.io/name": "globalaccel-prober"}),
                     },
                 },
             }
@@ -82,7 +112,7 @@ class CenterNode(pulumi.ComponentResource):
                                                  "ports": [{"name": "results", "port": CLUSTER_RESULTS_PORT},
                                                            {"name": "metrics", "port": prober.metrics_port}]},
                                            opts=after_ns)
-        pdb_spec: Any = {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "globalaccel-prober"}}}
+        pdb_spec: Any = {"minAvailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "globalaccel-prober"}}}
         self.pdb = k8s.policy.v1.PodDisruptionBudget(f"{name}-prober-pdb", metadata={"name": "globalaccel-prober",
                                                                                     "namespace": "globalaccel"},
                                                      spec=pdb_spec, opts=after_ns)

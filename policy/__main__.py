@@ -1,16 +1,33 @@
-"""The CrossGuard policy pack (`pulumi preview --policy-pack policy`). Constructing PolicyPack blocks
-until the engine talks to it, so this file only wires the importable validators into it."""
+"""The CrossGuard policy pack (`pulumi preview --policy-pack policy`). Constructing PolicyPack serves
+the analyzer until the engine stops it, so this file only wires the importable validators into it.
+
+The engine runs it from this folder (`python __main__.py <engine address>`), where the project root is
+not on sys.path: it is added here so `policy.validators` and the stack files resolve the same way as
+under the tests.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, PolicyPack, ReportViolation, StackValidationArgs, StackValidationPolicy
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
 
-from globalaccel.topology import load_stack
-from policy.validators import validate
+from google.protobuf.struct_pb2 import ListValue, Struct  # noqa: E402
+from pulumi_policy import (  # noqa: E402
+    EnforcementLevel,
+    PolicyPack,
+    ReportViolation,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from globalaccel.topology import load_stack  # noqa: E402
+from policy.validators import validate  # noqa: E402
 
 
 @dataclass
@@ -18,13 +35,29 @@ class _Resource:
     type: str
     name: str
     inputs: dict[str, Any]
-    provider: str | None
+    provider: str | None  # the name of the resource's explicit provider
+
+
+def plain(value: Any) -> Any:
+    """pulumi-policy hands nested maps and lists over as protobuf Struct / ListValue (only the top level
+    is a dict): make them the plain Python the validators, like the rest of globalaccel, expect."""
+    if isinstance(value, Struct | Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, ListValue | list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def stack_of(urn: str) -> str:
+    """urn:pulumi:<stack>::<project>::<type>::<name> -> <stack>: the stack being analysed, not a guess."""
+    return urn.split("::", 1)[0].rsplit(":", 1)[-1]
 
 
 def _check(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    topology = load_stack(args.get_config().get("stack", "prod"), Path(__file__).resolve().parent.parent / "stacks")
-    resources = [_Resource(r.resource_type, r.name, dict(r.props), getattr(r.opts.provider, "urn", None) if r.opts else None)
-                 for r in args.resources]
+    if not args.resources:
+        return
+    topology = load_stack(stack_of(args.resources[0].urn), PROJECT / "stacks")
+    resources = [_Resource(r.resource_type, r.name, plain(r.props), r.provider.name if r.provider else None) for r in args.resources]
     for v in validate(resources, topology):
         report_violation(f"[{v.kind}] {v.subject}: {v.evidence}", None)
 

@@ -25,7 +25,11 @@ def _provider_regions(resources: Sequence[Resource]) -> dict[str, str]:
 
 
 def _provider_name(reference: str | None) -> str | None:
-    return reference.split("::")[-2] if reference and "::" in reference else None
+    """A provider's name, from its name or from the reference the engine passes to programs
+    (`<provider URN>::<provider id>`, whose second-to-last segment is the name)."""
+    if not reference:
+        return None
+    return reference.split("::")[-2] if "::" in reference else reference
 
 
 def data_stores_in_allowed_regions(resources: Sequence[Resource], topology: Topology) -> list[Finding]:
@@ -89,7 +93,23 @@ def records_only_in_controller_zones(resources: Sequence[Resource], topology: To
     return out
 
 
-VALIDATORS = (data_stores_in_allowed_regions, no_replication_out_of_region, records_only_in_controller_zones)
+def fleet_records_in_controller_zone(resources: Sequence[Resource], topology: Topology) -> list[Finding]:
+    """The edge fleet's records (one dynamic resource, keyed `name type set-id`) stay inside the controller's zone."""
+    zone = topology.zone.rstrip(".")
+    out = []
+    for r in resources:
+        records = r.inputs.get("records")
+        if r.type != "pulumi-python:dynamic:Resource" or not isinstance(records, dict):
+            continue
+        for key in sorted(records):
+            name = str(key).split(" ")[0].rstrip(".")
+            if not (name == zone or name.endswith("." + zone)):
+                out.append(Finding("records-in-controller-zones", r.name, f"fleet record {name!r} is outside {zone}"))
+    return out
+
+
+VALIDATORS = (data_stores_in_allowed_regions, no_replication_out_of_region, records_only_in_controller_zones,
+              fleet_records_in_controller_zone)
 
 
 def validate(resources: Sequence[Resource], topology: Topology) -> list[Finding]:

@@ -81,13 +81,14 @@ FAULTS = {
     "throttle": (400, "Sender", "Throttling", "Rate exceeded"),
     "prior": (400, "Sender", "PriorRequestNotComplete", "The request was rejected because Route 53 was still processing a prior request."),
     "500": (500, "Receiver", "InternalFailure", "We encountered an internal error. Please try again."),
+    "reject": (400, "Sender", "InvalidChangeBatch", "[RRSet with DNS name x is not permitted]"),  # AWS refuses the whole batch
 }
 
 
 class FaultProxy:
     """HTTP proxy in front of moto. For each ChangeResourceRecordSets request it takes the next fault
-    from `schedule`: None (forward), 'throttle' / 'prior' / '500' (answer without forwarding: not
-    applied), '500-after' (forward, then answer 500: applied, but the client cannot know) or
+    from `schedule`: None (forward), 'throttle' / 'prior' / '500' / 'reject' (answer without forwarding:
+    not applied), '500-after' (forward, then answer 500: applied, but the client cannot know) or
     'drop-after' (forward, then close the connection without answering)."""
 
     def __init__(self, upstream: str, schedule: list[str | None]) -> None:

@@ -55,7 +55,9 @@ def test_counts_and_names(stack: tuple[str, dict[str, Any], list[Res], Path]) ->
     assert by_type["pulumi-python:dynamic:Resource"] == 1  # the whole edge fleet: one resource
     assert "aws:route53/record:Record" not in by_type
     assert by_type["aws:s3/bucket:Bucket"] == 4 and by_type["aws:route53/healthCheck:HealthCheck"] == 4  # one per center
-    assert by_type["kubernetes:apps/v1:Deployment"] == 5  # a prober per center + the loop
+    assert by_type["kubernetes:apps/v1:Deployment"] == 4  # a prober per center
+    assert by_type["kubernetes:apps/v1:StatefulSet"] == 1  # the loop, with a volume per replica for its state
+    assert by_type["kubernetes:core/v1:ConfigMap"] == 4  # the stack's files in every center's cluster
     stack_config = next(r for r in resources if r.type == "kubernetes:core/v1:ConfigMap")
     assert f"Pulumi.{name}.yaml" in stack_config.inputs["data"] and "residency.yaml" in stack_config.inputs["data"]
     assert sum(len(v) for v in stack_config.inputs["data"].values()) < 1_000_000  # a ConfigMap holds at most 1 MiB
@@ -114,7 +116,8 @@ def test_rendered_manifests_pass_schema_validation(stack: tuple[str, dict[str, A
     api = ApiClient()
     files = sorted((out / "manifests").glob("*.yaml"))
     assert len(files) >= 20
-    models = {"Deployment": "V1Deployment", "Service": "V1Service", "Namespace": "V1Namespace", "ServiceAccount": "V1ServiceAccount",
+    models = {"Deployment": "V1Deployment", "StatefulSet": "V1StatefulSet", "Service": "V1Service", "Namespace": "V1Namespace",
+              "ServiceAccount": "V1ServiceAccount",
               "ConfigMap": "V1ConfigMap",
               "PodDisruptionBudget": "V1PodDisruptionBudget", "Role": "V1Role", "RoleBinding": "V1RoleBinding"}
     for path in files:
@@ -191,11 +194,13 @@ def test_edge_fleet_provider_creates_the_fleet_in_budgeted_batches(stack: Stack,
         created = provider.create(props)
         outs = created.outs
         assert outs is not None
-        values = sum(max(1, len(r.values)) for r in _records_from(props))
+        values = sum(max(1, len(r.values)) for r in _records_from(props)) + 1  # and the ownership claim, in the last batch
         assert outs["change_requests"] == math.ceil(values / 500)
         listed = client.list_resource_record_sets(HostedZoneId=zone_id, MaxItems="300")
         assert listed["ResourceRecordSets"]
         assert not provider.diff(created.id, outs, props).changes
-        provider.delete(created.id, outs)
+        provider.delete(created.id, outs)  # by default the records stay: they answer users
+        assert len(client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]) > 2
+        provider.delete(created.id, {**outs, "delete_records": True})
         left = client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
         assert {r["Type"] for r in left} == {"NS", "SOA"}, name  # only the zone's own records remain

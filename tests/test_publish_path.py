@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import shutil
 import subprocess
 import sys
 import time
@@ -186,8 +187,15 @@ def test_plan_into_head_ends_quietly() -> None:
 
 def test_building_the_package_prints_no_deprecation_warning(tmp_path: Path) -> None:
     """The license is an SPDX string (setuptools >= 77), not the deprecated TOML table."""
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path), str(ROOT)], capture_output=True,
-                            text=True, timeout=300, check=False)
+    # Build from a copy of the tracked files: setuptools writes build/ and *.egg-info beside the sources.
+    source = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path / "wheel"), str(source)],
+                            capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "deprecated" not in (result.stdout + result.stderr).lower(), result.stderr[-2000:]
 

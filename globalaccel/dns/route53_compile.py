@@ -53,7 +53,10 @@ class Route53Layout(ZoneOwnership):
         return record.name == self.service or record.name.endswith(".geo." + self.zone) or record.name.endswith(".cc." + self.zone)
 
     def depth(self, name: str) -> int:
-        """Distance from the leaves: aliases must be created after, and deleted before, their targets."""
+        """Distance from the leaves: aliases must be created after, and deleted before, their targets. The
+        ownership claim comes after everything: written in the last batch of a seed, it marks the seed done."""
+        if name == self.owner_name:
+            return 3
         if name.endswith(".cc." + self.zone):
             return 0
         if name.endswith(".geo." + self.zone):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from globalaccel.dns.plan import Change
 from globalaccel.dns.records import Record
+from globalaccel.errors import GlobalaccelError
 from globalaccel.topology import CONTINENTS
 
 MAX_SAME_NAME_TYPE = 100  # geolocation, latency, weighted, multivalue, IP-based (30 for geoproximity)
@@ -28,7 +29,7 @@ class RecordProblem:
         return f"{name} {rtype}{' [' + set_id + ']' if set_id else ''}: {self.message}"
 
 
-class Route53ValidationError(ValueError):
+class Route53ValidationError(GlobalaccelError, ValueError):
     def __init__(self, problems: list[RecordProblem]) -> None:
         self.problems = problems
         super().__init__("Route 53 would reject these records:\n" + "\n".join(str(p) for p in problems[:50]))

@@ -21,6 +21,7 @@ from globalaccel.sourcefile import load_yaml
 from globalaccel.topology import stack_file
 
 PROJECT = "global-accel"
+MOCK_ACCOUNT = "123456789012"  # what the mocked getCallerIdentity answers
 
 
 @dataclass
@@ -34,10 +35,11 @@ class Registered:
 @dataclass
 class RecordingMocks(pulumi.runtime.Mocks):
     resources: list[Registered] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
-        account = "123456789012"
+        account = MOCK_ACCOUNT
         if args.typ == "aws:route53/zone:Zone":
             outputs.update(zoneId=f"Z{len(self.resources):020d}", nameServers=[f"ns-{i}.awsdns.example" for i in range(4)])
         elif args.typ == "aws:iam/role:Role":
@@ -49,7 +51,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
-        return {}, None
+        self.calls.append(args.token)
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": MOCK_ACCOUNT, "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:user/preview", "userId": "AIDPREVIEW",
+                    "id": MOCK_ACCOUNT}, []  # no check failures (the mock host iterates them: None is not accepted)
+        return {}, []
 
 
 def stack_config(stacks_dir: Path, stack: str) -> dict[str, str]:

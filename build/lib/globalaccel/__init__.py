@@ -1,3 +1,0 @@
-"""globalaccel: residency-constrained latency routing for one device cloud worldwide."""
-
-__version__ = "0.1.0"

@@ -1,1 +1,0 @@
-"""Applications: `up`, the main job, wiring measurement, control, DNS and the emulated world."""

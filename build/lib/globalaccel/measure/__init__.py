@@ -1,1 +1,0 @@
-"""Measurement: probing paths, health with hysteresis and quorum, results shared between centers."""
