@@ -24,6 +24,7 @@ from globalaccel.dns.budget import ApiBudget  # noqa: E402
 from globalaccel.dns.route53 import Route53Backend  # noqa: E402
 from globalaccel.dns.route53_compile import compile_route53, layout_for  # noqa: E402
 from globalaccel.routing.summary import compute_table  # noqa: E402
+from globalaccel.settings import BackendSettings  # noqa: E402
 from globalaccel.topology import load_stack  # noqa: E402
 from tests.services import moto_server, route53_client  # noqa: E402
 
@@ -48,7 +49,7 @@ def main() -> None:
         fast = ApiBudget.route53(1000, 100_000, 100_000)  # moto has no limits; the audit is what is timed
         sync(Route53Backend(client, zone, layout_for(prod), budget=fast), compile_route53(prod, Answers.from_table(table, prod)))
         start = time.perf_counter()
-        report = run_audit(prod, AuditOptions(source="route53", endpoint_url=url, what_if=True))
+        report = run_audit(prod, AuditOptions(source="route53", backend=BackendSettings(kind="route53", endpoint_url=url), what_if=True))
         r53_s = time.perf_counter() - start
     print(f"route53: {r53_s:.1f} s (moto over HTTP, whole zone listed), {len(report.scenarios)} scenarios, "
           f"{len(report.violations)} violations (goal < 30 s)")

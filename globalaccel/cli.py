@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from globalaccel.errors import GlobalaccelError
+from globalaccel.errors import GlobalaccelError, UsageError
 from globalaccel.settings import BackendSettings, add_arguments, with_overrides
 from globalaccel.topology import load_stack
 
@@ -19,6 +19,15 @@ DEFAULT_STACKS = Path("stacks")
 def _add_stack_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
     parser.add_argument("--stacks-dir", type=Path, default=DEFAULT_STACKS, help="folder holding the stack files (default: stacks)")
+
+
+def backend_for(stack_backend: BackendSettings, args: argparse.Namespace, default_kind: str) -> BackendSettings:
+    """The backend a command talks to: `--backend` (or the command's default kind); the stack's
+    `loop.backend` block applies only when it names that same kind (its endpoint is that backend's);
+    flags override either."""
+    kind = getattr(args, "kind", None) or default_kind
+    base = stack_backend if stack_backend.kind == kind else BackendSettings(kind=kind)
+    return with_overrides(base, args)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -37,10 +46,9 @@ def cmd_dns_sync(args: argparse.Namespace) -> int:
     from globalaccel.dns.commands import dns_sync, render_sync
 
     topology = load_stack(args.stack, args.stacks_dir)
-    settings = with_overrides(topology.loop.backend, args)
+    settings = backend_for(topology.loop.backend, args, default_kind="route53")
     if settings.kind == "embedded":
-        print("globalaccel: dns sync takes --backend route53 or powerdns; the embedded server is `dns serve`", file=sys.stderr)
-        return 2
+        raise UsageError("dns sync takes --backend route53 or powerdns; the embedded server is `dns serve`")
     result = dns_sync(topology, settings, args.dry_run)
     print(json.dumps(result, indent=2) if args.format == "json" else render_sync(result))
     return 0 if result["converged"] or args.dry_run else 1
@@ -65,7 +73,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from globalaccel.audit.run import AuditOptions, run_audit
 
     topology = load_stack(args.stack, args.stacks_dir)
-    options = AuditOptions(source=args.source, endpoint_url=args.endpoint_url, dns=args.dns, state_dir=args.state_dir,
+    live = None
+    if args.source in ("route53", "powerdns"):  # the live zone, opened as the loop opens it: the stack's backend block + flags
+        args.kind = args.source
+        live = backend_for(topology.loop.backend, args, default_kind=args.source)
+    options = AuditOptions(source=args.source, backend=live, dns=args.dns, state_dir=args.state_dir,
                            what_if=args.what_if, s3_endpoint_url=args.s3_endpoint_url, check_s3=args.s3, manifests=args.manifests)
     report = run_audit(topology, options)
     if args.format == "json":
@@ -119,7 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
     dsync = dns.add_parser("sync", help="compile the routing table into records and push the minimal changes")
     _add_stack_args(dsync)
     add_arguments(dsync, BackendSettings)
-    dsync.set_defaults(**{"kind": "route53"})  # `dns sync` without --backend means Route 53
     dsync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     dsync.add_argument("--format", choices=("text", "json"), default="text")
     dsync.set_defaults(func=cmd_dns_sync)
@@ -140,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="prove from live state where every country's traffic and data go (exit 0 / 1 / 2)")
     _add_stack_args(audit)
     audit.add_argument("--source", choices=("plan", "local", "route53", "powerdns"), default="plan")
-    audit.add_argument("--endpoint-url", help="Route 53 endpoint (AWS or moto) or PowerDNS API")
+    audit.add_argument("--endpoint-url", dest="endpoint_url", default=argparse.SUPPRESS,
+                       help="Route 53 endpoint (AWS or moto) or PowerDNS API (default: the stack's loop.backend)")
+    audit.add_argument("--zone-id", dest="zone_id", default=argparse.SUPPRESS, help="hosted zone id, when several share the zone's name")
+    audit.add_argument("--api-key-env", dest="api_key_env", default=argparse.SUPPRESS,
+                       help="environment variable holding the PowerDNS API key (default: the stack's, else PDNS_API_KEY)")
     audit.add_argument("--dns", default="127.0.0.1:5353", help="embedded server to query with ECS (--source local)")
     audit.add_argument("--state-dir", type=Path, help="the loop's state folder: decision log and the live table")
     audit.add_argument("--what-if", action="store_true", help="every single and double center failure, and strict countries' edges down")
@@ -159,6 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def operational(exc: Exception) -> str | None:
+    """A one-line reason for failures of the world around us (cloud APIs, credentials, ports, clusters),
+    which are the operator's to fix; None for anything else, which is a bug."""
+    import errno
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"AWS refused {exc.operation_name}: {error.get('Code', '?')}: {error.get('Message', '')}"
+    if isinstance(exc, BotoCoreError):
+        return f"AWS: {exc}"
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+        return f"cannot listen: {exc.strerror} ({exc})"
+    if type(exc).__name__ == "ConfigException" and type(exc).__module__.startswith("kubernetes"):
+        return f"Kubernetes: {exc} (--lease kubernetes runs inside a cluster)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -166,6 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GlobalaccelError as exc:  # every operator-facing error carries its exit status; mapped here only
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        reason = operational(exc)
+        if reason is None:
+            raise  # a bug: keep the traceback
+        print(f"globalaccel: {reason}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # `globalaccel plan | head`: the reader left. Point stdout at /dev/null so the interpreter's
         # final flush does not raise again, and end quietly as other Unix tools do.

@@ -107,6 +107,8 @@ class LoopSettings:
     duration: float | None = setting(None, "stop after this many seconds (default: until Ctrl-C)", lo=0, hi=1e9, in_stack=False)
     interval: float = setting(5.0, "seconds per probe cycle (every path once)", lo=0.05, hi=3600)
     probe_timeout: float = setting(2.0, "seconds before a probe counts as lost (at most the interval)", lo=0.01, hi=60)
+    min_fresh_share: float = setting(0.5, "publish only while at least this share of probe paths has fresh results "
+                                          "(a cold start or a stall holds the last answers)", lo=0, hi=1)
     once: bool = setting(False, "one probe cycle and one routing cycle, then exit", in_stack=False)
     dry_run: bool = setting(False, "compute and log, but do not publish to DNS", in_stack=False)
     dns_host: str = setting("127.0.0.1", "address the embedded DNS server listens on")

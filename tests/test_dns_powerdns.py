@@ -106,11 +106,13 @@ def test_why_validation_matters_powerdns_serves_servfail_for_broken_lua(pdns: tu
 def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pdns: tuple[int, PowerDnsBackend],
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from globalaccel.audit.run import AuditOptions, run_audit
+    from globalaccel.settings import BackendSettings
 
     port, provider = pdns
     sync(provider, TABLE)
     monkeypatch.setenv("PDNS_API_KEY", provider.api_key)
-    options = AuditOptions(source="powerdns", endpoint_url=provider.base.split("/api/")[0], dns=f"127.0.0.1:{port}")
+    options = AuditOptions(source="powerdns", backend=BackendSettings(kind="powerdns", endpoint_url=provider.base.split("/api/")[0]),
+                           dns=f"127.0.0.1:{port}")
     report = run_audit(PROD, options)
     assert report.violations == []
     served = [r for r in report.results if r.status == "served"]

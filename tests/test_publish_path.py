@@ -232,3 +232,20 @@ def test_healthz_turns_503_when_the_loop_stops_cycling() -> None:
         assert get("/nope") == 404
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["up", "--stack", "dev", "--local", "--dns-port", "99999", "--once"], "--dns-port: must be between 0 and 65535"),
+    (["up", "--stack", "dev", "--local", "--interval", "0", "--once"], "--interval: must be between"),
+    (["up", "--stack", "dev", "--peer", "nonsense", "--vantage", "us-east-1", "--once"], "--peer: takes CENTER=URL"),
+    (["up", "--stack", "dev", "--once"], "without --local, name this prober's center with --vantage"),
+    (["dns", "sync", "--stack", "dev", "--requests-per-s", "0", "--dry-run"], "--requests-per-s: must be between"),
+    (["dns", "sync", "--stack", "dev", "--backend", "powerdns", "--dry-run"], "needs --endpoint-url"),
+    (["dns", "sync", "--stack", "dev", "--endpoint-url", "http://127.0.0.1:9", "--dry-run"], "AWS"),
+])
+def test_operator_errors_are_one_line_and_exit_2(argv: list[str], needle: str) -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PDNS_API_KEY"}
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
+    result = subprocess.run([CLI, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert needle in result.stderr and "Traceback" not in result.stderr, result.stderr

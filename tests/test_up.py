@@ -304,3 +304,38 @@ def test_a_returning_leader_republishes_its_table(tmp_path: Path) -> None:
     assert back.leader and back.table_hash == first.table_hash
     assert back.published and responder.snapshot.answers == served  # republished against live state, not assumed
     loop.lease.release()
+
+
+def test_a_cold_loop_holds_the_live_answers_until_it_has_fresh_measurements(tmp_path: Path) -> None:
+    """A loop that starts with no (or stale) measurements computes a table with every target unknown:
+    publishing it would withdraw the world. It holds the live answers instead, and publishes once its
+    measurements are fresh. Real components: the embedded backend and the file lease."""
+    from globalaccel.app.up import emulated_paths
+    from globalaccel.control.loop import ControlLoop
+    from globalaccel.control.state import FileLease
+    from globalaccel.dns.backend import OwnedZone
+    from globalaccel.dns.embedded import DnsResponder
+    from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
+
+    responder = DnsResponder(empty_snapshot(DEV, "127.0.0.1"))
+    zone = OwnedZone(EmbeddedBackend(DEV, responder))
+    warm = ControlLoop(DEV, zone, tmp_path / "a", FileLease(tmp_path / "a"))
+    for t in (0.1, 0.2, 0.3):
+        for path in emulated_paths(DEV, 1):
+            warm.record(path, 10.0, t)
+    assert warm.cycle(now=1.0).published
+    served = dict(responder.snapshot.answers)
+    assert served
+    warm.lease.release()
+
+    cold = ControlLoop(DEV, zone, tmp_path / "b", FileLease(tmp_path / "b"))  # a replacement with nothing measured yet
+    held = cold.cycle(now=2.0)
+    assert not held.published and held.error is not None and held.error.startswith("holding")
+    assert responder.snapshot.answers == served  # nothing withdrawn
+    stale = cold.cycle(now=500.0)  # still nothing fresh much later: still holding
+    assert not stale.published and responder.snapshot.answers == served
+    for t in (501.0, 502.0, 503.0):
+        for path in emulated_paths(DEV, 1):
+            cold.record(path, 10.0, t)
+    assert cold.cycle(now=504.0).published
+    assert set(responder.snapshot.answers) == set(served)

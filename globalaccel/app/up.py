@@ -109,9 +109,10 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
     metrics = LoopMetrics()
     responder = DnsResponder(empty_snapshot(topology, options.dns_host))  # fail closed until the first measured table
     backend_settings = dataclasses.replace(options.backend, kind="embedded") if options.local else options.backend
-    backend = open_backend(topology, backend_settings, responder)
+    backend = open_backend(topology, backend_settings, responder, dry_run=options.dry_run)  # a dry run creates no zone
     loop = ControlLoop(topology, backend, state_dir, make_lease(options, state_dir), metrics,
-                       health_settings=health_settings(topology, options), dry_run=options.dry_run)
+                       health_settings=health_settings(topology, options), dry_run=options.dry_run,
+                       min_fresh_share=options.min_fresh_share)
     world = start_world(topology, options, stacks_dir) if options.local else None
     serve_dns = backend.name == "embedded"
     server = EmbeddedDnsServer(responder, options.dns_host, options.dns_port)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,45 +29,71 @@ from globalaccel.control.decisionlog import read_entries, replay
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.findings import Finding
 from globalaccel.residency import Mode
-from globalaccel.routing import Health
+from globalaccel.routing import REASON_FAIL_CLOSED, Health
 from globalaccel.routing.summary import compute_table
 from globalaccel.topology import Topology
 
 # ---- the checks ------------------------------------------------------------------------------------------
 
-Expected = Mapping[str, tuple[str | None, set[str]]]  # country -> (center, edge addresses) per the routing table
+@dataclass(frozen=True)
+class Expected:
+    """What the table says a country gets: an explicit state, never inferred from absence."""
+
+    state: str  # served | fail_closed | no_path | unknown (the log has no decision for it)
+    center: str | None = None
+    addresses: frozenset[str] = frozenset()
 
 
-def expected_from_table(answers: Answers) -> dict[str, tuple[str | None, set[str]]]:
-    """Per country, the center and addresses the table serves; (None, empty) for fail-closed and no-path."""
-    return {code: (d.center, set(d.addresses)) if isinstance(d, Served) else (None, set()) for code, d in answers.countries()}
+def expected_from_table(answers: Answers) -> dict[str, Expected]:
+    return {code: Expected("served", d.center, frozenset(d.addresses)) if isinstance(d, Served) else Expected(d.state)
+            for code, d in answers.countries()}
 
 
-def expected_from_log(path: Path, topology: Topology) -> dict[str, tuple[str | None, set[str]]]:
-    """The live table, replayed from the decision log (each entry holds the routes that changed)."""
+def expected_from_log(path: Path, topology: Topology) -> dict[str, Expected]:
+    """The live table, replayed from the decision log (each entry holds the routes of the cells that
+    changed), per country through its cells. A country none of whose cells the log decided is unknown."""
     entries, _ = read_entries(path)
     routes = replay(entries)
     edges = topology.edge_by_id
-    return {code: (routes[code].center, {edges[e].address for e in routes[code].edges if e in edges}) if code in routes
-            else (None, set()) for code in topology.countries}
+    cells: dict[str, list[str]] = {}
+    for cell in topology.cells:
+        cells.setdefault(cell.country, []).append(cell.id)
+    out: dict[str, Expected] = {}
+    for code in topology.countries:
+        logged = [routes[c] for c in cells.get(code, []) if c in routes]
+        if not logged or len(logged) != len(cells.get(code, [])):
+            out[code] = Expected("unknown")
+            continue
+        route = logged[0]  # one cell per country today
+        if route.center is not None and route.edges:
+            out[code] = Expected("served", route.center, frozenset(edges[e].address for e in route.edges if e in edges))
+        else:
+            out[code] = Expected("fail_closed" if route.reason == REASON_FAIL_CLOSED else "no_path")
+    return out
 
 
-def check_answers(topology: Topology, expected: Expected, answer: AnswerSource) -> tuple[list[CountryResult], list[Finding]]:
+def check_answers(topology: Topology, expected: Mapping[str, Expected],
+                  answer: AnswerSource) -> tuple[list[CountryResult], list[Finding]]:
     edge_by_address = {e.address: e for e in topology.edges}
     results: list[CountryResult] = []
     findings: list[Finding] = []
     for code in sorted(topology.countries):
         rule = topology.residency.rule_for(code)
-        center, addresses = expected.get(code, (None, set()))
+        want = expected[code]  # every country has an explicit expectation: a missing one is a bug, not a state
+        center, addresses = want.center, set(want.addresses)
         got = answer(code)
         allowed = list(topology.residency.permitted_centers(code, topology.center_ids))
         if got is None:
             results.append(CountryResult(code, rule.name, rule.mode.value, center, [], "not_locatable", allowed))
             continue
-        status = "served" if got else "fail_closed"
+        status = "served" if got else ("no_path" if want.state == "no_path" else "fail_closed")
+        if want.state == "unknown":
+            status = "not_logged"  # the loop's log holds no decision for it: reported, not judged against a guess
         results.append(CountryResult(code, rule.name, rule.mode.value, center, sorted(got), status, allowed))
         if center is not None and not topology.residency.allows(code, center):
             findings.append(Finding("out_of_region_answer", code, f"table routes {code} to {center}, which rule {rule.name!r} forbids"))
+        if want.state == "unknown":
+            continue
         if center is None and got:
             findings.append(Finding("fail_closed_violated", code, f"{code} must get no answer (rule {rule.name!r}) but got {sorted(got)}"))
             continue
@@ -104,7 +131,7 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True) -> tuple[li
         problems += fallbacks
         for p in problems:
             findings.append(Finding(p.kind, p.subject, f"[{name}] {p.evidence}"))
-        losing = sorted(r.country for r in results if r.status == "fail_closed" and r.country in served_before)
+        losing = sorted(r.country for r in results if r.status in ("fail_closed", "no_path") and r.country in served_before)
         down_centers = sorted(set(topology.center_ids) - centers)
         scenarios.append(Scenario(name, down_centers, country, losing, len(problems)))
     return scenarios, findings

@@ -15,7 +15,7 @@ class CountryResult:
     mode: str
     center: str | None
     answers: list[str]
-    status: str  # served | fail_closed | not_locatable
+    status: str  # served | fail_closed | no_path | not_locatable | not_logged
     allowed_centers: list[str]
 
 

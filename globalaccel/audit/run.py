@@ -30,7 +30,7 @@ class AuditCannotRun(GlobalaccelError):
 @dataclass
 class AuditOptions:
     source: str  # plan | local | route53 | powerdns
-    endpoint_url: str | None = None
+    backend: BackendSettings | None = None  # the live zone's backend (route53 | powerdns), as the loop opens it
     dns: str = "127.0.0.1:5353"
     state_dir: Path | None = None
     what_if: bool = False
@@ -69,12 +69,12 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         findings += fallbacks
     elif options.source == "route53":
         try:
-            records = [r for r in _live_records(topology, BackendSettings(kind="route53", endpoint_url=options.endpoint_url))
+            records = [r for r in _live_records(topology, options.backend or BackendSettings(kind="route53"))
                        if r.type in ("A", "AAAA", "CNAME")]
         except AuditCannotRun:
             raise
         except Exception as exc:
-            raise AuditCannotRun(f"Route 53 at {options.endpoint_url or 'AWS'}: {exc}") from exc
+            raise AuditCannotRun(f"Route 53 at {(options.backend and options.backend.endpoint_url) or 'AWS'}: {exc}") from exc
         answer, fallbacks = route53_answers(records, topology)
         findings += fallbacks
     elif options.source == "local":
@@ -100,7 +100,7 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         from globalaccel.dns.powerdns import layout_for
 
         layout = layout_for(topology)
-        records = _live_records(topology, BackendSettings(kind="powerdns", endpoint_url=options.endpoint_url))
+        records = _live_records(topology, options.backend or BackendSettings(kind="powerdns"))
         if not any(r.name == layout.geo_probe for r in records):
             raise AuditCannotRun(f"no {layout.geo_probe} record in PowerDNS: sync the zone with globalaccel first")
         host, _, port = options.dns.rpartition(":")

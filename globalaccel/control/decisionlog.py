@@ -28,6 +28,7 @@ class LoggedRoute:
     country: str
     center: str | None
     edges: tuple[str, ...]
+    reason: str = ""  # best | held | preferred_fallback | fail_closed | no_healthy_path ("" in logs written before it was kept)
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class DecisionEntry:
     @classmethod
     def for_table(cls, table: RoutingTable, changed: Iterable[str], now: float, stack: str,
                   health_changes: Mapping[str, tuple[str, str]], residency_violations: int) -> DecisionEntry:
-        routes = {cid: LoggedRoute(table.routes[cid].country, table.routes[cid].center, table.routes[cid].edge_ids)
-                  for cid in sorted(changed)}
+        routes = {cid: LoggedRoute(table.routes[cid].country, table.routes[cid].center, table.routes[cid].edge_ids,
+                                   table.routes[cid].reason) for cid in sorted(changed)}
         return cls(table.generation, round(now, 3), table.content_hash, stack, routes, dict(sorted(health_changes.items())),
                    residency_violations)
 
@@ -54,13 +55,14 @@ class DecisionEntry:
         return {
             "generation": self.generation, "time": self.time, "table_hash": self.table_hash, "stack": self.stack,
             "reasons": {"health": {t: list(c) for t, c in self.health_changes.items()}, "cells": sorted(self.routes)[:500]},
-            "routes": {cid: {"center": r.center, "edges": list(r.edges), "country": r.country} for cid, r in self.routes.items()},
+            "routes": {cid: {"center": r.center, "edges": list(r.edges), "country": r.country, "reason": r.reason}
+                       for cid, r in self.routes.items()},
             "residency_violations": self.residency_violations,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DecisionEntry:
-        routes = {str(cid): LoggedRoute(str(r.get("country", cid)), r.get("center"), tuple(r.get("edges") or ()))
+        routes = {str(cid): LoggedRoute(str(r.get("country", cid)), r.get("center"), tuple(r.get("edges") or ()), str(r.get("reason", "")))
                   for cid, r in (data.get("routes") or {}).items()}
         health = {str(t): (str(c[0]), str(c[1])) for t, c in ((data.get("reasons") or {}).get("health") or {}).items()}
         return cls(int(data.get("generation", 0)), float(data.get("time", 0.0)), str(data.get("table_hash", "")),
@@ -85,9 +87,17 @@ class DecisionLog:
         self.path = path
         self.last_hash = GENESIS
         if path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
                     self.last_hash = json.loads(line)["hash"]
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    # Appending after a broken line would chain onto a guess: stop, and say where.
+                    from globalaccel.control.state import StateError
+
+                    raise StateError(f"{path}:{number}: decision log line is not a log entry ({exc}); the audit names what "
+                                     "changed (globalaccel audit --state-dir); move the log aside to start a new chain") from exc
 
     def append(self, entry: DecisionEntry) -> dict[str, Any]:
         record = {**entry.to_json(), "prev": self.last_hash}

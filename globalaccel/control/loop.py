@@ -60,6 +60,7 @@ class ControlLoop:
         metrics: LoopMetrics | None = None,
         health_settings: HealthSettings | None = None,
         dry_run: bool = False,
+        min_fresh_share: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.topology = topology
@@ -67,6 +68,7 @@ class ControlLoop:
         self.lease = lease
         self.metrics = metrics or LoopMetrics()
         self.dry_run = dry_run
+        self.min_fresh_share = min_fresh_share
         self.clock = clock
         self.router = Router(topology)
         self.latency = LatencyModel(topology)
@@ -112,8 +114,14 @@ class ControlLoop:
             self.log.append(DecisionEntry.for_table(table, changed, now, self.topology.stack, verdict.changed, len(residency)))
         leader = self.lease.acquire()
         published, error = False, None
+        fresh = self.health.fresh_share(now)
         if residency:
             error = f"refusing to publish: {len(residency)} residency violations"  # never serve a table that breaks residency
+        elif leader and not self.dry_run and (table_changed or not self._published) and fresh < self.min_fresh_share:
+            # Unknown is not down: a cold start, a stall or a partition leaves the loop without fresh measurements,
+            # and a table computed from nothing would withdraw the world. The last published answers stay.
+            error = (f"holding: {fresh:.0%} of probe paths have fresh results (publishing needs {self.min_fresh_share:.0%}); "
+                     "the last published answers stay")
         elif leader and not self.dry_run and (table_changed or not self._published):
             apply_start = time.perf_counter()
             try:

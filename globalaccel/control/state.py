@@ -14,6 +14,12 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+from globalaccel.errors import GlobalaccelError
+
+
+class StateError(GlobalaccelError):
+    """The loop's state folder cannot be used as it is (exit 2): the message says which file and what to do."""
+
 
 class StateStore:
     def __init__(self, folder: Path) -> None:
@@ -27,7 +33,7 @@ class StateStore:
             data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
             return data
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{self.path}: state file is corrupt ({exc.msg} at line {exc.lineno}); move it aside to start fresh") from exc
+            raise StateError(f"{self.path}: state file is corrupt ({exc.msg} at line {exc.lineno}); move it aside to start fresh") from exc
 
     def save(self, state: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -19,13 +19,14 @@ def dns_sync(topology: Topology, settings: BackendSettings, dry_run: bool) -> di
     desired = zone.render(Answers.from_table(table, topology))
     report = sync(zone, desired, dry_run=dry_run)
     estimate = zone.estimate(report.changes) if report.changes is not None else {"requests": 0, "tokens": 0}
-    zone_id = getattr(zone.backend, "zone_id", None) or settings.endpoint_url or "(not created yet)"
+    where = getattr(zone.backend, "zone_id", None) or "(not created yet)" if settings.kind == "route53" else settings.endpoint_url
     return {
-        "backend": zone.name, "zone": zone.ownership.zone, "zone_id": zone_id, "table_hash": table.content_hash,
+        "backend": zone.name, "zone": zone.ownership.zone, "zone_id": where, "table_hash": table.content_hash,
         "desired_records": len(desired), "plan": report.planned, "planned_change_requests": estimate["requests"],
         "planned_change_tokens": estimate["tokens"], "dry_run": dry_run,
         "applied_change_requests": report.stats.requests, "change_tokens": report.stats.change_tokens,
-        "throttle_retries": report.stats.retries, "rounds": report.rounds, "converged": report.converged,
+        "throttle_retries": report.stats.retries, "rounds": report.rounds,
+        "converged": report.converged or (dry_run and report.changes is not None),
     }
 
 

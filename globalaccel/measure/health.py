@@ -85,6 +85,12 @@ class HealthTracker:
     def record(self, vantage: str, target: str, ok: bool, now: float) -> None:
         self.paths.setdefault((vantage, target), PathState()).record(ok, now, self.settings)
 
+    def fresh_share(self, now: float) -> float:
+        """The share of all configured (vantage, target) paths with a result younger than stale_after_s."""
+        total = sum(len(v) for v in self.vantages_for.values())
+        fresh = sum(1 for p in self.paths.values() if p.current(now, self.settings) != UNKNOWN)
+        return fresh / total if total else 0.0
+
     def evaluate(self, now: float) -> Verdict:
         s = self.settings
         changed: dict[str, tuple[str, str]] = {}
