@@ -186,7 +186,7 @@ def operational(exc: Exception) -> str | None:
         return f"AWS refused {exc.operation_name}: {error.get('Code', '?')}: {error.get('Message', '')}"
     if isinstance(exc, BotoCoreError):
         return f"AWS: {exc}"
-    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
         return f"cannot listen: {exc.strerror} ({exc})"
     if type(exc).__name__ == "ConfigException" and type(exc).__module__.startswith("kubernetes"):
         return f"Kubernetes: {exc} (--lease kubernetes runs inside a cluster)"

@@ -99,6 +99,18 @@ def summarise(stack: str, resources: list[Registered], centers: list[str], viola
             "by_region": {k or "(default provider)": v for k, v in sorted(by_region.items())}, "policy_violations": violations}
 
 
+def whole_numbers(value: Any) -> Any:
+    """Resource inputs cross the engine as protobuf doubles (10001 arrives as 10001.0); the provider sends
+    whole numbers to the API server as integers, and so do the manifests written here."""
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def write_manifests(resources: list[Registered], folder: Path) -> list[Path]:
     import yaml
 
@@ -108,7 +120,7 @@ def write_manifests(resources: list[Registered], folder: Path) -> list[Path]:
         if not r.type.startswith("kubernetes:") or r.type.startswith("pulumi:providers"):
             continue
         group, kind = r.type.split(":")[1], r.type.split(":")[2]
-        manifest = {"apiVersion": group.removeprefix("core/"), "kind": kind, **r.inputs}
+        manifest = whole_numbers({"apiVersion": group.removeprefix("core/"), "kind": kind, **r.inputs})
         path = folder / f"{r.name}.yaml"
         path.write_text(yaml.safe_dump(manifest, sort_keys=True))
         written.append(path)
