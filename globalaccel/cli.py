@@ -200,18 +200,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GlobalaccelError as exc:  # every operator-facing error carries its exit status; mapped here only
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:
-        reason = operational(exc)
-        if reason is None:
-            raise  # a bug: keep the traceback
-        print(f"globalaccel: {reason}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         # `globalaccel plan | head`: the reader left. Point stdout at /dev/null so the interpreter's
         # final flush does not raise again, and end quietly as other Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
+    except Exception as exc:
+        reason = operational(exc)
+        if reason is None:
+            raise  # a bug: keep the traceback
+        print(f"globalaccel: {reason}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
