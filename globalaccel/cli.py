@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from globalaccel.errors import GlobalaccelError, UsageError
-from globalaccel.settings import BackendSettings, add_arguments, with_overrides
+from globalaccel.settings import BackendSettings, LoopSettings, add_arguments, with_overrides
 from globalaccel.topology import load_stack
 
 DEFAULT_STACKS = Path("stacks")
+LOOP_DEFAULTS = LoopSettings()  # the one place defaults are declared: the settings' fields
 
 
 def _add_stack_args(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     dserve = dns.add_parser("serve", help="run the embedded authoritative DNS server for the stack's zone")
     _add_stack_args(dserve)
     dserve.add_argument("--host", default="127.0.0.1", help="listen address (default: loopback only)")
-    dserve.add_argument("--port", type=int, default=5353)
+    dserve.add_argument("--port", type=int, default=LOOP_DEFAULTS.dns_port)
     dserve.add_argument("--local-country", help="country for clients on loopback/private addresses (default: none, so no answer)")
     dserve.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     dserve.add_argument("--no-cache", action="store_true", help="answer every query from scratch (diagnostics, benchmarks)")
@@ -156,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--zone-id", dest="zone_id", default=argparse.SUPPRESS, help="hosted zone id, when several share the zone's name")
     audit.add_argument("--api-key-env", dest="api_key_env", default=argparse.SUPPRESS,
                        help="environment variable holding the PowerDNS API key (default: the stack's, else PDNS_API_KEY)")
-    audit.add_argument("--dns", default="127.0.0.1:5353", help="embedded server to query with ECS (--source local)")
+    audit.add_argument("--dns", default=f"{LOOP_DEFAULTS.dns_host}:{LOOP_DEFAULTS.dns_port}",
+                       help="DNS server to query with ECS (--source local, powerdns)")
     audit.add_argument("--state-dir", type=Path, help="the loop's state folder: decision log and the live table")
     audit.add_argument("--what-if", action="store_true", help="every single and double center failure, and strict countries' edges down")
     audit.add_argument("--s3", action="store_true", help="check the data-store buckets through boto3")

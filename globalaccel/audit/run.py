@@ -17,7 +17,7 @@ from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.errors import GlobalaccelError
 from globalaccel.findings import Finding
 from globalaccel.routing.summary import compute_table
-from globalaccel.settings import BackendSettings
+from globalaccel.settings import BackendSettings, LoopSettings
 from globalaccel.topology import Topology
 
 
@@ -31,7 +31,7 @@ class AuditCannotRun(GlobalaccelError):
 class AuditOptions:
     source: str  # plan | local | route53 | powerdns
     backend: BackendSettings | None = None  # the live zone's backend (route53 | powerdns), as the loop opens it
-    dns: str = "127.0.0.1:5353"
+    dns: str = f"{LoopSettings().dns_host}:{LoopSettings().dns_port}"
     state_dir: Path | None = None
     what_if: bool = False
     s3_endpoint_url: str | None = None

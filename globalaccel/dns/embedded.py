@@ -295,7 +295,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class EmbeddedDnsServer:
     """UDP and TCP listeners around one DnsResponder."""
 
-    def __init__(self, responder: DnsResponder, host: str = "127.0.0.1", port: int = 5353) -> None:
+    def __init__(self, responder: DnsResponder, host: str, port: int) -> None:
         self.responder = responder
         self.host = host
         self.port = port
