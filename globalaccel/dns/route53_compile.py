@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from globalaccel.answers import Answers
 from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.records import Geo, Record, fqdn
+from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
 from globalaccel.topology import Topology
 
 # Countries whose continent Route 53 may assign differently from GeoNames: their record is placed
@@ -82,6 +83,8 @@ def compile_route53(topology: Topology, answers: Answers, ttl: int = 60) -> list
     continents_used: set[str] = set()
     for code, served in answers.served_countries():
         # Fail-closed and no-path countries get no record, and there is no default anywhere to fall back to.
+        if code in ROUTE53_UNSUPPORTED_COUNTRIES:
+            continue  # Route 53 cannot place a client there: no record can exist, so it gets "no answer"
         leaf = layout.country_name(code)
         for answer, weight in zip(served.answers, weights_to_route53([a.weight for a in served.answers]), strict=True):
             records.append(Record(leaf, "A", (answer.address,), ttl, set_id=f"{code}-{answer.edge_id}", weight=weight))
