@@ -6,6 +6,7 @@ auditor use, so a bad catalog fails here with the file, line and field before an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pulumi
@@ -13,18 +14,26 @@ import pulumi
 from globalaccel.answers import Answers
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.dns.route53_validate import validate_records
+from globalaccel.errors import ConfigError
 from globalaccel.iac.deployable import check_deployable
+from globalaccel.iac.preview import PREVIEW_ENV
 from globalaccel.routing.summary import compute_table
 from globalaccel.settings import CLUSTER_RESULTS_PORT
-from globalaccel.topology import load_stack
+from globalaccel.topology import load_stack, stack_file
 from modules.center import CenterNode, CenterNodeArgs
 from modules.control_plane import ControlPlane, ControlPlaneArgs
 from modules.edge_fleet import EdgeFleet, EdgeFleetArgs
 from modules.routing_zone import RoutingZone, RoutingZoneArgs
 
-stacks_dir = Path(__file__).resolve().parent / "stacks"
+# `globalaccel preview` runs this program under the SDK's mocks and may point it at another stacks folder.
+previewing = PREVIEW_ENV in os.environ
+stacks_dir = Path(os.environ[PREVIEW_ENV]) if previewing else Path(__file__).resolve().parent / "stacks"
 topology = load_stack(pulumi.get_stack(), stacks_dir)
 check_deployable(topology, stacks_dir)  # placeholders and missing production settings: refused before any resource
+if topology.iac.example and not previewing and not pulumi.runtime.is_dry_run():
+    raise ConfigError.single(stack_file(stacks_dir, topology.stack), None, "config.global-accel:iac.example",
+                             "an example stack (placeholder zone and addresses) is never deployed: copy it, set real values, "
+                             "remove `example: true` (globalaccel preview names every value to set)")
 iac = topology.iac
 config = pulumi.Config("global-accel")
 control_center = iac.control_center or topology.centers[0].id
@@ -60,7 +69,8 @@ control = ControlPlane("control", ControlPlaneArgs(stack=topology.stack, zone_id
                                                    mounted=centers[control_center].stack, loop=topology.loop,
                                                    oidc_provider_arn=iac.oidc_provider_arn,
                                                    state_storage=iac.state_storage,
-                                                   control_region=topology.center_by_id[control_center].region))
+                                                   control_region=topology.center_by_id[control_center].region,
+                                                   aws_provider=zone.provider))
 
 pulumi.export("serviceName", topology.service_name)
 pulumi.export("zoneId", zone.zone.zone_id)

@@ -62,8 +62,10 @@ SCENARIOS = [
     # 30% loss on one edge: a path goes down only after 2 losses in a row, and the edge only when a quorum
     # of vantages agree at once, so health holds and nothing pages (measured; the loss shows on dashboards).
     Scenario("loss 30% on one edge", [{"kind": "loss", "target": DEV.edges[1].id, "rate": 0.3}], set(), 420),
-    Scenario("flap (10 s) on two edges", [{"kind": "flap", "target": e.id, "period_s": 10} for e in DEV.edges[2:4]],
-             {"GlobalaccelFlapping"}, 420),
+    # A 10 s flap at the 5 s probe interval never comes back up (3 successes in a row are needed), so health
+    # sees it as down, not flapping (measured). 40 s down / 40 s up is a real flap at this interval.
+    Scenario("flap (40 s) on two edges", [{"kind": "flap", "target": e.id, "period_s": 40} for e in DEV.edges[2:4]],
+             {"GlobalaccelFlapping"}, 600),
     Scenario("oscillate +20 ms (10 s) on one edge", [{"kind": "oscillate", "target": DEV.edges[4].id, "ms": 20, "period_s": 10}],
              set(), 300),
     Scenario("cut_vantage us-east-1", [{"kind": "cut_vantage", "target": "us-east-1"}], {"GlobalaccelProberBlind"}, 240),

@@ -101,7 +101,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     topology = load_stack(args.stack, args.stacks_dir)  # bad config fails here, before any resource
     check_deployable(topology, args.stacks_dir)  # as the program does: placeholders named before any resource
-    resources = run_program(args.stack, project)
+    resources = run_program(args.stack, project, args.stacks_dir)
     sys.path.insert(0, str(project))
     from policy.validators import validate
 

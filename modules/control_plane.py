@@ -35,6 +35,7 @@ class ControlPlaneArgs:
     oidc_provider_arn: str | None = None  # EKS IRSA: required to deploy (globalaccel.iac.deployable); examples trust the account
     state_storage: str = "1Gi"  # the loop's state and decision log, on a persistent volume per replica
     control_region: str | None = None  # the control center's region: the loop's pods and volumes stay there
+    aws_provider: aws.Provider | None = None  # the account-pinned provider IAM is created through
 
 
 def trust_policy(account_id: str, oidc_provider_arn: str | None, namespace: str, service_account: str) -> str:
@@ -69,9 +70,10 @@ def loop_policy(zone_id: str) -> str:
 class ControlPlane(pulumi.ComponentResource):
     def __init__(self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("globalaccel:index:ControlPlane", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        # IAM and the caller identity through the account-pinned provider (allowedAccountIds), never the default.
+        child = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
         ns, account_name = "globalaccel", "globalaccel-loop"
-        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self, provider=args.aws_provider))
         self.role = aws.iam.Role(f"{name}-role", assume_role_policy=identity.account_id.apply(
             lambda account: trust_policy(account, args.oidc_provider_arn, ns, account_name)),
             tags={"globalaccel:stack": args.stack}, opts=child)

@@ -84,6 +84,18 @@ def live_summary(zone: Any) -> dict[str, Any]:
             "live_countries": len({r.name for r in answers}), "live_answers": len(answers)}
 
 
+def _live_or_gone(props: dict[str, Any]) -> dict[str, Any] | None:
+    """The live summary, or None when the hosted zone no longer exists."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return live_summary(_zone(props))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchHostedZone":
+            return None
+        raise
+
+
 class EdgeRecordsProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         from globalaccel.dns.backend import SyncDidNotConverge, sync
@@ -110,15 +122,20 @@ class EdgeRecordsProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         # The loop owns the answers: state follows the new inputs, the zone is not written.
-        return UpdateResult(outs={**news, "change_requests": 0, "change_tokens": 0, "seeded": olds.get("seeded", False),
-                                  **live_summary(_zone(news))})
+        live = _live_or_gone(news)
+        return UpdateResult(outs={**news, "change_requests": 0, "change_tokens": 0, "seeded": olds.get("seeded", False), **(live or {})})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        return ReadResult(id_=id_, outs={**props, **live_summary(_zone(props))})
+        live = _live_or_gone(props)
+        if live is None:
+            return ReadResult(id_=None, outs={})  # the zone is gone: so is this resource (refresh drops it)
+        return ReadResult(id_=id_, outs={**props, **live})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         if not props.get("delete_records"):
             return  # the records keep answering users; the operator removes them deliberately, if ever
+        if _live_or_gone(props) is None:
+            return  # the zone, and every record in it, is already gone
         from globalaccel.dns.backend import SyncDidNotConverge, sync
 
         report = sync(_zone(props), [], release=True)  # only records this stack owns, and its claim

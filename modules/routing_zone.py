@@ -22,6 +22,7 @@ class RoutingZone(pulumi.ComponentResource):
         super().__init__("globalaccel:index:RoutingZone", name, None, opts)
         provider = aws.Provider(f"{name}-aws", region="us-east-1", allowed_account_ids=args.allowed_account_ids,
                                 opts=pulumi.ResourceOptions(parent=self))  # Route 53 is global; its API lives in us-east-1
+        self.provider = provider  # global services (IAM) go through it too
         child = pulumi.ResourceOptions(parent=self, provider=provider)
         # 1,640 prod records against a 10,000-record quota: one zone, no shards (the compiler's tree keeps
         # every name under 100 records of one type).

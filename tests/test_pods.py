@@ -28,7 +28,6 @@ from typing import Any
 import pytest
 import yaml
 
-from globalaccel.iac.preview import run_program, write_manifests
 from modules.center import STATE_MOUNT
 from modules.stack_files import STACKS_MOUNT
 from tests.conftest import ROOT
@@ -78,7 +77,10 @@ def test_each_prober_pod_starts_and_passes_its_probes_from_outside(netns: str) -
 
 
 def run_pods(netns: str, tmp_path: Path) -> None:
-    manifests = write_manifests(run_program("dev", ROOT), tmp_path / "manifests")
+    # The manifests as `globalaccel preview` renders them (its own process: the SDK's runtime state is global).
+    subprocess.run([str(ROOT / ".venv" / "bin" / "globalaccel"), "preview", "--stack", "dev", "--out", str(tmp_path / "out")],
+                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    manifests = sorted((tmp_path / "out" / "manifests").glob("*.yaml"))
     docs = [yaml.safe_load(p.read_text()) for p in manifests]
     config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
     probers = [d for d in docs if d["kind"] == "Deployment"]

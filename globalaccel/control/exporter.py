@@ -102,16 +102,21 @@ class CycleExporter:
         for vantage, total in total_by.items():
             fresh = fresh_by.get(vantage, 0)
             self.metrics.vantage_fresh.labels(vantage).set(fresh / total if total else 0.0)
-            self.metrics.vantage_reachable.labels(vantage).set(up_by.get(vantage, 0) / fresh if fresh else 0.0)
+            # No fresh results: there is no reachability to report (NaN compares false), and a silent prober
+            # is GlobalaccelProberSilent's to say, not a blind one.
+            self.metrics.vantage_reachable.labels(vantage).set(up_by.get(vantage, 0) / fresh if fresh else float("nan"))
 
     def _flapping(self, health: HealthTracker, now: float) -> None:
         """A target flaps when its damping penalty (one flap_penalty per state change, halving every
-        half_life) reaches the damping's own suppress threshold: three or more changes in a short time.
-        One outage and its recovery are two changes and never count."""
+        half_life) reaches the damping's own suppress threshold (three or more changes in a short time),
+        and keeps flapping while damping holds it (until the penalty decays below `reuse`: minutes).
+        Counting only the moments above the threshold would last seconds: damping stops the changes that
+        feed it. One outage and its recovery are two changes and never count."""
         s = health.settings
         count = {"edge": 0, "center": 0}
         for target, ts in health.targets.items():
-            if ts.decayed(now, s.half_life_s) >= s.suppress:
+            penalty = ts.decayed(now, s.half_life_s)
+            if penalty >= s.suppress or (ts.suppressed and penalty >= s.reuse):  # decays away: a dead edge stops counting
                 count[health.kinds.get(target, "edge")] += 1
         for kind, n in count.items():
             self.metrics.flapping.labels(kind).set(n)

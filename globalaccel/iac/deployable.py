@@ -11,6 +11,7 @@ what an operator must set.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 from globalaccel.errors import ProblemCollector
@@ -20,6 +21,7 @@ from globalaccel.topology import NAMESPACE, Topology, stack_file
 RESERVED_SUFFIXES = (".example.com", ".example.net", ".example.org", ".test", ".example", ".invalid", ".localhost", ".local",
                      ".home.arpa")
 RESERVED_NAMES = ("example.com", "example.net", "example.org")
+OIDC_ARN = re.compile(r"^arn:aws:iam::\d{12}:oidc-provider/[a-z0-9.-]+(/[A-Za-z0-9._-]+)*$")
 
 
 def reserved_name(name: str) -> bool:
@@ -64,11 +66,19 @@ def check_deployable(topology: Topology, stacks_dir: Path) -> None:
     if "@sha256:" not in topology.iac.image:
         problems.add(file, line_of("iac"), f"{iac}.image", f"{topology.iac.image!r} is not pinned by digest: set IMAGE@sha256:<digest> "
                      "(scripts/build-image prints it)")
-    if not topology.iac.oidc_provider_arn:
+    oidc, account = topology.iac.oidc_provider_arn, topology.iac.aws_account_id
+    if not oidc:
         problems.add(file, line_of("iac"), f"{iac}.oidcProviderArn", "required: the EKS cluster's IAM OIDC provider ARN (the loop's "
                      "role trusts only its service account)")
-    if not topology.iac.aws_account_id:
+    elif not OIDC_ARN.match(oidc):
+        problems.add(file, line_of("iac"), f"{iac}.oidcProviderArn", f"{oidc!r} is not an IAM OIDC provider ARN "
+                     "(arn:aws:iam::<12-digit account>:oidc-provider/<issuer host and path>)")
+    if not account:
         problems.add(file, line_of("iac"), f"{iac}.awsAccountId", "required: the AWS account id every provider may act in")
+    elif not re.fullmatch(r"\d{12}", account):
+        problems.add(file, line_of("iac"), f"{iac}.awsAccountId", f"{account!r} is not a 12-digit AWS account id")
+    elif oidc and OIDC_ARN.match(oidc) and oidc.split(":")[4] != account:
+        problems.add(file, line_of("iac"), f"{iac}.oidcProviderArn", f"belongs to account {oidc.split(':')[4]}, not {account}")
     for center in topology.centers:
         key = f"{NAMESPACE}:kubeconfig-{center.id}"
         if key not in topology.raw_config:

@@ -65,16 +65,26 @@ def stack_config(stacks_dir: Path, stack: str) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
-def run_program(stack: str, project_dir: Path) -> list[Registered]:
-    pulumi.runtime.set_all_config(stack_config(project_dir / "stacks", stack))
+PREVIEW_ENV = "GLOBALACCEL_PREVIEW_STACKS"  # set while the program runs under these mocks: the stacks folder it reads
+
+
+def run_program(stack: str, project_dir: Path, stacks_dir: Path | None = None) -> list[Registered]:
+    import os
+
+    stacks = (stacks_dir or project_dir / "stacks").resolve()
+    pulumi.runtime.set_all_config(stack_config(stacks, stack))
+    os.environ[PREVIEW_ENV] = str(stacks)  # the program reads this folder, and knows it is not a real `pulumi up`
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     import sys
 
     if str(project_dir) not in sys.path:
         sys.path.insert(0, str(project_dir))  # as Pulumi runs a program: its project folder importable
-    runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
-    _sync_await(wait_for_rpcs())  # registrations are asynchronous: drain them before reading
+    try:
+        runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+        _sync_await(wait_for_rpcs())  # registrations are asynchronous: drain them before reading
+    finally:
+        os.environ.pop(PREVIEW_ENV, None)
     return mocks.resources
 
 

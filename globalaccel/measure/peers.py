@@ -14,9 +14,10 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +31,7 @@ class ResultBuffer:
 
     def __init__(self, vantage: str, capacity: int = BUFFER) -> None:
         self.vantage = vantage
+        self.instance = uuid.uuid4().hex  # which process: a peer behind a Service may be any of several replicas
         self._items: deque[tuple[int, str, float | None, float]] = deque(maxlen=capacity)
         self._next = 0
         self._lock = threading.Lock()
@@ -42,7 +44,7 @@ class ResultBuffer:
     def since(self, seq: int) -> dict[str, Any]:
         with self._lock:
             results = [[t, r, a] for s, t, r, a in self._items if s >= seq]
-            return {"vantage": self.vantage, "next": self._next, "results": results}
+            return {"vantage": self.vantage, "instance": self.instance, "next": self._next, "results": results}
 
 
 def serve_results(buffer: ResultBuffer, host: str, port: int) -> ThreadingHTTPServer:
@@ -79,12 +81,25 @@ class PeerPuller:
     since: int = 0
     failures: int = 0
     pulled: int = 0
+    # The sequence already read, per peer process: behind one Service, each request may reach another
+    # replica with its own numbering, and one shared cursor would skip one's results and replay the other's.
+    cursors: dict[str, int] = field(default_factory=dict)
+    last_instance: str | None = None
 
     def fetch(self, timeout: float = 3.0) -> dict[str, Any] | None:
         """New results from the peer (blocking I/O: run it off the event loop), or None if unreachable."""
         try:
             with urllib.request.urlopen(f"{self.url.rstrip('/')}/measurements?since={self.since}", timeout=timeout) as response:
                 data: dict[str, Any] = json.loads(response.read())
+            instance = str(data.get("instance", ""))
+            if instance != self.last_instance and self.cursors.get(instance, 0) != self.since:
+                # Another replica answered than the one the cursor was for: ask it again from its own cursor.
+                self.since = self.cursors.get(instance, 0)
+                with urllib.request.urlopen(f"{self.url.rstrip('/')}/measurements?since={self.since}", timeout=timeout) as response:
+                    data = json.loads(response.read())
+                if str(data.get("instance", "")) != instance:
+                    return None  # the Service moved us on again: next cycle
+            self.last_instance = instance
         except (urllib.error.URLError, OSError, ValueError):
             self.failures += 1
             return None
@@ -98,5 +113,6 @@ class PeerPuller:
         for target, rtt, at in data["results"]:
             sink(ProbePath(self.vantage, None, str(target), "", 0), None if rtt is None else float(rtt), float(at))
         self.since = int(data["next"])
+        self.cursors[str(data.get("instance", ""))] = self.since
         self.pulled += len(data["results"])
         return len(data["results"])
