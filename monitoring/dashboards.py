@@ -103,7 +103,7 @@ def center_latency() -> db.Dashboard:
                     .with_target(q(f"globalaccel:region_rtt_seconds:p50_5m{{{S}}}", "{{region}} now"))
                     .with_target(q(f"globalaccel:region_rtt_seconds:baseline{{{S}}}", "{{region}} baseline")))
         .with_panel(table.Panel().title("Countries furthest above their RTT baseline").unit("percentunit").span(12)
-                    .with_target(q(f"topk(15, globalaccel_country_rtt_seconds{{{S}}} "
+                    .with_target(q(f"topk(15, globalaccel:country_rtt_seconds{{{S}}} "
                                    f"/ globalaccel:country_rtt_seconds:baseline{{{S}}} - 1)", instant=True, fmt=PromQueryFormat.TABLE)))
     )
 
