@@ -198,7 +198,7 @@ def test_restart_restores_state_and_does_not_flap(tmp_path: Path) -> None:
     assert first.stop() == 0
     assert any(line.startswith("stopped after") for line in first.lines)  # SIGTERM: a clean exit
     entries_before = len(verify_chain(state / "decisions.jsonl")[0])
-    second = UpProcess(state)
+    second = UpProcess(state, interval=3.0)  # its first probe cycle ends well after the restored one is checked
     try:
         second.wait_for(lambda: any("restored state" in line for line in second.lines), what="restored state")
         assert second.answers("DE") == answers  # served at once from the restored view, before any probe
