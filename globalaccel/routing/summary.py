@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from globalaccel.answers import Answers, Decision, FailClosed, Served
 from globalaccel.latency import LatencyModel
-from globalaccel.routing import Health, Router, RoutingTable
+from globalaccel.routing import REASON_FAIL_CLOSED, Health, Router, RoutingTable
 from globalaccel.topology import Topology
 from globalaccel.verify import verify_table
 
@@ -58,19 +59,20 @@ def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[s
         },
         "capacity_overflow_share": round(table.overflow / total_demand, 4),
         "per_center": per_center,
-        "routes": {
-            r.country: {
-                "center": r.center,
-                "reason": r.reason,
-                "edges": [a.edge_id for a in r.answers],
-                "addresses": [a.address for a in r.answers],
-                "weights": [round(a.weight, 4) for a in r.answers],
-                "rtt_ms": None if r.rtt_ms is None else round(r.rtt_ms, 2),
-            }
-            for r in sorted(table.routes.values(), key=lambda r: r.cell_id)
-            if r.cell_id == r.country
-        },
+        "routes": {code: _route_json(decision) for code, decision in Answers.from_table(table, topology).countries()},
     }
+
+
+def _route_json(decision: Decision) -> dict[str, Any]:
+    """One country's decision as `plan` prints it: read through Answers, so every country has an explicit state."""
+    if isinstance(decision, Served):
+        answers = decision.answers
+        return {"state": decision.state, "center": decision.center, "reason": decision.reason,
+                "edges": [a.edge_id for a in answers], "addresses": [a.address for a in answers],
+                "weights": [round(a.weight, 4) for a in answers],
+                "rtt_ms": round(sum(a.weight * a.rtt_ms for a in answers), 2)}
+    reason = REASON_FAIL_CLOSED if isinstance(decision, FailClosed) else decision.why
+    return {"state": decision.state, "center": None, "reason": reason, "edges": [], "addresses": [], "weights": [], "rtt_ms": None}
 
 
 def render_text(summary: dict[str, Any]) -> str:
