@@ -168,7 +168,7 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
             print(f"  faults   curl -s -XPOST 127.0.0.1:{options.control_port}/faults -d '{fault}'", file=out, flush=True)
         print(f"  state    {state_dir} (decision log: {state_dir / 'decisions.jsonl'})", file=out, flush=True)
         if loop.restored:
-            report = loop.cycle()  # serve the persisted view at once: a restart neither flaps nor starts empty
+            report = loop.cycle(restoring=True)  # serve the persisted view at once: a restart neither flaps nor starts empty
             print(f"  restored state: table gen {report.generation}, {report.healthy_edges} edges up", file=out, flush=True)
 
         stop = stop_event()

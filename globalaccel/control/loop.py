@@ -7,6 +7,7 @@ before it is published, so the log never lacks a table that was served.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,13 +99,25 @@ class ControlLoop:
             self.metrics.probe_rtt.labels(path.vantage, self.region.get(path.target, "center")).observe(rtt_ms / 1000.0)
 
     # ---- one cycle --------------------------------------------------------------------------------
-    def cycle(self, now: float | None = None) -> CycleReport:
+    def cycle(self, now: float | None = None, restoring: bool = False) -> CycleReport:
+        """One evaluation. `restoring`: the first cycle after a restart serves the persisted routes: no valid
+        route may switch in it (a restart is not an evaluation), only routes whose edge or center died move."""
         start = time.perf_counter()
         now = self.clock() if now is None else now
         verdict = self.health.evaluate(now)
         health = Health(verdict.edges, verdict.centers)
         before = self.router_state.cells  # per-cell routes as last computed (restored after a restart)
-        table, state = self.router.compute(self.latency, health, now, self.router_state)
+        held = self.router_state
+        if restoring:  # every valid route inside its hold-down, nothing pending: hysteresis keeps them all
+            held = dataclasses.replace(held, cells={k: v._replace(pending=0, last_switch_at=now) for k, v in held.cells.items()})
+        table, state = self.router.compute(self.latency, health, now, held)
+        if restoring:  # hysteresis resumes where it was before the restart
+            cells = dict(state.cells)
+            for cid, cell in cells.items():
+                prior = before.get(cid)
+                if prior is not None and (prior.center, prior.edges) == (cell.center, cell.edges):
+                    cells[cid] = cell._replace(pending=prior.pending, last_switch_at=prior.last_switch_at)
+            state = dataclasses.replace(state, cells=cells)
         violations = verify_table(table, self.topology, health)
         residency = [v for v in violations if v.kind == "residency"]
         changed = [cid for cid, r in table.routes.items()
