@@ -93,6 +93,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 1 if report.violations else 0
 
 
+def cmd_rules_diff(args: argparse.Namespace) -> int:
+    from globalaccel.rules_diff import diff_rules, read_rules, render_diff
+
+    topology = load_stack(args.stack, args.stacks_dir)
+    old, old_label = read_rules(args.old, topology)
+    new, new_label = read_rules(args.new, topology) if args.new else (topology.residency, topology.residency.source_file)
+    diff = diff_rules(topology, old, new, (old_label, new_label))
+    print(json.dumps(diff, indent=2) if args.format == "json" else render_diff(diff))
+    return 0
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from globalaccel.iac.preview import run_program, summarise, write_manifests
 
@@ -167,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--format", choices=("json", "md", "html"), default="md")
     audit.add_argument("--out", type=Path, help="also write audit.json, audit.md, audit.html, countries.csv and map.svg here")
     audit.set_defaults(func=cmd_audit)
+
+    rules = sub.add_parser("rules", help="residency rule sets").add_subparsers(dest="rules_command", required=True)
+    rdiff = rules.add_parser("diff", help="countries whose allowed centers or edges change, and the demand that moves")
+    _add_stack_args(rdiff)
+    rdiff.add_argument("old", help="a residency file, or REV: (the stack's file at git revision REV), or REV:PATH")
+    rdiff.add_argument("new", nargs="?", help="the same forms (default: the stack's current file)")
+    rdiff.add_argument("--format", choices=("text", "json"), default="text")
+    rdiff.set_defaults(func=cmd_rules_diff)
 
     preview = sub.add_parser("preview", help="run the Pulumi program under the SDK's mocks: what `pulumi up` would create")
     _add_stack_args(preview)

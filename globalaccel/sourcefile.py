@@ -53,7 +53,12 @@ def _convert(node: yaml.Node, loader: yaml.SafeLoader, file: Path) -> Located:
         return Located(out, line)
     if isinstance(node, yaml.SequenceNode):
         return Located([_convert(item, loader, file) for item in node.value], line)
-    return Located(loader.construct_object(node, deep=True), line)
+    try:
+        return Located(loader.construct_object(node, deep=True), line)
+    except ValueError:
+        # A scalar YAML resolves to a type it cannot build (`2026-13-01` looks like a date): keep the text,
+        # so the field's validator names the file, line and field instead of a traceback.
+        return Located(str(node.value), line)
 
 
 def load_yaml(path: Path) -> Located:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from globalaccel.errors import ConfigError, ProblemCollector
-from globalaccel.residency import ResidencyPolicy, load_residency
+from globalaccel.residency import ResidencyPolicy, Role
+from globalaccel.residency_file import load_residency
 from globalaccel.settings import IacSettings, LatencySettings, LoopSettings, ProbeSettings, RoutingSettings, from_stack
 from globalaccel.sourcefile import Located, load_yaml, read_csv
 
@@ -35,11 +36,17 @@ class Center:
     lat: float
     lon: float
     address: str
+    country: str = ""  # jurisdiction (ISO 3166-1 alpha-2) where it processes and stores data
 
 
 @dataclass(frozen=True)
 class Edge:
-    """An acceleration edge point. It forwards a client's traffic to a center; it stores nothing."""
+    """An acceleration edge point. It forwards a client's traffic to a center; it stores nothing.
+
+    Its jurisdiction is `country`. A `terminating` edge decrypts the traffic where it stands; a
+    `transit` edge forwards the encrypted stream. The edge answers on one address per center: the
+    address a DNS answer names decides the center the edge forwards to, so one answer fixes the whole
+    path (client -> edge -> center), readable from live DNS and kept by any DNS fallback."""
 
     id: str
     city: str
@@ -47,7 +54,16 @@ class Edge:
     lat: float
     lon: float
     capacity: float  # relative capacity units (Gbit/s in the shipped catalogs)
-    address: str
+    address: str  # the edge's own address: probes and management
+    role: Role = Role.TERMINATING
+    center_addresses: tuple[tuple[str, str], ...] = ()  # (center id, address clients use to reach that center)
+
+    def address_for(self, center: str) -> str:
+        """The address a client uses to reach `center` through this edge."""
+        for cid, address in self.center_addresses:
+            if cid == center:
+                return address
+        raise KeyError(f"edge {self.id} has no address for center {center}")
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,11 @@ class Topology:
     @property
     def center_ids(self) -> tuple[str, ...]:
         return tuple(c.id for c in self.centers)
+
+    @cached_property
+    def path_by_address(self) -> dict[str, tuple[Edge, str]]:
+        """Answer address -> (edge, center it forwards to): how live DNS is read back into paths."""
+        return {address: (e, center) for e in self.edges for center, address in e.center_addresses}
 
 
 def stack_file(stacks_dir: Path, stack: str) -> Path:
@@ -159,6 +180,11 @@ def _parse_centers(node: Located | None, file: Path, problems: ProblemCollector)
         region = _text(item.get("region"), file, f"{path}.region", problems, item.line)
         lat = _number(item.get("lat"), file, f"{path}.lat", problems, lo=-90, hi=90)
         lon = _number(item.get("lon"), file, f"{path}.lon", problems, lo=-180, hi=180)
+        country = _text(item.get("country"), file, f"{path}.country", problems, item.line)
+        if country is not None and not re.fullmatch(r"[A-Z]{2}", country):
+            problems.add(file, item.get("country").line, f"{path}.country",
+                         f"the center's jurisdiction must be an ISO 3166-1 alpha-2 code; got {country!r}")
+            country = None
         addr_text = _text(item.get("address"), file, f"{path}.address", problems, item.line)
         addr_node = item.get("address")
         address = _address(addr_text, file, addr_node.line if addr_node else None, f"{path}.address", problems) if addr_text else None
@@ -168,8 +194,8 @@ def _parse_centers(node: Located | None, file: Path, problems: ProblemCollector)
         if cid and any(c.id == cid for c in centers):
             problems.add(file, item.line, f"{path}.id", f"duplicate center id {cid!r}")
             cid = None
-        if None not in (cid, name, region, lat, lon, address):
-            centers.append(Center(cid, name, region, lat, lon, address))  # type: ignore[arg-type]
+        if None not in (cid, name, region, lat, lon, address, country):
+            centers.append(Center(cid, name, region, lat, lon, address, country))  # type: ignore[arg-type]
     return centers
 
 
@@ -208,11 +234,45 @@ def _csv_float(text: str, file: Path, line: int, fld: str, problems: ProblemColl
     return value
 
 
-def load_edges(file: Path, countries: Mapping[str, Country], problems: ProblemCollector) -> list[Edge]:
+def _center_addresses(text: str, centers: tuple[str, ...], file: Path, line: int, problems: ProblemCollector,
+                      seen: dict[str, int]) -> tuple[tuple[str, str], ...] | None:
+    """`us-east-1=198.18.0.2 eu-central-1=198.18.0.3 ...`: one address per center of the stack."""
+    pairs: dict[str, str] = {}
+    ok = True
+    for item in text.split():
+        center, sep, addr_text = item.partition("=")
+        if not sep or center not in centers:
+            problems.add(file, line, "addresses", f"{item!r}: expected CENTER=ADDRESS with a center of the stack ({', '.join(centers)})")
+            ok = False
+            continue
+        if center in pairs:
+            problems.add(file, line, "addresses", f"center {center} given twice")
+            ok = False
+            continue
+        address = _address(addr_text, file, line, "addresses", problems)
+        if address is None:
+            ok = False
+        elif address in seen:
+            problems.add(file, line, "addresses", f"duplicate address {address} (first on line {seen[address]})")
+            ok = False
+        else:
+            seen[address] = line
+            pairs[center] = address
+    missing = [c for c in centers if c not in pairs]
+    if ok and missing:
+        problems.add(file, line, "addresses", f"no address for center {', '.join(missing)}: each edge needs one address per center")
+        ok = False
+    return tuple((c, pairs[c]) for c in centers) if ok else None
+
+
+def load_edges(file: Path, countries: Mapping[str, Country], problems: ProblemCollector,
+               centers: tuple[str, ...] = ()) -> list[Edge]:
+    """The edge catalog. With `centers`, each row must give one client address per center."""
     edges: list[Edge] = []
     seen_ids: dict[str, int] = {}
     seen_addresses: dict[str, int] = {}
-    for row in read_csv(file, ("id", "city", "country", "lat", "lon", "capacity", "address")):
+    required = ("id", "city", "country", "lat", "lon", "capacity", "address") + (("role", "addresses") if centers else ())
+    for row in read_csv(file, required):
         f = row.fields
         eid = f["id"].strip()
         ok = True
@@ -225,7 +285,10 @@ def load_edges(file: Path, countries: Mapping[str, Country], problems: ProblemCo
         else:
             seen_ids[eid] = row.line
         country = f["country"].strip()
-        if countries and country not in countries:
+        if not country:
+            problems.add(file, row.line, "country", "is empty: every edge needs its jurisdiction (ISO 3166-1 alpha-2)")
+            ok = False
+        elif countries and country not in countries:
             problems.add(file, row.line, "country", f"unknown country code {country!r}")
             ok = False
         lat = _csv_float(f["lat"], file, row.line, "lat", problems, -90, 90)
@@ -241,8 +304,17 @@ def load_edges(file: Path, countries: Mapping[str, Country], problems: ProblemCo
         if not f["city"].strip():
             problems.add(file, row.line, "city", "is empty")
             ok = False
-        if ok and None not in (lat, lon, capacity, address):
-            edges.append(Edge(eid, f["city"].strip(), country, lat, lon, capacity, address))  # type: ignore[arg-type]
+        role = Role.TERMINATING
+        per_center: tuple[tuple[str, str], ...] | None = ()
+        if centers:
+            try:
+                role = Role(f["role"].strip())
+            except ValueError:
+                problems.add(file, row.line, "role", f"must be transit or terminating; got {f['role']!r}")
+                ok = False
+            per_center = _center_addresses(f["addresses"], centers, file, row.line, problems, seen_addresses)
+        if ok and per_center is not None and None not in (lat, lon, capacity, address):
+            edges.append(Edge(eid, f["city"].strip(), country, lat, lon, capacity, address, role, per_center))  # type: ignore[arg-type]
     if not edges and not problems.problems:
         problems.add(file, None, "rows", "the catalog has no edges")
     return edges
@@ -309,9 +381,13 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
 
     countries = load_countries(paths["countries"], problems)
     problems.raise_if_any()
-    edges = load_edges(paths["edgeCatalog"], countries, problems)
+    for i, center in enumerate(centers):
+        if center.country not in countries:
+            problems.add(file, key("centers").value[i].get("country").line,  # type: ignore[union-attr]
+                         f"config.{NAMESPACE}:centers[{i}].country", f"unknown country code {center.country!r}")
+    edges = load_edges(paths["edgeCatalog"], countries, problems, tuple(c.id for c in centers))
     problems.raise_if_any()
-    residency = load_residency(paths["residency"], [c.id for c in centers], countries)
+    residency = load_residency(paths["residency"], {c.id: c.country for c in centers}, countries)
     cells = tuple(Cell(c.code, c.code, c.lat, c.lon, float(max(c.population, 1))) for c in sorted(countries.values(), key=lambda c: c.code))
     return Topology(
         stack=stack,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from globalaccel.dns.records import RECORD_TTL
+
 
 @dataclass
 class RoutingZoneArgs:
@@ -30,6 +32,11 @@ class RoutingZone(pulumi.ComponentResource):
         self.zone = aws.route53.Zone(f"{name}-zone", name=args.zone, comment=f"globalaccel {args.stack}: owned by the control loop",
                                      force_destroy=False, tags={"globalaccel:stack": args.stack},
                                      opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=args.protect)))
+        # Negative caching lasts min(SOA TTL, SOA MINIMUM) (RFC 2308); Route 53's default SOA (900 s, 86400 s)
+        # would keep a withdrawn or returning answer's absence cached for 15 minutes against 60 s records.
+        aws.route53.Record(f"{name}-soa", zone_id=self.zone.zone_id, name=args.zone, type="SOA", ttl=RECORD_TTL, allow_overwrite=True,
+                           records=[self.zone.primary_name_server.apply(
+                               lambda ns: f"{ns}. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 {RECORD_TTL}")], opts=child)
         if args.parent_zone_id:
             aws.route53.Record(f"{name}-delegation", zone_id=args.parent_zone_id, name=args.zone, type="NS", ttl=172800,
                                records=self.zone.name_servers, opts=child)

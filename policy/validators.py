@@ -108,8 +108,38 @@ def fleet_records_in_controller_zone(resources: Sequence[Resource], topology: To
     return out
 
 
+def fleet_answers_obey_residency(resources: Sequence[Resource], topology: Topology) -> list[Finding]:
+    """Every address the fleet's country records answer names an edge and the center it forwards to
+    (globalaccel.topology.Edge): both must be allowed for that country by the one residency
+    implementation (the edge by jurisdiction and role, the center by the rule)."""
+    suffix = f".cc.{topology.zone.rstrip('.')}."
+    residency, paths = topology.residency, topology.path_by_address
+    out = []
+    for r in resources:
+        records = r.inputs.get("records")
+        if r.type != "pulumi-python:dynamic:Resource" or not isinstance(records, dict):
+            continue
+        for key, entry in sorted(records.items()):
+            name = str(key).split(" ")[0]
+            if not name.endswith(suffix) or not isinstance(entry, dict):
+                continue
+            country = name[: -len(suffix)].upper()
+            for address in entry.get("values") or []:
+                path = paths.get(str(address))
+                if path is None:
+                    out.append(Finding("fleet-answer-residency", r.name, f"{country} answered {address}, no edge's address", country))
+                    continue
+                edge, center = path
+                why = residency.edge_violation(country, edge.country, edge.role)
+                if not residency.allows(country, center):
+                    why = f"{edge.id} forwards to {center}, which rule {residency.rule_for(country).name!r} forbids"
+                if why is not None:
+                    out.append(Finding("fleet-answer-residency", r.name, f"{country} answered {address}: {why}", country))
+    return out
+
+
 VALIDATORS = (data_stores_in_allowed_regions, no_replication_out_of_region, records_only_in_controller_zones,
-              fleet_records_in_controller_zone)
+              fleet_records_in_controller_zone, fleet_answers_obey_residency)
 
 
 def validate(resources: Sequence[Resource], topology: Topology) -> list[Finding]:

@@ -41,10 +41,12 @@ def kinds(report: dict[str, Any]) -> set[str]:
 def test_prod_plan_audits_clean_with_what_if(tmp_path: Path) -> None:
     code, report, err = audit("--stack", "prod", "--source", "plan", "--what-if", "--out", str(tmp_path))
     assert code == 0, err
-    assert report["countries"] == 249 and report["violations"] == [] and report["compliant"]
+    assert report["countries"] == 250 and report["violations"] == [] and report["compliant"]
     assert len(report["scenarios"]) >= 10
     lost = {s["name"]: s["countries_losing_service"] for s in report["scenarios"]}
-    assert set(lost["centers down: me-central-1"]) == {"AE", "SA"}  # strict to me-central-1: they fail closed, nothing else
+    # Saudi Arabia and the UAE are preferred to me-central-1 with a lawful failover (PDPL transfer safeguards)
+    # to the EU center their rules let terminate: nobody loses service when me-central-1 is down.
+    assert lost["centers down: me-central-1"] == []
     assert {"DE", "FR", "GB"} <= set(lost["centers down: us-east-1, eu-central-1"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.html", "audit.json", "audit.md", "countries.csv", "map.svg"]
 
@@ -67,21 +69,27 @@ def test_route53_zone_audits_clean_then_each_tampering_is_found() -> None:
         client, zone = synced_zone(url)
         code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url, "--what-if")
         assert code == 0 and report["violations"] == [], (err, report.get("violations"))
-        # 1. An out-of-region answer: Germany (strict: eu-central-1, us-east-1) given an edge that is not its route's.
+        # 1. An out-of-region answer: Germany (strict: eu-central-1, us-east-1) given a Singapore edge's address
+        #    for ap-southeast-1 (the address names the center the edge forwards to).
         stranger = next(e for e in PROD.edges if e.country == "SG")
-        client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
-            "Name": f"de.cc.{PROD.zone}", "Type": "A", "SetIdentifier": "DE-stranger", "Weight": 255, "TTL": 60,
-            "ResourceRecords": [{"Value": stranger.address}]}}]})
+        # 3. An edge where the EEA rule forbids it on the path: a Russian edge's address for eu-central-1.
+        russian = next(e for e in PROD.edges if e.country == "RU")
+        for set_id, value in (("DE-stranger", stranger.address_for("ap-southeast-1")), ("DE-russian", russian.address_for("eu-central-1"))):
+            client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
+                "Name": f"de.cc.{PROD.zone}", "Type": "A", "SetIdentifier": set_id, "Weight": 255, "TTL": 60,
+                "ResourceRecords": [{"Value": value}]}}]})
         # 2. A fallback that fails open: a default geolocation record at the service name.
         client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
             "Name": PROD.service_name, "Type": "A", "SetIdentifier": "anyone", "GeoLocation": {"CountryCode": "*"}, "TTL": 60,
-            "ResourceRecords": [{"Value": stranger.address}]}}]})
+            "ResourceRecords": [{"Value": stranger.address_for("ap-southeast-1")}]}}]})
         code, report, _ = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
     assert code == 1
     found = {(v["kind"], v["subject"]) for v in report["violations"]}
     assert ("out_of_region_answer", "DE") in found
     assert any(kind == "fail_open_fallback" for kind, _ in found)
-    assert any(v["kind"] == "out_of_region_answer" and stranger.id in v["evidence"] for v in report["violations"])
+    assert any(v["kind"] == "out_of_region_answer" and stranger.id in v["evidence"] and "ap-southeast-1" in v["evidence"]
+               for v in report["violations"])
+    assert any(v["kind"] == "edge_jurisdiction" and v["subject"] == "DE" and "RU" in v["evidence"] for v in report["violations"])
 
 
 def make_bucket(s3: Any, name: str, region: str, center: str | None, *, replicate_to: str | None = None, clean: bool = True) -> None:
@@ -105,7 +113,7 @@ def test_data_stores_clean_and_each_violation_named() -> None:
     with moto_server() as url:
         s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
         make_bucket(s3, "ga-us-east-1-devices", "us-east-1", "us-east-1")
-        make_bucket(s3, "ga-eu-central-1-devices", "eu-central-1", "eu-central-1", replicate_to="ga-us-east-1-devices")
+        make_bucket(s3, "ga-eu-central-1-devices", "eu-central-1", "eu-central-1")
         make_bucket(s3, "someone-elses", "ap-southeast-1", None)  # not ours: ignored
         code, report, err = audit("--stack", "prod", "--source", "plan", "--s3-endpoint-url", url)
         assert code == 0 and report["violations"] == [], (err, report.get("violations"))
@@ -114,13 +122,18 @@ def test_data_stores_clean_and_each_violation_named() -> None:
         make_bucket(s3, "ga-ap-southeast-1-devices", "ap-southeast-1", "ap-southeast-1")
         make_bucket(s3, "ga-eu-to-singapore", "eu-central-1", "eu-central-1", replicate_to="ga-ap-southeast-1-devices")
         make_bucket(s3, "ga-me-open", "me-central-1", "me-central-1", clean=False)
+        # The EU center also holds Belarus's and Monaco's data, whose rules allow eu-central-1 only: EU -> US
+        # replication is a transfer they forbid, even though the EEA's own rule would allow it.
+        make_bucket(s3, "ga-eu-to-us", "eu-central-1", "eu-central-1", replicate_to="ga-us-east-1-devices")
         code, report, _ = audit("--stack", "prod", "--source", "plan", "--s3-endpoint-url", url)
     assert code == 1
     found = {(v["kind"], v["subject"]) for v in report["violations"]}
     assert ("bucket_wrong_region", "ga-eu-in-ireland") in found
     assert ("bucket_replication_out_of_region", "ga-eu-to-singapore") in found
     assert ("bucket_public", "ga-me-open") in found and ("bucket_unencrypted", "ga-me-open") in found
-    assert not any(subject == "ga-eu-central-1-devices" for _, subject in found)  # EU -> us-east-1 is allowed
+    assert not any(subject == "ga-eu-central-1-devices" for _, subject in found)
+    to_us = next(v for v in report["violations"] if v["subject"] == "ga-eu-to-us")
+    assert to_us["kind"] == "bucket_replication_out_of_region" and "'BY'" in to_us["evidence"] and "'DE'" not in to_us["evidence"]
 
 
 def test_local_audit_while_up_runs_then_a_tampered_log_line_is_named(tmp_path: Path) -> None:

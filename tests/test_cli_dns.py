@@ -6,10 +6,18 @@ import json
 import os
 import subprocess
 
-from tests.conftest import ROOT
-from tests.services import moto_server
+import dns.edns
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from globalaccel.topology import load_stack
+from tests.conftest import ROOT, STACKS
+from tests.services import moto_server, route53_client
+from tests.test_dns_embedded import NETWORKS
 
 CLI = str(ROOT / ".venv" / "bin" / "globalaccel")
+DEV = load_stack("dev", STACKS)
 ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -30,6 +38,11 @@ def test_dns_sync_dry_run_then_apply_then_nothing() -> None:
         assert applied["converged"] and applied["applied_change_requests"] == applied["planned_change_requests"] >= 1
         again = json.loads(sync("--stack", "dev", "--endpoint-url", url).stdout)
         assert again["plan"] == {"create": 0, "update": 0, "delete": 0} and again["applied_change_requests"] == 0
+        # The zone's negative TTL (RFC 2308: min(SOA TTL, SOA MINIMUM)) no longer than the 60 s records.
+        client = route53_client(url)
+        zone_id = client.list_hosted_zones()["HostedZones"][0]["Id"]
+        soa = next(r for r in client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"] if r["Type"] == "SOA")
+        assert soa["TTL"] <= 60 and int(soa["ResourceRecords"][0]["Value"].split()[6]) <= 60, soa
 
 
 def test_dns_sync_powerdns_through_the_cli(tmp_path: object) -> None:
@@ -51,3 +64,10 @@ def test_dns_sync_powerdns_through_the_cli(tmp_path: object) -> None:
         assert json.loads(first.stdout)["applied_change_requests"] == 1
         second = json.loads(run().stdout)
         assert second["plan"] == {"create": 0, "update": 0, "delete": 0}
+        # A fail-closed country asked through the real server: NODATA whose SOA caps the negative TTL at 60 s.
+        address, prefix = NETWORKS["RU"].split("/")
+        query = dns.message.make_query(DEV.service_name, "A", use_edns=0, options=[dns.edns.ECSOption(address, int(prefix))])
+        response = dns.query.udp(query, "127.0.0.1", port=_port, timeout=5)
+        assert response.answer == [] and response.authority
+        soa = response.authority[0]
+        assert soa.rdtype == dns.rdatatype.SOA and soa.ttl <= 60 and soa[0].minimum <= 60, soa

@@ -44,7 +44,7 @@ def test_plan_is_deterministic() -> None:
 
 def test_text_plan_and_bad_stack(stacks_copy: Path) -> None:
     text = run("plan", "--stack", "dev")
-    assert text.returncode == 0 and "residency violations: 0" in text.stdout and "fail closed" in text.stdout
+    assert text.returncode == 0 and "residency violations (centers, edges, forwarding): 0" in text.stdout and "fail closed" in text.stdout
     catalog = stacks_copy / "catalog" / "edges-dev.csv"
     catalog.write_text(catalog.read_text().replace(",DE,", ",D3,", 1))
     bad = run("plan", "--stack", "dev", "--stacks-dir", str(stacks_copy))

@@ -119,7 +119,7 @@ def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pd
     assert len(served) >= 150  # most countries' networks: PowerDNS agrees with us on where they are
     # Tamper: PowerDNS now also answers Russia (strict: no center at all) with a Singapore edge.
     lua = next(r for r in provider.records() if r.type == "LUA" and r.name == provider.layout.service).values[0]
-    singapore = next(e for e in PROD.edges if e.country == "SG").address
+    singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
     tampered = lua.replace("local t={", "local t={['ru']={'" + singapore + "'},", 1)
     provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": provider.layout.service, "type": "LUA", "ttl": 60,
                    "changetype": "REPLACE", "records": [{"content": tampered, "disabled": False}]}]})

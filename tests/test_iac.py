@@ -146,6 +146,18 @@ def test_policy_validators_reject_each_seeded_violation_and_accept_the_clean_sta
     assert [v.kind for v in validate([*resources, replication], topo)] == ["no-cross-region-replication"]
     stray = Res("aws:route53/record:Record", "stray", {"name": "www.example.org", "type": "A", "zoneId": "Z1"}, None)
     assert [v.kind for v in validate([*resources, stray], topo)] == ["records-in-controller-zones"]
+    # The fleet answers Germany through a Russian edge (never_transit for the EEA rule), and through a
+    # Singapore edge's address for ap-southeast-1 (a center the EEA rule forbids).
+    fleet = next(r for r in resources if r.type == "pulumi-python:dynamic:Resource" and isinstance(r.inputs.get("records"), dict))
+    records = dict(fleet.inputs["records"])
+    leaf = next(k for k in records if k.startswith(f"de.cc.{topo.zone}."))
+    russian = next(e for e in topo.edges if e.country == "RU").address_for("eu-central-1")
+    singapore = next(e for e in topo.edges if e.country in ("SG", "JP")).address_for("ap-southeast-1")
+    records[leaf] = {**records[leaf], "values": [russian, singapore]}
+    tampered = [replace(r, inputs={**r.inputs, "records": records}) if r is fleet else r for r in resources]
+    found = [v for v in validate(tampered, topo) if v.kind == "fleet-answer-residency"]
+    assert len(found) == 2 and all(v.country == "DE" for v in found), found
+    assert "never_transit" in found[0].evidence and "ap-southeast-1" in found[1].evidence
 
 
 def test_bad_stack_config_fails_naming_file_and_key_before_any_resource(tmp_path: Path) -> None:

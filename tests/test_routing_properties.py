@@ -49,13 +49,14 @@ def test_fails_closed_exactly_when_no_allowed_path(case: tuple[Topology, Health,
     for cell in topo.cells:
         route, code = table.routes[cell.id], cell.country
         rule = topo.residency.rule_for(code)
-        allowed_up = [c for c in topo.center_ids if rule.allows(c) and c in health.centers]
+        allowed_up = [c for c in topo.center_ids if topo.residency.allows(code, c) and c in health.centers]
+        usable_edges = [e for e in topo.edges if e.id in health.edges and topo.residency.edge_allowed(code, e.country, e.role)]
         if rule.mode is Mode.STRICT and not allowed_up:
             assert route.center is None and route.answers == () and route.reason == REASON_FAIL_CLOSED
-        elif allowed_up and health.edges:
+        elif allowed_up and usable_edges:
             assert route.center is not None  # liveness: a path exists, so it is used
         if rule.mode is Mode.PREFERRED and route.center is not None:
-            listed_up = [c for c in rule.centers if c in health.centers]
+            listed_up = [c for c in rule.centers if c in health.centers and topo.residency.allows(code, c)]
             assert not listed_up or route.center in listed_up
 
 
@@ -85,7 +86,7 @@ def test_best_answer_matches_brute_force_oracle(case: tuple[Topology, Health, La
                 latency.physics.rtt_ms(cell.lat, cell.lon, e.lat, e.lon) + penalty[ei] + center_edge[topo.center_ids.index(c), ei]
                 for c in elig.centers
                 for ei, e in enumerate(topo.edges)
-                if e.id in health.edges
+                if e.id in health.edges and topo.residency.edge_allowed(cell.country, e.country, e.role)
             ),
             default=None,
         )
@@ -152,9 +153,9 @@ def test_tree_search_equals_full_search_even_with_colocated_edges(seed: int, cop
     saved = candidates.DENSE_LIMIT
     try:
         candidates.DENSE_LIMIT = 0
-        tree_choice, tree_ranked, _ = Router(topo).search.select(latency, healthy, center_edge, penalty, allowed)
+        tree_choice, tree_ranked, _ = candidates.CandidateSearch(topo, topo.cells).select(latency, healthy, center_edge, penalty, allowed)
         candidates.DENSE_LIMIT = 10**12
-        full_choice, full_ranked, _ = Router(topo).search.select(latency, healthy, center_edge, penalty, allowed)
+        full_choice, full_ranked, _ = candidates.CandidateSearch(topo, topo.cells).select(latency, healthy, center_edge, penalty, allowed)
     finally:
         candidates.DENSE_LIMIT = saved
     assert np.array_equal(tree_choice, full_choice)

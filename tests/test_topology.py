@@ -17,7 +17,7 @@ def test_prod_stack_has_the_promised_world() -> None:
     assert [c.id for c in topo.centers] == ["us-east-1", "eu-central-1", "me-central-1", "ap-southeast-1"]
     assert len(topo.edges) >= 3000
     assert len({e.country for e in topo.edges}) >= 190
-    assert len(topo.countries) == 249  # every assigned ISO 3166-1 alpha-2 code
+    assert len(topo.countries) == 250  # every assigned ISO 3166-1 alpha-2 code, and Kosovo (XK)
     assert len({e.address for e in topo.edges}) == len(topo.edges)
     assert all(e.address.startswith("198.1") for e in topo.edges)  # RFC 2544 placeholders
     assert topo.service_name == "edge.accel.example.net"
@@ -46,34 +46,58 @@ def _error(stacks: Path, stack: str = "dev") -> ConfigError:
     return info.value
 
 
+def _catalog_rows(catalog: Path) -> tuple[list[str], int]:
+    """The catalog's lines and the index of its first data row (after comments and the header)."""
+    lines = catalog.read_text().splitlines()
+    return lines, next(i for i, line in enumerate(lines) if line.startswith("id,")) + 1
+
+
+def _set_field(catalog: Path, row: int, column: str, value: str) -> int:
+    """Set one field of data row `row` (0-based); returns that row's 1-based line number."""
+    lines, first = _catalog_rows(catalog)
+    header = lines[first - 1].split(",")
+    fields = lines[first + row].split(",")
+    fields[header.index(column)] = value
+    lines[first + row] = ",".join(fields)
+    catalog.write_text("\n".join(lines) + "\n")
+    return first + row + 1
+
+
 def test_duplicate_edge_id_names_row_and_field(stacks_copy: Path) -> None:
     catalog = stacks_copy / "catalog" / "edges-dev.csv"
-    lines = catalog.read_text().splitlines()
-    first_id = lines[4].split(",")[0]
-    lines[6] = ",".join([first_id, *lines[6].split(",")[1:]])
-    catalog.write_text("\n".join(lines) + "\n")
+    lines, first = _catalog_rows(catalog)
+    first_id = lines[first].split(",")[0]
+    line = _set_field(catalog, 2, "id", first_id)
     message = str(_error(stacks_copy))
-    assert f"edges-dev.csv:7: id: duplicate edge id '{first_id}' (first on line 5)" in message
+    assert f"edges-dev.csv:{line}: id: duplicate edge id '{first_id}' (first on line {first + 1})" in message
 
 
 def test_coordinate_out_of_range(stacks_copy: Path) -> None:
-    catalog = stacks_copy / "catalog" / "edges-dev.csv"
-    lines = catalog.read_text().splitlines()
-    fields = lines[5].split(",")
-    fields[3] = "91.5"
-    lines[5] = ",".join(fields)
-    catalog.write_text("\n".join(lines) + "\n")
-    assert "edges-dev.csv:6: lat: out of range [-90, 90]: 91.5" in str(_error(stacks_copy))
+    line = _set_field(stacks_copy / "catalog" / "edges-dev.csv", 1, "lat", "91.5")
+    assert f"edges-dev.csv:{line}: lat: out of range [-90, 90]: 91.5" in str(_error(stacks_copy))
 
 
 def test_unknown_country_code_in_catalog(stacks_copy: Path) -> None:
+    line = _set_field(stacks_copy / "catalog" / "edges-dev.csv", 4, "country", "QQ")
+    assert f"edges-dev.csv:{line}: country: unknown country code 'QQ'" in str(_error(stacks_copy))
+
+
+def test_edge_without_jurisdiction_bad_role_and_addresses(stacks_copy: Path) -> None:
+    """Each problem of the whole-path model in the catalog is named with its line and field."""
     catalog = stacks_copy / "catalog" / "edges-dev.csv"
-    lines = catalog.read_text().splitlines()
-    fields = lines[8].split(",")
-    fields[2] = "QQ"
-    lines[8] = ",".join(fields)
-    catalog.write_text("\n".join(lines) + "\n")
-    assert "edges-dev.csv:9: country: unknown country code 'QQ'" in str(_error(stacks_copy))
+    no_country = _set_field(catalog, 0, "country", "")
+    bad_role = _set_field(catalog, 1, "role", "caching")
+    lines, first = _catalog_rows(catalog)
+    missing_center = _set_field(catalog, 2, "addresses", " ".join(lines[first + 2].split(",")[-1].split()[:-1]))
+    unknown_center = _set_field(catalog, 3, "addresses", lines[first + 3].split(",")[-1].replace("us-east-1=", "us-west-9="))
+    reused = lines[first].split(",")[-1].split()[0].split("=")[1]
+    duplicate = _set_field(catalog, 5, "addresses", lines[first + 5].split(",")[-1].rsplit(" ", 1)[0] + f" ap-southeast-1={reused}")
+    message = str(_error(stacks_copy))
+    assert f"edges-dev.csv:{no_country}: country: is empty: every edge needs its jurisdiction" in message
+    assert f"edges-dev.csv:{bad_role}: role: must be transit or terminating; got 'caching'" in message
+    assert f"edges-dev.csv:{missing_center}: addresses: no address for center ap-southeast-1" in message
+    assert f"edges-dev.csv:{unknown_center}: addresses: 'us-west-9=" in message
+    assert f"edges-dev.csv:{duplicate}: addresses: duplicate address {reused} (first on line {no_country})" in message
 
 
 def test_rule_naming_unknown_center(stacks_copy: Path) -> None:
@@ -127,28 +151,20 @@ def test_missing_stack_lists_available(tmp_path: Path) -> None:
 
 def test_all_problems_reported_at_once(stacks_copy: Path) -> None:
     catalog = stacks_copy / "catalog" / "edges-dev.csv"
-    lines = catalog.read_text().splitlines()
-    for row in (5, 6, 7):
-        fields = lines[row].split(",")
-        fields[4] = "200"
-        lines[row] = ",".join(fields)
-    catalog.write_text("\n".join(lines) + "\n")
+    lines = [_set_field(catalog, row, "lon", "200") for row in (0, 1, 2)]
     error = _error(stacks_copy)
-    assert [p.line for p in error.problems] == [6, 7, 8]
+    assert [p.line for p in error.problems] == lines
     assert all(p.field == "lon" for p in error.problems)
 
 
 def test_bad_address_and_ragged_row(stacks_copy: Path) -> None:
     catalog = stacks_copy / "catalog" / "edges-dev.csv"
-    lines = catalog.read_text().splitlines()
-    fields = lines[5].split(",")
-    fields[6] = "300.1.1.1"
-    lines[5] = ",".join(fields)
+    line = _set_field(catalog, 1, "address", "300.1.1.1")
+    assert f"edges-dev.csv:{line}: address: not an IP address: '300.1.1.1'" in str(_error(stacks_copy))
+    lines, first = _catalog_rows(catalog)
+    lines[first + 1] = "just,three,fields"
     catalog.write_text("\n".join(lines) + "\n")
-    assert "edges-dev.csv:6: address: not an IP address: '300.1.1.1'" in str(_error(stacks_copy))
-    lines[5] = "just,three,fields"
-    catalog.write_text("\n".join(lines) + "\n")
-    assert "edges-dev.csv:6: row: expected 7 columns, found 3" in str(_error(stacks_copy))
+    assert f"edges-dev.csv:{line}: row: expected 9 columns, found 3" in str(_error(stacks_copy))
 
 
 def test_service_name_outside_zone(stacks_copy: Path) -> None:

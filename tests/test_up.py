@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -115,15 +116,17 @@ def last_routes(state_dir: Path) -> dict[str, dict[str, object]]:
     return routes
 
 
-def edge_addresses(ids: object) -> set[str]:
-    assert isinstance(ids, list)
-    return {DEV.edge_by_id[e].address for e in ids}
+def edge_addresses(route: dict[str, object]) -> set[str]:
+    """The addresses a route's answer carries: each edge's address for the route's center."""
+    ids, center = route["edges"], route["center"]
+    assert isinstance(ids, list) and isinstance(center, str)
+    return {DEV.edge_by_id[e].address_for(center) for e in ids}
 
 
 def test_serves_measured_answers_and_metrics(up: UpProcess) -> None:
     routes = last_routes(up.state_dir)
     for country in ("DE", "US", "GB", "IN"):
-        assert up.answers(country) == edge_addresses(routes[country]["edges"]), country
+        assert up.answers(country) == edge_addresses(routes[country]), country
         assert DEV.residency.allows(country, str(routes[country]["center"]))
     assert up.answers("RU") == set()  # strict, no center: fail closed
     with urllib.request.urlopen(f"http://127.0.0.1:{up.metrics_port}/metrics", timeout=5) as response:
@@ -131,6 +134,9 @@ def test_serves_measured_answers_and_metrics(up: UpProcess) -> None:
     assert 'globalaccel_edge_up{edge="de-berlin-1"' in text and "globalaccel_residency_violations 0.0" in text
     assert re.search(r'globalaccel_probes_total\{result="ok",vantage="eu-central-1"\} [1-9]', text)
     assert up.last_status() == {"edges": 40, "centers": 4}
+    # The rule set that produced the table is named in every decision-log entry and in /status.
+    entries, _ = verify_chain(up.state_dir / "decisions.jsonl")
+    assert entries and {e["rules_hash"] for e in entries} == {DEV.residency.rules_hash} == {up.status()["rules_hash"]}
 
 
 def test_center_failover_keeps_residency_and_edge_kill_removes_answers(up: UpProcess) -> None:
@@ -140,23 +146,27 @@ def test_center_failover_keeps_residency_and_edge_kill_removes_answers(up: UpPro
     routes = last_routes(up.state_dir)
     de, gb = routes["DE"], routes["GB"]
     assert de["center"] == "us-east-1" and gb["center"] == "us-east-1"  # the other allowed center for GDPR / UK GDPR
-    assert up.answers("DE") == edge_addresses(de["edges"]) != set()
+    assert up.answers("DE") == edge_addresses(de) != set()
     for cell, route in routes.items():
         if route["center"] is not None:
             assert DEV.residency.allows(cell, str(route["center"])), cell
             assert route["center"] != "eu-central-1"
     victim = next(iter(de["edges"]))  # type: ignore[call-overload]
     up.fault({"kind": "edge_down", "target": victim})
-    victim_address = DEV.edge_by_id[victim].address
+    victim_address = DEV.edge_by_id[victim].address_for("us-east-1")
     up.wait_for(lambda: victim_address not in up.answers("DE"), what="the killed edge to leave DE's answer")
     assert up.answers("DE")
 
 
-def test_gulf_fails_closed_when_its_only_center_is_down(up: UpProcess) -> None:
+def test_gulf_fails_over_only_where_its_rules_let_it(up: UpProcess) -> None:
+    """Saudi Arabia and the UAE prefer me-central-1; their rules let traffic be terminated in the GCC or
+    the EEA only, so with me-central-1 down they move to eu-central-1, never to us-east-1 or Singapore.
+    Russia (strict, no center) still gets nothing."""
     up.fault({"kind": "center_down", "target": "me-central-1"})
     up.wait_for(lambda: up.last_status()["centers"] == 3, what="me-central-1 drained")
     routes = last_routes(up.state_dir)
-    assert routes["SA"]["center"] is None and routes["AE"]["center"] is None  # strict [me-central-1]
+    assert routes["SA"]["center"] == "eu-central-1" and routes["AE"]["center"] == "eu-central-1"
+    assert routes["RU"]["center"] is None
 
 
 def test_one_cut_off_vantage_drains_nothing(up: UpProcess) -> None:
@@ -339,3 +349,57 @@ def test_a_cold_loop_holds_the_live_answers_until_it_has_fresh_measurements(tmp_
             cold.record(path, 10.0, t)
     assert cold.cycle(now=504.0).published
     assert set(responder.snapshot.answers) == set(served)
+
+
+def through_answer(up: UpProcess, country: str) -> list[tuple[str, int, dict[str, Any]]]:
+    """A client in `country` resolves the service name and sends a request through every answered
+    address (the emulation's NAT maps it to the edge's loopback listener; the PROXY line carries the
+    answered address, as a load balancer would). Returns (address, HTTP status, reply) per answer."""
+    from globalaccel.emulated.world import client_endpoint
+
+    out = []
+    for address in sorted(up.answers(country)):
+        host, port = client_endpoint(DEV, address, up.world_port)
+        with socket.create_connection((host, port), timeout=5) as conn:
+            conn.sendall(f"PROXY TCP4 127.0.0.1 {address} 40000 {port}\r\nGET / HTTP/1.0\r\n\r\n".encode())
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split()[1]) if head else 0
+        out.append((address, status, json.loads(body) if status == 200 else {}))
+    return out
+
+
+def test_client_traffic_ends_at_the_center_its_answer_promised(up: UpProcess) -> None:
+    """Before, during and after a center failure: every request sent through an answered address ends at
+    the center that address names (the edge decides by the address alone), or fails; it never ends at
+    another center. After failover the answers name the new center and traffic follows."""
+    promised = DEV.path_by_address
+
+    def check(country: str) -> set[str]:
+        centers = set()
+        for address, status, reply in through_answer(up, country):
+            edge, center = promised[address]
+            if status == 200:
+                assert reply == {"edge": edge.id, "center": center}, (country, address, reply)
+                centers.add(center)
+            else:
+                assert status == 502 and center in {"eu-central-1"}, (country, address, status)  # its center is down: no other
+        return centers
+
+    assert check("DE") == {"eu-central-1"} and check("GB") == {"eu-central-1"} and check("IN") <= {"ap-southeast-1", "me-central-1"}
+    cycles = up.cycles()
+    up.fault({"kind": "center_down", "target": "eu-central-1"})
+    during: set[str] = set()
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:  # the transition: old answers fail (502), new ones reach us-east-1
+        during |= check("DE")
+        if up.cycles() > cycles and up.last_status()["centers"] == 3 and check("DE") == {"us-east-1"}:
+            break
+        time.sleep(0.3)
+    assert check("DE") == {"us-east-1"} and check("GB") == {"us-east-1"}
+    assert during <= {"eu-central-1", "us-east-1"}
+    up.fault({"kind": "clear"})
+    up.wait_for(lambda: up.last_status()["centers"] == 4, what="eu-central-1 back")
+    assert check("DE") <= {"eu-central-1", "us-east-1"}  # either is allowed; hysteresis decides when to move back

@@ -3,8 +3,11 @@
 What is checked, each against globalaccel.residency (the one implementation of the rules):
 - answers: per country, the addresses a client there is given, from the source (the compiled plan,
   Route 53 through boto3, PowerDNS through its API, or the embedded server through real ECS queries);
-  every answered edge must be one the routing table gives that country, whose center its rule allows,
-  and a country the table fails closed must get nothing. Route 53 zones are read whole (not only our
+  each answered address names an edge and the center that edge forwards to, so the whole path is read
+  from live DNS: the center must be one the country's rule allows (else out_of_region_answer), the edge
+  may not stand in a forbidden jurisdiction nor terminate outside the allowed ones (edge_jurisdiction),
+  an address that is no edge's is unknown_answer, an answer the table does not give is drift
+  (answer_not_in_table), and a country the table fails closed must get nothing. Route 53 zones are read whole (not only our
   records) and evaluated with Route 53's semantics with every health check failing, so a fallback
   record that would fail open is found.
 - what-if: every single and double center failure, and "all edges of country X down" for every strict
@@ -28,10 +31,9 @@ from globalaccel.audit.sources import AnswerSource, route53_answers
 from globalaccel.control.decisionlog import read_entries, replay
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.findings import Finding
-from globalaccel.residency import Mode
 from globalaccel.routing import REASON_FAIL_CLOSED, Health
 from globalaccel.routing.summary import compute_table
-from globalaccel.topology import Topology
+from globalaccel.topology import Edge, Topology
 
 # ---- the checks ------------------------------------------------------------------------------------------
 
@@ -66,7 +68,7 @@ def expected_from_log(path: Path, topology: Topology) -> dict[str, Expected]:
             continue
         route = logged[0]  # one cell per country today
         if route.center is not None and route.edges:
-            out[code] = Expected("served", route.center, frozenset(edges[e].address for e in route.edges if e in edges))
+            out[code] = Expected("served", route.center, frozenset(edges[e].address_for(route.center) for e in route.edges if e in edges))
         else:
             out[code] = Expected("fail_closed" if route.reason == REASON_FAIL_CLOSED else "no_path")
     return out
@@ -74,7 +76,7 @@ def expected_from_log(path: Path, topology: Topology) -> dict[str, Expected]:
 
 def check_answers(topology: Topology, expected: Mapping[str, Expected],
                   answer: AnswerSource) -> tuple[list[CountryResult], list[Finding]]:
-    edge_by_address = {e.address: e for e in topology.edges}
+    path_by_address = topology.path_by_address  # an answer's address names its edge and the center it forwards to
     results: list[CountryResult] = []
     findings: list[Finding] = []
     for code in sorted(topology.countries):
@@ -97,13 +99,34 @@ def check_answers(topology: Topology, expected: Mapping[str, Expected],
         if center is None and got:
             findings.append(Finding("fail_closed_violated", code, f"{code} must get no answer (rule {rule.name!r}) but got {sorted(got)}"))
             continue
+        findings.extend(_path_findings(topology, code, got, path_by_address))
         stray = got - addresses
         if stray:
-            names = [edge_by_address[a].id if a in edge_by_address else a for a in sorted(stray)]
-            kind = "out_of_region_answer" if rule.mode is Mode.STRICT else "answer_not_in_table"
-            findings.append(Finding(kind, code, f"answered {names}, which the routing table does not give {code} "
+            names = [f"{path_by_address[a][0].id}->{path_by_address[a][1]}" if a in path_by_address else a for a in sorted(stray)]
+            findings.append(Finding("answer_not_in_table", code, f"answered {names}, which the routing table does not give {code} "
                                     f"(its center {center}; allowed {allowed})"))
     return results, findings
+
+
+def _path_findings(topology: Topology, code: str, got: Iterable[str], path_by_address: Mapping[str, tuple[Edge, str]]) -> list[Finding]:
+    """Residency of each answered path as live DNS states it: the address names the edge and the center
+    it forwards to, so the whole path is judged from the answer alone, whatever the table says."""
+    residency = topology.residency
+    rule = residency.rule_for(code)
+    out = []
+    for address in sorted(got):
+        path = path_by_address.get(address)
+        if path is None:
+            out.append(Finding("unknown_answer", code, f"answered {address}, which is no edge's address for any center"))
+            continue
+        edge, center = path
+        if not residency.allows(code, center):
+            out.append(Finding("out_of_region_answer", code, f"answered {address}: {edge.id} forwards to {center}, "
+                               f"which rule {rule.name!r} forbids (a transfer out of the allowed set)"))
+        why = residency.edge_violation(code, edge.country, edge.role)
+        if why is not None:
+            out.append(Finding("edge_jurisdiction", code, f"answered {address}: {why}"))
+    return out
 
 
 def what_if(topology: Topology, include_edge_scenarios: bool = True) -> tuple[list[Scenario], list[Finding]]:

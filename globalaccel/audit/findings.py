@@ -40,6 +40,7 @@ class AuditReport:
     decision_log: dict[str, Any] | None
     table_hash: str
     notes: list[str] = field(default_factory=list)  # information for the reader, not violations
+    rules: dict[str, Any] = field(default_factory=dict)  # the rule set judged against: hash, rules with sources and review dates
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,5 +51,5 @@ class AuditReport:
                         "not_locatable": sum(r.status == "not_locatable" for r in self.results)},
             "results": [asdict(r) for r in self.results], "scenarios": [asdict(s) for s in self.scenarios],
             "violations": [asdict(v) for v in self.violations], "data_stores": self.data_stores, "decision_log": self.decision_log,
-            "notes": self.notes,
+            "notes": self.notes, "rules_hash": self.rules.get("hash"), "rules": self.rules,
         }

@@ -9,6 +9,7 @@ import html
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 from globalaccel.audit.findings import AuditReport
 from globalaccel.topology import Topology
@@ -67,7 +68,8 @@ def to_markdown(report: AuditReport) -> str:
     lines = [f"# Compliance audit: stack {report.stack} (source: {report.source})", "",
              f"**{'COMPLIANT' if data['compliant'] else 'VIOLATIONS FOUND'}**: {len(report.violations)} violations, "
              f"{report.countries} countries ({data['summary']['served']} served, {data['summary']['fail_closed']} fail closed, "
-             f"{data['summary']['not_locatable']} not locatable), table `{report.table_hash[:16]}`.", ""]
+             f"{data['summary']['not_locatable']} not locatable), table `{report.table_hash[:16]}`, "
+             f"rules `{report.rules.get('hash', '?')}`.", ""]
     if report.violations:
         lines += ["## Violations", "", "| kind | subject | evidence |", "|---|---|---|"]
         lines += [f"| {v.kind} | {v.subject} | {v.evidence.replace('|', '/')} |" for v in report.violations]
@@ -85,9 +87,38 @@ def to_markdown(report: AuditReport) -> str:
     if report.decision_log:
         lines += ["## Decision log", "", f"{report.decision_log['entries']} entries, chain "
                   f"{'intact' if report.decision_log['chain_intact'] else 'BROKEN'} ({report.decision_log['path']}).", ""]
+    lines += _rules_markdown(report.rules)
     lines += ["## Countries", "", "| country | rule | mode | center | status | answers |", "|---|---|---|---|---|---|"]
     lines += [f"| {r.country} | {r.rule} | {r.mode} | {r.center or '-'} | {r.status} | {len(r.answers)} |" for r in report.results]
     return "\n".join(lines) + "\n"
+
+
+def _rule_rows(rules: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in rules.get("rules", []):
+        dated = r["effective_from"] or r["effective_until"]
+        period = " to ".join(x or "..." for x in (r["effective_from"], r["effective_until"])) if dated else ""
+        rows.append([r["name"], r["mode"], " ".join(r["centers"]) or "-", " ".join(r["terminate_in"]) or "nowhere",
+                     " ".join(r["never_transit"]) or "-", r["basis"], r["source"], " ".join(r["urls"]),
+                     r["reviewed"] or "NOT RE-CHECKED", period, " ".join(r["countries"])])
+    return rows
+
+
+RULE_HEAD = ["rule", "mode", "centers", "terminate in", "never transit", "basis", "source", "links", "reviewed", "in force",
+             "countries"]
+
+
+def _rules_markdown(rules: dict[str, Any]) -> list[str]:
+    if not rules:
+        return []
+    lines = ["## Residency rules judged against", "",
+             f"Rules `{rules['hash']}` from {rules['file']}, as of {rules['as_of']}. "
+             f"Countries on the default rule: {' '.join(rules['default_countries']) or 'none'}. "
+             f"Rules not re-checked against their sources: {', '.join(rules['unreviewed']) or 'none'}.", "",
+             "| " + " | ".join(RULE_HEAD) + " |", "|" + "---|" * len(RULE_HEAD)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in _rule_rows(rules)]
+    lines += [f"- {u['date']}: {u['country']} moves from {u['from']} to {u['to']}" for u in rules.get("upcoming", [])]
+    return [*lines, ""]
 
 
 def to_html(report: AuditReport, topology: Topology) -> str:
@@ -104,7 +135,7 @@ def to_html(report: AuditReport, topology: Topology) -> str:
         f'<p class="verdict {"ok" if ok else "bad"}" id="verdict">{"COMPLIANT" if ok else "VIOLATIONS FOUND"}: '
         f"{len(report.violations)} violations; {report.countries} countries, {data['summary']['served']} served, "
         f"{data['summary']['fail_closed']} fail closed, {data['summary']['not_locatable']} not locatable. Source: "
-        f"{html.escape(report.source)}; table {report.table_hash[:16]}.</p>",
+        f"{html.escape(report.source)}; table {report.table_hash[:16]}; rules {html.escape(str(report.rules.get('hash', '?')))}.</p>",
         '<h2>Where traffic goes</h2><figure id="map">' + world_map_svg(topology, report) + "</figure>",
     ]
     if report.violations:
@@ -122,6 +153,12 @@ def to_html(report: AuditReport, topology: Topology) -> str:
     if report.decision_log:
         sections.append(f"<h2>Decision log</h2><p>{report.decision_log['entries']} entries, chain "
                         f"{'intact' if report.decision_log['chain_intact'] else 'BROKEN'}.</p>")
+    if report.rules:
+        rules = report.rules
+        sections.append(f"<h2>Residency rules judged against</h2><p id=rules>Rules {html.escape(rules['hash'])} as of "
+                        f"{html.escape(rules['as_of'])}; default rule for {len(rules['default_countries'])} countries: "
+                        f"{html.escape(' '.join(rules['default_countries']))}. Not re-checked: "
+                        f"{html.escape(', '.join(rules['unreviewed']) or 'none')}.</p>" + table(RULE_HEAD, _rule_rows(rules)))
     sections.append("<h2>Countries</h2>" + table(
         ["country", "rule", "mode", "center", "status", "answers"],
         [[r.country, r.rule, r.mode, r.center or "-", r.status, " ".join(r.answers)] for r in report.results]))

@@ -143,4 +143,4 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         findings += log_findings
     unique = list({(f.kind, f.subject, f.evidence): f for f in findings}.values())
     return AuditReport(topology.stack, options.source, len(topology.countries), results, scenarios, unique, stores, log_summary,
-                       table.content_hash, notes)
+                       table.content_hash, notes, topology.residency.describe(topology.countries))

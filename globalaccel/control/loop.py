@@ -8,6 +8,7 @@ before it is published, so the log never lacks a table that was served.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from globalaccel.measure.prober import ProbePath
 from globalaccel.routing import Health, Router, RouterState, RoutingTable
 from globalaccel.settings import HealthSettings
 from globalaccel.topology import Topology
-from globalaccel.verify import verify_table
+from globalaccel.verify import RESIDENCY_KINDS, verify_table
 
 
 class Lease(Protocol):
@@ -104,6 +105,7 @@ class ControlLoop:
         route may switch in it (a restart is not an evaluation), only routes whose edge or center died move."""
         start = time.perf_counter()
         now = self.clock() if now is None else now
+        self._apply_rules_in_force(now)
         verdict = self.health.evaluate(now)
         health = Health(verdict.edges, verdict.centers)
         before = self.router_state.cells  # per-cell routes as last computed (restored after a restart)
@@ -119,12 +121,13 @@ class ControlLoop:
                     cells[cid] = cell._replace(pending=prior.pending, last_switch_at=prior.last_switch_at)
             state = dataclasses.replace(state, cells=cells)
         violations = verify_table(table, self.topology, health)
-        residency = [v for v in violations if v.kind == "residency"]
+        residency = [v for v in violations if v.kind in RESIDENCY_KINDS]
         changed = [cid for cid, r in table.routes.items()
                    if cid not in before or (before[cid].center, before[cid].edges) != (r.center, r.edge_ids)]
         table_changed = table.content_hash != self._last_hash
         if table_changed:
-            self.log.append(DecisionEntry.for_table(table, changed, now, self.topology.stack, verdict.changed, len(residency)))
+            self.log.append(DecisionEntry.for_table(table, changed, now, self.topology.stack, verdict.changed, len(residency),
+                                                   self.topology.residency.rules_hash))
         leader = self.lease.acquire()
         published, error = False, None
         fresh = self.health.fresh_share(now)
@@ -192,13 +195,28 @@ class ControlLoop:
         for bucket, value in self.backend.budget().items():
             m.api_budget.labels(self.backend.name, bucket).set(value)
 
+    def _apply_rules_in_force(self, now: float) -> None:
+        """A rule with an effective date applies itself on that day (UTC): the router is rebuilt on the
+        rule set in force, and the next table (and its log entry) carries the change."""
+        day = dt.datetime.fromtimestamp(now, dt.UTC).date()
+        policy = self.topology.residency
+        if policy.as_of == day:
+            return
+        updated = policy.on(day)
+        changed = any(updated.rule_for(c) != policy.rule_for(c) for c in self.topology.countries)
+        self.topology = dataclasses.replace(self.topology, residency=updated)
+        if changed:
+            self.router = Router(self.topology)
+
     def status(self) -> dict[str, Any]:
         """What /status serves: the last cycle's outcome, typed fields only (tests and operators read this,
         not the human status line)."""
         report = self.last_report
         out: dict[str, Any] = {"stack": self.topology.stack, "backend": self.backend.name, "restored": self.restored,
                                "generation": self.table.generation if self.table else 0,
-                               "table_hash": self.table.content_hash if self.table else None, "cycles": self.cycles}
+                               "table_hash": self.table.content_hash if self.table else None, "cycles": self.cycles,
+                               "rules_hash": self.topology.residency.rules_hash,
+                               "rules_as_of": str(self.topology.residency.as_of)}
         if report is not None:
             out.update(healthy_edges=report.healthy_edges, healthy_centers=report.healthy_centers, fail_closed=report.fail_closed,
                        changed_cells=len(report.changed_cells), residency_violations=report.violations, published=report.published,

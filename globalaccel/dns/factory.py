@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from globalaccel.dns.backend import Backend, BackendError, OwnedZone
 from globalaccel.dns.embedded import DnsResponder
-from globalaccel.dns.records import fqdn
+from globalaccel.dns.records import RECORD_TTL, fqdn
 from globalaccel.settings import BackendSettings
 from globalaccel.topology import Topology
 
@@ -63,6 +63,8 @@ def open_backend(topology: Topology, settings: BackendSettings, responder: DnsRe
 
         route53 = open_route53(layout_for(topology), settings, dry_run)
         route53.topology = topology
+        if not dry_run:
+            route53.cap_negative_ttl(RECORD_TTL)
         return OwnedZone(route53)
     elif settings.kind == "powerdns":
         from globalaccel.dns.powerdns import PowerDnsBackend
@@ -77,6 +79,7 @@ def open_backend(topology: Topology, settings: BackendSettings, responder: DnsRe
             powerdns.absent_ok = True
         else:
             powerdns.ensure_zone()
+            powerdns.cap_negative_ttl(RECORD_TTL)
         backend = powerdns
     else:
         raise BackendError(f"unknown DNS backend {settings.kind!r}; expected embedded, route53 or powerdns")

@@ -25,7 +25,7 @@ from globalaccel.answers import Answers
 from globalaccel.dns.backend import ApplyStats
 from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.plan import Changes
-from globalaccel.dns.records import Record, fqdn
+from globalaccel.dns.records import RECORD_TTL, Record, fqdn
 from globalaccel.errors import GlobalaccelError
 from globalaccel.topology import Topology
 
@@ -86,7 +86,7 @@ def layout_for(topology: Topology) -> PowerDnsLayout:
     return PowerDnsLayout(fqdn(topology.zone), fqdn(topology.service_name), topology.stack)
 
 
-def compile_powerdns(topology: Topology, answers: Answers, ttl: int = 60) -> list[Record]:
+def compile_powerdns(topology: Topology, answers: Answers, ttl: int = RECORD_TTL) -> list[Record]:
     """The LUA records for `answers` (the ownership claim is the registry's: globalaccel.dns.backend)."""
     by_country = {code: served.addresses for code, served in answers.served_countries()}
     layout = layout_for(topology)
@@ -154,6 +154,21 @@ class PowerDnsBackend:
             if "HTTP 404" not in str(exc) and "HTTP 422" not in str(exc):
                 raise
         self._http("POST", "/zones", {"name": self.layout.zone, "kind": "Native", "nameservers": [ns_host or f"ns1.{self.layout.zone}"]})
+        return True
+
+    def cap_negative_ttl(self, ttl: int) -> bool:
+        """Resolvers cache "no answer" for min(SOA TTL, SOA MINIMUM) (RFC 2308 s.5); PowerDNS's default SOA
+        says 3600. Lower both to `ttl`; returns True when it changed the SOA."""
+        soa = next((r for r in self.records() if r.type == "SOA" and r.name == self.layout.zone), None)
+        if soa is None:
+            raise PowerDnsError(f"zone {self.layout.zone} has no SOA record")
+        fields = soa.values[0].split()
+        if soa.ttl is not None and soa.ttl <= ttl and int(fields[6]) <= ttl:
+            return False
+        fields[6] = str(min(int(fields[6]), ttl))
+        self._http("PATCH", f"/zones/{self.layout.zone}", {"rrsets": [{
+            "name": self.layout.zone, "type": "SOA", "ttl": ttl, "changetype": "REPLACE",
+            "records": [{"content": " ".join(fields), "disabled": False}]}]})
         return True
 
     def records(self) -> list[Record]:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Every answer record lives 60 s: a failover reaches clients within a minute of the publish. The zone's
+# negative TTL (SOA) is capped to the same, so a withdrawn or returning answer is not cached longer.
+RECORD_TTL = 60
+
 
 def fqdn(name: str) -> str:
     """Lowercase, absolute (trailing dot) form used everywhere inside globalaccel.dns."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from globalaccel.answers import Answers
 from globalaccel.dns.ownership import ZoneOwnership
-from globalaccel.dns.records import Geo, Record, fqdn
+from globalaccel.dns.records import RECORD_TTL, Geo, Record, fqdn
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
 from globalaccel.topology import Topology
 
@@ -76,7 +76,7 @@ def weights_to_route53(weights: list[float]) -> list[int]:
     return [max(1, min(MAX_WEIGHT, round(w / top * MAX_WEIGHT))) for w in weights]
 
 
-def compile_route53(topology: Topology, answers: Answers, ttl: int = 60) -> list[Record]:
+def compile_route53(topology: Topology, answers: Answers, ttl: int = RECORD_TTL) -> list[Record]:
     """The record tree for `answers` (the ownership claim is the registry's: globalaccel.dns.backend)."""
     layout = layout_for(topology)
     records: list[Record] = []

@@ -7,6 +7,14 @@ cannot delay it; the time to the first response line can be delayed, and that is
 Each vantage prober binds its center's own loopback address as the source, so a listener knows which
 center is asking and answers with that path's delay.
 
+Client traffic: a client that resolved the service name connects to the answered address. The catalog's
+addresses are not on loopback, so the emulation stands in for the network's NAT: `client_endpoint` maps
+an answered address to its edge's loopback listener, and the client sends a PROXY protocol v1 line naming
+the original destination (what a load balancer in front of a real edge passes on). The edge decides the
+center from that destination address alone, as a real edge does from the address it was reached on,
+opens a connection from its own loopback address to that center, and relays the center's reply:
+`{"edge": ..., "center": ...}`. A down edge resets the connection; a down center gives 502.
+
 Faults (control API `POST /faults` with a JSON list, or a scenario file with `at:` offsets):
   {"kind": "center_down", "target": "eu-central-1"}   center unreachable, and its prober is silent
   {"kind": "edge_down", "target": "de-berlin-1"}
@@ -50,6 +58,12 @@ def edge_address(index: int) -> str:
 
 def center_address(index: int) -> str:
     return f"127.20.0.{index + 1}"
+
+
+def client_endpoint(topology: Topology, answered: str, port: int) -> tuple[str, int]:
+    """The emulation's NAT: the loopback listener of the edge whose client address `answered` is."""
+    edge, _ = topology.path_by_address[answered]
+    return edge_address(topology.edges.index(edge)), port
 
 
 def down_centers(control_port: int, previous: set[str]) -> set[str]:
@@ -123,8 +137,10 @@ class World:
         self.vantage_by_address: dict[str, str] = {}
         self._center_pos: dict[str, int] = {}
         self._target_pos: dict[str, int] = {}
+        self._edge_pos_by_address: dict[str, int] = {}
         for i, edge in enumerate(topology.edges):
             self.target_by_address[edge_address(i)] = edge.id
+            self._edge_pos_by_address[edge_address(i)] = i
             self._target_pos[edge.id] = i
         for j, center in enumerate(topology.centers):
             self.target_by_address[center_address(j)] = center.id
@@ -165,7 +181,19 @@ class World:
             peer = writer.get_extra_info("peername")[0]
             target = self.target_by_address.get(local)
             vantage = self.vantage_by_address.get(peer)
-            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            if head.startswith(b"PROXY ") and target in self.topology.edge_by_id:
+                await self._client_request(target, head, writer)
+                return
+            if head.startswith(b"GET /forwarded ") and target in self._center_pos:
+                edge = self.topology.edges[self._edge_pos_by_address[peer]].id if peer in self._edge_pos_by_address else "?"
+                if target in self.faults.down:
+                    writer.transport.abort()
+                    return
+                body = json.dumps({"edge": edge, "center": target}).encode()
+                writer.write(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+                return
             delay = self.true_rtt_ms(vantage, target) if target and vantage else None
             if delay is None:
                 transport = writer.transport
@@ -179,6 +207,35 @@ class World:
             pass
         finally:
             writer.close()
+
+    async def _client_request(self, edge_id: str, head: bytes, writer: asyncio.StreamWriter) -> None:
+        """A client reached edge `edge_id`: forward to the center its destination address names."""
+        fields = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        destination = fields[3] if len(fields) == 6 else ""
+        path = self.topology.path_by_address.get(destination)
+        if edge_id in self.faults.down:
+            writer.transport.abort()
+            return
+        if path is None or path[0].id != edge_id:
+            writer.write(b"HTTP/1.0 421 Misdirected Request\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            return
+        center = path[1]
+        status, body = 502, b""
+        try:
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(
+                center_address(self._center_pos[center]), self.port, local_addr=(edge_address(self._target_pos[edge_id]), 0)), 3.0)
+            up_writer.write(b"GET /forwarded HTTP/1.0\r\n\r\n")
+            await up_writer.drain()
+            reply = await asyncio.wait_for(up_reader.read(), 3.0)
+            up_writer.close()
+            if reply.startswith(b"HTTP/1.0 200"):
+                status, body = 200, reply.split(b"\r\n\r\n", 1)[1]
+        except (OSError, TimeoutError):
+            pass  # the center is unreachable: the edge answers 502, it never picks another center
+        writer.write(b"HTTP/1.0 %d %s\r\nContent-Length: %d\r\n\r\n%s"
+                     % (status, b"OK" if status == 200 else b"Bad Gateway", len(body), body))
+        await writer.drain()
 
     async def start(self) -> None:
         for address in self.target_by_address:

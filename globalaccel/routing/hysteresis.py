@@ -2,7 +2,7 @@
 
 A route is replaced only when the new one is better by max(absolute ms, relative %) for N
 evaluations in a row, and not within the hold-down after the cell's last switch. A route whose edge
-or center went down, or whose center the rule no longer allows, moves at once.
+or center went down, or whose center or edge the rule no longer allows, moves at once.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from globalaccel.routing.table import REASON_BEST, REASON_HELD, CellState, Healt
 from globalaccel.settings import HysteresisSettings
 
 
-def still_valid(prev: CellState, elig: Eligibility, health: Health) -> bool:
-    """A held route must still be allowed right now and fully healthy; otherwise it moves at once."""
-    return prev.center in elig.centers and bool(prev.edges) and all(e in health.edges for e in prev.edges)
+def still_valid(prev: CellState, elig: Eligibility, health: Health, allowed_edges: frozenset[str] | None = None) -> bool:
+    """A held route must still be allowed right now (center and every edge) and fully healthy;
+    otherwise it moves at once."""
+    return (prev.center in elig.centers and bool(prev.edges) and all(e in health.edges for e in prev.edges)
+            and (allowed_edges is None or all(e in allowed_edges for e in prev.edges)))
 
 
 def decide(
@@ -28,13 +30,14 @@ def decide(
     health: Health,
     now: float,
     hyst: HysteresisSettings,
+    allowed_edges: frozenset[str] | None = None,  # edges the cell's rule lets on its path (None: all)
 ) -> tuple[CellState, str]:
     """Keep a valid current route unless the fresh one is better by the margin for `consecutive`
     evaluations in a row and the hold-down since the last switch has passed."""
     if prev is None or prev.center is None:
         first_placement = prev is None  # a cell's first route is not a switch
         return fresh._replace(last_switch_at=None if first_placement else now), REASON_BEST
-    if not still_valid(prev, elig, health):
+    if not still_valid(prev, elig, health, allowed_edges):
         return fresh._replace(last_switch_at=now), REASON_BEST
     if (prev.center, prev.edges) == (fresh.center, fresh.edges):
         # Same route: keep its capacity shares. The greedy split is sensitive to rank order, and

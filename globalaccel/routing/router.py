@@ -1,9 +1,12 @@
 """The router: topology + residency + latency + health -> RoutingTable.
 
 For every client cell it picks one center and the best k edges in front of it, minimising
-client->edge + edge->center RTT, among healthy edges and the centers the cell's residency rule allows
-(residency.eligibility decides; this module never re-derives residency). Strict cells with no healthy
-allowed center fail closed: an empty answer, never another region.
+client->edge + edge->center RTT, among the healthy edges and centers the cell's residency rule allows
+on its path (residency decides; this module never re-derives it). Strict cells with no healthy
+allowed center fail closed: an empty answer, never another region. Each answer's address is the
+edge's address for the chosen center, so the answer alone fixes the whole path.
+
+Cells whose rules allow the same edges are searched together (one candidate search per edge set).
 
 Steps, each vectorised over cells:
 1. candidates (routing.candidates): the allowed center with the cheapest best path and its ranked
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,6 +47,15 @@ from globalaccel.routing.table import (
 from globalaccel.topology import Cell, Topology
 
 
+class _EdgeGroup(NamedTuple):
+    """Cells whose rules allow the same edges, and the search over them."""
+
+    rows: NDArray[np.intp]  # positions of the cells in Router.cells
+    edge_mask: NDArray[np.bool_]  # (E,) edges allowed on these cells' paths
+    allowed_ids: frozenset[str] | None  # the same as ids; None when every edge is allowed
+    search: CandidateSearch
+
+
 class Router:
     """Computes routing tables for one topology. Reuse it across cycles: it caches geometry."""
 
@@ -53,7 +66,7 @@ class Router:
         self._center_ids = topology.center_ids
         self._edge_ids = tuple(e.id for e in topology.edges)
         self._edge_pos = {eid: i for i, eid in enumerate(self._edge_ids)}
-        self.search = CandidateSearch(topology, self.cells)
+        self.groups = self._edge_groups()
         self.capacity = CapacityPlanner(topology, self.cells)
         self._client_leg: dict[tuple[int, int], float] = {}  # (cell, edge) physics RTT: geometry never changes
 
@@ -77,17 +90,25 @@ class Router:
         fresh_center: list[str | None] = [None] * len(self.cells)
         ranked: list[NDArray[np.intp]] = [np.empty(0, dtype=np.intp)] * len(self.cells)
         routable = np.zeros(len(self.cells), dtype=bool)
-        if healthy_idx.size:
-            allowed = np.zeros((len(self._center_ids), len(self.cells)), dtype=bool)
-            for ci, center_id in enumerate(self._center_ids):
-                allowed[ci] = [center_id in eligibility[c.country].centers for c in self.cells]
-            prefer, prev_edges = self.search.sticky(state, healthy_idx)
-            choice, ranked_idx, ranked_cost = self.search.select(latency, healthy_idx, center_edge, penalty, allowed, prefer)
-            ranked_idx = self.search.favour_current_edges(choice, prefer, prev_edges, ranked_idx, ranked_cost)
-            routable = choice >= 0
-            for n in np.nonzero(routable)[0]:
-                fresh_center[n] = self._center_ids[int(choice[n])]
-                ranked[n] = healthy_idx[ranked_idx[n]]
+        allowed = np.zeros((len(self._center_ids), len(self.cells)), dtype=bool)
+        for ci, center_id in enumerate(self._center_ids):
+            allowed[ci] = [center_id in eligibility[c.country].centers for c in self.cells]
+        allowed_edges: list[frozenset[str] | None] = [None] * len(self.cells)
+        for group in self.groups:
+            for n in group.rows:
+                allowed_edges[n] = group.allowed_ids
+            group_healthy = healthy_idx[group.edge_mask[healthy_idx]]
+            if not group_healthy.size:
+                continue
+            prefer, prev_edges = group.search.sticky(state, group_healthy)
+            choice, ranked_idx, ranked_cost = group.search.select(latency, group_healthy, center_edge, penalty,
+                                                                  allowed[:, group.rows], prefer)
+            ranked_idx = group.search.favour_current_edges(choice, prefer, prev_edges, ranked_idx, ranked_cost)
+            for n in np.nonzero(choice >= 0)[0]:
+                pos = int(group.rows[n])
+                routable[pos] = True
+                fresh_center[pos] = self._center_ids[int(choice[n])]
+                ranked[pos] = group_healthy[ranked_idx[n]]
 
         budget = self.capacity.budgets(healthy_idx, routable)
         alloc = self.capacity.allocate(ranked, routable, budget)
@@ -95,7 +116,6 @@ class Router:
         routes: dict[str, CellRoute] = {}
         new_cells: dict[str, CellState] = {}
         cost_lookup = center_edge + penalty[None, :]  # (C, E): edge leg plus the edge's own delay
-        addresses = {e.id: e.address for e in topo.edges}
         for pos, cell in enumerate(self.cells):
             elig = eligibility[cell.country]
             prev = state.cells.get(cell.id)
@@ -110,14 +130,15 @@ class Router:
             fresh_costs = self._costs(pos, fresh, cost_lookup, latency)
             fresh_cost = sum(w * c for w, c in zip(fresh.weights, fresh_costs, strict=True))
             decided, reason = decide(prev, fresh, fresh_cost, partial(self._route_cost, pos, cost_lookup=cost_lookup, latency=latency),
-                                     elig, health, now, self.settings.hysteresis)
+                                     elig, health, now, self.settings.hysteresis, allowed_edges[pos])
             if reason == REASON_BEST and center not in elig.tiers[0]:
                 reason = REASON_FALLBACK
             assert decided.center is not None
             same = decided.center == fresh.center and decided.edges == fresh.edges
             costs = fresh_costs if same else self._costs(pos, decided, cost_lookup, latency)
             answers = tuple(
-                Answer(e, addresses[e], w, c) for e, w, c in zip(decided.edges, decided.weights, costs, strict=True)
+                Answer(e, self._answer_address(e, decided.center), w, c)
+                for e, w, c in zip(decided.edges, decided.weights, costs, strict=True)
             )
             routes[cell.id] = CellRoute(cell.id, cell.country, decided.center, answers, reason)
             new_cells[cell.id] = decided
@@ -131,6 +152,29 @@ class Router:
         return table, RouterState(generation, digest, new_cells)
 
     # ----------------------------------------------------------------------------------------------
+    def _edge_groups(self) -> list[_EdgeGroup]:
+        """Group the cells by the edges their rules allow on the path (terminating edges only where
+        the rule lets traffic be terminated, no edge in a never-transit jurisdiction)."""
+        residency = self.topology.residency
+        by_rule: dict[int, NDArray[np.bool_]] = {}
+        groups: dict[bytes, tuple[list[int], NDArray[np.bool_]]] = {}
+        for n, cell in enumerate(self.cells):
+            rule = residency.rule_for(cell.country)
+            mask = by_rule.get(id(rule))
+            if mask is None:
+                mask = by_rule[id(rule)] = np.array([rule.edge_allowed(e.country, e.role) for e in self.topology.edges], dtype=bool)
+            groups.setdefault(mask.tobytes(), ([], mask))[0].append(n)
+        out = []
+        for rows, mask in groups.values():
+            row_idx = np.array(rows, dtype=np.intp)
+            ids = None if mask.all() else frozenset(self._edge_ids[i] for i in np.nonzero(mask)[0])
+            out.append(_EdgeGroup(row_idx, mask, ids, CandidateSearch(self.topology, [self.cells[i] for i in rows])))
+        return out
+
+    def _answer_address(self, edge_id: str, center: str) -> str:
+        """The address that takes a client through `edge_id` to `center`."""
+        return self.topology.edges[self._edge_pos[edge_id]].address_for(center)
+
     def _eligibility(self, health: Health) -> dict[str, Eligibility]:
         countries = {c.country for c in self.cells}
         return {

@@ -10,7 +10,7 @@ from globalaccel.answers import Answers, Decision, FailClosed, Served
 from globalaccel.latency import LatencyModel
 from globalaccel.routing import REASON_FAIL_CLOSED, Health, Router, RoutingTable
 from globalaccel.topology import Topology
-from globalaccel.verify import verify_table
+from globalaccel.verify import RESIDENCY_KINDS, verify_table
 
 
 def weighted_quantile(values: list[float], weights: list[float], q: float) -> float:
@@ -38,6 +38,8 @@ def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[s
         per_center[center] = {"cells": len(mine), "demand_share": round(sum(demand[r.cell_id] for r in mine) / total_routed, 4)}
     violations = verify_table(table, topology, health)
     total_demand = sum(demand.values()) or 1.0
+    residency = topology.residency
+    as_of = residency.as_of
     return {
         "stack": topology.stack,
         "service_name": topology.service_name,
@@ -51,7 +53,14 @@ def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[s
         "table_hash": table.content_hash,
         "fail_closed": table.fail_closed(),
         "strict_countries": topology.residency.strict_countries(topology.countries),
-        "residency_violations": sum(1 for v in violations if v.kind == "residency"),
+        "rules_hash": residency.rules_hash,
+        "rules_as_of": as_of.isoformat() if as_of else None,
+        "default_rule": residency.default.name,
+        "default_countries": residency.default_countries(topology.countries),
+        "unreviewed_rules": residency.unreviewed_rules(),
+        "upcoming_rule_changes": [{"date": d.isoformat(), "country": c, "from": a, "to": b}
+                                  for d, c, a, b in (residency.upcoming(as_of, topology.countries) if as_of else [])],
+        "residency_violations": sum(1 for v in violations if v.kind in RESIDENCY_KINDS),
         "violations": [v.__dict__ for v in violations],
         "estimated_rtt_ms": {
             "p50": round(weighted_quantile(rtts, weights, 0.5), 2) if rtts else None,
@@ -82,7 +91,12 @@ def render_text(summary: dict[str, Any]) -> str:
         f"{summary['countries']} countries, {summary['cells']} cells",
         f"  table {summary['table_hash'][:16]} generation {summary['generation']}",
         f"  estimated RTT (demand-weighted): p50 {summary['estimated_rtt_ms']['p50']} ms, p95 {summary['estimated_rtt_ms']['p95']} ms",
-        f"  residency violations: {summary['residency_violations']}",
+        f"  rules {summary['rules_hash']} as of {summary['rules_as_of']}; "
+        f"{len(summary['default_countries'])} countries fall to the default rule {summary['default_rule']!r}: "
+        f"{' '.join(summary['default_countries']) or 'none'}",
+        f"  rules whose sources were not re-checked (reviewed: null): {', '.join(summary['unreviewed_rules']) or 'none'}",
+        *(f"  rule change on {c['date']}: {c['country']} {c['from']} -> {c['to']}" for c in summary["upcoming_rule_changes"]),
+        f"  residency violations (centers, edges, forwarding): {summary['residency_violations']}",
         f"  fail closed (strict, no healthy allowed center): {', '.join(summary['fail_closed']) or 'none'}",
         f"  demand beyond edge capacity shares: {summary['capacity_overflow_share']:.1%}",
         "  per center: " + ", ".join(f"{c} {v['cells']} cells {v['demand_share']:.1%}" for c, v in summary["per_center"].items()),
