@@ -10,8 +10,9 @@ Modes (which centers):
 - preferred: listed centers first; any other center only when no listed one is healthy.
 - open:      any center, chosen on latency alone.
 Whatever the mode, a center or edge may only terminate the traffic in a jurisdiction the rule's
-`terminate_in` names, and no element of the path (transit edge, terminating edge, center) may stand in a
-jurisdiction its `never_transit` names.
+`terminate_in` names or in the users' own country (decrypting at home is no transfer), and no element
+of the path (transit edge, terminating edge, center) may stand in a jurisdiction its `never_transit`
+names.
 
 Rules carry effective dates: a country may have several rules with disjoint periods, and the policy
 resolves the one in force on a given day (`on(date)`), so a law that changes on a known day applies
@@ -75,15 +76,19 @@ class Rule:
     def in_force(self, day: dt.date) -> bool:
         return (self.effective_from is None or self.effective_from <= day) and (self.effective_until is None or day < self.effective_until)
 
-    def may_terminate_in(self, jurisdiction: str) -> bool:
-        return jurisdiction not in self.never_transit and (self.terminate_in is None or jurisdiction in self.terminate_in)
+    def may_terminate_in(self, jurisdiction: str, home: str | None = None) -> bool:
+        """May traffic of users in `home` be decrypted in `jurisdiction`? At home always (that is no
+        transfer), unless home itself is on the never-transit list; elsewhere only inside terminate_in."""
+        if jurisdiction in self.never_transit:
+            return False
+        return self.terminate_in is None or jurisdiction in self.terminate_in or jurisdiction == home
 
     def may_cross(self, jurisdiction: str) -> bool:
         return jurisdiction not in self.never_transit
 
-    def edge_allowed(self, jurisdiction: str, role: Role) -> bool:
-        """May an edge in `jurisdiction` with `role` stand on this rule's users' path?"""
-        return self.may_terminate_in(jurisdiction) if role is Role.TERMINATING else self.may_cross(jurisdiction)
+    def edge_allowed(self, jurisdiction: str, role: Role, home: str | None = None) -> bool:
+        """May an edge in `jurisdiction` with `role` stand on the path of this rule's users in `home`?"""
+        return self.may_terminate_in(jurisdiction, home) if role is Role.TERMINATING else self.may_cross(jurisdiction)
 
     def canonical(self) -> dict[str, object]:
         """Everything that decides routing or is shown to a reviewer, in a stable form for hashing."""
@@ -160,28 +165,28 @@ class ResidencyPolicy:
         return sorted(c for c in countries if c not in self.rules)
 
     # -- centers -----------------------------------------------------------------------------------
-    def _center_ok(self, rule: Rule, center: str) -> bool:
+    def _center_ok(self, rule: Rule, center: str, country: str) -> bool:
         where = self.center_jurisdiction.get(center)
-        # A center whose jurisdiction is unknown (an old caller without one) is judged by mode alone.
-        return where is None or rule.may_terminate_in(where)
+        # A center whose jurisdiction is unknown (an in-memory world without one) is judged by mode alone.
+        return where is None or rule.may_terminate_in(where, country)
 
     def allows(self, country: str, center: str) -> bool:
         """May `center` process and store data of users in `country`? Health plays no part."""
         rule = self.rule_for(country)
-        return (rule.mode is not Mode.STRICT or center in rule.centers) and self._center_ok(rule, center)
+        return (rule.mode is not Mode.STRICT or center in rule.centers) and self._center_ok(rule, center, country)
 
     def permitted_centers(self, country: str, all_centers: Iterable[str]) -> tuple[str, ...]:
         """Every center that may ever serve `country`, in a stable order."""
         rule = self.rule_for(country)
         known = set(all_centers)
         pool = [c for c in rule.centers if c in known] if rule.mode is Mode.STRICT else sorted(known)
-        return tuple(c for c in pool if self._center_ok(rule, c))
+        return tuple(c for c in pool if self._center_ok(rule, c, country))
 
     def eligibility(self, country: str, healthy_centers: Iterable[str], all_centers: Iterable[str]) -> Eligibility:
         """Which healthy centers may serve `country` now, in priority tiers."""
         rule = self.rule_for(country)
         up = set(healthy_centers)
-        healthy = {c for c in up if self._center_ok(rule, c)}
+        healthy = {c for c in up if self._center_ok(rule, c, country)}
         refused = bool(up - healthy)  # some healthy center stands where this rule forbids termination
         if rule.mode is Mode.STRICT:
             tier = tuple(c for c in rule.centers if c in healthy)
@@ -199,14 +204,14 @@ class ResidencyPolicy:
     # -- edges -------------------------------------------------------------------------------------
     def edge_allowed(self, country: str, edge_jurisdiction: str, role: Role) -> bool:
         """May an edge in `edge_jurisdiction` with `role` carry traffic of users in `country`?"""
-        return self.rule_for(country).edge_allowed(edge_jurisdiction, role)
+        return self.rule_for(country).edge_allowed(edge_jurisdiction, role, country)
 
     def edge_violation(self, country: str, edge_jurisdiction: str, role: Role) -> str | None:
         """Why the edge may not carry `country`'s traffic, or None when it may."""
         rule = self.rule_for(country)
         if edge_jurisdiction in rule.never_transit:
             return f"edge in {edge_jurisdiction}, which rule {rule.name!r} forbids on the path (never_transit)"
-        if role is Role.TERMINATING and not rule.may_terminate_in(edge_jurisdiction):
+        if role is Role.TERMINATING and not rule.may_terminate_in(edge_jurisdiction, country):
             return f"terminating edge in {edge_jurisdiction}, outside rule {rule.name!r}'s terminate_in"
         return None
 

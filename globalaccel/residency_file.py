@@ -26,6 +26,7 @@ class _Reader:
         self.file, self.centers, self.countries, self.today = file, centers, countries, today
         self.problems = ProblemCollector()
         self.groups: dict[str, Group] = {}
+        self.broken_groups: set[str] = set()  # declared but invalid: their own problems are reported once
 
     def add(self, node: Located | None, fld: str, message: str, line: int | None = None) -> None:
         self.problems.add(self.file, node.line if node is not None else line, fld, message)
@@ -95,6 +96,8 @@ class _Reader:
             elif isinstance(name, str) and name in self.groups:
                 codes |= self.groups[name].countries
                 names.append(name)
+            elif isinstance(name, str) and name in self.broken_groups:
+                ok = False  # the group's own problems are reported where it is declared
             elif isinstance(name, str) and re.fullmatch(r"[A-Z]{2}", name):
                 if self.country(item, f"{fld}[{i}]") is None:
                     ok = False
@@ -122,6 +125,7 @@ def _read_groups(node: Located | None, r: _Reader) -> None:
         return
     for name, body in node.value.items():
         path = f"groups.{name}"
+        r.broken_groups.add(name)  # until it validates
         if not _GROUP_NAME.match(name) or name == ANY:
             r.add(body, path, "a group name is 3-8 capitals (EEA) or lowercase words with '-' (eu-adequate), never a country code")
             continue
@@ -149,6 +153,7 @@ def _read_groups(node: Located | None, r: _Reader) -> None:
         if None in codes or source is None or urls is None or reviewed is None:
             continue
         r.groups[name] = Group(name, frozenset(c for c in codes if c), source, urls, reviewed)
+        r.broken_groups.discard(name)
 
 
 def _read_rule(node: Located, name: str, path: str, r: _Reader) -> Rule | None:
@@ -191,11 +196,15 @@ def _read_rule(node: Located, name: str, path: str, r: _Reader) -> Rule | None:
         return None
     rule = Rule(name, mode, centers, basis, source, reviewed, terminate[0], never[0], urls, start, end,  # type: ignore[arg-type]
                 terminate[1], never[1])
+    countries_node = v.get("countries")
+    homes = [c.value for c in countries_node.value if isinstance(c.value, str)] \
+        if countries_node is not None and isinstance(countries_node.value, list) else [None]
     for i, center in enumerate(centers):
         where = r.centers[center]
-        if not rule.may_terminate_in(where):
-            r.add(v["centers"].value[i], f"{path}.centers[{i}]",
-                  f"center {center} is in {where}, which the rule's own terminate_in/never_transit exclude")
+        refused = [h or "any country" for h in homes if not rule.may_terminate_in(where, h)]
+        if refused:
+            r.add(v["centers"].value[i], f"{path}.centers[{i}]", f"center {center} is in {where}, which the rule's own "
+                  f"terminate_in/never_transit exclude for {', '.join(refused[:5])}")
             ok = False
     return rule if ok else None
 
@@ -252,10 +261,19 @@ def load_residency(file: Path, centers: Mapping[str, str] | Iterable[str], count
     if rules_node is None or not isinstance(rules_node.value, list):
         r.add(rules_node or root, "rules", "must be a list of rules")
     else:
+        names: dict[str, int] = {}
         for i, rule_node in enumerate(rules_node.value):
             path = f"rules[{i}]"
             name_node = rule_node.get("name")
             name = name_node.value if name_node is not None and isinstance(name_node.value, str) else path
+            if name_node is None or not isinstance(name_node.value, str) or not name_node.value.strip():
+                r.add(rule_node, f"{path}.name", "is required: reviewers, the audit and `rules diff` name rules by it")
+            elif name in names and name != "default":
+                r.add(name_node, f"{path}.name", f"rule name {name!r} already used by rules[{names[name]}]")
+            elif name == "default":
+                r.add(name_node, f"{path}.name", "'default' is the name of the default rule")
+            else:
+                names[name] = i
             rule = _read_rule(rule_node, name, path, r)
             countries_node = rule_node.get("countries")
             if countries_node is None or not isinstance(countries_node.value, list) or not countries_node.value:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from globalaccel.errors import UsageError
+from globalaccel.errors import ConfigError, Problem, UsageError
 from globalaccel.residency import ResidencyPolicy
 from globalaccel.residency_file import load_residency
 from globalaccel.routing.summary import compute_table
@@ -33,10 +33,17 @@ def read_rules(spec: str, topology: Topology) -> tuple[ResidencyPolicy, str]:
     root = _git(["rev-parse", "--show-toplevel"], current.parent).strip()
     rel = rel or str(current.resolve().relative_to(Path(root).resolve()))
     text = _git(["show", f"{rev}:{rel}"], Path(root))
+    label = f"{rev}:{rel}"
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / Path(rel).name
         file.write_text(text, encoding="utf-8")
-        return _load(file, topology), f"{rev}:{rel}"
+        try:
+            return _load(file, topology), label
+        except ConfigError as exc:  # name the revision, not the temporary copy
+            problems = [dataclasses.replace(p, file=label) if p.file == str(file) else p for p in exc.problems]
+            problems.insert(0, Problem(label, None, "schema", "this revision's rules do not load under the current schema "
+                                    "(e.g. written before terminate_in/never_transit/url existed): compare files instead"))
+            raise ConfigError(problems) from exc
 
 
 def _git(args: list[str], cwd: Path) -> str:
@@ -64,8 +71,8 @@ def diff_rules(topology: Topology, old: ResidencyPolicy, new: ResidencyPolicy, l
     for code in sorted(topology.countries):
         r_old, r_new = old.rule_for(code), new.rule_for(code)
         c_old, c_new = set(old.permitted_centers(code, centers)), set(new.permitted_centers(code, centers))
-        e_old = {e.id for e in topology.edges if r_old.edge_allowed(e.country, e.role)}
-        e_new = {e.id for e in topology.edges if r_new.edge_allowed(e.country, e.role)}
+        e_old = {e.id for e in topology.edges if r_old.edge_allowed(e.country, e.role, code)}
+        e_new = {e.id for e in topology.edges if r_new.edge_allowed(e.country, e.role, code)}
         cells = [c.id for c in topology.cells if c.country == code]
         moved = [cid for cid in cells if (table_old.routes[cid].center, table_old.routes[cid].edge_ids)
                  != (table_new.routes[cid].center, table_new.routes[cid].edge_ids)]

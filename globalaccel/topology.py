@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from globalaccel.errors import ConfigError, ProblemCollector
+from globalaccel.iso3166 import COUNTRY_CODES
 from globalaccel.residency import ResidencyPolicy, Role
 from globalaccel.residency_file import load_residency
 from globalaccel.settings import IacSettings, LatencySettings, LoopSettings, ProbeSettings, RoutingSettings, from_stack
@@ -204,7 +205,7 @@ def load_countries(file: Path, problems: ProblemCollector) -> dict[str, Country]
     for row in read_csv(file, ("code", "name", "continent", "lat", "lon", "population")):
         f = row.fields
         code = f["code"].strip()
-        if not re.fullmatch(r"[A-Z]{2}", code):
+        if code not in COUNTRY_CODES:
             problems.add(file, row.line, "code", f"not an ISO 3166-1 alpha-2 code: {code!r}")
             continue
         if code in countries:
@@ -234,8 +235,15 @@ def _csv_float(text: str, file: Path, line: int, fld: str, problems: ProblemColl
     return value
 
 
+def _holder(address: str, seen: Mapping[str, int], holders: Mapping[str, str] | None = None) -> str:
+    line = seen[address]
+    if line == 0:
+        return f"it is {(holders or {}).get(address, 'a center')}'s address"
+    return f"first on line {line}"
+
+
 def _center_addresses(text: str, centers: tuple[str, ...], file: Path, line: int, problems: ProblemCollector,
-                      seen: dict[str, int]) -> tuple[tuple[str, str], ...] | None:
+                      seen: dict[str, int], holders: Mapping[str, str]) -> tuple[tuple[str, str], ...] | None:
     """`us-east-1=198.18.0.2 eu-central-1=198.18.0.3 ...`: one address per center of the stack."""
     pairs: dict[str, str] = {}
     ok = True
@@ -250,10 +258,14 @@ def _center_addresses(text: str, centers: tuple[str, ...], file: Path, line: int
             ok = False
             continue
         address = _address(addr_text, file, line, "addresses", problems)
-        if address is None:
+        if address is not None and ":" in address:
+            # Answers are A records (Route 53 weighted A, PowerDNS, the embedded server); AAAA is not served yet.
+            problems.add(file, line, "addresses", f"{center}={address}: client addresses are IPv4 (answers are A records)")
+            ok = False
+        elif address is None:
             ok = False
         elif address in seen:
-            problems.add(file, line, "addresses", f"duplicate address {address} (first on line {seen[address]})")
+            problems.add(file, line, "addresses", f"duplicate address {address} ({_holder(address, seen, holders)})")
             ok = False
         else:
             seen[address] = line
@@ -266,11 +278,13 @@ def _center_addresses(text: str, centers: tuple[str, ...], file: Path, line: int
 
 
 def load_edges(file: Path, countries: Mapping[str, Country], problems: ProblemCollector,
-               centers: tuple[str, ...] = ()) -> list[Edge]:
-    """The edge catalog. With `centers`, each row must give one client address per center."""
+               centers: tuple[str, ...] = (), reserved: Mapping[str, str] = {}) -> list[Edge]:
+    """The edge catalog. With `centers`, each row must give one client address per center. `reserved`
+    maps addresses already taken (the centers') to who holds them: an edge may not reuse one."""
     edges: list[Edge] = []
     seen_ids: dict[str, int] = {}
-    seen_addresses: dict[str, int] = {}
+    seen_addresses: dict[str, int] = dict.fromkeys(reserved, 0)  # line 0: not a catalog line; the message names the holder
+    holders = dict(reserved)
     required = ("id", "city", "country", "lat", "lon", "capacity", "address") + (("role", "addresses") if centers else ())
     for row in read_csv(file, required):
         f = row.fields
@@ -297,7 +311,7 @@ def load_edges(file: Path, countries: Mapping[str, Country], problems: ProblemCo
         address = _address(f["address"], file, row.line, "address", problems)
         if address is not None:
             if address in seen_addresses:
-                problems.add(file, row.line, "address", f"duplicate address {address} (first on line {seen_addresses[address]})")
+                problems.add(file, row.line, "address", f"duplicate address {address} ({_holder(address, seen_addresses, holders)})")
                 ok = False
             else:
                 seen_addresses[address] = row.line
@@ -312,7 +326,7 @@ def load_edges(file: Path, countries: Mapping[str, Country], problems: ProblemCo
             except ValueError:
                 problems.add(file, row.line, "role", f"must be transit or terminating; got {f['role']!r}")
                 ok = False
-            per_center = _center_addresses(f["addresses"], centers, file, row.line, problems, seen_addresses)
+            per_center = _center_addresses(f["addresses"], centers, file, row.line, problems, seen_addresses, holders)
         if ok and per_center is not None and None not in (lat, lon, capacity, address):
             edges.append(Edge(eid, f["city"].strip(), country, lat, lon, capacity, address, role, per_center))  # type: ignore[arg-type]
     if not edges and not problems.problems:
@@ -385,7 +399,8 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
         if center.country not in countries:
             problems.add(file, key("centers").value[i].get("country").line,  # type: ignore[union-attr]
                          f"config.{NAMESPACE}:centers[{i}].country", f"unknown country code {center.country!r}")
-    edges = load_edges(paths["edgeCatalog"], countries, problems, tuple(c.id for c in centers))
+    edges = load_edges(paths["edgeCatalog"], countries, problems, tuple(c.id for c in centers),
+                       {c.address: f"center {c.id}" for c in centers})
     problems.raise_if_any()
     residency = load_residency(paths["residency"], {c.id: c.country for c in centers}, countries)
     cells = tuple(Cell(c.code, c.code, c.lat, c.lon, float(max(c.population, 1))) for c in sorted(countries.values(), key=lambda c: c.code))

@@ -41,6 +41,21 @@ NO_CITY_POINTS = {
     "TK": (-9.20, -171.85),
     "UM": (19.28, 166.65),
 }
+# No edge where an operator may not run one (the no-transit group's sources in stacks/residency.yaml):
+# countries under comprehensive US embargoes, and Ukrainian territory under occupation (Crimea and
+# Sevastopol whole; Donetsk and Luhansk oblasts whole, conservatively; occupied towns of Zaporizhzhia
+# and Kherson oblasts by name). Their edges would be labelled UA, and nothing could keep traffic off them.
+EMBARGOED = {"CU", "IR", "KP"}
+OCCUPIED_ADMIN1 = {("UA", "11"), ("UA", "20"), ("UA", "05"), ("UA", "14")}
+OCCUPIED_TOWNS = {"Melitopol", "Berdyansk", "Enerhodar", "Tokmak", "Nova Kakhovka", "Kakhovka", "Henichesk", "Skadovsk"}
+
+
+def placeable(city: dict[str, Any]) -> bool:
+    code = city["countrycode"]
+    return (code not in EMBARGOED and (code, city.get("admin1code")) not in OCCUPIED_ADMIN1
+            and not (code == "UA" and city["name"] in OCCUPIED_TOWNS))
+
+
 # Placeholder addresses from 198.18.0.0/15 (RFC 2544 benchmarking): never a real host on the Internet.
 EDGE_RANGE = ipaddress.ip_network("198.18.0.0/15")
 HEADER_NOTE = (
@@ -128,12 +143,14 @@ def main() -> None:
                     writer.writerow([f"{base}-{n}", city["name"], city["countrycode"], round(city["latitude"], 4),
                                      round(city["longitude"], 4), capacity_for(city["population"]), role, own, per_center])
 
-    # Prod: every country with a city gets one edge; the rest follow population, country then city.
-    covered = sorted(cities_by_country)
+    # Prod: every country with a city where an edge may operate gets one edge; the rest follow
+    # population, country then city.
+    sites = {cc: [c for c in cities if placeable(c)] for cc, cities in cities_by_country.items()}
+    covered = sorted(cc for cc, cities in sites.items() if cities)
     extra = dhondt({cc: float(countries[cc]["population"]) for cc in covered}, PROD_EDGES - len(covered))
     picks: list[tuple[dict[str, Any], int]] = []
     for cc in covered:
-        cities = cities_by_country[cc][:200]
+        cities = sites[cc][:200]
         per_city = dhondt({i: float(max(c["population"], 1)) for i, c in enumerate(cities)}, 1 + extra[cc])
         picks.extend((cities[i], n) for i, n in sorted(per_city.items()) if n)
     write_catalog(OUT / "edges-prod.csv", picks)
@@ -141,7 +158,7 @@ def main() -> None:
     # Dev: the largest city of each of the most populous countries, plus the centers' metros' continents.
     by_pop = sorted(covered, key=lambda cc: (-countries[cc]["population"], cc))[:DEV_EDGES]
     addresses = (str(a) for a in ipaddress.ip_network("198.19.0.0/16").hosts() if a.packed[3] not in (0, 255))
-    write_catalog(OUT / "edges-dev.csv", [(cities_by_country[cc][0], 1) for cc in sorted(by_pop)])
+    write_catalog(OUT / "edges-dev.csv", [(sites[cc][0], 1) for cc in sorted(by_pop)])
     print(f"wrote {OUT}: {len(countries)} countries, {sum(n for _, n in picks)} prod edges in {len(covered)} countries")
 
 

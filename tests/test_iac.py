@@ -53,7 +53,10 @@ def test_counts_and_names(stack: tuple[str, dict[str, Any], list[Res], Path]) ->
     by_type = summary["by_type"]
     assert summary["total_resources"] == len(resources) <= 150
     assert by_type["pulumi-python:dynamic:Resource"] == 1  # the whole edge fleet: one resource
-    assert "aws:route53/record:Record" not in by_type
+    # Edge records live in the fleet; the one Record resource is the zone's SOA (negative TTL capped).
+    assert by_type["aws:route53/record:Record"] == 1
+    soa = next(r for r in resources if r.type == "aws:route53/record:Record")
+    assert soa.inputs["type"] == "SOA" and soa.inputs["ttl"] == 60 and soa.inputs["allowOverwrite"] is True
     assert by_type["aws:s3/bucket:Bucket"] == 4 and by_type["aws:route53/healthCheck:HealthCheck"] == 4  # one per center
     assert by_type["kubernetes:apps/v1:Deployment"] == 4  # a prober per center
     assert by_type["kubernetes:apps/v1:StatefulSet"] == 1  # the loop, with a volume per replica for its state

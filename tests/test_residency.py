@@ -192,3 +192,25 @@ def test_shipped_rules_hash_and_rule_diff_on_a_real_edit(tmp_path: Path) -> None
                for code, c in changed.items() if code not in eea)
     assert changed["GP"]["demand_moving"] > 0  # Guadeloupe was served from us-east-1: it moves
     assert 0 < diff["demand_share_moving"] < 0.01
+
+
+def test_rule_names_are_required_and_unique_and_a_bad_group_is_reported_once(tmp_path: Path) -> None:
+    unnamed = rule("x", countries="DD").replace("  - name: x\n    countries", "  - countries")
+    problems = _problems(tmp_path, rule("same") + rule("same", countries="BB") + unnamed)
+    text = "\n".join(problems)
+    assert re.search(r"rules\[1\]\.name: rule name 'same' already used by rules\[0\]", text), text
+    assert re.search(r"rules\[2\]\.name: is required", text), text
+    file = tmp_path / "residency.yaml"
+    file.write_text((RULES_HEAD + rule()).replace("    reviewed: 2026-11-20\n", "    reviewed: null\n", 1))
+    with pytest.raises(ConfigError) as info:
+        load_residency(file, {"a": "AA", "b": "BB", "c": "CC"}, ["AA", "BB", "CC", "DD"], dt.date(2026, 11, 25))
+    assert [p.field for p in info.value.problems] == ["groups.inner.reviewed"]  # not also "unknown group 'inner'" per use
+
+
+def test_users_traffic_may_always_be_decrypted_at_home(tmp_path: Path) -> None:
+    """Decrypting in the users' own country is no transfer: a rule's terminate_in need not list it, unless
+    the country is itself on the never-transit list."""
+    policy = _load(tmp_path, rule(countries="AA, DD", terminate="BB").replace("centers: [a]", "centers: [b]"))
+    assert policy.edge_allowed("DD", "DD", Role.TERMINATING) and not policy.edge_allowed("AA", "DD", Role.TERMINATING)
+    closed = _load(tmp_path, rule(countries="CC", terminate="BB").replace("centers: [a]", "centers: []"))
+    assert not closed.edge_allowed("CC", "CC", Role.TERMINATING)  # CC is in the rule's never_transit

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from globalaccel.latency import LatencyModel
-from globalaccel.residency import Mode
+from globalaccel.residency import Mode, Role
 from globalaccel.routing import REASON_FAIL_CLOSED, Health, Router
 from globalaccel.topology import Topology
 from globalaccel.verify import verify_table
@@ -28,6 +28,22 @@ def scenario(draw: st.DrawFn, max_edges: int = 60) -> tuple[Topology, Health, La
     return topo, Health(frozenset(up_edges), frozenset(up_centers)), latency
 
 
+def path_allowed_by_rule_data(topo: Topology, country: str, center: str, edge_id: str, address: str) -> bool:
+    """The whole-path rule read straight from the rule's data, not through the policy's methods (which
+    are what the router itself calls): every element outside never_transit; whatever decrypts (the
+    center, a terminating edge) inside terminate_in or at home; the address is the edge's for that center."""
+    rule = topo.residency.rule_for(country)
+    edge = topo.edge_by_id[edge_id]
+    center_at = topo.center_by_id[center].country
+
+    def may_decrypt(where: str) -> bool:
+        return where not in rule.never_transit and (rule.terminate_in is None or where in rule.terminate_in or where == country)
+
+    return (edge.country not in rule.never_transit and (edge.role is Role.TRANSIT or may_decrypt(edge.country))
+            and (not center_at or may_decrypt(center_at)) and (rule.mode is not Mode.STRICT or center in rule.centers)
+            and dict(edge.center_addresses)[center] == address)
+
+
 @given(scenario())
 def test_never_forbidden_center_never_unhealthy_edge(case: tuple[Topology, Health, LatencyModel]) -> None:
     topo, health, latency = case
@@ -36,6 +52,7 @@ def test_never_forbidden_center_never_unhealthy_edge(case: tuple[Topology, Healt
     for route in table.routes.values():
         if route.center is not None:
             assert topo.residency.allows(route.country, route.center)
+            assert all(path_allowed_by_rule_data(topo, route.country, route.center, a.edge_id, a.address) for a in route.answers)
             assert route.center in health.centers
             assert route.answers and all(a.edge_id in health.edges for a in route.answers)
             assert abs(sum(a.weight for a in route.answers) - 1.0) < 1e-9

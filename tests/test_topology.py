@@ -112,7 +112,8 @@ def test_unknown_country_in_rule(stacks_copy: Path) -> None:
 
 
 def test_unquoted_norway_is_explained(stacks_copy: Path) -> None:
-    _replace_line(stacks_copy / "residency.yaml", r'"NO"', "                RO, SK, SI, ES, SE, IS, LI, NO, GF, GP, MQ, RE, YT, MF, AX]")
+    unquoted = "                RO, SK, SI, ES, SE, IS, LI, NO, GF, GP, MQ, RE, YT, MF, AX]"
+    _replace_line(stacks_copy / "residency.yaml", r'LI, "NO", GF, GP, MQ, RE, YT, MF, AX\]$', unquoted)
     assert "read as boolean False; quote country codes such as \"NO\"" in str(_error(stacks_copy))
 
 
@@ -182,3 +183,22 @@ def test_a_single_center_stack_is_refused(stacks_copy: Path) -> None:
     text = (stacks_copy / "Pulumi.dev.yaml").read_text()
     assert text.count("- id:") == 1
     assert "must list at least two centers" in str(_error(stacks_copy))
+
+
+def test_invented_country_codes_center_addresses_and_ipv6_answers_are_refused(stacks_copy: Path) -> None:
+    """`UK` and `ZZ` are not ISO 3166-1 codes (Route 53 would reject a batch naming one); an edge may not
+    answer on a center's address; answers are A records, so a client address must be IPv4."""
+    countries = stacks_copy / "catalog" / "countries.csv"
+    original = countries.read_text()
+    countries.write_text(original + "UK,United Kingdom (typo),EU,51.5,-0.1,1000\nZZ,Nowhere,EU,0,0,1\n")
+    message = str(_error(stacks_copy))
+    assert re.search(r"countries.csv:\d+: code: not an ISO 3166-1 alpha-2 code: 'UK'", message), message
+    assert re.search(r"countries.csv:\d+: code: not an ISO 3166-1 alpha-2 code: 'ZZ'", message), message
+    countries.write_text(original)
+    catalog = stacks_copy / "catalog" / "edges-dev.csv"
+    probe = _set_field(catalog, 0, "address", "198.19.255.2")  # eu-central-1's address in Pulumi.dev.yaml
+    lines, first = _catalog_rows(catalog)
+    v6 = _set_field(catalog, 1, "addresses", lines[first + 1].split(",")[-1].rsplit(" ", 1)[0] + " ap-southeast-1=2001:db8::1")
+    message = str(_error(stacks_copy))
+    assert f"edges-dev.csv:{probe}: address: duplicate address 198.19.255.2 (it is center eu-central-1's address)" in message
+    assert f"edges-dev.csv:{v6}: addresses: ap-southeast-1=2001:db8::1: client addresses are IPv4" in message

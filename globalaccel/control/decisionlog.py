@@ -43,14 +43,16 @@ class DecisionEntry:
     health_changes: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # target -> (before, after)
     residency_violations: int = 0
     rules_hash: str = ""  # the residency rule set that produced the table ("" in logs written before it was kept)
+    rules_as_of: str = ""  # the day the rules were resolved for: a dated rule switching shows here, the hash covers all periods
 
     @classmethod
     def for_table(cls, table: RoutingTable, changed: Iterable[str], now: float, stack: str,
-                  health_changes: Mapping[str, tuple[str, str]], residency_violations: int, rules_hash: str = "") -> DecisionEntry:
+                  health_changes: Mapping[str, tuple[str, str]], residency_violations: int, rules_hash: str = "",
+                  rules_as_of: str = "") -> DecisionEntry:
         routes = {cid: LoggedRoute(table.routes[cid].country, table.routes[cid].center, table.routes[cid].edge_ids,
                                    table.routes[cid].reason) for cid in sorted(changed)}
         return cls(table.generation, round(now, 3), table.content_hash, stack, routes, dict(sorted(health_changes.items())),
-                   residency_violations, rules_hash)
+                   residency_violations, rules_hash, rules_as_of)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,7 +61,7 @@ class DecisionEntry:
             "routes": {cid: {"center": r.center, "edges": list(r.edges), "country": r.country, "reason": r.reason}
                        for cid, r in self.routes.items()},
             "residency_violations": self.residency_violations,
-            "rules_hash": self.rules_hash,
+            "rules_hash": self.rules_hash, "rules_as_of": self.rules_as_of,
         }
 
     @classmethod
@@ -68,7 +70,8 @@ class DecisionEntry:
                   for cid, r in (data.get("routes") or {}).items()}
         health = {str(t): (str(c[0]), str(c[1])) for t, c in ((data.get("reasons") or {}).get("health") or {}).items()}
         return cls(int(data.get("generation", 0)), float(data.get("time", 0.0)), str(data.get("table_hash", "")),
-                   str(data.get("stack", "")), routes, health, int(data.get("residency_violations", 0)), str(data.get("rules_hash", "")))
+                   str(data.get("stack", "")), routes, health, int(data.get("residency_violations", 0)), str(data.get("rules_hash", "")),
+                   str(data.get("rules_as_of", "")))
 
 
 def replay(entries: Iterable[DecisionEntry]) -> dict[str, LoggedRoute]:

@@ -127,7 +127,7 @@ class ControlLoop:
         table_changed = table.content_hash != self._last_hash
         if table_changed:
             self.log.append(DecisionEntry.for_table(table, changed, now, self.topology.stack, verdict.changed, len(residency),
-                                                   self.topology.residency.rules_hash))
+                                                   self.topology.residency.rules_hash, str(self.topology.residency.as_of)))
         leader = self.lease.acquire()
         published, error = False, None
         fresh = self.health.fresh_share(now)

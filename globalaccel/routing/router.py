@@ -156,13 +156,22 @@ class Router:
         """Group the cells by the edges their rules allow on the path (terminating edges only where
         the rule lets traffic be terminated, no edge in a never-transit jurisdiction)."""
         residency = self.topology.residency
-        by_rule: dict[int, NDArray[np.bool_]] = {}
+        edges = self.topology.edges
+        by_rule: dict[int, NDArray[np.bool_]] = {}  # allowed anywhere by the rule, before the home country's own edges
+        home_terminating: dict[str, NDArray[np.bool_]] = {}
         groups: dict[bytes, tuple[list[int], NDArray[np.bool_]]] = {}
         for n, cell in enumerate(self.cells):
             rule = residency.rule_for(cell.country)
-            mask = by_rule.get(id(rule))
-            if mask is None:
-                mask = by_rule[id(rule)] = np.array([rule.edge_allowed(e.country, e.role) for e in self.topology.edges], dtype=bool)
+            base = by_rule.get(id(rule))
+            if base is None:
+                base = by_rule[id(rule)] = np.array([rule.edge_allowed(e.country, e.role) for e in edges], dtype=bool)
+            mask = base
+            if rule.may_terminate_in(cell.country, cell.country) and not rule.may_terminate_in(cell.country):
+                # Decrypting at home is no transfer: the cell's own country's terminating edges join.
+                home = home_terminating.get(cell.country)
+                if home is None:
+                    home = home_terminating[cell.country] = np.array([e.country == cell.country for e in edges], dtype=bool)
+                mask = base | home
             groups.setdefault(mask.tobytes(), ([], mask))[0].append(n)
         out = []
         for rows, mask in groups.values():
