@@ -69,6 +69,19 @@ class Scoring(NamedTuple):
     penalty: NDArray[np.float64]  # (E,) each edge's measured excess delay
     allowed: NDArray[np.bool_]  # (C, N): may cell n use center c right now
     prefer: NDArray[np.intp]  # (N,): each cell's current center, -1 if none
+    edge_ok: NDArray[np.bool_] | None = None  # (G, E): may a cell of edge group g use edge e (residency of the path)
+    cell_group: NDArray[np.intp] | None = None  # (N,): each cell's edge group
+
+    def blocked(self, rows: NDArray[np.intp], edges: NDArray[np.intp]) -> NDArray[np.bool_] | None:
+        """(R, ...) True where the cell of each row may not use the edge at that position (edges: positions
+        in the healthy subset, shaped (R, W) or (H,)); None when every edge is allowed to every cell."""
+        if self.edge_ok is None or self.cell_group is None:
+            return None
+        groups = self.cell_group[rows]
+        catalog = self.healthy_idx[edges]
+        if catalog.ndim == 1:
+            return ~self.edge_ok[groups][:, catalog]
+        return ~self.edge_ok[groups[:, None], catalog]
 
 
 class CandidateSearch:
@@ -135,20 +148,24 @@ class CandidateSearch:
         penalty: NDArray[np.float64],
         allowed: NDArray[np.bool_],  # (C, N): may cell n use center c right now
         prefer: NDArray[np.intp] | None = None,  # (N,): each cell's current center, -1 if none
+        edge_ok: NDArray[np.bool_] | None = None,  # (G, E): edges each group's rule lets on the path
+        cell_group: NDArray[np.intp] | None = None,  # (N,): each cell's group
     ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Per cell: the chosen center (-1 when no allowed center is up) and its ranked candidate edges
         (positions in the healthy subset), ordered by (cost, position).
 
         The center is the allowed one with the cheapest best path, proven exactly. The first
         `max_answers` ranks are proven exact; ranks beyond them (only the capacity repair looks there)
-        are the best of the cell's nearest-edge ball, in cost order."""
+        are the best of the cell's nearest-edge ball, in cost order. Edges a cell's rule forbids cost
+        infinity for that cell: they are never chosen, and rank last where a cell has fewer allowed edges
+        than ranks (the caller drops them)."""
         n_cells, n_healthy = len(self.cells), healthy_idx.size
         keep = min(n_healthy, 4 * self.settings.max_answers)
         choice = np.full(n_cells, -1, dtype=np.intp)
         ranked = np.zeros((n_cells, keep), dtype=np.intp)
         ranked_cost = np.zeros((n_cells, keep), dtype=np.float64)
         prefer = prefer if prefer is not None else np.full(n_cells, -1, dtype=np.intp)
-        scoring = Scoring(healthy_idx, latency, center_edge, penalty, allowed, prefer)
+        scoring = Scoring(healthy_idx, latency, center_edge, penalty, allowed, prefer, edge_ok, cell_group)
         rows = np.arange(n_cells)
         if n_cells * n_healthy > DENSE_LIMIT:
             width = min(n_healthy, max(64, 2 * keep))
@@ -169,11 +186,14 @@ class CandidateSearch:
     def _select_dense(self, rows: NDArray[np.intp], keep: int,
                       scoring: Scoring) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Score every healthy edge for `rows`: exact for every rank."""
-        healthy_idx, latency, center_edge, penalty, allowed, prefer = scoring
+        healthy_idx, latency, center_edge, penalty, allowed, prefer = scoring[:6]
         cos = np.clip(self._cell_xyz[rows] @ self._edge_xyz[healthy_idx].T, -1.0, 1.0)
         client_leg = latency.physics.rtt_from_angles(np.arccos(cos)) + penalty[healthy_idx][None, :]  # (R, H)
         positions = np.arange(healthy_idx.size)
         key_base = client_leg + positions * TIE_BREAK_MS
+        blocked = scoring.blocked(rows, positions)
+        if blocked is not None:
+            key_base = np.where(blocked, np.inf, key_base)
         best = np.full((len(self._center_ids), rows.size), np.inf)
         for ci in range(len(self._center_ids)):
             best[ci] = (key_base + center_edge[ci, healthy_idx][None, :]).min(axis=1)
@@ -190,11 +210,16 @@ class CandidateSearch:
     def _select_in_ball(self, rows: NDArray[np.intp], width: int, keep: int,
                         scoring: Scoring) -> tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Select among each cell's `width` nearest healthy edges; report which cells that proves."""
-        healthy_idx, latency, center_edge, penalty, allowed, prefer = scoring
+        healthy_idx, latency, center_edge, penalty, allowed, prefer = scoring[:6]
         chord, near = self._tree(healthy_idx).query(self._cell_xyz[rows], k=width, workers=-1)
         near = np.asarray(near, dtype=np.intp).reshape(rows.size, width)
         angle = 2.0 * np.arcsin(np.clip(np.asarray(chord, dtype=np.float64).reshape(rows.size, width) / 2.0, 0.0, 1.0))
         key_base = latency.physics.rtt_from_angles(angle) + penalty[healthy_idx][near] + near * TIE_BREAK_MS  # (R, W)
+        # A forbidden edge in the ball costs infinity for that cell. The bound below (over every edge outside
+        # the ball) stays a valid lower bound: forbidding edges only raises the true best cost.
+        blocked = scoring.blocked(rows, near)
+        if blocked is not None:
+            key_base = np.where(blocked, np.inf, key_base)
         bound = self._ball_bounds(rows, angle[:, -1], healthy_idx, latency, center_edge, penalty)  # (C, R)
         n_centers = len(self._center_ids)
         best = np.full((n_centers, rows.size), np.inf)

@@ -6,7 +6,8 @@ on its path (residency decides; this module never re-derives it). Strict cells w
 allowed center fail closed: an empty answer, never another region. Each answer's address is the
 edge's address for the chosen center, so the answer alone fixes the whole path.
 
-Cells whose rules allow the same edges are searched together (one candidate search per edge set).
+Cells whose rules allow the same edges form a group; one candidate search scores every cell, an edge
+its group forbids costing infinity for it.
 
 Steps, each vectorised over cells:
 1. candidates (routing.candidates): the allowed center with the cheapest best path and its ranked
@@ -48,12 +49,11 @@ from globalaccel.topology import Cell, Topology
 
 
 class _EdgeGroup(NamedTuple):
-    """Cells whose rules allow the same edges, and the search over them."""
+    """Cells whose rules allow the same edges on their path."""
 
     rows: NDArray[np.intp]  # positions of the cells in Router.cells
     edge_mask: NDArray[np.bool_]  # (E,) edges allowed on these cells' paths
     allowed_ids: frozenset[str] | None  # the same as ids; None when every edge is allowed
-    search: CandidateSearch
 
 
 class Router:
@@ -67,6 +67,12 @@ class Router:
         self._edge_ids = tuple(e.id for e in topology.edges)
         self._edge_pos = {eid: i for i, eid in enumerate(self._edge_ids)}
         self.groups = self._edge_groups()
+        self.search = CandidateSearch(topology, self.cells)
+        self._edge_ok = np.array([g.edge_mask for g in self.groups], dtype=bool)  # (G, E)
+        self._cell_group = np.zeros(len(self.cells), dtype=np.intp)
+        for g, group in enumerate(self.groups):
+            self._cell_group[group.rows] = g
+        self._constrained = not self._edge_ok.all()
         self.capacity = CapacityPlanner(topology, self.cells)
         self._client_leg: dict[tuple[int, int], float] = {}  # (cell, edge) physics RTT: geometry never changes
 
@@ -93,22 +99,19 @@ class Router:
         allowed = np.zeros((len(self._center_ids), len(self.cells)), dtype=bool)
         for ci, center_id in enumerate(self._center_ids):
             allowed[ci] = [center_id in eligibility[c.country].centers for c in self.cells]
-        allowed_edges: list[frozenset[str] | None] = [None] * len(self.cells)
-        for group in self.groups:
-            for n in group.rows:
-                allowed_edges[n] = group.allowed_ids
-            group_healthy = healthy_idx[group.edge_mask[healthy_idx]]
-            if not group_healthy.size:
-                continue
-            prefer, prev_edges = group.search.sticky(state, group_healthy)
-            choice, ranked_idx, ranked_cost = group.search.select(latency, group_healthy, center_edge, penalty,
-                                                                  allowed[:, group.rows], prefer)
-            ranked_idx = group.search.favour_current_edges(choice, prefer, prev_edges, ranked_idx, ranked_cost)
-            for n in np.nonzero(choice >= 0)[0]:
-                pos = int(group.rows[n])
-                routable[pos] = True
-                fresh_center[pos] = self._center_ids[int(choice[n])]
-                ranked[pos] = group_healthy[ranked_idx[n]]
+        allowed_edges: list[frozenset[str] | None] = [self.groups[g].allowed_ids for g in self._cell_group]
+        if healthy_idx.size:
+            prefer, prev_edges = self.search.sticky(state, healthy_idx)
+            edge_ok, cell_group = (self._edge_ok, self._cell_group) if self._constrained else (None, None)
+            choice, ranked_idx, ranked_cost = self.search.select(latency, healthy_idx, center_edge, penalty, allowed, prefer,
+                                                                 edge_ok, cell_group)
+            ranked_idx = self.search.favour_current_edges(choice, prefer, prev_edges, ranked_idx, ranked_cost)
+            routable = choice >= 0
+            for n in np.nonzero(routable)[0]:
+                fresh_center[n] = self._center_ids[int(choice[n])]
+                candidates = healthy_idx[ranked_idx[n]]
+                # Ranks past a cell's allowed edges hold forbidden ones (infinite cost): never offered.
+                ranked[n] = candidates[self._edge_ok[self._cell_group[n], candidates]] if self._constrained else candidates
 
         budget = self.capacity.budgets(healthy_idx, routable)
         alloc = self.capacity.allocate(ranked, routable, budget)
@@ -175,9 +178,8 @@ class Router:
             groups.setdefault(mask.tobytes(), ([], mask))[0].append(n)
         out = []
         for rows, mask in groups.values():
-            row_idx = np.array(rows, dtype=np.intp)
             ids = None if mask.all() else frozenset(self._edge_ids[i] for i in np.nonzero(mask)[0])
-            out.append(_EdgeGroup(row_idx, mask, ids, CandidateSearch(self.topology, [self.cells[i] for i in rows])))
+            out.append(_EdgeGroup(np.array(rows, dtype=np.intp), mask, ids))
         return out
 
     def _answer_address(self, edge_id: str, center: str) -> str:
