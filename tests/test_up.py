@@ -421,3 +421,31 @@ def test_client_traffic_ends_at_the_center_its_answer_promised(up: UpProcess) ->
     up.wait_for(lambda: up.last_status()["centers"] == 4, what="eu-central-1 back")
     back = check("DE", {"eu-central-1", "us-east-1"})  # either is allowed; hysteresis decides when to move back
     assert back and back <= {"eu-central-1", "us-east-1"}
+
+
+def test_a_dated_rule_applies_itself_on_its_day(tmp_path: Path) -> None:
+    """Chile's rule changes on 2026-12-01 (Law 21.719 in force): the running loop re-resolves the rules
+    at the day boundary, and the decision log's entry says which day's rules made the table. Real
+    components: the embedded backend and the file lease; the day is injected."""
+    import datetime as dt
+
+    from globalaccel.app.up import emulated_paths
+    from globalaccel.control.loop import ControlLoop
+    from globalaccel.control.state import FileLease
+    from globalaccel.dns.backend import OwnedZone
+    from globalaccel.dns.embedded import DnsResponder
+    from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
+
+    day = [dt.date(2026, 11, 30)]
+    zone = OwnedZone(EmbeddedBackend(DEV, DnsResponder(empty_snapshot(DEV, "127.0.0.1"))))
+    loop = ControlLoop(DEV, zone, tmp_path / "state", FileLease(tmp_path / "state"), today=lambda: day[0])
+    for t in (0.1, 0.2, 0.3):
+        for path in emulated_paths(DEV, 1):
+            loop.record(path, 10.0, t)
+    loop.cycle(now=1.0)
+    assert loop.topology.residency.rule_for("CL").name == "chile-19628"
+    day[0] = dt.date(2026, 12, 1)
+    loop.cycle(now=2.0)
+    assert loop.topology.residency.rule_for("CL").name == "chile-21719"
+    assert loop.status()["rules_as_of"] == "2026-12-01"
+    loop.lease.release()

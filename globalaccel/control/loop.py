@@ -64,6 +64,7 @@ class ControlLoop:
         dry_run: bool = False,
         min_fresh_share: float = 0.5,
         clock: Callable[[], float] = time.time,
+        today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),  # the day rules are resolved for
     ) -> None:
         self.topology = topology
         self.backend = backend
@@ -72,6 +73,7 @@ class ControlLoop:
         self.dry_run = dry_run
         self.min_fresh_share = min_fresh_share
         self.clock = clock
+        self.today = today
         self.router = Router(topology)
         self.latency = LatencyModel(topology)
         settings = health_settings or HealthSettings(stale_after_s=topology.latency.stale_after_s)
@@ -105,7 +107,7 @@ class ControlLoop:
         route may switch in it (a restart is not an evaluation), only routes whose edge or center died move."""
         start = time.perf_counter()
         now = self.clock() if now is None else now
-        self._apply_rules_in_force(now)
+        self._apply_rules_in_force()
         verdict = self.health.evaluate(now)
         health = Health(verdict.edges, verdict.centers)
         before = self.router_state.cells  # per-cell routes as last computed (restored after a restart)
@@ -195,10 +197,10 @@ class ControlLoop:
         for bucket, value in self.backend.budget().items():
             m.api_budget.labels(self.backend.name, bucket).set(value)
 
-    def _apply_rules_in_force(self, now: float) -> None:
+    def _apply_rules_in_force(self) -> None:
         """A rule with an effective date applies itself on that day (UTC): the router is rebuilt on the
         rule set in force, and the next table (and its log entry) carries the change."""
-        day = dt.datetime.fromtimestamp(now, dt.UTC).date()
+        day = self.today()
         policy = self.topology.residency
         if policy.as_of == day:
             return
