@@ -79,7 +79,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         args.kind = args.source
         live = backend_for(topology.loop.backend, args, default_kind=args.source)
     options = AuditOptions(source=args.source, backend=live, dns=args.dns, state_dir=args.state_dir,
-                           what_if=args.what_if, s3_endpoint_url=args.s3_endpoint_url, check_s3=args.s3, manifests=args.manifests)
+                           what_if=args.what_if, s3_endpoint_url=args.s3_endpoint_url, check_s3=args.s3, manifests=args.manifests,
+                           min_coverage=args.min_coverage)
     report = run_audit(topology, options)
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
@@ -90,7 +91,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.out is not None:
         for path in write_all(report, topology, args.out):
             print(f"wrote {path}", file=sys.stderr)
-    return 1 if report.violations else 0
+    return {"COMPLIANT": 0, "VIOLATIONS FOUND": 1}.get(report.verdict, 3)  # 3: NOT VERIFIED (coverage too low)
 
 
 def cmd_rules_diff(args: argparse.Namespace) -> int:
@@ -175,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--s3", action="store_true", help="check the data-store buckets through boto3")
     audit.add_argument("--s3-endpoint-url", help="S3 endpoint (AWS or moto); implies --s3")
     audit.add_argument("--manifests", type=Path, help="rendered Kubernetes manifests to check")
+    audit.add_argument("--min-coverage", type=float, default=0.99,
+                       help="share of demand that must be verified to say COMPLIANT (every strict country always must); "
+                            "exit 3 (NOT VERIFIED) below it")
     audit.add_argument("--format", choices=("json", "md", "html"), default="md")
     audit.add_argument("--out", type=Path, help="also write audit.json, audit.md, audit.html, countries.csv and map.svg here")
     audit.set_defaults(func=cmd_audit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -249,3 +250,27 @@ def test_preferred_region_affinity_or_an_open_alternative_is_not_placement() -> 
     assert allowed_regions(with_open_alternative, "PersistentVolume") is None
     selector = {"template": {"spec": {"nodeSelector": {"topology.kubernetes.io/region": "ap-southeast-1"}}}}
     assert allowed_regions(selector, "StatefulSet") == {"ap-southeast-1"}
+
+
+def test_route53_lost_service_is_drift_and_coverage_decides_whether_it_may_say_compliant() -> None:
+    """A deleted country record: France (served by the table) gets nothing. That is lost service, reported
+    as drift with its own word, never "fail_closed"; no answer left the allowed set, so residency holds.
+    Route 53 cannot place clients in BV, CX, EH, HM: they are not verified, and an auditor who requires
+    every last client verified gets NOT VERIFIED (exit 3), never COMPLIANT."""
+    with moto_server() as url:
+        client, zone = synced_zone(url)
+        pages = client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone)
+        alias = next(r for page in pages for r in page["ResourceRecordSets"] if r.get("SetIdentifier") == "EU-FR")
+        client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": alias}]})
+        code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+        strict, strict_report, _ = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url, "--min-coverage", "1.0")
+    assert code == 0 and report["verdict"] == "COMPLIANT", (err, report.get("violations"))
+    fr = next(r for r in report["results"] if r["country"] == "FR")
+    assert fr["status"] == "lost_service"
+    assert [(d["kind"], d["subject"]) for d in report["drift"]] == [("lost_service", "FR")]
+    assert set(report["coverage"]["unverified"]) == {"BV", "CX", "EH", "HM"}
+    assert strict == 3 and strict_report["verdict"] == "NOT VERIFIED"
+    provenance = report["provenance"]
+    assert provenance["rules_hash"] == PROD.residency.rules_hash and "residency.yaml" in provenance["input_sha256"]
+    body = {k: v for k, v in report.items() if k != "report_sha256"}
+    assert hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest() == report["report_sha256"]

@@ -125,3 +125,29 @@ def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pd
                    "changetype": "REPLACE", "records": [{"content": tampered, "disabled": False}]}]})
     report = run_audit(PROD, options)
     assert ("fail_closed_violated", "RU") in {(v.kind, v.subject) for v in report.violations}
+
+
+def test_an_audit_that_cannot_place_clients_never_says_compliant(pdns: tuple[int, PowerDnsBackend],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe record that tells where PowerDNS places a network answers nonsense: no country can be
+    verified, so the verdict is NOT VERIFIED (coverage is a verdict input), never COMPLIANT."""
+    from globalaccel.audit.findings import NOT_VERIFIED
+    from globalaccel.audit.run import AuditOptions, run_audit
+    from globalaccel.settings import BackendSettings
+
+    port, provider = pdns
+    sync(provider, TABLE)
+    monkeypatch.setenv("PDNS_API_KEY", provider.api_key)
+    options = AuditOptions(source="powerdns", backend=BackendSettings(kind="powerdns", endpoint_url=provider.base.split("/api/")[0]),
+                           dns=f"127.0.0.1:{port}")
+    clean = run_audit(PROD, options)
+    assert clean.violations == [] and clean.coverage["verified_demand_share"] > 0.5
+    provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{
+        "name": provider.layout.geo_probe, "type": "LUA", "ttl": 60, "changetype": "REPLACE",
+        "records": [{"content": "TXT \"'zz'\"", "disabled": False}]}]})
+    try:
+        report = run_audit(PROD, options)
+        assert report.violations == [] and report.verdict == NOT_VERIFIED
+        assert report.coverage["verified_demand_share"] == 0.0 and "RU" in report.coverage["strict_unverified"]
+    finally:
+        sync(provider, TABLE)  # restores the probe record

@@ -88,9 +88,16 @@ def check_answers(topology: Topology, expected: Mapping[str, Expected],
         if got is None:
             results.append(CountryResult(code, rule.name, rule.mode.value, center, [], "not_locatable", allowed))
             continue
-        status = "served" if got else ("no_path" if want.state == "no_path" else "fail_closed")
-        if want.state == "unknown":
+        if got:
+            status = "served"
+        elif want.state == "unknown":
             status = "not_logged"  # the loop's log holds no decision for it: reported, not judged against a guess
+        elif want.state == "served":
+            status = "lost_service"  # the table serves it; live state answers nothing. Never called fail-closed.
+            findings.append(Finding("lost_service", code, f"the table routes {code} to {center} through {len(addresses)} answers; "
+                                    "live state gives no answer", code))
+        else:
+            status = want.state  # fail_closed (the rule refuses: lawful) or no_path (nothing healthy it may use)
         results.append(CountryResult(code, rule.name, rule.mode.value, center, sorted(got), status, allowed))
         if center is not None and not topology.residency.allows(code, center):
             findings.append(Finding("out_of_region_answer", code, f"table routes {code} to {center}, which rule {rule.name!r} forbids"))
@@ -157,7 +164,7 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True) -> tuple[li
         problems += fallbacks
         for p in problems:
             findings.append(Finding(p.kind, p.subject, f"[{name}] {p.evidence}"))
-        losing = sorted(r.country for r in results if r.status in ("fail_closed", "no_path") and r.country in served_before)
+        losing = sorted(r.country for r in results if r.status in ("fail_closed", "no_path", "lost_service") and r.country in served_before)
         down_centers = sorted(set(topology.center_ids) - centers)
         scenarios.append(Scenario(name, down_centers, country, losing, len(problems)))
     return scenarios, findings

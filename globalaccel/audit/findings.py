@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,7 +17,9 @@ class CountryResult:
     mode: str
     center: str | None
     answers: list[str]
-    status: str  # served | fail_closed | no_path | not_locatable | not_logged
+    # served | fail_closed (the rule refuses: lawful) | lost_service (the table serves it, live state gives
+    # nothing) | no_path | not_locatable (the source cannot place a client there: not verified) | not_logged
+    status: str
     allowed_centers: list[str]
 
 
@@ -41,15 +45,38 @@ class AuditReport:
     table_hash: str
     notes: list[str] = field(default_factory=list)  # information for the reader, not violations
     rules: dict[str, Any] = field(default_factory=dict)  # the rule set judged against: hash, rules with sources and review dates
+    drift: list[Finding] = field(default_factory=list)  # live state differs from the table, without a residency breach
+    coverage: dict[str, Any] = field(default_factory=dict)  # what share of demand and which strict countries were verified
+    provenance: dict[str, Any] = field(default_factory=dict)  # time, tool version, commit, input hashes
+
+    @property
+    def verdict(self) -> str:
+        """Residency answers the audit; coverage decides whether it may say so."""
+        if self.violations:
+            return VIOLATIONS
+        if self.coverage and not self.coverage.get("sufficient", False):
+            return NOT_VERIFIED
+        return COMPLIANT
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "stack": self.stack, "source": self.source, "countries": self.countries, "table_hash": self.table_hash,
-            "compliant": not self.violations,
-            "summary": {"served": sum(r.status == "served" for r in self.results),
-                        "fail_closed": sum(r.status == "fail_closed" for r in self.results),
-                        "not_locatable": sum(r.status == "not_locatable" for r in self.results)},
+            "verdict": self.verdict, "compliant": self.verdict == COMPLIANT,
+            "summary": {status: sum(r.status == status for r in self.results) for status in STATUSES},
+            "coverage": self.coverage, "provenance": self.provenance,
             "results": [asdict(r) for r in self.results], "scenarios": [asdict(s) for s in self.scenarios],
-            "violations": [asdict(v) for v in self.violations], "data_stores": self.data_stores, "decision_log": self.decision_log,
+            "violations": [asdict(v) for v in self.violations], "drift": [asdict(d) for d in self.drift],
+            "data_stores": self.data_stores, "decision_log": self.decision_log,
             "notes": self.notes, "rules_hash": self.rules.get("hash"), "rules": self.rules,
         }
+        # The report's own hash, over everything above in canonical JSON: a reader recomputes it to see
+        # that nothing was edited after the audit wrote it.
+        body["report_sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return body
+
+
+COMPLIANT, VIOLATIONS, NOT_VERIFIED = "COMPLIANT", "VIOLATIONS FOUND", "NOT VERIFIED"
+STATUSES = ("served", "fail_closed", "lost_service", "no_path", "not_locatable", "not_logged")
+# Findings that say live state differs from the table without any answer leaving the allowed set: reported
+# as drift, never as a residency violation, and they do not fail the audit.
+DRIFT_KINDS = frozenset({"answer_not_in_table", "lost_service"})

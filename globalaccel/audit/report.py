@@ -66,13 +66,19 @@ def world_map_svg(topology: Topology, report: AuditReport) -> str:
 def to_markdown(report: AuditReport) -> str:
     data = report.to_json()
     lines = [f"# Compliance audit: stack {report.stack} (source: {report.source})", "",
-             f"**{'COMPLIANT' if data['compliant'] else 'VIOLATIONS FOUND'}**: {len(report.violations)} violations, "
-             f"{report.countries} countries ({data['summary']['served']} served, {data['summary']['fail_closed']} fail closed, "
-             f"{data['summary']['not_locatable']} not locatable), table `{report.table_hash[:16]}`, "
-             f"rules `{report.rules.get('hash', '?')}`.", ""]
+             f"**{report.verdict}**: {len(report.violations)} residency violations, {len(report.drift)} drift findings, "
+             f"{report.countries} countries ({data['summary']['served']} served, {data['summary']['fail_closed']} fail closed by "
+             f"rule, {data['summary']['lost_service']} lost service, {data['summary']['not_locatable']} not locatable), "
+             f"table `{report.table_hash[:16]}`, rules `{report.rules.get('hash', '?')}`.", ""]
+    lines += _scope_markdown(report)
     if report.violations:
         lines += ["## Violations", "", "| kind | subject | evidence |", "|---|---|---|"]
         lines += [f"| {v.kind} | {v.subject} | {v.evidence.replace('|', '/')} |" for v in report.violations]
+        lines.append("")
+    if report.drift:
+        lines += ["## Drift (live state differs from the table; no answer left the allowed set)", "", "| kind | subject | evidence |",
+                  "|---|---|---|"]
+        lines += [f"| {v.kind} | {v.subject} | {v.evidence.replace('|', '/')} |" for v in report.drift]
         lines.append("")
     if report.scenarios:
         lines += ["## What-if scenarios", "", "| scenario | violations | countries losing service |", "|---|---|---|"]
@@ -91,6 +97,22 @@ def to_markdown(report: AuditReport) -> str:
     lines += ["## Countries", "", "| country | rule | mode | center | status | answers |", "|---|---|---|---|---|---|"]
     lines += [f"| {r.country} | {r.rule} | {r.mode} | {r.center or '-'} | {r.status} | {len(r.answers)} |" for r in report.results]
     return "\n".join(lines) + "\n"
+
+
+def _scope_markdown(report: AuditReport) -> list[str]:
+    cov, prov = report.coverage, report.provenance
+    lines = []
+    if cov:
+        lines += ["## Scope and coverage", "",
+                  f"Verified {cov['verified_demand_share']:.2%} of demand (required {cov['required_share']:.0%}, and every strict "
+                  f"country). Not verified: {' '.join(cov['unverified']) or 'none'}"
+                  f"{'; strict among them: ' + ' '.join(cov['strict_unverified']) if cov['strict_unverified'] else ''}.", ""]
+    if prov:
+        lines += ["## Provenance", "", f"- time: {prov['time']}", f"- tool: {prov['tool']}, commit {prov['commit']}",
+                  f"- rules: `{prov['rules_hash']}`"]
+        lines += [f"- {name}: sha256 `{digest}`" for name, digest in prov["input_sha256"].items()]
+        lines.append("")
+    return lines
 
 
 def _rule_rows(rules: dict[str, Any]) -> list[list[str]]:
@@ -132,15 +154,28 @@ def to_html(report: AuditReport, topology: Topology) -> str:
 
     sections = [
         f"<h1>Compliance audit: stack {html.escape(report.stack)}</h1>",
-        f'<p class="verdict {"ok" if ok else "bad"}" id="verdict">{"COMPLIANT" if ok else "VIOLATIONS FOUND"}: '
-        f"{len(report.violations)} violations; {report.countries} countries, {data['summary']['served']} served, "
-        f"{data['summary']['fail_closed']} fail closed, {data['summary']['not_locatable']} not locatable. Source: "
+        f'<p class="verdict {"ok" if ok else "bad"}" id="verdict">{report.verdict}: '
+        f"{len(report.violations)} residency violations, {len(report.drift)} drift findings; {report.countries} countries, "
+        f"{data['summary']['served']} served, {data['summary']['fail_closed']} fail closed by rule, "
+        f"{data['summary']['lost_service']} lost service, {data['summary']['not_locatable']} not locatable. Source: "
         f"{html.escape(report.source)}; table {report.table_hash[:16]}; rules {html.escape(str(report.rules.get('hash', '?')))}.</p>",
         '<h2>Where traffic goes</h2><figure id="map">' + world_map_svg(topology, report) + "</figure>",
     ]
+    cov, prov = report.coverage, report.provenance
+    if cov:
+        sections.append(f"<h2>Scope and coverage</h2><p id=coverage>Verified {cov['verified_demand_share']:.2%} of demand (required "
+                        f"{cov['required_share']:.0%}, and every strict country). Not verified: "
+                        f"{html.escape(' '.join(cov['unverified']) or 'none')}.</p>")
+    if prov:
+        sections.append("<h2>Provenance</h2>" + table(["item", "value"], [
+            ["time", prov["time"]], ["tool", prov["tool"]], ["commit", prov["commit"]], ["rules", prov["rules_hash"]],
+            *[[f"sha256 {name}", digest] for name, digest in prov["input_sha256"].items()]]))
     if report.violations:
         sections.append("<h2>Violations</h2>" + table(["kind", "subject", "evidence"],
                                                       [[v.kind, v.subject, v.evidence] for v in report.violations]))
+    if report.drift:
+        sections.append("<h2>Drift</h2><p>Live state differs from the table; no answer left the allowed set.</p>"
+                        + table(["kind", "subject", "evidence"], [[v.kind, v.subject, v.evidence] for v in report.drift]))
     if report.scenarios:
         sections.append("<h2>What-if scenarios</h2>" + table(
             ["scenario", "violations", "countries losing service"],

@@ -8,7 +8,7 @@ from typing import Any
 
 from globalaccel.answers import Answers
 from globalaccel.audit.checks import check_answers, check_decision_log, expected_from_log, expected_from_table, what_if
-from globalaccel.audit.findings import AuditReport, Scenario
+from globalaccel.audit.findings import DRIFT_KINDS, AuditReport, CountryResult, Scenario
 from globalaccel.audit.sources import ecs_answers, powerdns_ecs_answers, route53_answers
 from globalaccel.audit.stores import check_buckets, check_manifests
 from globalaccel.control.decisionlog import LOG_NAME
@@ -37,6 +37,7 @@ class AuditOptions:
     s3_endpoint_url: str | None = None
     check_s3: bool = False
     manifests: Path | None = None
+    min_coverage: float = 0.99  # share of demand whose answers must be verified for the audit to say COMPLIANT
 
 
 def _live_records(topology: Topology, settings: BackendSettings) -> list[Record]:
@@ -142,5 +143,48 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         log_summary, log_findings = check_decision_log(log, topology)
         findings += log_findings
     unique = list({(f.kind, f.subject, f.evidence): f for f in findings}.values())
-    return AuditReport(topology.stack, options.source, len(topology.countries), results, scenarios, unique, stores, log_summary,
-                       table.content_hash, notes, topology.residency.describe(topology.countries))
+    violations = [f for f in unique if f.kind not in DRIFT_KINDS]
+    drift = [f for f in unique if f.kind in DRIFT_KINDS]
+    return AuditReport(topology.stack, options.source, len(topology.countries), results, scenarios, violations, stores, log_summary,
+                       table.content_hash, notes, topology.residency.describe(topology.countries), drift,
+                       coverage(topology, results, options.min_coverage), provenance(topology))
+
+
+UNVERIFIED = ("not_locatable",)  # the source could not place a client there: its answers were not seen
+
+
+def coverage(topology: Topology, results: list[CountryResult], min_share: float) -> dict[str, Any]:
+    """Coverage is a verdict input: every strict country and `min_share` of demand must have been verified."""
+    demand = {code: float(max(c.population, 1)) for code, c in topology.countries.items()}
+    unverified = sorted(r.country for r in results if r.status in UNVERIFIED)
+    strict_unverified = [c for c in topology.residency.strict_countries(unverified)]
+    share = 1.0 - sum(demand[c] for c in unverified) / (sum(demand.values()) or 1.0)
+    return {"verified_demand_share": round(share, 6), "required_share": min_share, "unverified": unverified,
+            "strict_unverified": strict_unverified, "sufficient": share >= min_share and not strict_unverified}
+
+
+def provenance(topology: Topology) -> dict[str, Any]:
+    """What produced the report: when, which tool and commit, and the hash of every input file."""
+    import datetime as dt
+    import hashlib
+    import subprocess
+    from importlib import metadata
+
+    files = {}
+    for name in topology.source_files:
+        path = Path(name)
+        files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).resolve().parent,
+                                    capture_output=True, text=True, timeout=10, check=True).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "unknown (not a git checkout)", False
+    try:
+        version = metadata.version("globalaccel")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "tool": f"globalaccel {version}",
+            "commit": commit + (" (with uncommitted changes)" if dirty else ""), "rules_hash": topology.residency.rules_hash,
+            "input_sha256": files}

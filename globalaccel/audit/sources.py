@@ -10,6 +10,7 @@ import iptocc
 
 from globalaccel.dns.records import Record
 from globalaccel.dns.route53_sim import Client, Route53Simulator
+from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
 from globalaccel.findings import Finding
 from globalaccel.topology import Topology
 
@@ -62,12 +63,15 @@ def route53_answers(records: Iterable[Record], topology: Topology) -> tuple[Answ
                                     f"unmatched client, whatever its residency rule"))
     answers: dict[str, set[str] | None] = {}
     for country in sorted(topology.countries):
+        if country in ROUTE53_UNSUPPORTED_COUNTRIES:
+            answers[country] = None  # Route 53 cannot place a client there: nothing to verify, said as such
+            continue
         res = sim.resolve(topology.service_name, Client(country, topology.countries[country].continent))
         if res.failed_open:
             findings.append(Finding("fail_open_fallback", country, "with every health check failing Route 53 answers anyway: "
                                     + " -> ".join(res.path)))
         answers[country] = set(res.addresses)
-    return (lambda country: answers.get(country, set())), findings
+    return (lambda country: answers.get(country)), findings
 
 
 def topology_service(topology: Topology) -> str:
