@@ -80,7 +80,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         live = backend_for(topology.loop.backend, args, default_kind=args.source)
     options = AuditOptions(source=args.source, backend=live, dns=args.dns, state_dir=args.state_dir,
                            what_if=args.what_if, s3_endpoint_url=args.s3_endpoint_url, check_s3=args.s3, manifests=args.manifests,
-                           min_coverage=args.min_coverage)
+                           min_coverage=args.min_coverage, log_anchor=_log_anchor(args.log_anchor))
     report = run_audit(topology, options)
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
@@ -92,6 +92,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for path in write_all(report, topology, args.out):
             print(f"wrote {path}", file=sys.stderr)
     return {"COMPLIANT": 0, "VIOLATIONS FOUND": 1}.get(report.verdict, 3)  # 3: NOT VERIFIED (coverage too low)
+
+
+def _log_anchor(path: Path | None) -> dict[str, object] | None:
+    """The decision log head an earlier audit recorded: its audit.json, or {"length": N, "hash": H}."""
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        head = data.get("decision_log", {}).get("head") if "decision_log" in data else data
+        return {"length": int(head["length"]), "hash": str(head["hash"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"--log-anchor {path}: not an audit.json with a decision-log head, nor {{length, hash}} ({exc})") from exc
 
 
 def cmd_rules_diff(args: argparse.Namespace) -> int:
@@ -176,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--s3", action="store_true", help="check the data-store buckets through boto3")
     audit.add_argument("--s3-endpoint-url", help="S3 endpoint (AWS or moto); implies --s3")
     audit.add_argument("--manifests", type=Path, help="rendered Kubernetes manifests to check")
+    audit.add_argument("--log-anchor", type=Path, help="an earlier audit.json (or {length, hash}): the log must still extend "
+                       "the head it recorded, so truncation and re-chaining are found")
     audit.add_argument("--min-coverage", type=float, default=0.99,
                        help="share of demand that must be verified to say COMPLIANT (every strict country always must); "
                             "exit 3 (NOT VERIFIED) below it")

@@ -274,3 +274,40 @@ def test_route53_lost_service_is_drift_and_coverage_decides_whether_it_may_say_c
     assert provenance["rules_hash"] == PROD.residency.rules_hash and "residency.yaml" in provenance["input_sha256"]
     body = {k: v for k, v in report.items() if k != "report_sha256"}
     assert hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest() == report["report_sha256"]
+
+
+def test_a_log_cut_short_or_rechained_is_found_against_an_earlier_audits_anchor(tmp_path: Path) -> None:
+    """Cutting the last lines, or removing an entry and re-chaining the rest, leaves a chain that verifies
+    end to end. The head an earlier audit recorded (outside the log: in its report) catches both."""
+    from globalaccel.control.decisionlog import DecisionEntry, DecisionLog, line_hash
+    from globalaccel.routing.summary import compute_table
+    from globalaccel.topology import load_stack
+    from tests.conftest import STACKS
+
+    dev = load_stack("dev", STACKS)
+    table, _ = compute_table(dev)
+    state = tmp_path / "state"
+    log = DecisionLog(state / "decisions.jsonl")
+    for n in range(6):
+        log.append(DecisionEntry.for_table(table, list(table.routes), 1000.0 + n, dev.stack, {}, 0, dev.residency.rules_hash))
+    first = tmp_path / "first"
+    code, report, err = audit("--stack", "dev", "--source", "plan", "--state-dir", str(state), "--out", str(first))
+    assert code == 0, err
+    assert report["decision_log"]["head"]["length"] == 6
+    anchor = str(first / "audit.json")
+    lines = (state / "decisions.jsonl").read_text().splitlines()
+    (state / "decisions.jsonl").write_text("\n".join(lines[:4]) + "\n")  # the last two entries cut
+    code, report, _ = audit("--stack", "dev", "--source", "plan", "--state-dir", str(state), "--log-anchor", anchor)
+    assert code == 1 and report["decision_log"]["chain_intact"]
+    assert [v["kind"] for v in report["violations"]] == ["log_truncated"]
+    kept = [json.loads(line) for i, line in enumerate(lines) if i != 2]  # entry 3 removed, the rest re-chained
+    prev = "0" * 64
+    for entry in kept:
+        entry["prev"] = prev
+        entry["hash"] = prev = line_hash(entry)
+    kept.append({**kept[-1], "time": 2000.0, "prev": prev})  # and one forged entry to restore the length
+    kept[-1]["hash"] = line_hash(kept[-1])
+    (state / "decisions.jsonl").write_text("\n".join(json.dumps(e, sort_keys=True, separators=(",", ":")) for e in kept) + "\n")
+    code, report, _ = audit("--stack", "dev", "--source", "plan", "--state-dir", str(state), "--log-anchor", anchor)
+    assert code == 1 and report["decision_log"]["chain_intact"]
+    assert [v["kind"] for v in report["violations"]] == ["log_rechained"]

@@ -28,7 +28,7 @@ from typing import Any
 from globalaccel.answers import Answers, Served
 from globalaccel.audit.findings import CountryResult, Scenario
 from globalaccel.audit.sources import AnswerSource, route53_answers
-from globalaccel.control.decisionlog import read_entries, replay
+from globalaccel.control.decisionlog import DecisionEntry, read_entries, replay, verify_chain
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.findings import Finding
 from globalaccel.routing import REASON_FAIL_CLOSED, Health
@@ -170,16 +170,30 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True) -> tuple[li
     return scenarios, findings
 
 
-def check_decision_log(path: Path, topology: Topology) -> tuple[dict[str, Any], list[Finding]]:
-    entries, problems = read_entries(path)
+def check_decision_log(path: Path, topology: Topology, anchor: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[Finding]]:
+    """The chain end to end, no logged route outside its rule, and, given an anchor kept outside the log
+    (the head a previous audit recorded: its length and last hash), that the log still extends it: a
+    chain cut short, or entries removed and the rest re-chained, keeps an intact chain but not the anchor."""
+    raw, problems = verify_chain(path)
+    entries = [DecisionEntry.from_json(e) for e in raw]
     findings = list(problems)
+    head = {"length": len(raw), "hash": raw[-1].get("hash") if raw else None}
+    if anchor is not None:
+        length, digest = int(anchor.get("length", 0)), anchor.get("hash")
+        if len(raw) < length:
+            findings.append(Finding("log_truncated", path.name, f"the log has {len(raw)} entries; an earlier audit anchored "
+                                    f"{length} with head {str(digest)[:16]}"))
+        elif length and raw[length - 1].get("hash") != digest:
+            findings.append(Finding("log_rechained", path.name, f"entry {length} is not the one an earlier audit anchored "
+                                    f"({str(digest)[:16]}): entries were removed or the chain was rewritten"))
     for number, entry in enumerate(entries, start=1):
         for route in entry.routes.values():
             center, country = route.center, route.country
             if center is not None and country in topology.countries and not topology.residency.allows(country, center):
                 findings.append(Finding("log_residency", f"{path.name} entry {number}",
                                         f"generation {entry.generation} routed {country} to {center}"))
-    return {"path": str(path), "entries": len(entries), "chain_intact": not problems}, findings
+    return {"path": str(path), "entries": len(entries), "chain_intact": not problems, "head": head,
+            "anchor": dict(anchor) if anchor is not None else None}, findings
 
 
 def summarise_centers(results: Iterable[CountryResult]) -> Mapping[str, int]:

@@ -38,6 +38,7 @@ class AuditOptions:
     check_s3: bool = False
     manifests: Path | None = None
     min_coverage: float = 0.99  # share of demand whose answers must be verified for the audit to say COMPLIANT
+    log_anchor: dict[str, Any] | None = None  # the decision log's head as an earlier audit recorded it
 
 
 def _live_records(topology: Topology, settings: BackendSettings) -> list[Record]:
@@ -140,7 +141,7 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         findings += manifest_findings
     log_summary = None
     if log is not None:
-        log_summary, log_findings = check_decision_log(log, topology)
+        log_summary, log_findings = check_decision_log(log, topology, options.log_anchor)
         findings += log_findings
     unique = list({(f.kind, f.subject, f.evidence): f for f in findings}.values())
     violations = [f for f in unique if f.kind not in DRIFT_KINDS]
