@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--what-if", action="store_true", help="every single and double center failure, and strict countries' edges down")
     audit.add_argument("--s3", action="store_true", help="check the data-store buckets through boto3")
     audit.add_argument("--s3-endpoint-url", help="S3 endpoint (AWS or moto); implies --s3")
-    audit.add_argument("--manifests", type=Path, help="rendered Kubernetes manifests to check")
+    audit.add_argument("--manifests", type=Path, help="a folder of Kubernetes manifests to check, or `program`: the ones the Pulumi "
+                       "program renders for the stack")
     audit.add_argument("--log-anchor", type=Path, help="an earlier audit.json (or {length, hash}): the log must still extend "
                        "the head it recorded, so truncation and re-chaining are found")
     audit.add_argument("--min-coverage", type=float, default=0.99,

@@ -195,6 +195,11 @@ def _parse_centers(node: Located | None, file: Path, problems: ProblemCollector)
         if cid and any(c.id == cid for c in centers):
             problems.add(file, item.line, f"{path}.id", f"duplicate center id {cid!r}")
             cid = None
+        twin = next((c for c in centers if address is not None and c.address == address), None)
+        if twin is not None:
+            problems.add(file, addr_node.line if addr_node else item.line, f"{path}.address",
+                         f"{address} is already center {twin.id}'s address: each center is probed at its own")
+            address = None
         if None not in (cid, name, region, lat, lon, address, country):
             centers.append(Center(cid, name, region, lat, lon, address, country))  # type: ignore[arg-type]
     return centers

@@ -115,7 +115,6 @@ def test_data_stores_clean_and_each_violation_named() -> None:
         s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
         make_bucket(s3, "ga-us-east-1-devices", "us-east-1", "us-east-1")
         make_bucket(s3, "ga-eu-central-1-devices", "eu-central-1", "eu-central-1")
-        make_bucket(s3, "someone-elses", "ap-southeast-1", None)  # not ours: ignored
         code, report, err = audit("--stack", "prod", "--source", "plan", "--s3-endpoint-url", url)
         assert code == 0 and report["violations"] == [], (err, report.get("violations"))
         assert {d["bucket"] for d in report["data_stores"]} == {"ga-us-east-1-devices", "ga-eu-central-1-devices"}
@@ -126,12 +125,16 @@ def test_data_stores_clean_and_each_violation_named() -> None:
         # The EU center also holds Belarus's and Monaco's data, whose rules allow eu-central-1 only: EU -> US
         # replication is a transfer they forbid, even though the EEA's own rule would allow it.
         make_bucket(s3, "ga-eu-to-us", "eu-central-1", "eu-central-1", replicate_to="ga-us-east-1-devices")
+        make_bucket(s3, "eu-exports", "ap-southeast-1", None)  # untagged: EU data in Singapore would go unnoticed
         code, report, _ = audit("--stack", "prod", "--source", "plan", "--s3-endpoint-url", url)
     assert code == 1
     found = {(v["kind"], v["subject"]) for v in report["violations"]}
     assert ("bucket_wrong_region", "ga-eu-in-ireland") in found
     assert ("bucket_replication_out_of_region", "ga-eu-to-singapore") in found
     assert ("bucket_public", "ga-me-open") in found and ("bucket_unencrypted", "ga-me-open") in found
+    assert ("bucket_unclassified", "eu-exports") in found  # found, not volunteered: every bucket of the account is listed
+    assert {"bucket": "eu-exports", "region": "ap-southeast-1", "center": None}.items() <= next(
+        d for d in report["data_stores"] if d.get("bucket") == "eu-exports").items()
     assert not any(subject == "ga-eu-central-1-devices" for _, subject in found)
     to_us = next(v for v in report["violations"] if v["subject"] == "ga-eu-to-us")
     assert to_us["kind"] == "bucket_replication_out_of_region" and "'BY'" in to_us["evidence"] and "'DE'" not in to_us["evidence"]
@@ -218,6 +221,43 @@ def test_kubernetes_manifests_are_placed_in_their_centers_region(tmp_path: Path)
     found = {(v["kind"], v["subject"]) for v in report["violations"]}
     assert ("k8s_wrong_region", "PersistentVolume/devices-eu-moved") in found
     assert ("k8s_unplaced", "StatefulSet/orphan") in found
+
+
+def test_every_manifest_format_and_data_placing_kind_is_read(tmp_path: Path) -> None:
+    """`.yml`, `.json`, a `kind: List`, a claim through its StorageClass's allowed topologies, and a
+    Deployment mounting a claim: each is examined, and what is not a data store is counted in the scope."""
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    eu = {"globalaccel/center": "eu-central-1"}
+    region = {"key": "topology.kubernetes.io/region", "values": ["eu-central-1"]}
+    storage = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "eu-only"},
+               "allowedTopologies": [{"matchLabelExpressions": [region]}]}
+    anywhere = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "anywhere"}}
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "eu-data", "labels": eu},
+             "spec": {"storageClassName": "eu-only"}}
+    loose = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "loose", "labels": eu},
+             "spec": {"storageClassName": "anywhere"}}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "writer", "labels": eu},
+                  "spec": {"template": {"spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "loose"}}]}}}}
+    stateless = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": {"spec": {}}}}
+    (manifests / "classes.yml").write_text(json.dumps(storage) + "\n---\n" + json.dumps(anywhere))
+    (manifests / "claims.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [claim, loose]}))
+    (manifests / "apps.yml").write_text(json.dumps(deployment) + "\n---\n" + json.dumps(stateless))
+    code, report, err = audit("--stack", "prod", "--source", "plan", "--manifests", str(manifests))
+    assert code == 1, err
+    found = {(v["kind"], v["subject"]) for v in report["violations"]}
+    assert found == {("k8s_unplaced", "PersistentVolumeClaim/loose"), ("k8s_unplaced", "Deployment/writer")}
+    examined = {d["resource"] for d in report["data_stores"]}
+    assert {"PersistentVolumeClaim/eu-data", "StorageClass/eu-only", "Deployment/writer"} <= examined
+    assert report["scope"]["manifests"]["not_data_stores"] == {"Deployment": 1}
+
+
+def test_the_programs_own_manifests_are_read() -> None:
+    code, report, err = audit("--stack", "prod", "--source", "plan", "--manifests", "program")
+    assert code == 0, err
+    assert report["scope"]["manifests"]["folder"] == "rendered by the Pulumi program"
+    assert {"resource": "StatefulSet/globalaccel-loop", "center": "us-east-1", "region": "us-east-1"}.items() <= next(
+        d for d in report["data_stores"] if d["resource"] == "StatefulSet/globalaccel-loop").items()
 
 
 def test_fail_open_findings_are_complete_when_returned() -> None:

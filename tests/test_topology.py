@@ -202,3 +202,9 @@ def test_invented_country_codes_center_addresses_and_ipv6_answers_are_refused(st
     message = str(_error(stacks_copy))
     assert f"edges-dev.csv:{probe}: address: duplicate address 198.19.255.2 (it is center eu-central-1's address)" in message
     assert f"edges-dev.csv:{v6}: addresses: ap-southeast-1=2001:db8::1: client addresses are IPv4" in message
+
+
+def test_two_centers_on_one_address_are_refused(stacks_copy: Path) -> None:
+    line = _replace_line(stacks_copy / "Pulumi.dev.yaml", r"address: 198.19.255.4", "      address: 198.19.255.3")
+    assert (f"Pulumi.dev.yaml:{line}: config.global-accel:centers[3].address: 198.19.255.3 is already center me-central-1's "
+            "address") in str(_error(stacks_copy))

@@ -448,4 +448,8 @@ def test_a_dated_rule_applies_itself_on_its_day(tmp_path: Path) -> None:
     loop.cycle(now=2.0)
     assert loop.topology.residency.rule_for("CL").name == "chile-21719"
     assert loop.status()["rules_as_of"] == "2026-12-01"
+    from globalaccel.control.decisionlog import verify_chain
+
+    entries, problems = verify_chain(tmp_path / "state" / "decisions.jsonl")
+    assert problems == [] and [e["rules_as_of"] for e in entries] == ["2026-11-30", "2026-12-01"]  # the switch is logged
     loop.lease.release()

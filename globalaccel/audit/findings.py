@@ -48,6 +48,7 @@ class AuditReport:
     drift: list[Finding] = field(default_factory=list)  # live state differs from the table, without a residency breach
     coverage: dict[str, Any] = field(default_factory=dict)  # what share of demand and which strict countries were verified
     provenance: dict[str, Any] = field(default_factory=dict)  # time, tool version, commit, input hashes
+    scope: dict[str, Any] = field(default_factory=dict)  # what was examined, and what was not
 
     @property
     def verdict(self) -> str:
@@ -63,7 +64,7 @@ class AuditReport:
             "stack": self.stack, "source": self.source, "countries": self.countries, "table_hash": self.table_hash,
             "verdict": self.verdict, "compliant": self.verdict == COMPLIANT,
             "summary": {status: sum(r.status == status for r in self.results) for status in STATUSES},
-            "coverage": self.coverage, "provenance": self.provenance,
+            "coverage": self.coverage, "provenance": self.provenance, "scope": self.scope,
             "results": [asdict(r) for r in self.results], "scenarios": [asdict(s) for s in self.scenarios],
             "violations": [asdict(v) for v in self.violations], "drift": [asdict(d) for d in self.drift],
             "data_stores": self.data_stores, "decision_log": self.decision_log,

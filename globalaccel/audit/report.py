@@ -120,7 +120,7 @@ def _rule_rows(rules: dict[str, Any]) -> list[list[str]]:
     for r in rules.get("rules", []):
         dated = r["effective_from"] or r["effective_until"]
         period = " to ".join(x or "..." for x in (r["effective_from"], r["effective_until"])) if dated else ""
-        rows.append([r["name"], r["mode"], " ".join(r["centers"]) or "-", " ".join(r["terminate_in"]) or "nowhere",
+        rows.append([r["name"], r["mode"], " ".join(r["centers"]) or "-", " ".join(r["terminate_in"]) or "nowhere but at home",
                      " ".join(r["never_transit"]) or "-", r["basis"], r["source"], " ".join(r["urls"]),
                      r["reviewed"] or "NOT RE-CHECKED", period, " ".join(r["countries"])])
     return rows

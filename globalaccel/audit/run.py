@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 from globalaccel.answers import Answers
 from globalaccel.audit.checks import check_answers, check_decision_log, expected_from_log, expected_from_table, what_if
 from globalaccel.audit.findings import DRIFT_KINDS, AuditReport, CountryResult, Scenario
+from globalaccel.audit.manifests import check_manifests
 from globalaccel.audit.sources import ecs_answers, powerdns_ecs_answers, route53_answers
-from globalaccel.audit.stores import check_buckets, check_manifests
+from globalaccel.audit.stores import check_buckets
 from globalaccel.control.decisionlog import LOG_NAME
 from globalaccel.dns.records import Record
 from globalaccel.dns.route53_compile import compile_route53
@@ -19,6 +21,8 @@ from globalaccel.findings import Finding
 from globalaccel.routing.summary import compute_table
 from globalaccel.settings import BackendSettings, LoopSettings
 from globalaccel.topology import Topology
+
+PROGRAM = "program"  # --manifests program: render the stack's own manifests with the Pulumi program
 
 
 class AuditCannotRun(GlobalaccelError):
@@ -133,10 +137,21 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
             raise AuditCannotRun(f"S3 at {options.s3_endpoint_url or 'AWS'}: {exc}") from exc
         stores += bucket_records
         findings += bucket_findings
+    scope: dict[str, Any] = {"answers": options.source, "what_if": options.what_if,
+                             "s3": bool(options.check_s3 or options.s3_endpoint_url), "manifests": None}
     if options.manifests is not None:
-        if not options.manifests.is_dir():
-            raise AuditCannotRun(f"{options.manifests}: not a folder of rendered manifests")
-        manifest_records, manifest_findings = check_manifests(options.manifests, topology)
+        folder = options.manifests
+        with tempfile.TemporaryDirectory() as tmp:
+            if str(folder) == PROGRAM:  # the manifests the Pulumi program renders for this stack
+                from globalaccel.iac.preview import run_program, write_manifests
+
+                folder = Path(tmp)
+                write_manifests(run_program(topology.stack, Path(topology.source_files[0]).resolve().parent.parent), folder)
+            elif not folder.is_dir():
+                raise AuditCannotRun(f"{folder}: not a folder of rendered manifests (or '{PROGRAM}')")
+            manifest_records, manifest_findings, scope["manifests"] = check_manifests(folder, topology)
+        if str(options.manifests) == PROGRAM:
+            scope["manifests"]["folder"] = "rendered by the Pulumi program"
         stores += manifest_records
         findings += manifest_findings
     log_summary = None
@@ -148,7 +163,7 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
     drift = [f for f in unique if f.kind in DRIFT_KINDS]
     return AuditReport(topology.stack, options.source, len(topology.countries), results, scenarios, violations, stores, log_summary,
                        table.content_hash, notes, topology.residency.describe(topology.countries), drift,
-                       coverage(topology, results, options.min_coverage), provenance(topology))
+                       coverage(topology, results, options.min_coverage), provenance(topology), scope)
 
 
 UNVERIFIED = ("not_locatable",)  # the source could not place a client there: its answers were not seen

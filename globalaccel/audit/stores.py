@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from globalaccel.findings import Finding
@@ -10,8 +9,10 @@ from globalaccel.topology import Topology
 
 
 def check_buckets(s3: Any, topology: Topology) -> tuple[list[dict[str, Any]], list[Finding]]:
-    """Every bucket tagged as a globalaccel data store: in its center's region, replicated only to
-    regions of centers allowed for every country it may hold, not public, encrypted, versioned."""
+    """Every bucket the account has, listed with its region and classification (the `globalaccel:center`
+    tag). An unclassified bucket is a finding: nobody can say whose data it may hold. A classified one
+    must be in its center's region, replicated only to regions of centers allowed for every country it
+    may hold, not public, encrypted, versioned."""
     region_center = {c.region: c.id for c in topology.centers}
     stores: list[dict[str, Any]] = []
     findings: list[Finding] = []
@@ -22,9 +23,12 @@ def check_buckets(s3: Any, topology: Topology) -> tuple[list[dict[str, Any]], li
         except s3.exceptions.ClientError:
             tags = {}
         center = tags.get("globalaccel:center")
-        if center is None:
-            continue  # not one of ours
         region = s3.get_bucket_location(Bucket=name).get("LocationConstraint") or "us-east-1"
+        if center is None:
+            stores.append({"bucket": name, "center": None, "region": region, "tags": tags, "problems": ["bucket_unclassified"]})
+            findings.append(Finding("bucket_unclassified", name, f"in {region} with no globalaccel:center classification: whose "
+                                    "data it may hold cannot be judged; classify it or move it out of the account"))
+            continue
         record: dict[str, Any] = {"bucket": name, "center": center, "region": region, "tags": tags, "problems": []}
 
         def bad(kind: str, evidence: str, record: dict[str, Any] = record, name: str = name) -> None:
@@ -103,33 +107,3 @@ def allowed_regions(spec: Any, kind: str) -> set[str] | None:
     if from_terms is None:
         return from_selector
     return from_terms if from_selector is None else from_terms & from_selector
-
-
-def check_manifests(folder: Path, topology: Topology) -> tuple[list[dict[str, Any]], list[Finding]]:
-    """PersistentVolumes and StatefulSets from rendered manifests: each must name its center and be
-    pinned to that center's region, and to no other."""
-    import yaml
-
-    stores: list[dict[str, Any]] = []
-    findings: list[Finding] = []
-    for path in sorted(folder.rglob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not isinstance(doc, dict) or doc.get("kind") not in ("PersistentVolume", "StatefulSet"):
-                continue
-            meta = doc.get("metadata", {}) or {}
-            center = (meta.get("labels", {}) or {}).get("globalaccel/center")
-            name = f"{doc['kind']}/{meta.get('name')}"
-            home = topology.center_by_id.get(center or "")
-            allowed = allowed_regions(doc.get("spec", {}), doc["kind"])
-            regions = sorted(allowed) if allowed is not None else []
-            stores.append({"resource": name, "file": str(path), "center": center, "region": ", ".join(regions) or "-"})
-            if home is None:
-                findings.append(Finding("k8s_unplaced", name, f"{path.name}: no globalaccel/center label naming a center of the stack"))
-            elif allowed is None:
-                findings.append(Finding("k8s_unplaced", name, f"{path.name}: not required to stay in a region ({REGION_KEY})"))
-            elif regions != [home.region]:
-                findings.append(Finding("k8s_wrong_region", name,
-                                        f"{path.name}: pinned to {regions}, its center {center} is in {home.region}"))
-    return stores, findings
-
-

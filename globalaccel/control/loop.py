@@ -74,6 +74,7 @@ class ControlLoop:
         self.min_fresh_share = min_fresh_share
         self.clock = clock
         self.today = today
+        self._rules_switched = False
         self.router = Router(topology)
         self.latency = LatencyModel(topology)
         settings = health_settings or HealthSettings(stale_after_s=topology.latency.stale_after_s)
@@ -127,7 +128,8 @@ class ControlLoop:
         changed = [cid for cid, r in table.routes.items()
                    if cid not in before or (before[cid].center, before[cid].edges) != (r.center, r.edge_ids)]
         table_changed = table.content_hash != self._last_hash
-        if table_changed:
+        if table_changed or self._rules_switched:
+            self._rules_switched = False
             self.log.append(DecisionEntry.for_table(table, changed, now, self.topology.stack, verdict.changed, len(residency),
                                                    self.topology.residency.rules_hash, str(self.topology.residency.as_of)))
         leader = self.lease.acquire()
@@ -209,6 +211,7 @@ class ControlLoop:
         self.topology = dataclasses.replace(self.topology, residency=updated)
         if changed:
             self.router = Router(self.topology)
+            self._rules_switched = True  # logged with the next table, even if no route moves
 
     def status(self) -> dict[str, Any]:
         """What /status serves: the last cycle's outcome, typed fields only (tests and operators read this,
