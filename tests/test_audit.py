@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -292,17 +293,18 @@ def test_preferred_region_affinity_or_an_open_alternative_is_not_placement() -> 
     assert allowed_regions(selector, "StatefulSet") == {"ap-southeast-1"}
 
 
-def test_route53_lost_service_is_drift_and_coverage_decides_whether_it_may_say_compliant() -> None:
+def test_route53_lost_service_is_drift_and_coverage_decides_whether_it_may_say_compliant(tmp_path: Path) -> None:
     """A deleted country record: France (served by the table) gets nothing. That is lost service, reported
     as drift with its own word, never "fail_closed"; no answer left the allowed set, so residency holds.
     Route 53 cannot place clients in BV, CX, EH, HM: they are not verified, and an auditor who requires
     every last client verified gets NOT VERIFIED (exit 3), never COMPLIANT."""
+    out = tmp_path / "report"
     with moto_server() as url:
         client, zone = synced_zone(url)
         pages = client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone)
         alias = next(r for page in pages for r in page["ResourceRecordSets"] if r.get("SetIdentifier") == "EU-FR")
         client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": alias}]})
-        code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+        code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url, "--out", str(out))
         strict, strict_report, _ = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url, "--min-coverage", "1.0")
     assert code == 0 and report["verdict"] == "COMPLIANT", (err, report.get("violations"))
     fr = next(r for r in report["results"] if r["country"] == "FR")
@@ -312,6 +314,15 @@ def test_route53_lost_service_is_drift_and_coverage_decides_whether_it_may_say_c
     assert strict == 3 and strict_report["verdict"] == "NOT VERIFIED"
     provenance = report["provenance"]
     assert provenance["rules_hash"] == PROD.residency.rules_hash and "residency.yaml" in provenance["input_sha256"]
+    # The map draws where answers went: every country is on it, France marked as lost service, Russia
+    # hatched (its rule refuses service), Germany filled with the colour of the center its answers reach.
+    svg = (out / "map.svg").read_text()
+    marks = re.findall(r'data-country="([A-Z]{2})"', svg)
+    assert sorted(marks) == sorted(PROD.countries)
+    fr = re.search(r'<[^<>]*stroke="([^"]+)"[^<>]*data-country="FR"', svg)
+    assert fr is not None and fr.group(1) == "#ff7f0e"
+    assert re.search(r'fill="url\(#closed\)"[^<>]*data-country="RU"', svg)
+    assert re.search(r'data-country="DE"><title>DE: answers go to eu-central-1</title>', svg)
     body = {k: v for k, v in report.items() if k != "report_sha256"}
     assert hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest() == report["report_sha256"]
 

@@ -1,6 +1,5 @@
-"""Audit reports: JSON for machines; Markdown, a self-contained HTML page (with an inline SVG world map)
-and CSV for people. The map is drawn offline from the stack's own data: every edge, every center, and
-each country's catchment (a line from its population centroid to the center that serves it)."""
+"""Audit reports: JSON for machines; Markdown, a self-contained HTML page (with an inline SVG world map of
+where each country's live answers went: globalaccel.audit.worldmap) and CSV for people."""
 
 from __future__ import annotations
 
@@ -12,55 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from globalaccel.audit.findings import AuditReport
+from globalaccel.audit.worldmap import world_map_svg
 from globalaccel.topology import Topology
-
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-W, H = 1000, 500
-
-
-def _xy(lat: float, lon: float) -> tuple[float, float]:
-    return (lon + 180.0) / 360.0 * W, (90.0 - lat) / 180.0 * H
-
-
-def world_map_svg(topology: Topology, report: AuditReport) -> str:
-    colour = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(topology.center_ids)}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
-             f'aria-label="Edges, centers and each country\'s catchment">',
-             f'<rect width="{W}" height="{H}" fill="#eef3f8"/>']
-    for lat in range(-60, 90, 30):
-        y = _xy(lat, 0)[1]
-        parts.append(f'<line x1="0" y1="{y:.1f}" x2="{W}" y2="{y:.1f}" stroke="#d5dde6" stroke-width="0.5"/>')
-    for lon in range(-150, 180, 30):
-        x = _xy(0, lon)[0]
-        parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{H}" stroke="#d5dde6" stroke-width="0.5"/>')
-    for edge in topology.edges:
-        x, y = _xy(edge.lat, edge.lon)
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="0.9" fill="#7f8c8d"/>')
-    for r in report.results:
-        country = topology.countries[r.country]
-        x, y = _xy(country.lat, country.lon)
-        if r.status == "served" and r.center in topology.center_by_id:
-            c = topology.center_by_id[r.center]
-            cx, cy = _xy(c.lat, c.lon)
-            parts.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{cx:.1f}" y2="{cy:.1f}" stroke="{colour[c.id]}" stroke-width="0.6" '
-                         f'stroke-opacity="0.35"/>')
-            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.6" fill="{colour[c.id]}"><title>{r.country} -> {c.id}</title></circle>')
-        elif r.status == "fail_closed":
-            parts.append(f'<path d="M{x - 3:.1f},{y - 3:.1f} L{x + 3:.1f},{y + 3:.1f} M{x - 3:.1f},{y + 3:.1f} L{x + 3:.1f},{y - 3:.1f}" '
-                         f'stroke="#000" stroke-width="1.4"><title>{r.country}: fail closed</title></path>')
-    for center in topology.centers:
-        x, y = _xy(center.lat, center.lon)
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{colour[center.id]}" stroke="#fff" stroke-width="2"/>')
-        parts.append(f'<text x="{x + 9:.1f}" y="{y + 4:.1f}" font-family="sans-serif" font-size="12" '
-                     f'fill="#111">{html.escape(center.id)}</text>')
-    legend_y = H - 14
-    for i, center_id in enumerate(topology.center_ids):
-        parts.append(f'<circle cx="{14 + i * 150}" cy="{legend_y}" r="5" fill="{colour[center_id]}"/>'
-                     f'<text x="{24 + i * 150}" y="{legend_y + 4}" font-family="sans-serif" font-size="11">{html.escape(center_id)}</text>')
-    parts.append(f'<text x="{14 + len(topology.center_ids) * 150}" y="{legend_y + 4}" font-family="sans-serif" font-size="11">'
-                 'x = fails closed, grey = edges</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
 
 
 def to_markdown(report: AuditReport) -> str:
