@@ -362,3 +362,61 @@ def test_a_log_cut_short_or_rechained_is_found_against_an_earlier_audits_anchor(
     code, report, _ = audit("--stack", "dev", "--source", "plan", "--state-dir", str(state), "--log-anchor", anchor)
     assert code == 1 and report["decision_log"]["chain_intact"]
     assert [v["kind"] for v in report["violations"]] == ["log_rechained"]
+
+
+def test_every_routing_policy_aaaa_and_every_continent_of_a_live_zone_are_resolved() -> None:
+    """Seeded by hand into a live zone (moto), each a way out of the allowed set that only a complete
+    resolution finds: a failover pair whose secondary goes to Singapore (Japan is fine there, France is
+    not), a multivalue and a latency record, an AAAA record nobody owns, France listed a second time
+    under Asia, and a weight-0 record. Each is found with the country named; the clean zone was clean."""
+    singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
+    french = next(e for e in PROD.edges if e.country == "FR").address_for("eu-central-1")
+    z = PROD.zone
+
+    def rr(name: str, set_id: str, value: str, rtype: str = "A", **policy: Any) -> dict[str, Any]:
+        return {"Action": "CREATE", "ResourceRecordSet": {"Name": name, "Type": rtype, "SetIdentifier": set_id, "TTL": 60,
+                                                          "ResourceRecords": [{"Value": value}], **policy}}
+
+    def alias(name: str, set_id: str, target: str, **policy: Any) -> dict[str, Any]:
+        return {"Action": "UPSERT", "ResourceRecordSet": {"Name": name, "Type": "A", "SetIdentifier": set_id, **policy,
+                                                          "AliasTarget": {"HostedZoneId": zone.split("/")[-1], "DNSName": target,
+                                                                          "EvaluateTargetHealth": False}}}
+
+    with moto_server() as url:
+        client, zone = synced_zone(url)
+        code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+        assert code == 0 and report["violations"] == [], (err, report["violations"])
+        changes = [
+            # France: failover primary in France, secondary in Singapore, reached through its continent record
+            rr(f"fr-fo.cc.{z}", "fr-primary", french, Failover="PRIMARY"),
+            rr(f"fr-fo.cc.{z}", "fr-secondary", singapore, Failover="SECONDARY"),
+            alias(f"eu.geo.{z}", "EU-FR", f"fr-fo.cc.{z}", GeoLocation={"CountryCode": "FR"}),
+            # Germany: a multivalue record set and an AAAA record at its leaf's neighbours
+            rr(f"de-mv.cc.{z}", "de-mv", singapore, MultiValueAnswer=True),
+            alias(f"eu.geo.{z}", "EU-DE", f"de-mv.cc.{z}", GeoLocation={"CountryCode": "DE"}),
+            # Italy: a latency record for another region
+            rr(f"it-lat.cc.{z}", "it-ap", singapore, Region="ap-southeast-1"),
+            alias(f"eu.geo.{z}", "EU-IT", f"it-lat.cc.{z}", GeoLocation={"CountryCode": "IT"}),
+            # Spain: an AAAA record nobody owns
+            rr(f"es.cc.{z}", "ES-v6", "2001:db8::53", rtype="AAAA", Weight=10),
+            {"Action": "CREATE", "ResourceRecordSet": {"Name": f"eu.geo.{z}", "Type": "AAAA", "SetIdentifier": "EU-ES-v6",
+                                                       "GeoLocation": {"CountryCode": "ES"}, "AliasTarget": {
+                                                           "HostedZoneId": zone.split("/")[-1], "DNSName": f"es.cc.{z}",
+                                                           "EvaluateTargetHealth": False}}},
+            {"Action": "CREATE", "ResourceRecordSet": {"Name": PROD.service_name, "Type": "AAAA", "SetIdentifier": "EU-v6",
+                                                       "GeoLocation": {"ContinentCode": "EU"}, "AliasTarget": {
+                                                           "HostedZoneId": zone.split("/")[-1], "DNSName": f"eu.geo.{z}",
+                                                           "EvaluateTargetHealth": False}}},
+            # Portugal listed again under Asia, with a leaf in Singapore
+            rr(f"pt-as.cc.{z}", "pt-as", singapore, Weight=1),
+            alias(f"as.geo.{z}", "AS-PT", f"pt-as.cc.{z}", GeoLocation={"CountryCode": "PT"}),
+            # Austria: a weight-0 record to Singapore beside its own
+            rr(f"at.cc.{z}", "AT-zero", singapore, Weight=0),
+        ]
+        client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": changes})
+        code, report, _ = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+    assert code == 1
+    found = {(v["kind"], v["subject"]) for v in report["violations"]}
+    for country in ("FR", "DE", "IT", "PT", "AT"):
+        assert ("out_of_region_answer", country) in found, (country, sorted(found))
+    assert ("unknown_answer", "ES") in found  # the AAAA address is no edge's

@@ -12,7 +12,7 @@ from globalaccel.dns.records import Record
 from globalaccel.dns.route53_sim import Client, Route53Simulator
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
 from globalaccel.findings import Finding
-from globalaccel.topology import Topology
+from globalaccel.topology import CONTINENTS, Topology
 
 # ---- where clients are --------------------------------------------------------------------------------
 
@@ -55,6 +55,10 @@ def route53_answers(records: Iterable[Record], topology: Topology) -> tuple[Answ
     records = list(records)
     failing = {r.health_check for r in records if r.health_check}
     sim = Route53Simulator(records, failing_checks=failing)
+    # Every answer Route 53 could give: every record of every routing policy, A and AAAA, and the country
+    # placed on any continent (Route 53's own continent for a country may differ from ours, and a record
+    # listing it under another continent must not escape the audit).
+    possible = Route53Simulator(records, failing_checks=failing, every_possible=True)
     findings: list[Finding] = []
     for r in records:
         in_tree = r.name == topology_service(topology) or r.name.endswith(".geo." + topology_zone(topology))
@@ -70,7 +74,11 @@ def route53_answers(records: Iterable[Record], topology: Topology) -> tuple[Answ
         if res.failed_open:
             findings.append(Finding("fail_open_fallback", country, "with every health check failing Route 53 answers anyway: "
                                     + " -> ".join(res.path)))
-        answers[country] = set(res.addresses)
+        seen: set[str] = set()
+        for continent in CONTINENTS:
+            for rtype in ("A", "AAAA"):
+                seen |= set(possible.resolve(topology.service_name, Client(country, continent), rtype).addresses)
+        answers[country] = seen
     return (lambda country: answers.get(country)), findings
 
 

@@ -37,6 +37,10 @@ class Record:
     geo: Geo | None = None  # geolocation routing
     alias: str | None = None  # alias target name in the same zone
     health_check: str | None = None
+    # Routing policies the compiler never writes, read from live zones so the audit sees them whole:
+    failover: str | None = None  # PRIMARY | SECONDARY
+    multivalue: bool = False
+    region: str | None = None  # latency routing: the AWS region the record stands for
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -48,6 +52,12 @@ class Record:
             return "weighted"
         if self.geo is not None:
             return "geolocation"
+        if self.failover is not None:
+            return "failover"
+        if self.multivalue:
+            return "multivalue"
+        if self.region is not None:
+            return "latency"
         return "simple"
 
     @property

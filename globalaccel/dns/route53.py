@@ -69,6 +69,12 @@ def to_route53(record: Record, zone_id: str) -> dict[str, Any]:
         rrset["ResourceRecords"] = [{"Value": v} for v in record.values]
     if record.health_check is not None:
         rrset["HealthCheckId"] = record.health_check
+    if record.failover is not None:
+        rrset["Failover"] = record.failover
+    if record.multivalue:
+        rrset["MultiValueAnswer"] = True
+    if record.region is not None:
+        rrset["Region"] = record.region
     return rrset
 
 
@@ -89,6 +95,9 @@ def from_route53(rrset: dict[str, Any]) -> Record:
         geo=geo,
         alias=fqdn(alias["DNSName"]) if alias is not None else None,
         health_check=rrset.get("HealthCheckId"),
+        failover=rrset.get("Failover"),
+        multivalue=bool(rrset.get("MultiValueAnswer", False)),
+        region=rrset.get("Region"),
     )
 
 

@@ -9,6 +9,11 @@ Semantics modelled (from Route 53's documentation):
 - alias: evaluated at the target name with the same client;
 - simple: all values.
 Health: a record is unhealthy when its health check is in `failing_checks`.
+
+With `every_possible` (the audit's mode) the question is not "what is answered now" but "what could be
+answered under some health and some resolver location": every record of a weighted (weight 0 included),
+failover, multivalue or latency group, and a geolocation record's less specific fallbacks where the more
+specific one can become unhealthy.
 """
 
 from __future__ import annotations
@@ -38,11 +43,12 @@ class Resolution:
 
 
 class Route53Simulator:
-    def __init__(self, records: Iterable[Record], failing_checks: Iterable[str] = ()) -> None:
+    def __init__(self, records: Iterable[Record], failing_checks: Iterable[str] = (), every_possible: bool = False) -> None:
         self.by_name: dict[tuple[str, str], list[Record]] = defaultdict(list)
         for r in records:
             self.by_name[(r.name, r.type)].append(r)
         self.failing = set(failing_checks)
+        self.every_possible = every_possible
 
     def healthy(self, record: Record) -> bool:
         return record.health_check is None or record.health_check not in self.failing
@@ -59,7 +65,11 @@ class Route53Simulator:
         if not group:
             return
         policy = group[0].policy
-        if policy == "geolocation":
+        if self.every_possible and policy in ("weighted", "failover", "multivalue", "latency"):
+            picks = [(r, 1.0 / len(group)) for r in group]
+        elif self.every_possible and policy == "geolocation":
+            picks = [(r, 1.0) for r in self._geolocation_possible(group, client, out)]
+        elif policy == "geolocation":
             chosen = self._geolocation(group, client, out)
             picks = [(chosen, 1.0)] if chosen is not None else []
         elif policy == "weighted":
@@ -74,7 +84,9 @@ class Route53Simulator:
                 for value in record.values:
                     out.addresses[value] = out.addresses.get(value, 0.0) + weight * p
 
-    def _geolocation(self, group: list[Record], client: Client, out: Resolution) -> Record | None:
+    @staticmethod
+    def _matching(group: list[Record], client: Client) -> list[Record]:
+        """The geolocation records a client matches, most specific first (country, continent, '*')."""
         def specificity(r: Record) -> int | None:
             assert r.geo is not None
             if r.geo.country == client.country:
@@ -86,7 +98,10 @@ class Route53Simulator:
             return None
 
         matching = sorted((s, r.set_id or "", r) for r in group if (s := specificity(r)) is not None)
-        candidates = [r for _, _, r in matching]
+        return [r for _, _, r in matching]
+
+    def _geolocation(self, group: list[Record], client: Client, out: Resolution) -> Record | None:
+        candidates = self._matching(group, client)
         for record in candidates:
             if self.healthy(record):
                 return record
@@ -94,6 +109,16 @@ class Route53Simulator:
             out.failed_open = True  # every matching record unhealthy: Route 53 answers anyway
             return candidates[0]
         return None
+
+    def _geolocation_possible(self, group: list[Record], client: Client, out: Resolution) -> list[Record]:
+        """The record the client matches, and each less specific one it falls back to while the one before
+        can become unhealthy (it has a health check): any of them can answer."""
+        picks: list[Record] = []
+        for record in self._matching(group, client):
+            picks.append(record)
+            if record.health_check is None:
+                break
+        return picks
 
     def _weighted(self, group: list[Record], out: Resolution) -> list[tuple[Record, float]]:
         pool = [r for r in group if self.healthy(r)]
