@@ -50,6 +50,15 @@ def test_prod_plan_audits_clean_with_what_if(tmp_path: Path) -> None:
     # to the EU center their rules let terminate: nobody loses service when me-central-1 is down.
     assert lost["centers down: me-central-1"] == []
     assert {"DE", "FR", "GB"} <= set(lost["centers down: us-east-1, eu-central-1"])
+    # Where traffic goes after each failure, read from the answers (each address names its edge's center):
+    # the EU under the Data Privacy Framework to us-east-1; Belarus (EU center only) nowhere.
+    moves = next(s["moves"] for s in report["scenarios"] if s["name"] == "centers down: eu-central-1")
+    assert moves["DE"] == "eu-central-1 -> us-east-1" and moves["BY"] == "eu-central-1 -> fail closed"
+    # Evidence per country: what was asked and the path each answer leads to.
+    de = next(r for r in report["results"] if r["country"] == "DE")
+    assert "for a client in DE on every continent" in de["asked"]
+    assert de["paths"] and all(re.match(r"^198\.18\.\S+ -> de-\S+ \(DE, (terminating|transit)\) -> eu-central-1$", p)
+                               for p in de["paths"]), de["paths"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.html", "audit.json", "audit.md", "countries.csv", "map.svg"]
 
 

@@ -74,8 +74,22 @@ def expected_from_log(path: Path, topology: Topology) -> dict[str, Expected]:
     return out
 
 
-def check_answers(topology: Topology, expected: Mapping[str, Expected],
-                  answer: AnswerSource) -> tuple[list[CountryResult], list[Finding]]:
+def describe_paths(topology: Topology, addresses: Iterable[str]) -> list[str]:
+    """Evidence for each answered address: the edge it names, where that edge stands and what it does,
+    and the center it forwards to."""
+    out = []
+    for address in sorted(addresses):
+        path = topology.path_by_address.get(address)
+        if path is None:
+            out.append(f"{address} -> no edge of the catalog")
+        else:
+            edge, center = path
+            out.append(f"{address} -> {edge.id} ({edge.country}, {edge.role.value}) -> {center}")
+    return out
+
+
+def check_answers(topology: Topology, expected: Mapping[str, Expected], answer: AnswerSource,
+                  asked: Mapping[str, str] | None = None) -> tuple[list[CountryResult], list[Finding]]:
     path_by_address = topology.path_by_address  # an answer's address names its edge and the center it forwards to
     results: list[CountryResult] = []
     findings: list[Finding] = []
@@ -86,7 +100,8 @@ def check_answers(topology: Topology, expected: Mapping[str, Expected],
         got = answer(code)
         allowed = list(topology.residency.permitted_centers(code, topology.center_ids))
         if got is None:
-            results.append(CountryResult(code, rule.name, rule.mode.value, center, [], "not_locatable", allowed))
+            results.append(CountryResult(code, rule.name, rule.mode.value, center, [], "not_locatable", allowed,
+                                         (asked or {}).get(code, "")))
             continue
         if got:
             status = "served"
@@ -98,7 +113,8 @@ def check_answers(topology: Topology, expected: Mapping[str, Expected],
                                     "live state gives no answer", code))
         else:
             status = want.state  # fail_closed (the rule refuses: lawful) or no_path (nothing healthy it may use)
-        results.append(CountryResult(code, rule.name, rule.mode.value, center, sorted(got), status, allowed))
+        results.append(CountryResult(code, rule.name, rule.mode.value, center, sorted(got), status, allowed,
+                                     (asked or {}).get(code, ""), describe_paths(topology, got)))
         if center is not None and not topology.residency.allows(code, center):
             findings.append(Finding("out_of_region_answer", code, f"table routes {code} to {center}, which rule {rule.name!r} forbids"))
         if want.state == "unknown":
@@ -166,7 +182,15 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True) -> tuple[li
             findings.append(Finding(p.kind, p.subject, f"[{name}] {p.evidence}"))
         losing = sorted(r.country for r in results if r.status in ("fail_closed", "no_path", "lost_service") and r.country in served_before)
         down_centers = sorted(set(topology.center_ids) - centers)
-        scenarios.append(Scenario(name, down_centers, country, losing, len(problems)))
+        # Where traffic goes: each country whose center changes, as the answers after the failure state it
+        # (each answered address names the center its edge forwards to).
+        moves: dict[str, str] = {}
+        for r in results:
+            before = sorted({topology.path_by_address[a][1] for a in baseline_answer(r.country) or () if a in topology.path_by_address})
+            after = sorted({topology.path_by_address[a][1] for a in r.answers if a in topology.path_by_address})
+            if before != after:
+                moves[r.country] = f"{'+'.join(before) or 'none'} -> {'+'.join(after) or r.status.replace('_', ' ')}"
+        scenarios.append(Scenario(name, down_centers, country, losing, len(problems), moves))
     return scenarios, findings
 
 

@@ -21,6 +21,8 @@ class CountryResult:
     # nothing) | no_path | not_locatable (the source cannot place a client there: not verified) | not_logged
     status: str
     allowed_centers: list[str]
+    asked: str = ""  # what was asked: the client network queried, or the zone resolution performed
+    paths: list[str] = field(default_factory=list)  # each answer: address -> edge (jurisdiction, role) -> center
 
 
 @dataclass
@@ -30,6 +32,14 @@ class Scenario:
     down_edges_of: str | None = None
     countries_losing_service: list[str] = field(default_factory=list)
     violations: int = 0
+    moves: dict[str, str] = field(default_factory=dict)  # country -> "center before -> center after" (where traffic goes)
+
+    def moves_by_path(self) -> dict[str, list[str]]:
+        """The moves grouped: "eu-central-1 -> us-east-1": [countries]."""
+        out: dict[str, list[str]] = {}
+        for country, move in sorted(self.moves.items()):
+            out.setdefault(move, []).append(country)
+        return dict(sorted(out.items()))
 
 
 @dataclass

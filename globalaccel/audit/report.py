@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from globalaccel.audit.findings import AuditReport
+from globalaccel.audit.findings import AuditReport, Scenario
 from globalaccel.audit.worldmap import world_map_svg
 from globalaccel.topology import Topology
 
@@ -33,8 +33,10 @@ def to_markdown(report: AuditReport) -> str:
         lines += [f"| {v.kind} | {v.subject} | {v.evidence.replace('|', '/')} |" for v in report.drift]
         lines.append("")
     if report.scenarios:
-        lines += ["## What-if scenarios", "", "| scenario | violations | countries losing service |", "|---|---|---|"]
-        lines += [f"| {s.name} | {s.violations} | {', '.join(s.countries_losing_service) or '-'} |" for s in report.scenarios]
+        lines += ["## What-if scenarios: where traffic goes", "",
+                  "| scenario | violations | countries losing service | where traffic goes |", "|---|---|---|---|"]
+        lines += [f"| {s.name} | {s.violations} | {', '.join(s.countries_losing_service) or '-'} | {_moves(s, '<br>')} |"
+                  for s in report.scenarios]
         lines.append("")
     if report.data_stores:
         lines += ["## Data stores", "", "| store | center | region | problems |", "|---|---|---|---|"]
@@ -46,9 +48,16 @@ def to_markdown(report: AuditReport) -> str:
         lines += ["## Decision log", "", f"{report.decision_log['entries']} entries, chain "
                   f"{'intact' if report.decision_log['chain_intact'] else 'BROKEN'} ({report.decision_log['path']}).", ""]
     lines += _rules_markdown(report.rules)
-    lines += ["## Countries", "", "| country | rule | mode | center | status | answers |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r.country} | {r.rule} | {r.mode} | {r.center or '-'} | {r.status} | {len(r.answers)} |" for r in report.results]
+    lines += ["## Countries: verdict and evidence", "",
+              "| country | rule | mode | table's center | status | asked | answers seen -> edge -> center |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.country} | {r.rule} | {r.mode} | {r.center or '-'} | {r.status} | {r.asked} | {'<br>'.join(r.paths) or '-'} |"
+              for r in report.results]
     return "\n".join(lines) + "\n"
+
+
+def _moves(scenario: Scenario, sep: str) -> str:
+    return sep.join(f"{move}: {' '.join(countries)}" for move, countries in scenario.moves_by_path().items()) or "-"
 
 
 def _scope_markdown(report: AuditReport) -> list[str]:
@@ -129,9 +138,9 @@ def to_html(report: AuditReport, topology: Topology) -> str:
         sections.append("<h2>Drift</h2><p>Live state differs from the table; no answer left the allowed set.</p>"
                         + table(["kind", "subject", "evidence"], [[v.kind, v.subject, v.evidence] for v in report.drift]))
     if report.scenarios:
-        sections.append("<h2>What-if scenarios</h2>" + table(
-            ["scenario", "violations", "countries losing service"],
-            [[s.name, str(s.violations), ", ".join(s.countries_losing_service) or "-"] for s in report.scenarios]))
+        sections.append("<h2>What-if scenarios: where traffic goes</h2>" + table(
+            ["scenario", "violations", "countries losing service", "where traffic goes"],
+            [[s.name, str(s.violations), ", ".join(s.countries_losing_service) or "-", _moves(s, "; ")] for s in report.scenarios]))
     if report.data_stores:
         sections.append("<h2>Data stores</h2>" + table(
             ["store", "center", "region", "problems"],
@@ -146,9 +155,9 @@ def to_html(report: AuditReport, topology: Topology) -> str:
                         f"{html.escape(rules['as_of'])}; default rule for {len(rules['default_countries'])} countries: "
                         f"{html.escape(' '.join(rules['default_countries']))}. Not re-checked: "
                         f"{html.escape(', '.join(rules['unreviewed']) or 'none')}.</p>" + table(RULE_HEAD, _rule_rows(rules)))
-    sections.append("<h2>Countries</h2>" + table(
-        ["country", "rule", "mode", "center", "status", "answers"],
-        [[r.country, r.rule, r.mode, r.center or "-", r.status, " ".join(r.answers)] for r in report.results]))
+    sections.append("<h2 id=countries>Countries: verdict and evidence</h2>" + table(
+        ["country", "rule", "mode", "table's center", "status", "asked", "answers seen -> edge -> center"],
+        [[r.country, r.rule, r.mode, r.center or "-", r.status, r.asked, "; ".join(r.paths) or "-"] for r in report.results]))
     style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}.verdict{font-size:18px;padding:8px}"
              ".ok{background:#e6f4ea}.bad{background:#fce8e6}figure{margin:0}")
@@ -159,9 +168,10 @@ def to_html(report: AuditReport, topology: Topology) -> str:
 def to_csv(report: AuditReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["country", "rule", "mode", "center", "status", "allowed_centers", "answers"])
+    writer.writerow(["country", "rule", "mode", "center", "status", "allowed_centers", "answers", "asked", "paths"])
     for r in report.results:
-        writer.writerow([r.country, r.rule, r.mode, r.center or "", r.status, " ".join(r.allowed_centers), " ".join(r.answers)])
+        writer.writerow([r.country, r.rule, r.mode, r.center or "", r.status, " ".join(r.allowed_centers), " ".join(r.answers),
+                         r.asked, "; ".join(r.paths)])
     return out.getvalue()
 
 
