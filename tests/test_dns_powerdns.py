@@ -151,3 +151,33 @@ def test_an_audit_that_cannot_place_clients_never_says_compliant(pdns: tuple[int
         assert report.coverage["verified_demand_share"] == 0.0 and "RU" in report.coverage["strict_unverified"]
     finally:
         sync(provider, TABLE)  # restores the probe record
+
+
+def test_a_country_served_out_of_region_in_one_of_its_networks_is_found(pdns: tuple[int, PowerDnsBackend],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tampered by hand: PowerDNS answers Germany correctly, except for clients in one German network,
+    which it sends to a Singapore edge. The audit asks several networks per country, so it is found."""
+    from globalaccel.audit.run import AuditOptions, run_audit
+    from globalaccel.audit.sources import country_networks
+    from globalaccel.settings import BackendSettings
+
+    port, provider = pdns
+    sync(provider, TABLE)
+    monkeypatch.setenv("PDNS_API_KEY", provider.api_key)
+    options = AuditOptions(source="powerdns", backend=BackendSettings(kind="powerdns", endpoint_url=provider.base.split("/api/")[0]),
+                           dns=f"127.0.0.1:{port}")
+    german = country_networks()["DE"]
+    assert len(german) >= 3
+    odd_one = german[-1]  # not the first, most solid network, which a one-network audit would ask
+    singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
+    lua = next(r for r in provider.records() if r.type == "LUA" and r.name == provider.layout.service).values[0]
+    tampered = lua.replace('A ";', f"A \";if netmask({{'{odd_one}'}}) then return {{'{singapore}'}} end ", 1)
+    provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": provider.layout.service, "type": "LUA", "ttl": 60,
+                   "changetype": "REPLACE", "records": [{"content": tampered, "disabled": False}]}]})
+    try:
+        assert addresses(query(port, odd_one)) == {singapore}  # the tampering is live in the real server
+        assert addresses(query(port, german[0])) != {singapore}
+        report = run_audit(PROD, options)
+        assert ("out_of_region_answer", "DE") in {(v.kind, v.subject) for v in report.violations}
+    finally:
+        sync(provider, TABLE)

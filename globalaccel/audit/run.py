@@ -11,7 +11,7 @@ from globalaccel.answers import Answers
 from globalaccel.audit.checks import check_answers, check_decision_log, expected_from_log, expected_from_table, what_if
 from globalaccel.audit.findings import DRIFT_KINDS, AuditReport, CountryResult, Scenario
 from globalaccel.audit.manifests import check_manifests
-from globalaccel.audit.sources import ecs_answers, powerdns_ecs_answers, representative_networks, route53_answers
+from globalaccel.audit.sources import country_networks, ecs_answers, powerdns_ecs_answers, route53_answers
 from globalaccel.audit.stores import check_buckets
 from globalaccel.control.decisionlog import LOG_NAME
 from globalaccel.dns.records import Record
@@ -75,9 +75,9 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         asked = {code: f"{zone_read[options.source]}, resolved with Route 53's semantics for a client in {code} on every continent "
                        "(A and AAAA, every record of every routing policy)" for code in topology.countries}
     else:
-        networks = representative_networks()
-        asked = {code: f"ECS query from {networks[code]} to {options.dns}" if code in networks else "no IPv4 network of its own"
-                 for code in topology.countries}
+        networks = country_networks()
+        asked = {code: f"ECS queries (A, AAAA) from {len(networks[code])} networks ({' '.join(networks[code])}) to {options.dns}"
+                 if code in networks else "no IPv4 network of its own" for code in topology.countries}
     if options.source == "plan":
         answer, fallbacks = route53_answers(compile_route53(topology, answers), topology)
         findings += fallbacks

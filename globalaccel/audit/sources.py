@@ -16,13 +16,16 @@ from globalaccel.topology import CONTINENTS, Topology
 
 # ---- where clients are --------------------------------------------------------------------------------
 
+NETWORKS_PER_COUNTRY = 8  # a country answered differently in one of its networks is caught if it is sampled
+
+
 @functools.lru_cache(maxsize=1)
-def representative_networks() -> dict[str, str]:
-    """One IPv4 /24 per country, from the /16 most solidly inside it: of 16 /24s sampled across each
-    /16, the one where most map to the country (a long-held block, which other geo databases, such as
-    PowerDNS's, agree on). Countries with no such /16 fall back to any /24 of theirs; countries with no
-    IPv4 space of their own are absent."""
-    best: dict[str, tuple[int, str]] = {}
+def country_networks() -> dict[str, list[str]]:
+    """Up to NETWORKS_PER_COUNTRY IPv4 /24s per country, each from a different /16 inside it, most solid
+    first (of 16 /24s sampled across a /16, how many map to the country): blocks other geo databases,
+    such as PowerDNS's, agree on. Countries with no such /16 fall back to any /24 of theirs; countries
+    with no IPv4 space of their own are absent."""
+    ranked: dict[str, list[tuple[int, str]]] = {}
     samples = [(a, b, c) for a in range(1, 224) for b in range(256) for c in range(8, 256, 16)]
     codes = iptocc.country_code([f"{a}.{b}.{c}.1" for a, b, c in samples])
     count: dict[tuple[int, int, str], int] = {}
@@ -33,15 +36,19 @@ def representative_networks() -> dict[str, str]:
             count[key] = count.get(key, 0) + 1
             first.setdefault(key, c)
     for (a, b, code), n in count.items():
-        if n > best.get(code, (0, ""))[0]:
-            best[code] = (n, f"{a}.{b}.{first[(a, b, code)]}.0/24")
-    found = {code: network for code, (_, network) in best.items()}
+        ranked.setdefault(code, []).append((-n, f"{a}.{b}.{first[(a, b, code)]}.0/24"))
+    found = {code: [net for _, net in sorted(nets)[:NETWORKS_PER_COUNTRY]] for code, nets in ranked.items()}
     for a in range(1, 224):
         addresses = [f"{a}.{b}.{c}.0" for b in range(256) for c in range(256)]
         for address, code in zip(addresses, iptocc.country_code(addresses), strict=True):
             if code and code not in found:
-                found[code] = f"{address}/24"
+                found[code] = [f"{address}/24"]
     return found
+
+
+def representative_networks() -> dict[str, str]:
+    """The most solid /24 of each country (the first of country_networks)."""
+    return {code: nets[0] for code, nets in country_networks().items()}
 
 
 # ---- answers per country --------------------------------------------------------------------------------
@@ -96,16 +103,21 @@ def ecs_answers(server: str, port: int, topology: Topology) -> AnswerSource:
     import dns.message
     import dns.query
 
-    networks = representative_networks()
+    networks = country_networks()
 
     def answer(country: str) -> set[str] | None:
-        network = networks.get(country)
-        if network is None:
+        """Every sampled network of the country, A and AAAA: the union of what they are answered."""
+        if country not in networks:
             return None
-        address, prefix = network.split("/")
-        query = dns.message.make_query(topology.service_name, "A", use_edns=0, options=[dns.edns.ECSOption(address, int(prefix))])
-        response = dns.query.udp(query, server, port=port, timeout=3)
-        return {rr.address for rrset in response.answer for rr in rrset if rrset.rdtype == dns.rdatatype.A}
+        seen: set[str] = set()
+        for network in networks[country]:
+            address, prefix = network.split("/")
+            for rdtype in ("A", "AAAA"):
+                query = dns.message.make_query(topology.service_name, rdtype, use_edns=0,
+                                               options=[dns.edns.ECSOption(address, int(prefix))])
+                response = dns.query.udp(query, server, port=port, timeout=3)
+                seen |= {rr.address for rrset in response.answer for rr in rrset if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)}
+        return seen
 
     return answer
 
@@ -125,15 +137,26 @@ def powerdns_ecs_answers(server: str, port: int, topology: Topology, geo_probe: 
     answers: dict[str, set[str] | None] = {}
     placed: dict[str, str] = {}
     for code in sorted(topology.countries):
-        network = representative_networks().get(code)
-        if network is None:
+        networks = country_networks().get(code, [])
+        if not networks:
             answers[code] = None
             continue
-        txt = [b"".join(rr.strings).decode() for rrset in ask(geo_probe, "TXT", network).answer for rr in rrset]
-        where = (txt[0] if txt else "").upper()
-        placed[code] = where if where in topology.countries else ""
-        response = ask(topology.service_name, "A", network)
-        answers[code] = {rr.address for rrset in response.answer for rr in rrset if rrset.rdtype == dns.rdatatype.A}
+        # Each sampled network PowerDNS places in this country is asked; the others are not a test of it.
+        seen: set[str] | None = None
+        elsewhere = []
+        for network in networks:
+            txt = [b"".join(rr.strings).decode() for rrset in ask(geo_probe, "TXT", network).answer for rr in rrset]
+            where = (txt[0] if txt else "").upper()
+            if where != code:
+                elsewhere.append(f"{network}:{where or '?'}")
+                continue
+            seen = seen or set()
+            for rdtype in ("A", "AAAA"):
+                response = ask(topology.service_name, rdtype, network)
+                seen |= {rr.address for rrset in response.answer for rr in rrset if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)}
+        answers[code] = seen
+        placed[code] = code if seen is not None else (elsewhere[0].split(":")[1] if elsewhere else "")
+        placed[code] = placed[code] if placed[code] in topology.countries else ""
     return answers, placed
 
 
