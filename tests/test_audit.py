@@ -313,12 +313,22 @@ def test_route53_lost_service_is_drift_and_coverage_decides_whether_it_may_say_c
         pages = client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone)
         alias = next(r for page in pages for r in page["ResourceRecordSets"] if r.get("SetIdentifier") == "EU-FR")
         client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": alias}]})
+        # And one of Germany's leaf records edited in place: a TTL of an hour, a different weight.
+        pages = client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone)
+        leaf = next(r for page in pages for r in page["ResourceRecordSets"] if r["Name"].startswith("de.cc.") and "Weight" in r)
+        client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
+            {"Action": "UPSERT", "ResourceRecordSet": {**leaf, "TTL": 3600, "Weight": 7}}]})
         code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url, "--out", str(out))
         strict, strict_report, _ = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url, "--min-coverage", "1.0")
     assert code == 0 and report["verdict"] == "COMPLIANT", (err, report.get("violations"))
     fr = next(r for r in report["results"] if r["country"] == "FR")
     assert fr["status"] == "lost_service"
-    assert [(d["kind"], d["subject"]) for d in report["drift"]] == [("lost_service", "FR")]
+    drift = {(d["kind"], d["subject"]): d["evidence"] for d in report["drift"]}
+    assert ("lost_service", "FR") in drift and ("record_drift", f"eu.geo.{PROD.zone}. A EU-FR") in drift
+    edited = drift[("record_drift", f"{leaf['Name']} A {leaf['SetIdentifier']}")]
+    assert "ttl 3600 weight 7" in edited and "ttl 60" in edited
+    assert len(drift) == 3  # nothing else differs from the table
+    assert "the table computed from the stack's files" in " ".join(report["notes"])
     assert set(report["coverage"]["unverified"]) == {"BV", "CX", "EH", "HM"}
     assert strict == 3 and strict_report["verdict"] == "NOT VERIFIED"
     provenance = report["provenance"]
@@ -429,3 +439,38 @@ def test_every_routing_policy_aaaa_and_every_continent_of_a_live_zone_are_resolv
     for country in ("FR", "DE", "IT", "PT", "AT"):
         assert ("out_of_region_answer", country) in found, (country, sorted(found))
     assert ("unknown_answer", "ES") in found  # the AAAA address is no edge's
+
+
+def test_a_zone_kept_by_the_loop_is_judged_against_the_loops_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop publishes to Route 53 (moto) from its own measurements, which differ from the files'
+    physics estimate. Audited with its state folder, the zone shows no drift and no finding; without it,
+    the same zone differs from the files' table (drift, not residency): the two questions stay apart."""
+    from globalaccel.app.up import emulated_paths
+    from globalaccel.control.loop import ControlLoop
+    from globalaccel.control.state import FileLease
+    from globalaccel.dns.factory import open_backend
+    from globalaccel.settings import BackendSettings
+    from globalaccel.topology import load_stack
+    from tests.conftest import STACKS
+
+    dev = load_stack("dev", STACKS)
+    baseline, _ = compute_table(dev)
+    slow = set(baseline.routes["DE"].edge_ids)  # Germany's edges by the estimate are congested in the measurements
+    state = tmp_path / "state"
+    with moto_server() as url:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            monkeypatch.setenv(key, ENV[key])
+        zone = open_backend(dev, BackendSettings(kind="route53", endpoint_url=url, create_zone=True))
+        loop = ControlLoop(dev, zone, state, FileLease(state))
+        for t in (0.1, 0.2, 0.3):
+            for path in emulated_paths(dev, 1):
+                loop.record(path, 300.0 if path.target in slow else 10.0, t)
+        report = loop.cycle(now=1.0)
+        assert report.published, report.error
+        loop.lease.release()
+        assert set(loop.table.routes["DE"].edge_ids) != slow  # the loop's table is not the files' table
+        code, with_state, err = audit("--stack", "dev", "--source", "route53", "--endpoint-url", url, "--state-dir", str(state))
+        _, without_state, _ = audit("--stack", "dev", "--source", "route53", "--endpoint-url", url)
+    assert code == 0 and with_state["violations"] == [] and with_state["drift"] == [], (err, with_state["drift"][:3])
+    assert without_state["violations"] == [] and without_state["verdict"] == "COMPLIANT"
+    assert any(d["kind"] == "record_drift" and d["subject"].startswith("de.cc.") for d in without_state["drift"])

@@ -9,15 +9,18 @@ from typing import Any
 
 from globalaccel.answers import Answers
 from globalaccel.audit.checks import check_answers, check_decision_log, expected_from_log, expected_from_table, what_if
+from globalaccel.audit.drift import published_table, record_drift
 from globalaccel.audit.findings import DRIFT_KINDS, AuditReport, CountryResult, Scenario
 from globalaccel.audit.manifests import check_manifests
 from globalaccel.audit.sources import country_networks, ecs_answers, powerdns_ecs_answers, route53_answers
 from globalaccel.audit.stores import check_buckets
 from globalaccel.control.decisionlog import LOG_NAME
+from globalaccel.dns.backend import claim_record
 from globalaccel.dns.records import Record
-from globalaccel.dns.route53_compile import compile_route53
+from globalaccel.dns.route53_compile import compile_route53, layout_for
 from globalaccel.errors import GlobalaccelError
 from globalaccel.findings import Finding
+from globalaccel.routing import RoutingTable
 from globalaccel.routing.summary import compute_table
 from globalaccel.settings import BackendSettings, LoopSettings
 from globalaccel.topology import Topology
@@ -61,6 +64,15 @@ def _live_records(topology: Topology, settings: BackendSettings) -> list[Record]
         raise AuditCannotRun(str(exc)) from exc
 
 
+def _drift_table(topology: Topology, options: AuditOptions, from_files: RoutingTable) -> tuple[RoutingTable, str]:
+    """The table the live zone should hold: the loop's published one when its state folder is given."""
+    if options.state_dir is not None:
+        published = published_table(options.state_dir, topology)
+        if published is not None:
+            return published, f"the table the loop last published (generation {published.generation}, its saved state)"
+    return from_files, "the table computed from the stack's files (no loop state given)"
+
+
 def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
     table, _ = compute_table(topology)
     log = options.state_dir / LOG_NAME if options.state_dir else None
@@ -83,14 +95,19 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         findings += fallbacks
     elif options.source == "route53":
         try:
-            records = [r for r in _live_records(topology, options.backend or BackendSettings(kind="route53"))
-                       if r.type in ("A", "AAAA", "CNAME")]
+            live = _live_records(topology, options.backend or BackendSettings(kind="route53"))
+            records = [r for r in live if r.type in ("A", "AAAA", "CNAME")]
         except AuditCannotRun:
             raise
         except Exception as exc:
             raise AuditCannotRun(f"Route 53 at {(options.backend and options.backend.endpoint_url) or 'AWS'}: {exc}") from exc
         answer, fallbacks = route53_answers(records, topology)
         findings += fallbacks
+        drift_table, drift_from = _drift_table(topology, options, table)
+        layout = layout_for(topology)
+        findings += record_drift(live, [claim_record(layout), *compile_route53(topology, Answers.from_table(drift_table, topology))],
+                                 layout.owns)
+        notes.append(f"drift: the live zone compared with {drift_from}")
     elif options.source == "local":
         if log is None:
             raise AuditCannotRun("--source local needs --state-dir (the running loop's state folder, for the live table)")
@@ -111,16 +128,21 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         expected = expected_from_log(log, topology)
         answer = seen.get
     elif options.source == "powerdns":
-        from globalaccel.dns.powerdns import layout_for
+        from globalaccel.dns.powerdns import compile_powerdns
+        from globalaccel.dns.powerdns import layout_for as powerdns_layout
 
-        layout = layout_for(topology)
+        pdns_layout = powerdns_layout(topology)
         records = _live_records(topology, options.backend or BackendSettings(kind="powerdns"))
-        if not any(r.name == layout.geo_probe for r in records):
-            raise AuditCannotRun(f"no {layout.geo_probe} record in PowerDNS: sync the zone with globalaccel first")
+        drift_table, drift_from = _drift_table(topology, options, table)
+        desired = [claim_record(pdns_layout), *compile_powerdns(topology, Answers.from_table(drift_table, topology))]
+        findings += record_drift(records, desired, pdns_layout.owns)
+        notes.append(f"drift: the live zone compared with {drift_from}")
+        if not any(r.name == pdns_layout.geo_probe for r in records):
+            raise AuditCannotRun(f"no {pdns_layout.geo_probe} record in PowerDNS: sync the zone with globalaccel first")
         host, _, port = options.dns.rpartition(":")
         # Real queries with ECS. PowerDNS locates clients with its own GeoIP data, which can disagree with
         # ours for a network, so each answer is judged against the country PowerDNS itself reports.
-        seen, placed = powerdns_ecs_answers(host or "127.0.0.1", int(port), topology, layout.geo_probe)
+        seen, placed = powerdns_ecs_answers(host or "127.0.0.1", int(port), topology, pdns_layout.geo_probe)
         for code, where in sorted(placed.items()):
             if where != code:  # its geo data disagrees with ours for this network: not a test of this country
                 seen[code] = None
