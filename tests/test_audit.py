@@ -201,7 +201,12 @@ def test_html_report_renders_in_chromium_with_the_map(tmp_path: Path) -> None:
     centre_blue = sum(1 for p in pixels if p == (0x1F, 0x77, 0xB4))  # us-east-1's colour: its dots and catchment
     ocean = sum(1 for p in pixels if p == (0xEE, 0xF3, 0xF8))
     assert ocean > 100_000, "the map's background is not on screen"
-    assert centre_blue > 200, "the map's centers and catchments are not drawn"
+    assert centre_blue > 2_000, "the countries served from us-east-1 are not filled with its colour"
+    page = (tmp_path / "audit.html").read_text()
+    for part in ('id="verdict">COMPLIANT', "<h2>Scope and coverage</h2>", "<h2>Provenance</h2>", "<h2 id=countries>",
+                 "<h2>Residency rules judged against</h2>", 'data-country="RU"'):
+        assert part in page, part
+    assert re.search(r"<td>DE</td>.*?-&gt; de-[a-z0-9-]+ \(DE, (terminating|transit)\) -&gt; eu-central-1", page)  # evidence
 
 
 def test_plan_source_uses_the_compiled_route53_tree() -> None:
@@ -474,3 +479,40 @@ def test_a_zone_kept_by_the_loop_is_judged_against_the_loops_table(tmp_path: Pat
     assert code == 0 and with_state["violations"] == [] and with_state["drift"] == [], (err, with_state["drift"][:3])
     assert without_state["violations"] == [] and without_state["verdict"] == "COMPLIANT"
     assert any(d["kind"] == "record_drift" and d["subject"].startswith("de.cc.") for d in without_state["drift"])
+
+
+def test_embedded_server_seeded_by_hand_is_audited_through_real_ecs_queries(tmp_path: Path) -> None:
+    """Live state of the embedded server, changed through its own backend interface (as an operator or a
+    bug would): Germany also answered with a Singapore edge's address for ap-southeast-1, and France's
+    record removed. Audited with real ECS queries (--source local): the out-of-region answer fails the
+    audit with Germany named; France is lost service, reported as drift."""
+    from dataclasses import replace as dc_replace
+
+    from globalaccel.control.decisionlog import DecisionEntry, DecisionLog
+    from globalaccel.dns.backend import ApplyStats, OwnedZone, sync
+    from globalaccel.dns.embedded import DnsResponder
+    from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
+    from globalaccel.dns.plan import Change, Changes
+    from globalaccel.topology import load_stack
+    from tests.conftest import STACKS
+    from tests.test_dns_embedded import RunningServer
+
+    dev = load_stack("dev", STACKS)
+    table, _ = compute_table(dev)
+    state = tmp_path / "state"
+    DecisionLog(state / "decisions.jsonl").append(DecisionEntry.for_table(table, list(table.routes), 1.0, dev.stack, {}, 0))
+    responder = DnsResponder(empty_snapshot(dev, "127.0.0.1"))
+    backend = EmbeddedBackend(dev, responder)
+    sync(OwnedZone(backend), backend.render(Answers.from_table(table, dev)))
+    with RunningServer(responder) as server:
+        code, report, err = audit("--stack", "dev", "--source", "local", "--dns", f"127.0.0.1:{server.port}", "--state-dir", str(state))
+        assert code == 0 and report["violations"] == [], (err, report.get("violations"))
+        singapore = next(e for e in dev.edges if e.country in ("SG", "JP")).address_for("ap-southeast-1")
+        germany = next(r for r in backend.records() if r.set_id == "DE")
+        france = next(r for r in backend.records() if r.set_id == "FR")
+        backend.apply(Changes(updates=(Change("UPSERT", dc_replace(germany, values=(*germany.values, singapore))),),
+                              deletes=(Change("DELETE", france),)), ApplyStats())
+        code, report, _ = audit("--stack", "dev", "--source", "local", "--dns", f"127.0.0.1:{server.port}", "--state-dir", str(state))
+    assert code == 1
+    assert ("out_of_region_answer", "DE") in {(v["kind"], v["subject"]) for v in report["violations"]}
+    assert ("lost_service", "FR") in {(d["kind"], d["subject"]) for d in report["drift"]}

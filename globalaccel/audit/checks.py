@@ -152,9 +152,12 @@ def _path_findings(topology: Topology, code: str, got: Iterable[str], path_by_ad
     return out
 
 
-def what_if(topology: Topology, include_edge_scenarios: bool = True) -> tuple[list[Scenario], list[Finding]]:
+def what_if(topology: Topology, include_edge_scenarios: bool = True,
+            before: AnswerSource | None = None) -> tuple[list[Scenario], list[Finding]]:
     """Every single and double center failure, and all edges of each strict country down: each table
-    is compiled to Route 53 records and every country resolved with every health check failing."""
+    is compiled to Route 53 records and every country resolved with every health check failing.
+    `before` is where traffic goes now, from the audited source (live answers); without it, the zone
+    the stack's files compile to."""
     scenarios: list[Scenario] = []
     findings: list[Finding] = []
     all_edges = frozenset(e.id for e in topology.edges)
@@ -170,7 +173,7 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True) -> tuple[li
     baseline, _ = compute_table(topology)
     # Served before = answered by the zone all healthy, as Route 53 resolves it (a location Route 53 cannot
     # place gets nothing in every scenario, and does not "lose" service to a failure).
-    baseline_answer, _ = route53_answers(compile_route53(topology, Answers.from_table(baseline, topology)), topology)
+    baseline_answer = before or route53_answers(compile_route53(topology, Answers.from_table(baseline, topology)), topology)[0]
     served_before = {c for c in topology.countries if baseline_answer(c)}
     for name, edges, centers, country in cases:
         table, _ = compute_table(topology, Health(edges, centers))
@@ -186,10 +189,10 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True) -> tuple[li
         # (each answered address names the center its edge forwards to).
         moves: dict[str, str] = {}
         for r in results:
-            before = sorted({topology.path_by_address[a][1] for a in baseline_answer(r.country) or () if a in topology.path_by_address})
-            after = sorted({topology.path_by_address[a][1] for a in r.answers if a in topology.path_by_address})
-            if before != after:
-                moves[r.country] = f"{'+'.join(before) or 'none'} -> {'+'.join(after) or r.status.replace('_', ' ')}"
+            was = sorted({topology.path_by_address[a][1] for a in baseline_answer(r.country) or () if a in topology.path_by_address})
+            goes = sorted({topology.path_by_address[a][1] for a in r.answers if a in topology.path_by_address})
+            if was != goes:
+                moves[r.country] = f"{'+'.join(was) or 'none'} -> {'+'.join(goes) or r.status.replace('_', ' ')}"
         scenarios.append(Scenario(name, down_centers, country, losing, len(problems), moves))
     return scenarios, findings
 

@@ -154,7 +154,7 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
     findings += problems
     scenarios: list[Scenario] = []
     if options.what_if:
-        scenarios, scenario_findings = what_if(topology)
+        scenarios, scenario_findings = what_if(topology, before=answer)
         findings += scenario_findings
     stores: list[dict[str, Any]] = []
     if options.check_s3 or options.s3_endpoint_url:
@@ -167,7 +167,9 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
             raise AuditCannotRun(f"S3 at {options.s3_endpoint_url or 'AWS'}: {exc}") from exc
         stores += bucket_records
         findings += bucket_findings
-    scope: dict[str, Any] = {"answers": options.source, "what_if": options.what_if,
+    scope: dict[str, Any] = {"answers": options.source,
+                             "what_if": ("each failure's table computed by the router from the stack's files; 'before' is the "
+                                         f"answers read from the {options.source} source") if options.what_if else False,
                              "s3": bool(options.check_s3 or options.s3_endpoint_url), "manifests": None}
     if options.manifests is not None:
         folder = options.manifests
