@@ -12,7 +12,7 @@ from globalaccel.dns.records import Record
 from globalaccel.dns.route53_sim import Client, Route53Simulator
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
 from globalaccel.findings import Finding
-from globalaccel.topology import CONTINENTS, Topology
+from globalaccel.topology import Topology
 
 # ---- where clients are --------------------------------------------------------------------------------
 
@@ -72,6 +72,8 @@ def route53_answers(records: Iterable[Record], topology: Topology) -> tuple[Answ
         if r.geo is not None and r.geo.is_default and in_tree:
             findings.append(Finding("fail_open_fallback", r.name, f"default ('*') geolocation record {r.set_id!r} answers any "
                                     f"unmatched client, whatever its residency rule"))
+    rtypes = ("A", "AAAA") if any(r.type == "AAAA" for r in records) else ("A",)
+    placements = _continents_naming(records, topology_service(topology))
     answers: dict[str, set[str] | None] = {}
     for country in sorted(topology.countries):
         if country in ROUTE53_UNSUPPORTED_COUNTRIES:
@@ -82,11 +84,39 @@ def route53_answers(records: Iterable[Record], topology: Topology) -> tuple[Answ
             findings.append(Finding("fail_open_fallback", country, "with every health check failing Route 53 answers anyway: "
                                     + " -> ".join(res.path)))
         seen: set[str] = set()
-        for continent in CONTINENTS:
-            for rtype in ("A", "AAAA"):
+        continents = {topology.countries[country].continent} | {c for c, named in placements.items() if country in named or "*" in named}
+        for continent in sorted(continents):
+            for rtype in rtypes:
                 seen |= set(possible.resolve(topology.service_name, Client(country, continent), rtype).addresses)
         answers[country] = seen
     return (lambda country: answers.get(country)), findings
+
+
+def _continents_naming(records: list[Record], service: str) -> dict[str, set[str]]:
+    """Continent -> the countries its branch of the tree has a record for ('*' for a default record):
+    a client of a country is resolved on every continent whose branch could answer it, not only on the
+    continent our data puts it on (Route 53's own placement may differ)."""
+    by_name: dict[str, list[Record]] = {}
+    for r in records:
+        by_name.setdefault(r.name, []).append(r)
+    out: dict[str, set[str]] = {}
+    for r in by_name.get(service, []):
+        if r.geo is None or not r.geo.continent:
+            continue
+        named: set[str] = set()
+        pending, seen = [r.alias] if r.alias else [], set()
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for child in by_name.get(name, []):
+                if child.geo is not None:
+                    named.add(child.geo.country or ("*" if child.geo.is_default else child.geo.continent or "*"))
+                if child.alias and child.geo is None:
+                    pending.append(child.alias)
+        out[r.geo.continent] = named
+    return out
 
 
 def topology_service(topology: Topology) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from globalaccel.latency import LatencyModel
-from globalaccel.residency import Eligibility
+from globalaccel.residency import Eligibility, Role
 from globalaccel.routing.candidates import CandidateSearch
 from globalaccel.routing.capacity import CapacityPlanner
 from globalaccel.routing.hysteresis import decide
@@ -160,21 +160,22 @@ class Router:
         the rule lets traffic be terminated, no edge in a never-transit jurisdiction)."""
         residency = self.topology.residency
         edges = self.topology.edges
+        # Vectorised over the fleet (the policy's own predicates, Rule.edge_allowed, say the same per edge;
+        # verify checks every answer with them independently).
+        where = np.array([e.country for e in edges])
+        relays = np.array([e.role is Role.TRANSIT for e in edges], dtype=bool)
         by_rule: dict[int, NDArray[np.bool_]] = {}  # allowed anywhere by the rule, before the home country's own edges
-        home_terminating: dict[str, NDArray[np.bool_]] = {}
         groups: dict[bytes, tuple[list[int], NDArray[np.bool_]]] = {}
         for n, cell in enumerate(self.cells):
             rule = residency.rule_for(cell.country)
             base = by_rule.get(id(rule))
             if base is None:
-                base = by_rule[id(rule)] = np.array([rule.edge_allowed(e.country, e.role) for e in edges], dtype=bool)
+                crossable = ~np.isin(where, list(rule.never_transit))
+                decrypts = np.ones(len(edges), dtype=bool) if rule.terminate_in is None else np.isin(where, list(rule.terminate_in))
+                base = by_rule[id(rule)] = crossable & (relays | decrypts)
             mask = base
             if rule.may_terminate_in(cell.country, cell.country) and not rule.may_terminate_in(cell.country):
-                # Decrypting at home is no transfer: the cell's own country's terminating edges join.
-                home = home_terminating.get(cell.country)
-                if home is None:
-                    home = home_terminating[cell.country] = np.array([e.country == cell.country for e in edges], dtype=bool)
-                mask = base | home
+                mask = base | (where == cell.country)  # decrypting at home is no transfer
             groups.setdefault(mask.tobytes(), ([], mask))[0].append(n)
         out = []
         for rows, mask in groups.values():
