@@ -73,6 +73,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from globalaccel.audit.report import to_html, to_markdown, write_all
     from globalaccel.audit.run import AuditOptions, run_audit
 
+    if not 0.0 <= args.min_coverage <= 1.0:
+        raise UsageError(f"--min-coverage must be a share between 0 and 1; got {args.min_coverage}")
     topology = load_stack(args.stack, args.stacks_dir)
     live = None
     if args.source in ("route53", "powerdns"):  # the live zone, opened as the loop opens it: the stack's backend block + flags

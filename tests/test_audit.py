@@ -56,7 +56,7 @@ def test_prod_plan_audits_clean_with_what_if(tmp_path: Path) -> None:
     assert moves["DE"] == "eu-central-1 -> us-east-1" and moves["BY"] == "eu-central-1 -> fail closed"
     # Evidence per country: what was asked and the path each answer leads to.
     de = next(r for r in report["results"] if r["country"] == "DE")
-    assert "for a client in DE on every continent" in de["asked"]
+    assert "for a client in DE on its continent and every continent whose branch names it" in de["asked"]
     assert de["paths"] and all(re.match(r"^198\.18\.\S+ -> de-\S+ \(DE, (terminating|transit)\) -> eu-central-1$", p)
                                for p in de["paths"]), de["paths"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.html", "audit.json", "audit.md", "countries.csv", "map.svg"]
@@ -176,7 +176,13 @@ def test_local_audit_while_up_runs_then_a_tampered_log_line_is_named(tmp_path: P
 def test_audit_that_cannot_run_exits_2(tmp_path: Path) -> None:
     with moto_server() as url:
         code, _, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
-    assert code == 2 and "no hosted zone" in err
+        assert code == 2 and "no hosted zone" in err
+        # Two hosted zones with the zone's name: which one the world sees is up to delegation; refuse, name both.
+        client = route53_client(url)
+        ids = [client.create_hosted_zone(Name=PROD.zone, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"].split("/")[-1]
+               for _ in range(2)]
+        code, _, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+        assert code == 2 and "2 hosted zones are named" in err and all(i in err for i in ids), err
     code, _, err = audit("--stack", "prod", "--source", "local", "--dns", "127.0.0.1:9")
     assert code == 2 and "--state-dir" in err
     code, _, err = audit("--stack", "nosuch")
@@ -516,3 +522,77 @@ def test_embedded_server_seeded_by_hand_is_audited_through_real_ecs_queries(tmp_
     assert code == 1
     assert ("out_of_region_answer", "DE") in {(v["kind"], v["subject"]) for v in report["violations"]}
     assert ("lost_service", "FR") in {(d["kind"], d["subject"]) for d in report["drift"]}
+
+
+def test_second_review_seeds_are_each_found(tmp_path: Path) -> None:
+    """Seeded by a reviewer who did not write the audit: a log without a decision for Germany must not
+    switch off the check of Germany's live answers; a US subdivision record; an alias and a CNAME to
+    names outside the zone; an alias chain deeper than Route 53 follows."""
+    from globalaccel.control.decisionlog import DecisionEntry, DecisionLog
+
+    singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
+    z = PROD.zone
+    state = tmp_path / "state"
+    table, _ = compute_table(PROD)
+    DecisionLog(state / "decisions.jsonl").append(DecisionEntry.for_table(table, ["JP"], 1.0, PROD.stack, {}, 0))
+    with moto_server() as url:
+        client, zone = synced_zone(url)
+        hosted = zone.split("/")[-1]
+
+        def change(*items: dict[str, Any]) -> None:
+            client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": list(items)})
+
+        change({"Action": "CREATE", "ResourceRecordSet": {"Name": f"de.cc.{z}", "Type": "A", "SetIdentifier": "DE-x", "Weight": 255,
+                                                          "TTL": 60, "ResourceRecords": [{"Value": singapore}]}})
+        code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url, "--state-dir", str(state))
+        assert code == 1 and ("out_of_region_answer", "DE") in {(v["kind"], v["subject"]) for v in report["violations"]}, err
+        # A US subdivision record, an external alias for France, an external CNAME for Spain, a deep chain for Italy.
+        hops = [f"hop{i}.cc.{z}" for i in range(10)]
+        change(
+            {"Action": "CREATE", "ResourceRecordSet": {"Name": f"na.geo.{z}", "Type": "A", "SetIdentifier": "NA-US-CA", "TTL": 60,
+                                                       "GeoLocation": {"CountryCode": "US", "SubdivisionCode": "CA"},
+                                                       "ResourceRecords": [{"Value": "203.0.113.9"}]}},
+            {"Action": "UPSERT", "ResourceRecordSet": {"Name": f"eu.geo.{z}", "Type": "A", "SetIdentifier": "EU-FR",
+                                                       "GeoLocation": {"CountryCode": "FR"}, "AliasTarget": {
+                                                           "HostedZoneId": hosted, "DNSName": "d111.cloudfront.net",
+                                                           "EvaluateTargetHealth": False}}},
+            {"Action": "CREATE", "ResourceRecordSet": {"Name": f"es-c.cc.{z}", "Type": "CNAME", "TTL": 60,
+                                                       "ResourceRecords": [{"Value": "evil.example.org"}]}},
+            {"Action": "UPSERT", "ResourceRecordSet": {"Name": f"eu.geo.{z}", "Type": "A", "SetIdentifier": "EU-ES",
+                                                       "GeoLocation": {"CountryCode": "ES"}, "AliasTarget": {
+                                                           "HostedZoneId": hosted, "DNSName": f"es-c.cc.{z}",
+                                                           "EvaluateTargetHealth": False}}},
+            *({"Action": "CREATE", "ResourceRecordSet": {"Name": hops[i], "Type": "A", "AliasTarget": {
+                "HostedZoneId": hosted, "DNSName": hops[i + 1] if i + 1 < len(hops) else f"it.cc.{z}", "EvaluateTargetHealth": False}}}
+              for i in range(len(hops))),
+            {"Action": "UPSERT", "ResourceRecordSet": {"Name": f"eu.geo.{z}", "Type": "A", "SetIdentifier": "EU-IT",
+                                                       "GeoLocation": {"CountryCode": "IT"}, "AliasTarget": {
+                                                           "HostedZoneId": hosted, "DNSName": hops[0], "EvaluateTargetHealth": False}}},
+        )
+        code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+    assert code == 1, err
+    found = {(v["kind"], v["subject"]) for v in report["violations"]}
+    for expected in (("unknown_answer", "US"), ("unknown_answer", "FR"), ("unknown_answer", "ES"), ("unresolvable_answer", "IT")):
+        assert expected in found, (expected, sorted(found))
+    assert any("external:d111.cloudfront.net" in v["evidence"] for v in report["violations"] if v["subject"] == "FR")
+
+
+def test_unreadable_manifests_stop_the_audit_and_every_data_placing_shape_is_read(tmp_path: Path) -> None:
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    (manifests / "chart.yaml").write_text("kind: Deployment\nmetadata: {name: {{ .Values.name }}}\n")
+    code, _, err = audit("--stack", "prod", "--source", "plan", "--manifests", str(manifests))
+    assert code == 2 and "chart.yaml: not a readable manifest" in err
+    (manifests / "chart.yaml").unlink()
+    eu = {"globalaccel/center": "eu-central-1"}
+    us_only = {"nodeSelector": {"topology.kubernetes.io/region": "us-east-1"}}
+    pod = {"kind": "Pod", "metadata": {"name": "p", "labels": eu},
+           "spec": {**us_only, "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "c"}}]}}
+    nested = {"kind": "List", "items": [{"kind": "List", "items": [{"kind": "StatefulSet", "metadata": {"name": "deep"}, "spec": {}}]}]}
+    (manifests / "a.json").write_text(json.dumps([pod, nested]))
+    code, report, _ = audit("--stack", "prod", "--source", "plan", "--manifests", str(manifests))
+    assert code == 1
+    found = {(v["kind"], v["subject"]) for v in report["violations"]}
+    assert found == {("k8s_wrong_region", "Pod/p"), ("k8s_unplaced", "StatefulSet/deep")}
+    code, _, err = audit("--stack", "prod", "--source", "plan", "--min-coverage", "-1")
+    assert code == 2 and "--min-coverage must be a share between 0 and 1" in err

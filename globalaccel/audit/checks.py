@@ -31,6 +31,7 @@ from globalaccel.audit.sources import AnswerSource, route53_answers
 from globalaccel.control.decisionlog import DecisionEntry, read_entries, replay, verify_chain
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.findings import Finding
+from globalaccel.residency import Mode
 from globalaccel.routing import REASON_FAIL_CLOSED, Health
 from globalaccel.routing.summary import compute_table
 from globalaccel.topology import Edge, Topology
@@ -117,12 +118,17 @@ def check_answers(topology: Topology, expected: Mapping[str, Expected], answer: 
                                      (asked or {}).get(code, ""), describe_paths(topology, got)))
         if center is not None and not topology.residency.allows(code, center):
             findings.append(Finding("out_of_region_answer", code, f"table routes {code} to {center}, which rule {rule.name!r} forbids"))
+        # Residency of what live state answers needs no table: each address names its path. Judged always,
+        # also for a country the loop's log has no decision for.
+        findings.extend(_path_findings(topology, code, got, path_by_address))
+        if rule.mode is Mode.STRICT and not topology.residency.permitted_centers(code, topology.center_ids) and got:
+            findings.append(Finding("fail_closed_violated", code, f"{code} may never be served (rule {rule.name!r}) but got {sorted(got)}"))
+            continue
         if want.state == "unknown":
             continue
         if center is None and got:
             findings.append(Finding("fail_closed_violated", code, f"{code} must get no answer (rule {rule.name!r}) but got {sorted(got)}"))
             continue
-        findings.extend(_path_findings(topology, code, got, path_by_address))
         stray = got - addresses
         if stray:
             names = [f"{path_by_address[a][0].id}->{path_by_address[a][1]}" if a in path_by_address else a for a in sorted(stray)]

@@ -21,28 +21,48 @@ from pathlib import Path
 from typing import Any
 
 from globalaccel.audit.stores import REGION_KEY, allowed_regions
+from globalaccel.errors import GlobalaccelError
 from globalaccel.findings import Finding
 from globalaccel.topology import Topology
 
 SUFFIXES = (".yaml", ".yml", ".json")
-WORKLOADS = ("Deployment", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+WORKLOADS = ("Deployment", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
+
+
+class ManifestError(GlobalaccelError):
+    """A manifest that cannot be read: the audit cannot say what it places, so it does not run (exit 2)."""
+
+    prefix = "globalaccel audit: could not run"
+
+
+def _flatten(doc: Any) -> Iterator[dict[str, Any]]:
+    """Objects, the items of a List (nested Lists too), and the elements of a top-level array."""
+    if isinstance(doc, list):
+        for item in doc:
+            yield from _flatten(item)
+    elif isinstance(doc, dict) and doc.get("kind") == "List":
+        yield from _flatten(doc.get("items") or [])
+    elif isinstance(doc, dict):
+        yield doc
 
 
 def documents(folder: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     import yaml
 
     for path in sorted(p for p in folder.rglob("*") if p.suffix in SUFFIXES and p.is_file()):
-        text = path.read_text(encoding="utf-8")
-        docs = [json.loads(text)] if path.suffix == ".json" else list(yaml.safe_load_all(text))
+        try:
+            text = path.read_text(encoding="utf-8")
+            docs = [json.loads(text)] if path.suffix == ".json" else list(yaml.safe_load_all(text))
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+            raise ManifestError(f"{path}: not a readable manifest ({str(exc).splitlines()[0]}); render templates first") from exc
         for doc in docs:
-            if isinstance(doc, dict) and doc.get("kind") == "List":
-                yield from ((path, item) for item in doc.get("items") or [] if isinstance(item, dict))
-            elif isinstance(doc, dict):
-                yield path, doc
+            yield from ((path, obj) for obj in _flatten(doc))
 
 
 def _pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
     spec = doc.get("spec") or {}
+    if doc.get("kind") == "Pod":
+        return dict(spec)
     if doc.get("kind") == "CronJob":
         spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
     return ((spec.get("template") or {}).get("spec")) or {}
@@ -57,7 +77,7 @@ def _holds_data(doc: dict[str, Any]) -> bool:
 
 def _workload_regions(doc: dict[str, Any]) -> set[str] | None:
     """allowed_regions reads spec.template.spec; a CronJob's pod template sits one level deeper."""
-    if doc.get("kind") == "CronJob":
+    if doc.get("kind") in ("CronJob", "Pod"):
         return allowed_regions({"template": {"spec": _pod_spec(doc)}}, "StatefulSet")
     return allowed_regions(doc.get("spec") or {}, "StatefulSet")
 
@@ -90,7 +110,8 @@ def check_manifests(folder: Path, topology: Topology) -> tuple[list[dict[str, An
         if kind == "PersistentVolume":
             allowed = allowed_regions(doc.get("spec") or {}, kind)
         elif kind == "PersistentVolumeClaim":
-            cls = classes.get(str((doc.get("spec") or {}).get("storageClassName")))
+            class_name = str((doc.get("spec") or {}).get("storageClassName"))
+            cls = classes.get(class_name)
             allowed = _class_regions(cls) if cls is not None else None
         elif kind == "StatefulSet" or (kind in WORKLOADS and _holds_data(doc)):
             allowed = _workload_regions(doc)
@@ -104,8 +125,12 @@ def check_manifests(folder: Path, topology: Topology) -> tuple[list[dict[str, An
         if home is None:
             findings.append(Finding("k8s_unplaced", name, f"{path.name}: no globalaccel/center label naming a center of the stack"))
         elif allowed is None:
-            why = "its StorageClass does not restrict allowedTopologies to a region" if kind == "PersistentVolumeClaim" \
-                else f"not required to stay in a region ({REGION_KEY})"
+            if kind != "PersistentVolumeClaim":
+                why = f"not required to stay in a region ({REGION_KEY})"
+            elif class_name not in classes:
+                why = f"its StorageClass {class_name!r} is not among the manifests: where its volumes land cannot be shown"
+            else:
+                why = f"its StorageClass {class_name!r} does not restrict allowedTopologies to a region"
             findings.append(Finding("k8s_unplaced", name, f"{path.name}: {why}"))
         elif regions != [home.region]:
             findings.append(Finding("k8s_wrong_region", name, f"{path.name}: pinned to {regions}, its center {center} is in {home.region}"))

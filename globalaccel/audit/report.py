@@ -45,8 +45,9 @@ def to_markdown(report: AuditReport) -> str:
                          f"{', '.join(d.get('problems', [])) or 'none'} |")
         lines.append("")
     if report.decision_log:
-        lines += ["## Decision log", "", f"{report.decision_log['entries']} entries, chain "
-                  f"{'intact' if report.decision_log['chain_intact'] else 'BROKEN'} ({report.decision_log['path']}).", ""]
+        lines += ["## Decision log", "", _log_text(report.decision_log), ""]
+    if report.notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in report.notes), ""]
     lines += _rules_markdown(report.rules)
     lines += ["## Countries: verdict and evidence", "",
               "| country | rule | mode | table's center | status | asked | answers seen -> edge -> center |",
@@ -60,17 +61,41 @@ def _moves(scenario: Scenario, sep: str) -> str:
     return sep.join(f"{move}: {' '.join(countries)}" for move, countries in scenario.moves_by_path().items()) or "-"
 
 
-def _scope_markdown(report: AuditReport) -> list[str]:
-    cov, prov = report.coverage, report.provenance
-    lines = []
+def _log_text(log: dict[str, Any]) -> str:
+    head = log.get("head") or {}
+    anchor = log.get("anchor")
+    return (f"{log['entries']} entries in {log['path']}, chain {'intact' if log['chain_intact'] else 'BROKEN'}; head: length "
+            f"{head.get('length')}, hash {head.get('hash')}. "
+            + (f"Checked against the anchor length {anchor['length']}, hash {anchor['hash']}." if anchor else
+               "No anchor was given (--log-anchor): a log cut short or re-chained before this audit cannot be told from an "
+               "intact one; keep this head and pass this report as the anchor next time."))
+
+
+def _scope_text(report: AuditReport) -> list[str]:
+    cov, scope = report.coverage, report.scope
+    out = []
     if cov:
-        lines += ["## Scope and coverage", "",
-                  f"Verified {cov['verified_demand_share']:.2%} of demand (required {cov['required_share']:.0%}, and every strict "
-                  f"country). Not verified: {' '.join(cov['unverified']) or 'none'}"
-                  f"{'; strict among them: ' + ' '.join(cov['strict_unverified']) if cov['strict_unverified'] else ''}.", ""]
+        out.append(f"Verified {cov['verified_demand_share']:.4%} of demand (required {cov['required_share']:.2%}, and every strict "
+                   f"country). Not verified: {' '.join(cov['unverified']) or 'none'}"
+                   f"{'; strict among them: ' + ' '.join(cov['strict_unverified']) if cov['strict_unverified'] else ''}.")
+    if scope:
+        manifests = scope.get("manifests")
+        out.append(f"Examined: answers from the {scope.get('answers')} source; what-if: {scope.get('what_if') or 'not run'}; "
+                   f"S3 buckets: {'all of the account' if scope.get('s3') else 'not examined (--s3)'}; Kubernetes manifests: "
+                   + (f"{manifests['documents']} objects from {manifests['folder']}, {manifests['examined']} data stores examined, "
+                      f"not data stores: {manifests['not_data_stores'] or 'none'}" if manifests else "not examined (--manifests)") + ".")
+    return out
+
+
+def _scope_markdown(report: AuditReport) -> list[str]:
+    prov = report.provenance
+    lines = []
+    if report.coverage or report.scope:
+        lines += ["## Scope and coverage", "", *_scope_text(report), ""]
     if prov:
         lines += ["## Provenance", "", f"- time: {prov['time']}", f"- tool: {prov['tool']}, commit {prov['commit']}",
-                  f"- rules: `{prov['rules_hash']}`"]
+                  f"- rules: `{prov['rules_hash']}`",
+                  f"- this report: sha256 `{report.to_json()['report_sha256']}` (of audit.json's content)"]
         lines += [f"- {name}: sha256 `{digest}`" for name, digest in prov["input_sha256"].items()]
         lines.append("")
     return lines
@@ -122,14 +147,14 @@ def to_html(report: AuditReport, topology: Topology) -> str:
         f"{html.escape(report.source)}; table {report.table_hash[:16]}; rules {html.escape(str(report.rules.get('hash', '?')))}.</p>",
         '<h2>Where traffic goes</h2><figure id="map">' + world_map_svg(topology, report) + "</figure>",
     ]
-    cov, prov = report.coverage, report.provenance
-    if cov:
-        sections.append(f"<h2>Scope and coverage</h2><p id=coverage>Verified {cov['verified_demand_share']:.2%} of demand (required "
-                        f"{cov['required_share']:.0%}, and every strict country). Not verified: "
-                        f"{html.escape(' '.join(cov['unverified']) or 'none')}.</p>")
+    prov = report.provenance
+    if report.coverage or report.scope:
+        sections.append("<h2>Scope and coverage</h2>" + "".join(f"<p id=coverage>{html.escape(t)}</p>" if i == 0 else
+                                                               f"<p>{html.escape(t)}</p>" for i, t in enumerate(_scope_text(report))))
     if prov:
         sections.append("<h2>Provenance</h2>" + table(["item", "value"], [
             ["time", prov["time"]], ["tool", prov["tool"]], ["commit", prov["commit"]], ["rules", prov["rules_hash"]],
+            ["this report (sha256 of audit.json's content)", data["report_sha256"]],
             *[[f"sha256 {name}", digest] for name, digest in prov["input_sha256"].items()]]))
     if report.violations:
         sections.append("<h2>Violations</h2>" + table(["kind", "subject", "evidence"],
@@ -147,8 +172,9 @@ def to_html(report: AuditReport, topology: Topology) -> str:
             [[str(d.get("bucket") or d.get("resource")), str(d.get("center")), str(d.get("region", "-")),
               ", ".join(d.get("problems", [])) or "none"] for d in report.data_stores]))
     if report.decision_log:
-        sections.append(f"<h2>Decision log</h2><p>{report.decision_log['entries']} entries, chain "
-                        f"{'intact' if report.decision_log['chain_intact'] else 'BROKEN'}.</p>")
+        sections.append(f"<h2>Decision log</h2><p id=log>{html.escape(_log_text(report.decision_log))}</p>")
+    if report.notes:
+        sections.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in report.notes) + "</ul>")
     if report.rules:
         rules = report.rules
         sections.append(f"<h2>Residency rules judged against</h2><p id=rules>Rules {html.escape(rules['hash'])} as of "

@@ -84,8 +84,9 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
     notes: list[str] = []
     zone_read = {"plan": "the zone the stack's table compiles to", "route53": "the live Route 53 zone"}
     if options.source in zone_read:
-        asked = {code: f"{zone_read[options.source]}, resolved with Route 53's semantics for a client in {code} on every continent "
-                       "(A and AAAA, every record of every routing policy)" for code in topology.countries}
+        asked = {code: f"{zone_read[options.source]}, resolved with Route 53's semantics for a client in {code} on its continent "
+                       "and every continent whose branch names it (A, and AAAA where the zone has any; every record of every "
+                       "routing policy)" for code in topology.countries}
     else:
         networks = country_networks()
         asked = {code: f"ECS queries (A, AAAA) from {len(networks[code])} networks ({' '.join(networks[code])}) to {options.dns}"

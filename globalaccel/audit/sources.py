@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 import iptocc
 
 from globalaccel.dns.records import Record
-from globalaccel.dns.route53_sim import Client, Route53Simulator
+from globalaccel.dns.route53_sim import AliasChainTooDeep, Client, Route53Simulator
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
 from globalaccel.findings import Finding
 from globalaccel.topology import Topology
@@ -79,15 +79,21 @@ def route53_answers(records: Iterable[Record], topology: Topology) -> tuple[Answ
         if country in ROUTE53_UNSUPPORTED_COUNTRIES:
             answers[country] = None  # Route 53 cannot place a client there: nothing to verify, said as such
             continue
-        res = sim.resolve(topology.service_name, Client(country, topology.countries[country].continent))
+        try:
+            res = sim.resolve(topology.service_name, Client(country, topology.countries[country].continent))
+            seen: set[str] = set()
+            continents = {topology.countries[country].continent}
+            continents |= {c for c, named in placements.items() if country in named or "*" in named}
+            for continent in sorted(continents):
+                for rtype in rtypes:
+                    seen |= set(possible.resolve(topology.service_name, Client(country, continent), rtype).addresses)
+        except AliasChainTooDeep as exc:
+            findings.append(Finding("unresolvable_answer", country, f"the zone cannot be resolved for {country}: {exc}", country))
+            answers[country] = None
+            continue
         if res.failed_open:
             findings.append(Finding("fail_open_fallback", country, "with every health check failing Route 53 answers anyway: "
                                     + " -> ".join(res.path)))
-        seen: set[str] = set()
-        continents = {topology.countries[country].continent} | {c for c, named in placements.items() if country in named or "*" in named}
-        for continent in sorted(continents):
-            for rtype in rtypes:
-                seen |= set(possible.resolve(topology.service_name, Client(country, continent), rtype).addresses)
         answers[country] = seen
     return (lambda country: answers.get(country)), findings
 

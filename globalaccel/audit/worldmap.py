@@ -4,7 +4,7 @@ Outlines come from the `countryinfo` package's GeoJSON (MIT; read offline from t
 Each country is filled with the colour of the center its answered addresses lead to (an answer's address
 names its edge and the center that edge forwards to), grey and hatched where its rule refuses service
 (fail closed), white with an orange border where it lost service, white where it was not verified, and
-outlined in red where a residency violation names it: no country disappears from the map.
+outlined in black dashes where a residency violation names it: no country disappears from the map.
 """
 
 from __future__ import annotations
@@ -79,11 +79,12 @@ def world_map_svg(topology: Topology, report: AuditReport) -> str:
         else:
             fill, stroke, what = "#fff", "#bbb", r.status.replace("_", " ")
         width = 0.4
-        if r.country in violating:
-            stroke, width, what = "#e00", 2.0, what + "; RESIDENCY VIOLATION"
+        dash = ""
+        if r.country in violating:  # black dashes: visible on every fill colour
+            stroke, width, what, dash = "#000", 2.2, what + "; RESIDENCY VIOLATION", ' stroke-dasharray="4 2"'
         title = f"<title>{html.escape(r.country)}: {html.escape(what)}</title>"
         if r.country in shapes:
-            parts.append(f'<path d="{_path(shapes[r.country])}" fill="{fill}" stroke="{stroke}" stroke-width="{width}" '
+            parts.append(f'<path d="{_path(shapes[r.country])}" fill="{fill}" stroke="{stroke}" stroke-width="{width}"{dash} '
                          f'data-country="{r.country}">{title}</path>')
         else:  # too small for an outline in the data: a dot at its centroid, so it is still on the map
             country = topology.countries[r.country]
@@ -100,6 +101,6 @@ def world_map_svg(topology: Topology, report: AuditReport) -> str:
         parts.append(f'<rect x="{10 + i * 112}" y="{legend_y - 8}" width="10" height="10" fill="{colour[center_id]}"/>'
                      f'<text x="{24 + i * 112}" y="{legend_y + 1}" font-family="sans-serif" font-size="11">{html.escape(center_id)}</text>')
     parts.append(f'<text x="{14 + len(topology.center_ids) * 112}" y="{legend_y + 1}" font-family="sans-serif" font-size="11">'
-                 'hatched: fails closed; white: not verified; orange edge: lost service; red edge: violation</text>')
+                 'hatched: fails closed; white: not verified; orange edge: lost service; black dashes: violation</text>')
     parts.append("</svg>")
     return "\n".join(parts)

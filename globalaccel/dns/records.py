@@ -20,6 +20,7 @@ class Geo:
 
     continent: str | None = None
     country: str | None = None
+    subdivision: str | None = None  # with a country (US states and a few others): read from live zones
 
     @property
     def is_default(self) -> bool:

@@ -59,6 +59,8 @@ def to_route53(record: Record, zone_id: str) -> dict[str, Any]:
             geo["ContinentCode"] = record.geo.continent
         elif record.geo.country:
             geo["CountryCode"] = record.geo.country
+            if record.geo.subdivision:
+                geo["SubdivisionCode"] = record.geo.subdivision
         else:
             geo["CountryCode"] = "*"
         rrset["GeoLocation"] = geo
@@ -83,7 +85,7 @@ def from_route53(rrset: dict[str, Any]) -> Record:
     if "GeoLocation" in rrset:
         g = rrset["GeoLocation"]
         country = g.get("CountryCode")
-        geo = Geo(continent=g.get("ContinentCode"), country=None if country == "*" else country)
+        geo = Geo(continent=g.get("ContinentCode"), country=None if country == "*" else country, subdivision=g.get("SubdivisionCode"))
     alias = rrset.get("AliasTarget")
     return Record(
         name=fqdn(rrset["Name"]),

@@ -25,6 +25,10 @@ from dataclasses import dataclass, field
 from globalaccel.dns.records import Record, fqdn
 
 
+class AliasChainTooDeep(Exception):
+    """A chain of aliases/CNAMEs longer than Route 53 would follow: the zone is broken there."""
+
+
 @dataclass(frozen=True)
 class Client:
     country: str
@@ -60,12 +64,22 @@ class Route53Simulator:
 
     def _resolve(self, name: str, rtype: str, client: Client, weight: float, out: Resolution, depth: int) -> None:
         if depth > 8:
-            raise RecursionError(f"alias chain too deep at {name}")
+            raise AliasChainTooDeep(f"alias chain deeper than 8 at {name}")
         group = self.by_name.get((name, rtype), [])
+        if not group and self.by_name.get((name, "CNAME")):
+            group = self.by_name[(name, "CNAME")]  # a CNAME answers for every type: follow it like an alias
         if not group:
+            if self.every_possible and depth > 0 and not any(n == name for n, _ in self.by_name):
+                # An alias or CNAME to a name this zone does not hold: whatever it answers is outside what we can
+                # read, so it is reported as an answer of its own, never as "no answer".
+                out.addresses[f"external:{name}"] = out.addresses.get(f"external:{name}", 0.0) + weight
             return
         policy = group[0].policy
-        if self.every_possible and policy in ("weighted", "failover", "multivalue", "latency"):
+        if group[0].type == "CNAME":
+            picks = [(group[0], 1.0)]
+        elif self.every_possible and policy != "geolocation":
+            # Weighted (weight 0 too), failover, multivalue, latency, and policies we do not model (CIDR,
+            # geoproximity read as plain sets): every record can be an answer.
             picks = [(r, 1.0 / len(group)) for r in group]
         elif self.every_possible and policy == "geolocation":
             picks = [(r, 1.0) for r in self._geolocation_possible(group, client, out)]
@@ -80,6 +94,9 @@ class Route53Simulator:
             out.path.append(f"{record.name} {record.type} {record.set_id or ''}".strip())
             if record.alias is not None:
                 self._resolve(record.alias, rtype, client, weight * p, out, depth + 1)
+            elif record.type == "CNAME":
+                for target in record.values:
+                    self._resolve(fqdn(target), rtype, client, weight * p, out, depth + 1)
             else:
                 for value in record.values:
                     out.addresses[value] = out.addresses.get(value, 0.0) + weight * p
@@ -89,6 +106,10 @@ class Route53Simulator:
         """The geolocation records a client matches, most specific first (country, continent, '*')."""
         def specificity(r: Record) -> int | None:
             assert r.geo is not None
+            if r.geo.subdivision is not None:
+                # Our clients are placed by country only; a subdivision record of the client's country may
+                # match it (the most specific), so it counts as a possible answer.
+                return -1 if r.geo.country == client.country else None
             if r.geo.country == client.country:
                 return 0
             if r.geo.continent == client.continent:
@@ -116,8 +137,8 @@ class Route53Simulator:
         picks: list[Record] = []
         for record in self._matching(group, client):
             picks.append(record)
-            if record.health_check is None:
-                break
+            if record.health_check is None and (record.geo is None or record.geo.subdivision is None):
+                break  # always healthy, and matches every client of its location: nothing less specific answers
         return picks
 
     def _weighted(self, group: list[Record], out: Resolution) -> list[tuple[Record, float]]:
