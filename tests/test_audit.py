@@ -482,9 +482,16 @@ def test_a_zone_kept_by_the_loop_is_judged_against_the_loops_table(tmp_path: Pat
         assert loop.table is not None and set(loop.table.routes["DE"].edge_ids) != slow  # the loop table is not the files one
         code, with_state, err = audit("--stack", "dev", "--source", "route53", "--endpoint-url", url, "--state-dir", str(state))
         _, without_state, _ = audit("--stack", "dev", "--source", "route53", "--endpoint-url", url)
-    assert code == 0 and with_state["violations"] == [] and with_state["drift"] == [], (err, with_state["drift"][:3])
-    assert without_state["violations"] == [] and without_state["verdict"] == "COMPLIANT"
-    assert any(d["kind"] == "record_drift" and d["subject"].startswith("de.cc.") for d in without_state["drift"])
+        assert code == 0 and with_state["violations"] == [] and with_state["drift"] == [], (err, with_state["drift"][:3])
+        assert without_state["violations"] == [] and without_state["verdict"] == "COMPLIANT"
+        assert any(d["kind"] == "record_drift" and d["subject"].startswith("de.cc.") for d in without_state["drift"])
+        # The loop anchored its log's head in the zone: the audit checks the log against it unasked, so a log
+        # emptied after the fact (its chain still "intact") is found.
+        assert with_state["decision_log"]["anchor"] == {"length": 1, "hash": with_state["decision_log"]["head"]["hash"]}
+        (state / "decisions.jsonl").write_text("")
+        code, cut, _ = audit("--stack", "dev", "--source", "route53", "--endpoint-url", url, "--state-dir", str(state))
+    assert code == 1 and cut["decision_log"]["chain_intact"]
+    assert [v["kind"] for v in cut["violations"]] == ["log_truncated"]
 
 
 def test_embedded_server_seeded_by_hand_is_audited_through_real_ecs_queries(tmp_path: Path) -> None:

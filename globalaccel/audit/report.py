@@ -66,9 +66,10 @@ def _log_text(log: dict[str, Any]) -> str:
     anchor = log.get("anchor")
     return (f"{log['entries']} entries in {log['path']}, chain {'intact' if log['chain_intact'] else 'BROKEN'}; head: length "
             f"{head.get('length')}, hash {head.get('hash')}. "
-            + (f"Checked against the anchor length {anchor['length']}, hash {anchor['hash']}." if anchor else
-               "No anchor was given (--log-anchor): a log cut short or re-chained before this audit cannot be told from an "
-               "intact one; keep this head and pass this report as the anchor next time."))
+            + (f"Checked against the head anchored in {log.get('anchor_source')}: length {anchor['length']}, hash {anchor['hash']}."
+               if anchor else
+               "No anchor: the live zone holds no _globalaccel-log record and no --log-anchor was given, so a log cut short or "
+               "re-chained cannot be told from an intact one; keep this head and pass this report as the anchor next time."))
 
 
 def _scope_text(report: AuditReport) -> list[str]:

@@ -15,7 +15,7 @@ from globalaccel.audit.manifests import check_manifests
 from globalaccel.audit.sources import country_networks, ecs_answers, powerdns_ecs_answers, route53_answers
 from globalaccel.audit.stores import check_buckets
 from globalaccel.control.decisionlog import LOG_NAME
-from globalaccel.dns.backend import claim_record
+from globalaccel.dns.backend import claim_record, read_anchor
 from globalaccel.dns.records import Record
 from globalaccel.dns.route53_compile import compile_route53, layout_for
 from globalaccel.errors import GlobalaccelError
@@ -82,6 +82,7 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
     expected = expected_from_log(log, topology) if log is not None else expected_from_table(answers)
     findings: list[Finding] = []
     notes: list[str] = []
+    live_anchor: dict[str, Any] | None = None  # the log head the loop published into the live zone
     zone_read = {"plan": "the zone the stack's table compiles to", "route53": "the live Route 53 zone"}
     if options.source in zone_read:
         asked = {code: f"{zone_read[options.source]}, resolved with Route 53's semantics for a client in {code} on its continent "
@@ -107,7 +108,8 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         drift_table, drift_from = _drift_table(topology, options, table)
         layout = layout_for(topology)
         findings += record_drift(live, [claim_record(layout), *compile_route53(topology, Answers.from_table(drift_table, topology))],
-                                 layout.owns)
+                                 lambda r: layout.owns(r) and r.name != layout.anchor_name)
+        live_anchor = read_anchor(live, layout)
         notes.append(f"drift: the live zone compared with {drift_from}")
     elif options.source == "local":
         if log is None:
@@ -138,6 +140,7 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         desired = [claim_record(pdns_layout), *compile_powerdns(topology, Answers.from_table(drift_table, topology))]
         findings += record_drift(records, desired, pdns_layout.owns)
         notes.append(f"drift: the live zone compared with {drift_from}")
+        live_anchor = read_anchor(records, pdns_layout)
         if not any(r.name == pdns_layout.geo_probe for r in records):
             raise AuditCannotRun(f"no {pdns_layout.geo_probe} record in PowerDNS: sync the zone with globalaccel first")
         host, _, port = options.dns.rpartition(":")
@@ -189,7 +192,10 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         findings += manifest_findings
     log_summary = None
     if log is not None:
-        log_summary, log_findings = check_decision_log(log, topology, options.log_anchor)
+        anchor = options.log_anchor or live_anchor
+        log_summary, log_findings = check_decision_log(log, topology, anchor)
+        log_summary["anchor_source"] = ("the earlier audit given with --log-anchor" if options.log_anchor else
+                                        "the live zone's _globalaccel-log record, published by the loop" if live_anchor else None)
         findings += log_findings
     unique = list({(f.kind, f.subject, f.evidence): f for f in findings}.values())
     violations = [f for f in unique if f.kind not in DRIFT_KINDS]

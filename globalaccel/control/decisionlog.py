@@ -91,12 +91,14 @@ class DecisionLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.last_hash = GENESIS
+        self.length = 0  # entries in the log
         if path.exists():
             for number, line in enumerate(path.read_text().splitlines(), start=1):
                 if not line.strip():
                     continue
                 try:
                     self.last_hash = json.loads(line)["hash"]
+                    self.length += 1
                 except (json.JSONDecodeError, KeyError, TypeError) as exc:
                     # Appending after a broken line would chain onto a guess: stop, and say where.
                     from globalaccel.control.state import StateError
@@ -113,6 +115,7 @@ class DecisionLog:
             fh.flush()
             os.fsync(fh.fileno())
         self.last_hash = record["hash"]
+        self.length += 1
         return record
 
 

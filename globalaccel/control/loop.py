@@ -145,7 +145,8 @@ class ControlLoop:
         elif leader and not self.dry_run and (table_changed or not self._published):
             apply_start = time.perf_counter()
             try:
-                result = publish(self.backend, Answers.from_table(table, self.topology))
+                head = (self.log.length, self.log.last_hash) if self.log.length else None
+                result = publish(self.backend, Answers.from_table(table, self.topology), head)
                 published = True
                 self.metrics.dns_requests.labels(self.backend.name).inc(result.stats.requests)
             except Exception as exc:  # the loop survives a failing backend and retries next cycle

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from globalaccel.answers import Answers
 from globalaccel.dns.ownership import ZoneOwnership
@@ -84,6 +84,22 @@ def claim_record(ownership: ZoneOwnership) -> Record:
     return Record(ownership.owner_name, "TXT", (ownership.owner_value,), 300)
 
 
+def anchor_record(ownership: ZoneOwnership, length: int, head: str) -> Record:
+    """The decision log's head (entries and last hash), published with the table it produced. A log cut
+    short or re-chained after this no longer extends it; the audit reads it from the live zone."""
+    return Record(ownership.anchor_name, "TXT", (f'"length={length} head={head}"',), 60)
+
+
+def read_anchor(records: Iterable[Record], ownership: ZoneOwnership) -> dict[str, Any] | None:
+    """The anchored head in a zone's live records, or None when there is none (or it is unreadable)."""
+    for r in records:
+        if r.name == ownership.anchor_name and r.type == "TXT" and r.values:
+            fields = dict(part.split("=", 1) for part in r.values[0].strip('"').split() if "=" in part)
+            if fields.get("length", "").isdigit() and fields.get("head"):
+                return {"length": int(fields["length"]), "hash": fields["head"]}
+    return None
+
+
 class OwnedZone:
     """The ownership registry around a backend: the only thing `sync` talks to."""
 
@@ -97,7 +113,7 @@ class OwnedZone:
         return claim_record(self.ownership)
 
     def owns(self, record: Record) -> bool:
-        if record.name == self.ownership.owner_name:
+        if record.name in (self.ownership.owner_name, self.ownership.anchor_name):
             return record.type == "TXT"
         return self.backend.manages(record)
 
@@ -150,7 +166,11 @@ def sync(backend: Backend | OwnedZone, desired: Iterable[Record], dry_run: bool 
     stats = ApplyStats()
     first: Changes | None = None
     for round_no in range(1, max_rounds + 1):
-        changes = plan(zone.records(), wanted, zone.owns)
+        current = zone.records()
+        if not any(r.name == zone.ownership.anchor_name for r in wanted):
+            # A sync that brings no log head (`dns sync` from the files) leaves the loop's anchor as it is.
+            wanted = [*wanted, *(r for r in current if r.name == zone.ownership.anchor_name)]
+        changes = plan(current, wanted, zone.owns)
         if first is None:
             first = changes
         if not changes or dry_run:
@@ -165,10 +185,14 @@ def sync(backend: Backend | OwnedZone, desired: Iterable[Record], dry_run: bool 
     return SyncReport(dict(first.summary) if first else {}, max_rounds, stats, converged=False, changes=first)
 
 
-def publish(backend: Backend | OwnedZone, answers: Answers) -> SyncReport:
-    """Make the backend answer per `answers`; raises SyncDidNotConverge when it could not."""
+def publish(backend: Backend | OwnedZone, answers: Answers, log_head: tuple[int, str] | None = None) -> SyncReport:
+    """Make the backend answer per `answers` (and anchor the decision log's head, when given); raises
+    SyncDidNotConverge when it could not."""
     zone = owned(backend)
-    report = sync(zone, zone.render(answers))
+    desired = zone.render(answers)
+    if log_head is not None:
+        desired = [*desired, anchor_record(zone.ownership, *log_head)]
+    report = sync(zone, desired)
     if not report.converged:
         raise SyncDidNotConverge(f"{zone.name}: zone {zone.ownership.zone} did not converge after {report.rounds} rounds")
     return report

@@ -12,6 +12,7 @@ from globalaccel.dns.records import Record
 from globalaccel.errors import GlobalaccelError
 
 OWNER_LABEL = "_globalaccel-owner"
+ANCHOR_LABEL = "_globalaccel-log"  # the decision log's head, published with every table: anchored outside the log
 
 
 class ZoneOwnedByAnother(GlobalaccelError):
@@ -27,6 +28,10 @@ class ZoneOwnership:
     @property
     def owner_name(self) -> str:
         return f"{OWNER_LABEL}.{self.zone}"
+
+    @property
+    def anchor_name(self) -> str:
+        return f"{ANCHOR_LABEL}.{self.zone}"
 
     @property
     def owner_value(self) -> str:
