@@ -487,11 +487,26 @@ def test_a_zone_kept_by_the_loop_is_judged_against_the_loops_table(tmp_path: Pat
         assert any(d["kind"] == "record_drift" and d["subject"].startswith("de.cc.") for d in without_state["drift"])
         # The loop anchored its log's head in the zone: the audit checks the log against it unasked, so a log
         # emptied after the fact (its chain still "intact") is found.
-        assert with_state["decision_log"]["anchor"] == {"length": 1, "hash": with_state["decision_log"]["head"]["hash"]}
+        anchored = list(with_state["decision_log"]["anchors"].values())
+        assert anchored == [{"length": 1, "hash": with_state["decision_log"]["head"]["hash"]}]
+        log_text = (state / "decisions.jsonl").read_text()
         (state / "decisions.jsonl").write_text("")
         code, cut, _ = audit("--stack", "dev", "--source", "route53", "--endpoint-url", url, "--state-dir", str(state))
-    assert code == 1 and cut["decision_log"]["chain_intact"]
-    assert [v["kind"] for v in cut["violations"]] == ["log_truncated"]
+        assert code == 1 and cut["decision_log"]["chain_intact"]
+        assert [v["kind"] for v in cut["violations"]] == ["log_truncated"]
+        # Removing the anchor too is found (the loop's state shows it published), and so is a forged, empty one.
+        zone_id = next(z["Id"] for z in route53_client(url).list_hosted_zones()["HostedZones"])
+        anchor_rr = next(r for r in route53_client(url).list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+                         if r["Name"].startswith("_globalaccel-log."))
+        route53_client(url).change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [
+            {"Action": "DELETE", "ResourceRecordSet": anchor_rr}]})
+        code, gone, _ = audit("--stack", "dev", "--source", "route53", "--endpoint-url", url, "--state-dir", str(state))
+        assert code == 1 and [v["kind"] for v in gone["violations"]] == ["log_anchor_missing"]
+        route53_client(url).change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [
+            {"Action": "CREATE", "ResourceRecordSet": {**anchor_rr, "ResourceRecords": [{"Value": '"length=0 head=x"'}]}}]})
+        (state / "decisions.jsonl").write_text(log_text)
+        code, forged, _ = audit("--stack", "dev", "--source", "route53", "--endpoint-url", url, "--state-dir", str(state))
+    assert code == 1 and [v["kind"] for v in forged["violations"]] == ["log_anchor_invalid"]
 
 
 def test_embedded_server_seeded_by_hand_is_audited_through_real_ecs_queries(tmp_path: Path) -> None:

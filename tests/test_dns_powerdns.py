@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dns.edns
 import dns.message
@@ -103,9 +104,9 @@ def test_why_validation_matters_powerdns_serves_servfail_for_broken_lua(pdns: tu
         provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": name, "type": "LUA", "changetype": "DELETE"}]})
 
 
-def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pdns: tuple[int, PowerDnsBackend],
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from globalaccel.audit.run import AuditOptions, run_audit
+def synced_for_audit(pdns: tuple[int, PowerDnsBackend], monkeypatch: pytest.MonkeyPatch) -> tuple[int, PowerDnsBackend, Any]:
+    """PowerDNS holding the prod table, and audit options that read it as the loop would open it."""
+    from globalaccel.audit.run import AuditOptions
     from globalaccel.settings import BackendSettings
 
     port, provider = pdns
@@ -113,6 +114,14 @@ def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pd
     monkeypatch.setenv("PDNS_API_KEY", provider.api_key)
     options = AuditOptions(source="powerdns", backend=BackendSettings(kind="powerdns", endpoint_url=provider.base.split("/api/")[0]),
                            dns=f"127.0.0.1:{port}")
+    return port, provider, options
+
+
+def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pdns: tuple[int, PowerDnsBackend],
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from globalaccel.audit.run import run_audit
+
+    _port, provider, options = synced_for_audit(pdns, monkeypatch)
     report = run_audit(PROD, options)
     assert report.violations == []
     served = [r for r in report.results if r.status == "served"]
@@ -132,14 +141,9 @@ def test_an_audit_that_cannot_place_clients_never_says_compliant(pdns: tuple[int
     """The probe record that tells where PowerDNS places a network answers nonsense: no country can be
     verified, so the verdict is NOT VERIFIED (coverage is a verdict input), never COMPLIANT."""
     from globalaccel.audit.findings import NOT_VERIFIED
-    from globalaccel.audit.run import AuditOptions, run_audit
-    from globalaccel.settings import BackendSettings
+    from globalaccel.audit.run import run_audit
 
-    port, provider = pdns
-    sync(provider, TABLE)
-    monkeypatch.setenv("PDNS_API_KEY", provider.api_key)
-    options = AuditOptions(source="powerdns", backend=BackendSettings(kind="powerdns", endpoint_url=provider.base.split("/api/")[0]),
-                           dns=f"127.0.0.1:{port}")
+    _port, provider, options = synced_for_audit(pdns, monkeypatch)
     clean = run_audit(PROD, options)
     assert clean.violations == [] and clean.coverage["verified_demand_share"] > 0.5
     provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{
@@ -157,15 +161,10 @@ def test_a_country_served_out_of_region_in_one_of_its_networks_is_found(pdns: tu
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Tampered by hand: PowerDNS answers Germany correctly, except for clients in one German network,
     which it sends to a Singapore edge. The audit asks several networks per country, so it is found."""
-    from globalaccel.audit.run import AuditOptions, run_audit
+    from globalaccel.audit.run import run_audit
     from globalaccel.audit.sources import country_networks
-    from globalaccel.settings import BackendSettings
 
-    port, provider = pdns
-    sync(provider, TABLE)
-    monkeypatch.setenv("PDNS_API_KEY", provider.api_key)
-    options = AuditOptions(source="powerdns", backend=BackendSettings(kind="powerdns", endpoint_url=provider.base.split("/api/")[0]),
-                           dns=f"127.0.0.1:{port}")
+    port, provider, options = synced_for_audit(pdns, monkeypatch)
     german = country_networks()["DE"]
     assert len(german) >= 3
     odd_one = german[-1]  # not the first, most solid network, which a one-network audit would ask

@@ -203,21 +203,24 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True,
     return scenarios, findings
 
 
-def check_decision_log(path: Path, topology: Topology, anchor: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[Finding]]:
-    """The chain end to end, no logged route outside its rule, and, given an anchor kept outside the log
-    (the head a previous audit recorded: its length and last hash), that the log still extends it: a
-    chain cut short, or entries removed and the rest re-chained, keeps an intact chain but not the anchor."""
+def check_decision_log(path: Path, topology: Topology,
+                       anchors: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[dict[str, Any], list[Finding]]:
+    """The chain end to end, no logged route outside its rule, and, for every anchor kept outside the log
+    (named by where it was kept: the live zone, an earlier audit), that the log still extends it: a chain
+    cut short, or entries removed and the rest re-chained, keeps an intact chain but not the anchor."""
     raw, problems = verify_chain(path)
     entries = [DecisionEntry.from_json(e) for e in raw]
     findings = list(problems)
     head = {"length": len(raw), "hash": raw[-1].get("hash") if raw else None}
-    if anchor is not None:
+    for where, anchor in (anchors or {}).items():
         length, digest = int(anchor.get("length", 0)), anchor.get("hash")
-        if len(raw) < length:
-            findings.append(Finding("log_truncated", path.name, f"the log has {len(raw)} entries; an earlier audit anchored "
+        if length < 1 or not digest:
+            findings.append(Finding("log_anchor_invalid", path.name, f"the anchor in {where} names no entry ({dict(anchor)})"))
+        elif len(raw) < length:
+            findings.append(Finding("log_truncated", path.name, f"the log has {len(raw)} entries; {where} anchored "
                                     f"{length} with head {str(digest)[:16]}"))
-        elif length and raw[length - 1].get("hash") != digest:
-            findings.append(Finding("log_rechained", path.name, f"entry {length} is not the one an earlier audit anchored "
+        elif raw[length - 1].get("hash") != digest:
+            findings.append(Finding("log_rechained", path.name, f"entry {length} is not the one {where} anchored "
                                     f"({str(digest)[:16]}): entries were removed or the chain was rewritten"))
     for number, entry in enumerate(entries, start=1):
         for route in entry.routes.values():
@@ -225,8 +228,10 @@ def check_decision_log(path: Path, topology: Topology, anchor: Mapping[str, Any]
             if center is not None and country in topology.countries and not topology.residency.allows(country, center):
                 findings.append(Finding("log_residency", f"{path.name} entry {number}",
                                         f"generation {entry.generation} routed {country} to {center}"))
+    newest = max((int(a.get("length", 0)) for a in (anchors or {}).values()), default=0)
     return {"path": str(path), "entries": len(entries), "chain_intact": not problems, "head": head,
-            "anchor": dict(anchor) if anchor is not None else None}, findings
+            "anchors": {where: dict(a) for where, a in (anchors or {}).items()},
+            "beyond_anchor": len(raw) - newest if anchors else None}, findings
 
 
 def summarise_centers(results: Iterable[CountryResult]) -> Mapping[str, int]:

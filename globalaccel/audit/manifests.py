@@ -127,6 +127,8 @@ def check_manifests(folder: Path, topology: Topology) -> tuple[list[dict[str, An
         elif allowed is None:
             if kind != "PersistentVolumeClaim":
                 why = f"not required to stay in a region ({REGION_KEY})"
+            elif class_name == "None":
+                why = "no storageClassName: the cluster's default StorageClass decides, and it is not among the manifests"
             elif class_name not in classes:
                 why = f"its StorageClass {class_name!r} is not among the manifests: where its volumes land cannot be shown"
             else:

@@ -63,11 +63,13 @@ def _moves(scenario: Scenario, sep: str) -> str:
 
 def _log_text(log: dict[str, Any]) -> str:
     head = log.get("head") or {}
-    anchor = log.get("anchor")
+    anchors = log.get("anchors") or {}
+    checked = "; ".join(f"{where}: length {a.get('length')}, hash {a.get('hash')}" for where, a in anchors.items())
     return (f"{log['entries']} entries in {log['path']}, chain {'intact' if log['chain_intact'] else 'BROKEN'}; head: length "
             f"{head.get('length')}, hash {head.get('hash')}. "
-            + (f"Checked against the head anchored in {log.get('anchor_source')}: length {anchor['length']}, hash {anchor['hash']}."
-               if anchor else
+            + (f"Checked against the anchored heads ({checked}); {log.get('beyond_anchor')} entries lie beyond the newest anchor "
+               "and are protected only by the chain until the next publish anchors them. An anchor in the zone detects tampering "
+               "by whoever can change the log but not the zone." if anchors else
                "No anchor: the live zone holds no _globalaccel-log record and no --log-anchor was given, so a log cut short or "
                "re-chained cannot be told from an intact one; keep this head and pass this report as the anchor next time."))
 

@@ -192,10 +192,18 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         findings += manifest_findings
     log_summary = None
     if log is not None:
-        anchor = options.log_anchor or live_anchor
-        log_summary, log_findings = check_decision_log(log, topology, anchor)
-        log_summary["anchor_source"] = ("the earlier audit given with --log-anchor" if options.log_anchor else
-                                        "the live zone's _globalaccel-log record, published by the loop" if live_anchor else None)
+        anchors: dict[str, dict[str, Any]] = {}
+        if live_anchor is not None:
+            anchors["the live zone's _globalaccel-log record"] = live_anchor
+        if options.log_anchor is not None:
+            anchors["the earlier audit given with --log-anchor"] = options.log_anchor
+        log_summary, log_findings = check_decision_log(log, topology, anchors)
+        if (options.source in ("route53", "powerdns") and live_anchor is None and options.state_dir is not None
+                and published_table(options.state_dir, topology) is not None):
+            # The loop published from this state folder, and every publish anchors the log's head in the zone.
+            log_findings.append(Finding("log_anchor_missing", LOG_NAME, "the loop's state shows a published table but the live "
+                                        "zone holds no _globalaccel-log record: the anchor was removed, or the zone is not the "
+                                        "one this loop publishes to"))
         findings += log_findings
     unique = list({(f.kind, f.subject, f.evidence): f for f in findings}.values())
     violations = [f for f in unique if f.kind not in DRIFT_KINDS]

@@ -91,12 +91,16 @@ def anchor_record(ownership: ZoneOwnership, length: int, head: str) -> Record:
 
 
 def read_anchor(records: Iterable[Record], ownership: ZoneOwnership) -> dict[str, Any] | None:
-    """The anchored head in a zone's live records, or None when there is none (or it is unreadable)."""
+    """The anchored head in a zone's live records; None when there is none. A record that is not exactly one
+    well-formed head is returned as length 0, which the audit reports as an invalid anchor."""
     for r in records:
-        if r.name == ownership.anchor_name and r.type == "TXT" and r.values:
+        if r.name == ownership.anchor_name and r.type == "TXT":
+            if len(r.values) != 1:
+                return {"length": 0, "hash": None, "values": list(r.values)}
             fields = dict(part.split("=", 1) for part in r.values[0].strip('"').split() if "=" in part)
             if fields.get("length", "").isdigit() and fields.get("head"):
                 return {"length": int(fields["length"]), "hash": fields["head"]}
+            return {"length": 0, "hash": None, "values": list(r.values)}
     return None
 
 
