@@ -28,6 +28,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numpy as np
+from numpy.typing import NDArray
+
 ANY = "any"  # terminate_in: any jurisdiction
 
 
@@ -89,6 +92,17 @@ class Rule:
     def edge_allowed(self, jurisdiction: str, role: Role, home: str | None = None) -> bool:
         """May an edge in `jurisdiction` with `role` stand on the path of this rule's users in `home`?"""
         return self.may_terminate_in(jurisdiction, home) if role is Role.TERMINATING else self.may_cross(jurisdiction)
+
+    def edge_mask(self, jurisdictions: NDArray[np.str_], relays: NDArray[np.bool_], home: str | None = None) -> NDArray[np.bool_]:
+        """edge_allowed over a whole fleet at once (jurisdiction and transit role per edge), for `home`'s users."""
+        crossable = ~np.isin(jurisdictions, list(self.never_transit))
+        if self.terminate_in is None:
+            return crossable
+        decrypts = np.isin(jurisdictions, list(self.terminate_in))
+        if home is not None and home not in self.never_transit:
+            decrypts |= jurisdictions == home  # decrypting at home is no transfer
+        mask: NDArray[np.bool_] = crossable & (relays | decrypts)
+        return mask
 
     def canonical(self) -> dict[str, object]:
         """Everything that decides routing or is shown to a reviewer, in a stable form for hashing."""

@@ -160,22 +160,16 @@ class Router:
         the rule lets traffic be terminated, no edge in a never-transit jurisdiction)."""
         residency = self.topology.residency
         edges = self.topology.edges
-        # Vectorised over the fleet (the policy's own predicates, Rule.edge_allowed, say the same per edge;
-        # verify checks every answer with them independently).
         where = np.array([e.country for e in edges])
         relays = np.array([e.role is Role.TRANSIT for e in edges], dtype=bool)
-        by_rule: dict[int, NDArray[np.bool_]] = {}  # allowed anywhere by the rule, before the home country's own edges
+        masks: dict[tuple[int, str], NDArray[np.bool_]] = {}
         groups: dict[bytes, tuple[list[int], NDArray[np.bool_]]] = {}
         for n, cell in enumerate(self.cells):
             rule = residency.rule_for(cell.country)
-            base = by_rule.get(id(rule))
-            if base is None:
-                crossable = ~np.isin(where, list(rule.never_transit))
-                decrypts = np.ones(len(edges), dtype=bool) if rule.terminate_in is None else np.isin(where, list(rule.terminate_in))
-                base = by_rule[id(rule)] = crossable & (relays | decrypts)
-            mask = base
-            if rule.may_terminate_in(cell.country, cell.country) and not rule.may_terminate_in(cell.country):
-                mask = base | (where == cell.country)  # decrypting at home is no transfer
+            key = (id(rule), cell.country)
+            mask = masks.get(key)
+            if mask is None:
+                mask = masks[key] = rule.edge_mask(where, relays, cell.country)  # the residency module decides
             groups.setdefault(mask.tobytes(), ([], mask))[0].append(n)
         out = []
         for rows, mask in groups.values():
