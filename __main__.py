@@ -62,7 +62,8 @@ records = compile_route53(topology, Answers.from_table(table, topology))  # the 
 validate_records(records, topology.zone.rstrip(".") + ".", topology.countries)
 fleet = EdgeFleet("edges", EdgeFleetArgs(zone=topology.zone.rstrip(".") + ".", service=topology.service_name.rstrip(".") + ".",
                                          stack=topology.stack, zone_id=zone.zone.zone_id, records=records, edges=len(topology.edges),
-                                         protect=iac.protect, delete_records=iac.delete_records_on_destroy))
+                                         protect=iac.protect, delete_records=iac.delete_records_on_destroy,
+                                         health_checks={c: node.health_check.id for c, node in centers.items()}))
 control = ControlPlane("control", ControlPlaneArgs(stack=topology.stack, zone_id=zone.zone.zone_id, control_center=control_center,
                                                    image=iac.image, k8s_provider=centers[control_center].k8s,
                                                    peers={k: v for k, v in prober_urls.items() if k != control_center},
@@ -70,7 +71,8 @@ control = ControlPlane("control", ControlPlaneArgs(stack=topology.stack, zone_id
                                                    oidc_provider_arn=iac.oidc_provider_arn,
                                                    state_storage=iac.state_storage,
                                                    control_region=topology.center_by_id[control_center].region,
-                                                   aws_provider=zone.provider))
+                                                   aws_provider=zone.provider,
+                                                   health_checks={c: node.health_check.id for c, node in centers.items()}))
 
 pulumi.export("serviceName", topology.service_name)
 pulumi.export("zoneId", zone.zone.zone_id)

@@ -21,6 +21,7 @@ from globalaccel.answers import Answers  # noqa: E402
 from globalaccel.audit.run import AuditOptions, run_audit  # noqa: E402
 from globalaccel.dns.backend import sync  # noqa: E402
 from globalaccel.dns.budget import ApiBudget  # noqa: E402
+from globalaccel.dns.health_checks import ensure_center_checks  # noqa: E402
 from globalaccel.dns.route53 import Route53Backend  # noqa: E402
 from globalaccel.dns.route53_compile import compile_route53, layout_for  # noqa: E402
 from globalaccel.routing.summary import compute_table  # noqa: E402
@@ -47,9 +48,12 @@ def main() -> None:
         zone = client.create_hosted_zone(Name=prod.zone, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
         table, _ = compute_table(prod)
         fast = ApiBudget.route53(1000, 100_000, 100_000)  # moto has no limits; the audit is what is timed
-        sync(Route53Backend(client, zone, layout_for(prod), budget=fast), compile_route53(prod, Answers.from_table(table, prod)))
+        checks = ensure_center_checks(client, prod.stack, prod.centers, 443)
+        backend = Route53Backend(client, zone, layout_for(prod), budget=fast, health_checks=checks)
+        sync(backend, compile_route53(prod, Answers.from_table(table, prod)))
+        settings = BackendSettings(kind="route53", endpoint_url=url, health_checks=tuple(f"{c}={i}" for c, i in checks.items()))
         start = time.perf_counter()
-        report = run_audit(prod, AuditOptions(source="route53", backend=BackendSettings(kind="route53", endpoint_url=url), what_if=True))
+        report = run_audit(prod, AuditOptions(source="route53", backend=settings, what_if=True))
         r53_s = time.perf_counter() - start
     print(f"route53: {r53_s:.1f} s (moto over HTTP, whole zone listed), {len(report.scenarios)} scenarios, "
           f"{len(report.violations)} violations (goal < 30 s)")

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from globalaccel.answers import Answers, Served  # noqa: E402
 from globalaccel.dns.backend import claim_record, publish, sync  # noqa: E402
 from globalaccel.dns.budget import ApiBudget  # noqa: E402
+from globalaccel.dns.health_checks import ensure_center_checks  # noqa: E402
 from globalaccel.dns.plan import plan  # noqa: E402
 from globalaccel.dns.powerdns import PowerDnsBackend  # noqa: E402
 from globalaccel.dns.powerdns import layout_for as pdns_layout  # noqa: E402
@@ -62,7 +63,8 @@ def api_budget() -> dict[str, Any]:
         fast_budget = ApiBudget.route53(requests_per_s=1000, tokens_per_s=100_000)  # moto has no limits; counts are what matter
 
         zone = client.create_hosted_zone(Name=prod.zone, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
-        ours = Route53Backend(client, zone, layout, budget=fast_budget)
+        ours = Route53Backend(client, zone, layout, budget=fast_budget,
+                              health_checks=ensure_center_checks(client, prod.stack, prod.centers, 443))
         start = time.perf_counter()
         full = sync(ours, records)
         elapsed = time.perf_counter() - start

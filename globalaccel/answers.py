@@ -2,7 +2,9 @@
 
 Every selector (a country today; a client cell or network next) has an explicit decision:
 
-- `Served`: the center and the ordered edges (with weights) a client there is given;
+- `Served`: the center and the ordered edges (with weights) a client there is given, and the paths the
+  DNS data plane falls back to, in order, when that center fails (the same edges, on their address for
+  another center the rule allows: globalaccel.routing.fallback);
 - `FailClosed`: a strict rule leaves no healthy allowed center, so the client must get nothing;
 - `NoPath`: nothing healthy at all could serve the client (not a residency outcome).
 
@@ -30,12 +32,28 @@ class InconsistentTable(ValueError):
 
 
 @dataclass(frozen=True)
+class FallbackPath:
+    center: str
+    answers: tuple[Answer, ...]  # the served answers' edges and weights, on their address for `center`
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(a.address for a in sorted(self.answers, key=lambda a: (-a.weight, a.edge_id)))
+
+
+@dataclass(frozen=True)
 class Served:
     center: str
     answers: tuple[Answer, ...]  # the router's ranking, best first
     reason: str  # best | held | preferred_fallback
+    fallback: tuple[FallbackPath, ...] = ()  # where the data plane goes when `center` fails, in order
 
     state = "served"
+
+    @property
+    def paths(self) -> tuple[FallbackPath, ...]:
+        """Every path the data plane may answer with, the chosen center's first."""
+        return (FallbackPath(self.center, self.answers), *self.fallback)
 
     @property
     def served_order(self) -> tuple[Answer, ...]:
@@ -68,9 +86,14 @@ class NoPath:
 Decision = Served | FailClosed | NoPath
 
 
-def decision_of(route: CellRoute, rule: str) -> Decision:
+def decision_of(route: CellRoute, rule: str, topology: Topology) -> Decision:
     if route.center is not None and route.answers:
-        return Served(route.center, route.answers, route.reason)
+        edges = topology.edge_by_id
+        fallback = tuple(
+            FallbackPath(center, tuple(a._replace(address=edges[a.edge_id].address_for(center)) for a in route.answers))
+            for center in route.fallback
+        )
+        return Served(route.center, route.answers, route.reason, fallback)
     if route.reason == REASON_FAIL_CLOSED:
         return FailClosed(rule)
     return NoPath(route.reason)
@@ -94,7 +117,7 @@ class Answers:
         of_country: dict[str, list[str]] = {code: [] for code in topology.countries}
         for cell in topology.cells:
             rule = topology.residency.rule_for(cell.country).name
-            cells[cell.id] = decision_of(table.routes[cell.id], rule)
+            cells[cell.id] = decision_of(table.routes[cell.id], rule, topology)
             if cell.country not in of_country:
                 raise InconsistentTable(f"cell {cell.id} is in {cell.country!r}, which is not a country of the stack")
             of_country[cell.country].append(cell.id)

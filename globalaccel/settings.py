@@ -91,6 +91,18 @@ class BackendSettings:
     requests_per_s: float = setting(10.0, "Route 53 API requests per second (account-wide quota)", lo=0.1, hi=100,
                                     flag="--requests-per-s")
     wait_insync: bool = setting(False, "wait until Route 53 reports each change INSYNC", flag="--wait-insync")
+    health_checks: tuple[str, ...] = setting((), "a center's Route 53 health check, CENTER=ID (repeat; pulumi up passes them)",
+                                             flag="--health-check")
+
+    @property
+    def health_check_ids(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for item in self.health_checks:
+            center, sep, check = item.partition("=")
+            if not sep or not center or not check:
+                raise UsageError(f"--health-check takes CENTER=ID, got {item!r}")
+            out[center] = check
+        return out
 
 
 @dataclass(frozen=True)
@@ -199,8 +211,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type = LoopSettings) -> 
         common: dict[str, Any] = {"dest": path, "default": argparse.SUPPRESS, "help": f"{f.metadata['help']} (default: {f.default})"}
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)  # --x / --no-x: either wins over the stack
-        elif f.name == "peers":
-            parser.add_argument(flag, action="append", metavar="CENTER=URL", **common)
+        elif f.name in LIST_FIELDS:
+            parser.add_argument(flag, action="append", metavar=LIST_FIELDS[f.name][0], **common)
         else:
             parser.add_argument(flag, type=kind if kind in (int, float, Path) else str, choices=f.metadata.get("choices"), **common)
 
@@ -220,10 +232,10 @@ def with_overrides(settings: T, args: argparse.Namespace) -> T:
         if path not in vars(args):
             continue
         value = getattr(args, path)
-        if f.name == "peers":
+        if f.name in LIST_FIELDS:
             value = tuple(value)
             for item in value:
-                _check_peer(item, Path("command line"), None, flag, problems)
+                LIST_FIELDS[f.name][1](item, Path("command line"), None, flag, problems)
         elif value is not None and kind is not Path:
             value = _check_value(value, kind, f, Path("command line"), None, flag, problems)
         settings = _replace_path(settings, path, value)
@@ -246,7 +258,7 @@ def to_argv(settings: Any, full: bool = False) -> list[str]:
             continue
         if isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag.removeprefix("--"))
-        elif f.name == "peers":
+        elif f.name in LIST_FIELDS:
             argv += [f"{flag}={item}" for item in value]
         else:
             argv += [flag, str(value)]
@@ -257,6 +269,19 @@ def _check_peer(item: str, file: Path, line: int | None, key: str, problems: Pro
     center, sep, url = item.partition("=")
     if not sep or not center or not url.startswith(("http://", "https://")):
         problems.add(file, line, key, f"takes CENTER=URL (an http:// or https:// base URL); got {item!r}")
+
+
+def _check_health_check(item: str, file: Path, line: int | None, key: str, problems: ProblemCollector) -> None:
+    center, sep, check = item.partition("=")
+    if not sep or not center or not check.strip():
+        problems.add(file, line, key, f"takes CENTER=ID (a Route 53 health check id); got {item!r}")
+
+
+# Repeatable CENTER=VALUE settings: their metavar and their check.
+LIST_FIELDS: dict[str, tuple[str, typing.Callable[[str, Path, int | None, str, ProblemCollector], None]]] = {
+    "peers": ("CENTER=URL", _check_peer),
+    "health_checks": ("CENTER=ID", _check_health_check),
+}
 
 
 def _check_value(value: Any, kind: Any, f: dataclasses.Field[Any], file: Path, line: int | None, key: str,
@@ -276,12 +301,13 @@ def _check_value(value: Any, kind: Any, f: dataclasses.Field[Any], file: Path, l
             problems.add(file, line, key, f"must be true or false; got {value!r}")
             return None
         return value
-    if f.name == "peers":
+    if f.name in LIST_FIELDS:
+        metavar, check = LIST_FIELDS[f.name]
         if not isinstance(value, list) or not all(isinstance(v.value, str) for v in value):
-            problems.add(file, line, key, "must be a list of CENTER=URL")
+            problems.add(file, line, key, f"must be a list of {metavar}")
             return None
         for i, v in enumerate(value):
-            _check_peer(v.value, file, v.line, f"{key}[{i}]", problems)
+            check(v.value, file, v.line, f"{key}[{i}]", problems)
         return tuple(v.value for v in value)
     if not isinstance(value, str) or not value.strip():
         problems.add(file, line, key, f"must be non-empty text; got {value!r}")

@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from globalaccel.dns.health_checks import center_check_config
 from globalaccel.settings import CLUSTER_RESULTS_PORT, BackendSettings, LeaseSettings, LoopSettings, up_command
 from globalaccel.topology import Center
 from modules.stack_files import STACKS_MOUNT, stack_config_map
@@ -61,9 +62,13 @@ class CenterNode(pulumi.ComponentResource):
         aws.s3.BucketPublicAccessBlock(f"{name}-devices-public-access", bucket=self.bucket.id, block_public_acls=True,
                                        block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True, opts=on_aws)
         # No replication configuration at all: a device's data stays in its center's region.
-        self.health_check = aws.route53.HealthCheck(f"{name}-health", type="HTTPS", fqdn=None, ip_address=c.address, port=443,
-                                                    resource_path="/healthz", request_interval=30, failure_threshold=3,
-                                                    tags=tags, opts=on_aws)
+        # The center's Route 53 health check: every country's failover chain reads it (globalaccel.dns.route53_compile),
+        # so losing this center moves its countries to their next allowed center in the DNS data plane, no API call.
+        check = center_check_config(c, args.probe_port)
+        self.health_check = aws.route53.HealthCheck(
+            f"{name}-health", type=check["Type"], ip_address=check["IPAddress"], port=check["Port"],
+            resource_path=check["ResourcePath"], request_interval=check["RequestInterval"],
+            failure_threshold=check["FailureThreshold"], tags=tags, opts=on_aws)
         self.k8s = k8s.Provider(f"{name}-k8s", kubeconfig=args.kubeconfig, opts=child)
         on_k8s = pulumi.ResourceOptions(parent=self, provider=self.k8s)
         labels = {**LABELS, "app.kubernetes.io/name": "globalaccel-prober", "globalaccel/center": c.id}

@@ -36,6 +36,7 @@ class ControlPlaneArgs:
     state_storage: str = "1Gi"  # the loop's state and decision log, on a persistent volume per replica
     control_region: str | None = None  # the control center's region: the loop's pods and volumes stay there
     aws_provider: aws.Provider | None = None  # the account-pinned provider IAM is created through
+    health_checks: dict[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)  # center -> Route 53 check id
 
 
 def trust_policy(account_id: str, oidc_provider_arn: str | None, namespace: str, service_account: str) -> str:
@@ -102,9 +103,11 @@ class ControlPlane(pulumi.ComponentResource):
         container: Any = {
             "name": "loop", "image": args.image,
             # The command line is generated from the settings tree (globalaccel.settings), as the CLI parses it.
-            "args": pulumi.Output.from_input(args.zone_id).apply(lambda zone: up_command(
-                args.stack, dataclasses.replace(loop, backend=dataclasses.replace(loop.backend, kind="route53", zone_id=zone,
-                                                                                 create_zone=False)), STACKS_MOUNT, full=True)),
+            # The centers' health checks go with it: every failover leg the loop publishes names one.
+            "args": pulumi.Output.all(args.zone_id, pulumi.Output.from_input(args.health_checks)).apply(lambda v: up_command(
+                args.stack, dataclasses.replace(loop, backend=dataclasses.replace(
+                    loop.backend, kind="route53", zone_id=v[0], create_zone=False,
+                    health_checks=tuple(f"{c}={check}" for c, check in sorted(v[1].items())))), STACKS_MOUNT, full=True)),
             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
             "ports": [{"name": "metrics", "containerPort": loop.metrics_port}, {"name": "results", "containerPort": CLUSTER_RESULTS_PORT}],
             "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},

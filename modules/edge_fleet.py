@@ -46,6 +46,10 @@ def encode_records(records: list[Any]) -> dict[str, dict[str, Any]]:
             entry["geo"] = {"continent": r.geo.continent, "country": r.geo.country}
         if r.alias is not None:
             entry["alias"] = r.alias
+        if r.failover is not None:  # a center's failover leg: its check is named by center, mapped to an id at sync
+            entry["failover"] = r.failover
+            entry["health_check"] = r.health_check
+            entry["evaluate_target_health"] = r.evaluate_target_health
         out[record_key(r.name, r.type, r.set_id)] = entry
     return out
 
@@ -60,7 +64,9 @@ def _records_from(props: dict[str, Any]) -> list[Any]:
         # Numbers cross the engine as protobuf doubles (60 arrives as 60.0); Route 53 takes integers only.
         ttl = None if r.get("ttl") is None else int(r["ttl"])
         weight = None if r.get("weight") is None else int(r["weight"])
-        out.append(Record(name, rtype, tuple(r["values"]), ttl, None if set_id == "-" else set_id, weight, geo, r.get("alias")))
+        out.append(Record(name, rtype, tuple(r["values"]), ttl, None if set_id == "-" else set_id, weight, geo, r.get("alias"),
+                          health_check=r.get("health_check"), evaluate_target_health=bool(r.get("evaluate_target_health", False)),
+                          failover=r.get("failover")))
     return out
 
 
@@ -71,7 +77,9 @@ def _zone(props: dict[str, Any]) -> Any:
     from globalaccel.settings import BackendSettings
 
     layout = Route53Layout(props["zone"], props["service"], props["stack"])
-    settings = BackendSettings(kind="route53", zone_id=props["zone_id"], endpoint_url=props.get("endpoint_url") or None)
+    checks = tuple(f"{center}={check}" for center, check in sorted((props.get("health_checks") or {}).items()))
+    settings = BackendSettings(kind="route53", zone_id=props["zone_id"], endpoint_url=props.get("endpoint_url") or None,
+                               health_checks=checks)
     return OwnedZone(open_route53(layout, settings))  # the loop's own factory
 
 
@@ -101,6 +109,10 @@ class EdgeRecordsProvider(ResourceProvider):
         from globalaccel.dns.backend import SyncDidNotConverge, sync
 
         zone = _zone(props)
+        records = _records_from(props)
+        unchecked = sorted({r.health_check for r in records if r.health_check} - set(props.get("health_checks") or {}))
+        if unchecked:
+            raise ValueError(f"failover records name center(s) {', '.join(unchecked)} with no health check among the inputs")
         # The ownership claim is written last: its presence means a seed completed (or the loop owns the
         # zone). A create that failed half-way left no claim, so the next attempt seeds what is missing.
         seeded = not any(r.key == zone.claim.key for r in zone.records())
@@ -108,14 +120,14 @@ class EdgeRecordsProvider(ResourceProvider):
         if seeded:
             # One sync: the reconciler orders the claim after every other record, so it travels in the last
             # change batch, and Route 53 applies a batch whole or not at all.
-            report = sync(zone, _records_from(props))
+            report = sync(zone, records)
             if not report.converged:
                 raise SyncDidNotConverge(f"Route 53 did not converge after {report.rounds} rounds")
             stats = {"change_requests": report.stats.requests, "change_tokens": report.stats.change_tokens}
         return CreateResult(id_=f"{props['zone_id']}/edges", outs={**props, **stats, "seeded": seeded, **live_summary(zone)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        watched = ("records_hash", "zone_id", "delete_records", "zone", "service", "stack")
+        watched = ("records_hash", "health_checks", "zone_id", "delete_records", "zone", "service", "stack")
         changed = any(olds.get(k) != news.get(k) for k in watched)
         return DiffResult(changes=changed, replaces=["zone_id"] if olds.get("zone_id") != news.get("zone_id") else [],
                           delete_before_replace=False)
@@ -156,6 +168,7 @@ class EdgeFleetArgs:
     zone_id: pulumi.Input[str]
     records: list[Any]  # globalaccel.dns.records.Record, compiled from the routing table
     edges: int
+    health_checks: dict[str, pulumi.Input[str]]  # center -> its Route 53 health check id (the failover legs')
     protect: bool = True
     delete_records: bool = False
 
@@ -167,6 +180,7 @@ class EdgeFleet(pulumi.ComponentResource):
         digest = hashlib.sha256(json.dumps(sorted(encoded.items()), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         self.records = EdgeRecords(f"{name}-records", {
             "zone": args.zone, "service": args.service, "stack": args.stack, "zone_id": args.zone_id, "records": encoded,
+            "health_checks": args.health_checks,
             "records_hash": digest, "record_count": len(args.records), "edge_count": args.edges, "delete_records": args.delete_records,
         }, opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
         self.register_outputs({"records": len(args.records), "edges": args.edges})

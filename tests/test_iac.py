@@ -189,10 +189,12 @@ def test_bad_stack_config_fails_naming_file_and_key_before_any_resource(tmp_path
 
 def test_edge_fleet_provider_creates_the_fleet_in_budgeted_batches(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """The dynamic provider's create/update/delete against a real moto server (boto3 reaches it through
-    AWS_ENDPOINT_URL_ROUTE_53): prod's whole fleet in ceil(values/500) change requests."""
+    AWS_ENDPOINT_URL_ROUTE_53): prod's whole fleet in ceil(values/500) change requests, its failover legs
+    carrying the ids of the centers' health checks (created in moto, as the program's HealthChecks would be)."""
     import math
     import uuid
 
+    from globalaccel.dns.health_checks import ensure_center_checks
     from modules.edge_fleet import EdgeRecordsProvider, _records_from
     from tests.services import moto_server, route53_client
 
@@ -205,7 +207,13 @@ def test_edge_fleet_provider_creates_the_fleet_in_budgeted_batches(stack: Stack,
         client = route53_client(url)
         zone_id = client.create_hosted_zone(Name=fleet.inputs["zone"], CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
         props = {k: v for k, v in fleet.inputs.items() if k != "__provider"} | {"zone_id": zone_id.split("/")[-1]}
+        assert set(props["health_checks"]) == set(load_stack(name, STACKS).center_ids)  # the program passes every center's
+        topology = load_stack(name, STACKS)
+        checks = ensure_center_checks(client, name, topology.centers, 443)
         provider = EdgeRecordsProvider()
+        with pytest.raises(ValueError, match="no health check"):
+            provider.create({**props, "health_checks": {}})
+        props["health_checks"] = checks
         created = provider.create(props)
         outs = created.outs
         assert outs is not None
@@ -213,6 +221,12 @@ def test_edge_fleet_provider_creates_the_fleet_in_budgeted_batches(stack: Stack,
         assert outs["change_requests"] == math.ceil(values / 500)
         listed = client.list_resource_record_sets(HostedZoneId=zone_id, MaxItems="300")
         assert listed["ResourceRecordSets"]
+        everything = [r for page in client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id)
+                      for r in page["ResourceRecordSets"]]
+        legs = [r for r in everything if r.get("Failover")]
+        if len(topology.centers) > 1:
+            assert legs and {r.get("HealthCheckId") for r in legs} - {None} <= set(checks.values())
+            assert all(r["AliasTarget"]["EvaluateTargetHealth"] for r in legs)
         assert not provider.diff(created.id, outs, props).changes
         provider.delete(created.id, outs)  # by default the records stay: they answer users
         assert len(client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]) > 2

@@ -17,6 +17,7 @@ from globalaccel.dns.plan import plan
 from globalaccel.dns.records import Record
 from globalaccel.findings import Finding
 from globalaccel.routing import REASON_NO_PATH, Answer, CellRoute, RoutingTable
+from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.table import RouterState
 from globalaccel.topology import Topology
 
@@ -28,6 +29,7 @@ def published_table(state_dir: Path, topology: Topology) -> RoutingTable | None:
         return None
     state = RouterState.from_json(data["router"])
     routes: dict[str, CellRoute] = {}
+    fallback = FallbackOrder(topology)
     for cell in topology.cells:
         saved = state.cells.get(cell.id)
         if saved is None or saved.center is None:
@@ -35,7 +37,7 @@ def published_table(state_dir: Path, topology: Topology) -> RoutingTable | None:
             continue
         answers = tuple(Answer(e, topology.edge_by_id[e].address_for(saved.center), w, 0.0)
                         for e, w in zip(saved.edges, saved.weights, strict=True) if e in topology.edge_by_id)
-        routes[cell.id] = CellRoute(cell.id, cell.country, saved.center, answers, "published")
+        routes[cell.id] = CellRoute(cell.id, cell.country, saved.center, answers, "published", fallback.after(cell, saved.center))
     return RoutingTable(topology.stack, state.generation, state.content_hash, routes, {}, {}, 0.0)
 
 

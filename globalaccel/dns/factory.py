@@ -63,6 +63,23 @@ def open_backend(topology: Topology, settings: BackendSettings, responder: DnsRe
 
         route53 = open_route53(layout_for(topology), settings, dry_run)
         route53.topology = topology
+        known = route53.health_checks
+        unknown = sorted(set(known) - set(topology.center_ids))
+        if unknown:
+            raise BackendError(f"--health-check names center(s) {', '.join(unknown)}, not in stack {topology.stack}")
+        missing = [c for c in topology.centers if c.id not in known]
+        if missing:
+            # Checks not named on the command line: the account's check that probes the center (what the Pulumi
+            # program created), else, creating the zone for development, one made now.
+            from globalaccel.dns.health_checks import discover_center_checks, ensure_center_checks
+
+            try:
+                route53.add_health_checks(discover_center_checks(route53.client, missing, topology.probe.port))
+            except ValueError as exc:
+                raise BackendError(str(exc)) from None
+            missing = [c for c in missing if c.id not in route53.health_checks]
+            if missing and settings.create_zone and not dry_run:
+                route53.add_health_checks(ensure_center_checks(route53.client, topology.stack, missing, topology.probe.port))
         if not dry_run:
             route53.cap_negative_ttl(RECORD_TTL)
         return OwnedZone(route53)
@@ -96,5 +113,8 @@ def open_route53(layout: Route53Layout, settings: BackendSettings, dry_run: bool
     zone_id = settings.zone_id or find_zone(client, layout.zone, settings.create_zone and not dry_run)
     if zone_id is None and not dry_run:
         raise BackendError(f"no hosted zone {layout.zone}; pass --create-zone to create it (or --zone-id)")
-    return Route53Backend(client, zone_id, layout, budget=ApiBudget.route53(requests_per_s=settings.requests_per_s),
-                          wait_insync=settings.wait_insync)
+    backend = Route53Backend(client, zone_id, layout, budget=ApiBudget.route53(requests_per_s=settings.requests_per_s),
+                             wait_insync=settings.wait_insync, health_checks=settings.health_check_ids)
+    if not dry_run and backend.health_checks:
+        backend.verify_health_checks()
+    return backend

@@ -37,9 +37,12 @@ class Record:
     weight: int | None = None  # weighted routing
     geo: Geo | None = None  # geolocation routing
     alias: str | None = None  # alias target name in the same zone
+    # Compiled records name a *center* here (its Route 53 health check, mapped to the check's id by the
+    # backend); records read from a live zone carry whatever id the zone has.
     health_check: str | None = None
-    # Routing policies the compiler never writes, read from live zones so the audit sees them whole:
+    evaluate_target_health: bool = False  # alias records: inherit the target's health (Route 53 ETH)
     failover: str | None = None  # PRIMARY | SECONDARY
+    # Routing policies the compiler never writes, read from live zones so the audit sees them whole:
     multivalue: bool = False
     region: str | None = None  # latency routing: the AWS region the record stands for
 

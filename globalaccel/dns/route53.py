@@ -17,8 +17,8 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
@@ -65,7 +65,7 @@ def to_route53(record: Record, zone_id: str) -> dict[str, Any]:
             geo["CountryCode"] = "*"
         rrset["GeoLocation"] = geo
     if record.alias is not None:
-        rrset["AliasTarget"] = {"HostedZoneId": zone_id, "DNSName": record.alias, "EvaluateTargetHealth": False}
+        rrset["AliasTarget"] = {"HostedZoneId": zone_id, "DNSName": record.alias, "EvaluateTargetHealth": record.evaluate_target_health}
     else:
         rrset["TTL"] = record.ttl
         rrset["ResourceRecords"] = [{"Value": v} for v in record.values]
@@ -97,6 +97,7 @@ def from_route53(rrset: dict[str, Any]) -> Record:
         geo=geo,
         alias=fqdn(alias["DNSName"]) if alias is not None else None,
         health_check=rrset.get("HealthCheckId"),
+        evaluate_target_health=bool(alias.get("EvaluateTargetHealth", False)) if alias is not None else False,
         failover=rrset.get("Failover"),
         multivalue=bool(rrset.get("MultiValueAnswer", False)),
         region=rrset.get("Region"),
@@ -153,6 +154,7 @@ class Route53Backend:
         rng: random.Random | None = None,
         wait_insync: bool = False,
         after_batch: Callable[[int], None] | None = None,
+        health_checks: Mapping[str, str] | None = None,
     ) -> None:
         self.client = client
         self.zone_id = zone_id.split("/")[-1] if zone_id else None
@@ -165,6 +167,10 @@ class Route53Backend:
         self.after_batch = after_batch  # test hook: called with the batch number after each success
         self.list_requests = 0
         self.topology: Topology | None = None  # set by the factory: what render compiles against
+        # Center id -> its Route 53 health check id. Compiled records name centers; the zone holds ids.
+        self.health_checks = dict(health_checks or {})
+        self._center_of_check = {v: k for k, v in self.health_checks.items()}
+        self._ids_in_zone: set[str] = set()
 
     @property
     def ownership(self) -> Route53Layout:
@@ -178,7 +184,43 @@ class Route53Backend:
             raise BackendError("this Route 53 backend was opened without a topology; open it with globalaccel.dns.factory")
         records = compile_route53(self.topology, answers)
         validate_records(records, self.layout.zone, self.topology.countries)
+        unchecked = sorted({r.health_check for r in records if r.health_check and r.health_check not in self.health_checks})
+        if unchecked:
+            raise BackendError(f"no Route 53 health check id for center(s) {', '.join(unchecked)}: the failover records "
+                               "need one per center (pulumi up creates them; pass --health-check CENTER=ID, or "
+                               "--create-zone to create them with the zone)")
         return records
+
+    def add_health_checks(self, checks: Mapping[str, str]) -> None:
+        self.health_checks.update(checks)
+        self._center_of_check = {v: k for k, v in self.health_checks.items()}
+
+    def verify_health_checks(self) -> None:
+        """Every configured check exists: a record naming a missing check is rejected by Route 53 with the
+        whole batch, so a wrong id is refused here, named, before anything is written."""
+        for center, check in sorted(self.health_checks.items()):
+            try:
+                self._call(self.client.get_health_check, HealthCheckId=check)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in ("NoSuchHealthCheck", "InvalidInput"):
+                    raise BackendError(f"--health-check {center}={check}: Route 53 has no such health check ({code})") from None
+                raise
+
+    def _to_zone(self, record: Record) -> Record:
+        check = record.health_check
+        if check is None:
+            return record
+        if check in self.health_checks:
+            return replace(record, health_check=self.health_checks[check])
+        if check in self._ids_in_zone:
+            return record  # a live record's own id (deleting or restoring what the zone holds)
+        raise BackendError(f"{record.name} {record.set_id}: health check {check!r} is neither a center with a configured "
+                           "check (--health-check CENTER=ID) nor a check the zone already uses; nothing was written")
+
+    def _from_zone(self, record: Record) -> Record:
+        check = record.health_check
+        return replace(record, health_check=self._center_of_check[check]) if check in self._center_of_check else record
 
     def budget(self) -> dict[str, float]:
         return {"requests": self.api_budget.requests.remaining(), "change_tokens": self.api_budget.change_tokens.remaining()}
@@ -194,7 +236,9 @@ class Route53Backend:
             page = self._call(self.client.list_resource_record_sets, **kwargs)
             self.list_requests += 1
             for rrset in page["ResourceRecordSets"]:
-                record = from_route53(rrset)
+                if rrset.get("HealthCheckId"):
+                    self._ids_in_zone.add(str(rrset["HealthCheckId"]))
+                record = self._from_zone(from_route53(rrset))
                 found[record.key] = record
             if not page.get("IsTruncated"):
                 break
@@ -214,7 +258,8 @@ class Route53Backend:
         for number, batch in enumerate(batches(order_changes(changes, self.layout)), start=1):
             validate_batch(batch)
             tokens = sum(c.tokens for c in batch)
-            body = {"Changes": [{"Action": c.action, "ResourceRecordSet": to_route53(c.record, self.zone_id)} for c in batch]}
+            body = {"Changes": [{"Action": c.action, "ResourceRecordSet": to_route53(self._to_zone(c.record), self.zone_id)}
+                                for c in batch]}
             response = self._submit(body, tokens, stats)
             stats.requests += 1
             stats.change_tokens += tokens

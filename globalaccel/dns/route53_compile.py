@@ -1,26 +1,41 @@
-"""Compile Answers into a Route 53 record tree that stays within quota and fails closed.
+"""Compile Answers into a Route 53 record tree that stays within quota, fails over in the data plane
+without the controller, and fails closed.
 
-    <service>                 A  geolocation, one record per continent      -> alias <continent>.geo.<zone>
-    <continent>.geo.<zone>    A  geolocation, one record per country         -> alias <cc>.cc.<zone>
-    <cc>.cc.<zone>            A  weighted, one record per answer edge (its IP, weight = capacity split)
+    <service>                   A  geolocation, one record per continent -> alias <continent>.geo.<zone>
+    <continent>.geo.<zone>      A  geolocation, one record per country   -> alias <cc>.cc.<zone>
+    <cc>.cc.<zone>              A  failover: PRIMARY  -> alias <cc>-<center 1>.cc  (health check of center 1)
+                                             SECONDARY -> alias <cc>-fallback-1.cc
+    <cc>-fallback-1.cc.<zone>   A  failover: PRIMARY  -> alias <cc>-<center 2>.cc  (health check of center 2)
+                                             SECONDARY -> ... the last two centers of the chain side by side
+    <cc>-<center>.cc.<zone>     A  weighted, one record per answer edge: its address *for that center*
 
 ~250 countries do not fit under one name (100 records with the same name and type), hence the tree;
 every name stays far below 100 (the largest continent has 58 countries).
 
-Set identifiers are unique across the zone (`DE-de-berlin-1`, `EU-DE`, `EU`), not just per name as
-Route 53 requires: they name what they select, and moto deletes by set identifier alone.
+Static stability (the controller is not needed to survive a center loss). A country's chain lists the
+center the controller chose, then every other center its rule allows (routing.fallback), each with the
+center's Route 53 health check. The answer edges stay the same; their address for a center makes them
+forward there, so the whole path follows the failover. Route 53's documented failover behaviour
+(ResourceRecordSet.Failover): a healthy PRIMARY answers; an unhealthy PRIMARY gives way to a healthy
+SECONDARY; an unhealthy SECONDARY gives the PRIMARY back regardless of its health (its fail-open). Every
+record of every chain leads to an allowed center, so under any combination of health the answer is a
+lawful path, or a path to a dead center (which the edge refuses: fail closed), never another one.
 
-Failing closed on Route 53: there is **no** default (`*`) record at any level and no health check on
-any record. A client whose country has no record therefore gets Route 53's "no answer" for an
-unmatched location, never another region's edge, and nothing can "fail open" because nothing is
-health-checked. Strict countries that fail closed simply have no country record.
+Failing closed: there is **no** default (`*`) record at any level, and the geolocation records do not
+evaluate target health, so a country's record is never "unhealthy" and Route 53 never falls back from it
+to a continent or default record. A client Route 53 cannot locate, or whose country has no record
+(fail-closed and no-path countries), gets "no answer".
+
+Set identifiers are unique across the zone (`DE-eu-central-1-de-berlin-1`, `EU-DE`, `EU`), not just per
+name as Route 53 requires: they name what they select, and moto deletes by set identifier alone.
+Compiled records name a center in `health_check`; the backend maps it to the center's check id.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from globalaccel.answers import Answers
+from globalaccel.answers import Answers, FallbackPath, Served
 from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.records import RECORD_TTL, Geo, Record, fqdn
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
@@ -35,6 +50,7 @@ TRANSCONTINENTAL = {
     "AW": ("NA", "SA"), "CW": ("NA", "SA"), "BQ": ("NA", "SA"), "UM": ("OC", "NA"), "IO": ("AS", "AF"),
 }
 MAX_WEIGHT = 255
+MAX_CHAIN = 16  # centers in one failover chain: far above any stack (4), bounds the depth order
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,12 @@ class Route53Layout(ZoneOwnership):
 
     def country_name(self, country: str) -> str:
         return f"{country.lower()}.cc.{self.zone}"
+
+    def fallback_name(self, country: str, level: int) -> str:
+        return f"{country.lower()}-fallback-{level}.cc.{self.zone}"
+
+    def path_name(self, country: str, center: str) -> str:
+        return f"{country.lower()}-{center.lower()}.cc.{self.zone}"
 
     def owns(self, record: Record) -> bool:
         """The controller owns the service name, the geo/cc subtrees and its registry TXT record."""
@@ -57,12 +79,15 @@ class Route53Layout(ZoneOwnership):
         """Distance from the leaves: aliases must be created after, and deleted before, their targets. The
         ownership claim comes after everything: written in the last batch of a seed, it marks the seed done."""
         if name == self.owner_name:
-            return 3
+            return MAX_CHAIN + 4
         if name.endswith(".cc." + self.zone):
-            return 0
+            label = name[: -len(".cc." + self.zone)]
+            if "-fallback-" in label:  # deeper levels first: <cc>-fallback-3 before <cc>-fallback-2
+                return 1 + MAX_CHAIN - int(label.rsplit("-", 1)[1])
+            return MAX_CHAIN + 1 if "-" not in label else 0  # <cc> (the chain's head) after every level; paths first
         if name.endswith(".geo." + self.zone):
-            return 1
-        return 2
+            return MAX_CHAIN + 2
+        return MAX_CHAIN + 3
 
 
 def layout_for(topology: Topology) -> Route53Layout:
@@ -85,14 +110,47 @@ def compile_route53(topology: Topology, answers: Answers, ttl: int = RECORD_TTL)
         # Fail-closed and no-path countries get no record, and there is no default anywhere to fall back to.
         if code in ROUTE53_UNSUPPORTED_COUNTRIES:
             continue  # Route 53 cannot place a client there: no record can exist, so it gets "no answer"
-        leaf = layout.country_name(code)
-        for answer, weight in zip(served.answers, weights_to_route53([a.weight for a in served.answers]), strict=True):
-            records.append(Record(leaf, "A", (answer.address,), ttl, set_id=f"{code}-{answer.edge_id}", weight=weight))
+        records += _country_records(layout, code, served, ttl)
         for continent in TRANSCONTINENTAL.get(code, (topology.countries[code].continent,)):
             continents_used.add(continent)
             records.append(Record(layout.continent_name(continent), "A", (), None, set_id=f"{continent}-{code}",
-                                  geo=Geo(country=code), alias=leaf))
+                                  geo=Geo(country=code), alias=layout.country_name(code)))
     for continent in sorted(continents_used):
         records.append(Record(layout.service, "A", (), None, set_id=continent, geo=Geo(continent=continent),
                               alias=layout.continent_name(continent)))
     return records
+
+
+def _weighted(name: str, code: str, path: FallbackPath, ttl: int) -> list[Record]:
+    weights = weights_to_route53([a.weight for a in path.answers])
+    return [Record(name, "A", (a.address,), ttl, set_id=f"{code}-{path.center}-{a.edge_id}", weight=w)
+            for a, w in zip(path.answers, weights, strict=True)]
+
+
+def _country_records(layout: Route53Layout, code: str, served: Served, ttl: int) -> list[Record]:
+    """The chain under <cc>.cc: one path per allowed center, failover records on the centers' checks."""
+    paths = served.paths
+    if len(paths) == 1:  # the rule allows one center: nothing to fail over to, its path is the answer
+        return _weighted(layout.country_name(code), code, paths[0], ttl)
+    if len(paths) > MAX_CHAIN:
+        raise ValueError(f"{code}: {len(paths)} centers in one failover chain (at most {MAX_CHAIN})")
+    out: list[Record] = []
+    for path in paths:
+        out += _weighted(layout.path_name(code, path.center), code, path, ttl)
+
+    def leg(name: str, role: str, level: int, target: str, check: str | None) -> Record:
+        # Route 53 requires EvaluateTargetHealth on failover aliases; the targets hold no checks of their own
+        # (weighted paths, always healthy; or the next level), so a leg's health is its center's check.
+        return Record(name, "A", (), None, set_id=f"{code}-{level}-{role}", alias=target, health_check=check,
+                      evaluate_target_health=True, failover=role)
+
+    for level in range(len(paths) - 1):
+        name = layout.country_name(code) if level == 0 else layout.fallback_name(code, level)
+        here = paths[level]
+        out.append(leg(name, "PRIMARY", level, layout.path_name(code, here.center), here.center))
+        if level == len(paths) - 2:  # the last two centers stand side by side
+            last = paths[-1]
+            out.append(leg(name, "SECONDARY", level, layout.path_name(code, last.center), last.center))
+        else:  # the rest of the chain: healthy while any center below is (ETH), so no check of its own
+            out.append(leg(name, "SECONDARY", level, layout.fallback_name(code, level + 1), None))
+    return out

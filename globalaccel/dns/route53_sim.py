@@ -1,14 +1,24 @@
 """Evaluate Route 53's answer for a client, offline: our `TestDNSAnswer` for tests and the auditor.
 
-Semantics modelled (from Route 53's documentation):
-- geolocation: the most specific matching record wins (country, then continent, then '*'); an
+Semantics modelled, each from Route 53's documentation (Developer Guide "How Amazon Route 53 chooses
+records when health checking is configured", "How health checks work in complex configurations", and
+the API reference of ResourceRecordSet.Failover / AliasTarget.EvaluateTargetHealth / MultiValueAnswer):
+- health of a record: its health check, if it has one, is not failing; and for an alias with
+  EvaluateTargetHealth, the target name has a healthy record (for the client). A record without either
+  is always healthy. A calculated check is failing when fewer than its threshold of children are healthy;
+- geolocation: the most specific matching record wins (subdivision, country, continent, then '*'); an
   unhealthy record gives way to the next less specific one; with no matching record the answer is
-  empty ("no answer"), which is how we fail closed;
+  empty ("no answer"), which is how we fail closed. A client Route 53 cannot locate (`country` None)
+  matches only the default '*' record;
+- failover: a healthy PRIMARY answers; an unhealthy PRIMARY gives way to a healthy SECONDARY; when the
+  SECONDARY is unhealthy the PRIMARY answers regardless of its health (fail-open); a SECONDARY without a
+  health check (and not evaluating its target) is always healthy; a PRIMARY alone answers regardless;
 - weighted: one record per response, chosen with probability weight / total among healthy records;
   if none is healthy Route 53 **fails open** and treats all as healthy; all weights 0 = equal;
+- multivalue: up to eight healthy records, or up to eight unhealthy ones when none is healthy;
+- latency (client latency unknown here): each healthy record equally, all of them when none is;
 - alias: evaluated at the target name with the same client;
 - simple: all values.
-Health: a record is unhealthy when its health check is in `failing_checks`.
 
 With `every_possible` (the audit's mode) the question is not "what is answered now" but "what could be
 answered under some health and some resolver location": every record of a weighted (weight 0 included),
@@ -19,7 +29,7 @@ specific one can become unhealthy.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from globalaccel.dns.records import Record, fqdn
@@ -31,8 +41,8 @@ class AliasChainTooDeep(Exception):
 
 @dataclass(frozen=True)
 class Client:
-    country: str
-    continent: str
+    country: str | None  # None: Route 53 cannot locate the resolver or the ECS network
+    continent: str | None
 
 
 @dataclass
@@ -47,15 +57,40 @@ class Resolution:
 
 
 class Route53Simulator:
-    def __init__(self, records: Iterable[Record], failing_checks: Iterable[str] = (), every_possible: bool = False) -> None:
+    def __init__(self, records: Iterable[Record], failing_checks: Iterable[str] = (), every_possible: bool = False,
+                 calculated: Mapping[str, tuple[int, tuple[str, ...]]] | None = None) -> None:
         self.by_name: dict[tuple[str, str], list[Record]] = defaultdict(list)
         for r in records:
             self.by_name[(r.name, r.type)].append(r)
         self.failing = set(failing_checks)
         self.every_possible = every_possible
+        self.calculated = dict(calculated or {})  # check id -> (healthy children needed, children)
 
-    def healthy(self, record: Record) -> bool:
-        return record.health_check is None or record.health_check not in self.failing
+    def check_healthy(self, check: str, depth: int = 0) -> bool:
+        if check in self.failing:
+            return False
+        spec = self.calculated.get(check)
+        if spec is None or depth > 8:
+            return True
+        needed, children = spec
+        return sum(self.check_healthy(c, depth + 1) for c in children) >= needed
+
+    def healthy(self, record: Record, client: Client | None = None, depth: int = 0) -> bool:
+        if record.health_check is not None and not self.check_healthy(record.health_check):
+            return False
+        if record.alias is not None and record.evaluate_target_health:
+            return self._target_healthy(record.alias, record.type, client, depth + 1)
+        return True
+
+    def _target_healthy(self, name: str, rtype: str, client: Client | None, depth: int) -> bool:
+        """An alias evaluating target health is healthy while the target name has a healthy record (for a
+        geolocation group: one the client matches). A name with no records is not healthy."""
+        if depth > 8:
+            raise AliasChainTooDeep(f"alias chain deeper than 8 at {name}")
+        group = self.by_name.get((name, rtype), [])
+        if group and group[0].policy == "geolocation":
+            group = self._matching(group, client) if client is not None else group
+        return any(self.healthy(r, client, depth) for r in group)
 
     def resolve(self, name: str, client: Client, rtype: str = "A") -> Resolution:
         out = Resolution()
@@ -84,10 +119,18 @@ class Route53Simulator:
         elif self.every_possible and policy == "geolocation":
             picks = [(r, 1.0) for r in self._geolocation_possible(group, client, out)]
         elif policy == "geolocation":
-            chosen = self._geolocation(group, client, out)
+            chosen = self._geolocation(group, client, out, depth)
             picks = [(chosen, 1.0)] if chosen is not None else []
         elif policy == "weighted":
-            picks = self._weighted(group, out)
+            picks = self._weighted(group, client, out, depth)
+        elif policy == "failover":
+            picks = [(self._failover(group, client, out, depth), 1.0)]
+        elif policy in ("multivalue", "latency"):
+            healthy = [r for r in group if self.healthy(r, client, depth)]
+            if not healthy:
+                out.failed_open = True
+            pool = (healthy or list(group))[:8] if policy == "multivalue" else (healthy or list(group))
+            picks = [(r, 1.0 if policy == "multivalue" else 1.0 / len(pool)) for r in pool]
         else:
             picks = [(group[0], 1.0)]
         for record, p in picks:
@@ -101,6 +144,21 @@ class Route53Simulator:
                 for value in record.values:
                     out.addresses[value] = out.addresses.get(value, 0.0) + weight * p
 
+    def _failover(self, group: list[Record], client: Client, out: Resolution, depth: int) -> Record:
+        primary = next((r for r in group if r.failover == "PRIMARY"), None)
+        secondary = next((r for r in group if r.failover == "SECONDARY"), None)
+        if primary is None:  # Route 53 refuses a SECONDARY alone; a live zone read back could still hold one
+            assert secondary is not None
+            return secondary
+        if secondary is None or self.healthy(primary, client, depth):
+            if secondary is None and not self.healthy(primary, client, depth):
+                out.failed_open = True
+            return primary
+        if self.healthy(secondary, client, depth):
+            return secondary
+        out.failed_open = True  # both unhealthy: Route 53 answers with the primary regardless of its health
+        return primary
+
     @staticmethod
     def _matching(group: list[Record], client: Client) -> list[Record]:
         """The geolocation records a client matches, most specific first (country, continent, '*')."""
@@ -109,10 +167,10 @@ class Route53Simulator:
             if r.geo.subdivision is not None:
                 # Our clients are placed by country only; a subdivision record of the client's country may
                 # match it (the most specific), so it counts as a possible answer.
-                return -1 if r.geo.country == client.country else None
-            if r.geo.country == client.country:
+                return -1 if client.country is not None and r.geo.country == client.country else None
+            if client.country is not None and r.geo.country == client.country:
                 return 0
-            if r.geo.continent == client.continent:
+            if client.continent is not None and r.geo.continent == client.continent:
                 return 1
             if r.geo.is_default or r.geo.country == "*":
                 return 2
@@ -121,10 +179,10 @@ class Route53Simulator:
         matching = sorted((s, r.set_id or "", r) for r in group if (s := specificity(r)) is not None)
         return [r for _, _, r in matching]
 
-    def _geolocation(self, group: list[Record], client: Client, out: Resolution) -> Record | None:
+    def _geolocation(self, group: list[Record], client: Client, out: Resolution, depth: int) -> Record | None:
         candidates = self._matching(group, client)
         for record in candidates:
-            if self.healthy(record):
+            if self.healthy(record, client, depth):
                 return record
         if candidates:
             out.failed_open = True  # every matching record unhealthy: Route 53 answers anyway
@@ -133,16 +191,17 @@ class Route53Simulator:
 
     def _geolocation_possible(self, group: list[Record], client: Client, out: Resolution) -> list[Record]:
         """The record the client matches, and each less specific one it falls back to while the one before
-        can become unhealthy (it has a health check): any of them can answer."""
+        can become unhealthy (it has a health check, or evaluates its target's): any of them can answer."""
         picks: list[Record] = []
         for record in self._matching(group, client):
             picks.append(record)
-            if record.health_check is None and (record.geo is None or record.geo.subdivision is None):
+            can_fail = record.health_check is not None or (record.alias is not None and record.evaluate_target_health)
+            if not can_fail and (record.geo is None or record.geo.subdivision is None):
                 break  # always healthy, and matches every client of its location: nothing less specific answers
         return picks
 
-    def _weighted(self, group: list[Record], out: Resolution) -> list[tuple[Record, float]]:
-        pool = [r for r in group if self.healthy(r)]
+    def _weighted(self, group: list[Record], client: Client, out: Resolution, depth: int) -> list[tuple[Record, float]]:
+        pool = [r for r in group if self.healthy(r, client, depth)]
         if not pool:
             out.failed_open = True
             pool = list(group)

@@ -60,11 +60,17 @@ def validate_records(records: Iterable[Record], zone: str, countries: Iterable[s
             add(f"outside the zone {zone}")
         if r.type == "CNAME" and r.name == zone:
             add("CNAME at the zone apex")
-        if (r.weight is not None or r.geo is not None) and not r.set_id:
+        if (r.weight is not None or r.geo is not None or r.failover is not None) and not r.set_id:
             add("a routing policy needs a SetIdentifier")
+        if r.failover is not None and r.failover not in ("PRIMARY", "SECONDARY"):
+            add(f"Failover must be PRIMARY or SECONDARY, got {r.failover!r}")
+        if r.failover is not None and r.alias is not None and not r.evaluate_target_health:
+            add("a failover alias record must set EvaluateTargetHealth to true")
+        if r.evaluate_target_health and r.alias is None:
+            add("EvaluateTargetHealth applies to alias records only")
         if r.set_id is not None and not 1 <= len(r.set_id) <= 128:
             add("SetIdentifier must be 1-128 characters")
-        if r.set_id and r.weight is None and r.geo is None:
+        if r.set_id and r.weight is None and r.geo is None and r.failover is None:
             add("SetIdentifier without a routing policy")
         if r.weight is not None and r.geo is not None:
             add("weighted and geolocation on one record")
@@ -93,8 +99,9 @@ def validate_records(records: Iterable[Record], zone: str, countries: Iterable[s
                     ipaddress.IPv4Address(v)
                 except ValueError:
                     add(f"not an IPv4 address: {v!r}")
-        if r.health_check is not None and r.name.endswith(".cc." + zone):
-            add("edge records must not carry Route 53 health checks (probes are our health checks)")
+        if r.health_check is not None and r.failover is None:
+            add("only failover records carry health checks: a checked weighted or geolocation record fails open or "
+                "falls back out of the country (probes are the edges' health checks)")
     keys = {(r.name, r.type) for r in records}
     for r in records:
         if r.alias is not None and (r.alias, r.type) not in keys:
@@ -105,6 +112,11 @@ def validate_records(records: Iterable[Record], zone: str, countries: Iterable[s
             problems.append(RecordProblem((name, rtype, ""), f"mixed routing policies under one name: {sorted(policies)}"))
         if "simple" in policies and len(group) > 1:
             problems.append(RecordProblem((name, rtype, ""), "more than one simple record set"))
+        if "failover" in policies:
+            roles = sorted(r.failover or "" for r in group)
+            if roles not in (["PRIMARY"], ["PRIMARY", "SECONDARY"]):
+                problems.append(RecordProblem((name, rtype, ""), f"a failover group needs one PRIMARY and at most one "
+                                              f"SECONDARY, got {roles}"))
         if len(group) > MAX_SAME_NAME_TYPE:
             message = f"{len(group)} records with the same name and type (max {MAX_SAME_NAME_TYPE})"
             problems.append(RecordProblem((name, rtype, ""), message))

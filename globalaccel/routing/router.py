@@ -31,6 +31,7 @@ from globalaccel.latency import LatencyModel
 from globalaccel.residency import Eligibility, Role
 from globalaccel.routing.candidates import CandidateSearch
 from globalaccel.routing.capacity import CapacityPlanner
+from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.hysteresis import decide
 from globalaccel.routing.table import (
     REASON_BEST,
@@ -74,6 +75,7 @@ class Router:
             self._cell_group[group.rows] = g
         self._constrained = not self._edge_ok.all()
         self.capacity = CapacityPlanner(topology, self.cells)
+        self.fallback = FallbackOrder(topology)
         self._client_leg: dict[tuple[int, int], float] = {}  # (cell, edge) physics RTT: geometry never changes
 
     # ----------------------------------------------------------------------------------------------
@@ -143,7 +145,8 @@ class Router:
                 Answer(e, self._answer_address(e, decided.center), w, c)
                 for e, w, c in zip(decided.edges, decided.weights, costs, strict=True)
             )
-            routes[cell.id] = CellRoute(cell.id, cell.country, decided.center, answers, reason)
+            routes[cell.id] = CellRoute(cell.id, cell.country, decided.center, answers, reason,
+                                        self.fallback.after(cell, decided.center))
             new_cells[cell.id] = decided
 
         load = self.capacity.load(routes)

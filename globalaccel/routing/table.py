@@ -34,6 +34,9 @@ class CellRoute:
     center: str | None
     answers: tuple[Answer, ...]
     reason: str
+    # The other centers the cell's rule allows, in the order the DNS data plane fails over to them when
+    # `center` fails (routing.fallback): the same edges answer, on their address for that center.
+    fallback: tuple[str, ...] = ()
 
     @property
     def rtt_ms(self) -> float | None:
@@ -121,7 +124,7 @@ def table_hash(routes: Mapping[str, CellRoute]) -> str:
         r = routes[cid]
         edges = " ".join(a.edge_id for a in r.answers)
         weights = " ".join(repr(a.weight) for a in r.answers)
-        digest.update(f"{cid}\t{r.center}\t{edges}\t{weights}\n".encode())
+        digest.update(f"{cid}\t{r.center}\t{edges}\t{weights}\t{' '.join(r.fallback)}\n".encode())
     return digest.hexdigest()
 
 

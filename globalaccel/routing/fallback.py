@@ -1,0 +1,41 @@
+"""Fallback order: where the DNS data plane sends a cell when its center fails, with no controller.
+
+The controller picks each cell's center; the published zone also carries, per cell, the other centers
+its residency rule allows, in the order a failure of the chosen one should fall through them
+(Route 53 failover records on per-center health checks; a self-hosted server's own health view). The
+order is a pure function of the stack (rule tiers, then distance from the cell to the center, then
+id), never of measurements: it does not churn with noise, and the audit rebuilds it from the stack
+alone. A center the rule refuses (not listed for a strict rule, or where it forbids termination) is
+never in it, so no failover can leave the allowed set.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from globalaccel.geo import great_circle_km
+from globalaccel.topology import Cell, Topology
+
+
+class FallbackOrder:
+    """Per topology: cell + chosen center -> the allowed other centers, best first."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self._tiers = lru_cache(maxsize=None)(self._allowed_tiers)
+
+    def _allowed_tiers(self, country: str) -> tuple[tuple[str, ...], ...]:
+        ids = self.topology.center_ids
+        # Every center counted healthy: the question is which the rule allows at all, not which are up now.
+        return self.topology.residency.eligibility(country, ids, ids).tiers
+
+    def allowed(self, country: str) -> tuple[str, ...]:
+        return tuple(c for tier in self._tiers(country) for c in tier)
+
+    def after(self, cell: Cell, center: str) -> tuple[str, ...]:
+        centers = self.topology.center_by_id
+        out: list[str] = []
+        for tier in self._tiers(cell.country):
+            out += sorted((c for c in tier if c != center),
+                          key=lambda c: (round(great_circle_km(cell.lat, cell.lon, centers[c].lat, centers[c].lon)), c))
+        return tuple(out)
