@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from globalaccel.answers import Answers
+from globalaccel.answers import Answers, Served
 from globalaccel.dns.backend import sync
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.routing.summary import compute_table
@@ -54,11 +54,17 @@ def test_prod_plan_audits_clean_with_what_if(tmp_path: Path) -> None:
     # the EU under the Data Privacy Framework to us-east-1; Belarus (EU center only) nowhere.
     moves = next(s["moves"] for s in report["scenarios"] if s["name"] == "centers down: eu-central-1")
     assert moves["DE"] == "eu-central-1 -> us-east-1" and moves["BY"] == "eu-central-1 -> fail closed"
+    # Before any controller reacts, the zone alone (Route 53 failover on the centers' checks) already moves
+    # Germany to its next allowed center; Belarus, with no other allowed center, stays on its dead one.
+    unattended = next(s["unattended"] for s in report["scenarios"] if s["name"] == "centers down: eu-central-1")
+    assert unattended["DE"] == "eu-central-1 -> us-east-1" and "BY" not in unattended
     # Evidence per country: what was asked and the path each answer leads to.
     de = next(r for r in report["results"] if r["country"] == "DE")
     assert "for a client in DE on its continent and every continent whose branch names it" in de["asked"]
-    assert de["paths"] and all(re.match(r"^198\.18\.\S+ -> de-\S+ \(DE, (terminating|transit)\) -> eu-central-1$", p)
+    # Every path Route 53 may answer: the chosen center's and the failover chain's (DE: eu-central-1, then us-east-1).
+    assert de["paths"] and all(re.match(r"^198\.18\.\S+ -> de-\S+ \(DE, (terminating|transit)\) -> (eu-central-1|us-east-1)$", p)
                                for p in de["paths"]), de["paths"]
+    assert any(p.endswith("-> eu-central-1") for p in de["paths"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.html", "audit.json", "audit.md", "countries.csv", "map.svg"]
 
 
@@ -282,18 +288,26 @@ def test_the_programs_own_manifests_are_read() -> None:
 
 
 def test_fail_open_findings_are_complete_when_returned() -> None:
-    """Health-checked records on a strict country's leaf: with every check failing Route 53 answers
-    anyway. The finding must be there as soon as the answers are (the audit copies it right away)."""
+    """A default record in the tree answers any client Route 53 cannot match: the finding is there as soon
+    as the answers are (the audit copies it right away). The failover chains' own fail-open (to the
+    primary, an allowed center) is no finding, but every center of a chain is among the possible answers."""
     from dataclasses import replace
 
     from globalaccel.audit.sources import route53_answers
+    from globalaccel.dns.records import Geo
 
     dev = load_stack("dev", STACKS)
     table, _ = compute_table(dev)
     compiled = compile_route53(dev, Answers.from_table(table, dev))
-    records = [replace(r, health_check="hc-de") if r.name.startswith("de.cc.") else r for r in compiled]
-    _, findings = route53_answers(records, dev)
-    assert ("fail_open_fallback", "DE") in {(f.kind, f.subject) for f in findings}
+    answer, findings = route53_answers(compiled, dev)
+    assert not findings
+    chain = Answers.from_table(table, dev).country("DE")
+    assert isinstance(chain, Served) and len(chain.paths) > 1
+    assert {a for p in chain.paths for a in p.addresses} <= (answer("DE") or set())
+    some_leaf = next(r for r in compiled if r.weight is not None)
+    default = replace(some_leaf, name=dev.service_name.rstrip(".") + ".", set_id="anyone", weight=None, geo=Geo())
+    _, findings = route53_answers([*compiled, default], dev)
+    assert ("fail_open_fallback", default.name) in {(f.kind, f.subject) for f in findings}
 
 
 def test_preferred_region_affinity_or_an_open_alternative_is_not_placement() -> None:
@@ -326,7 +340,7 @@ def test_route53_lost_service_is_drift_and_coverage_decides_whether_it_may_say_c
         client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": alias}]})
         # And one of Germany's leaf records edited in place: a TTL of an hour, a different weight.
         pages = client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone)
-        leaf = next(r for page in pages for r in page["ResourceRecordSets"] if r["Name"].startswith("de.cc.") and "Weight" in r)
+        leaf = next(r for page in pages for r in page["ResourceRecordSets"] if r["Name"].startswith("de-eu-central-1.cc.") and "Weight" in r)
         client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
             {"Action": "UPSERT", "ResourceRecordSet": {**leaf, "TTL": 3600, "Weight": 7}}]})
         code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url, "--out", str(out))
@@ -484,7 +498,7 @@ def test_a_zone_kept_by_the_loop_is_judged_against_the_loops_table(tmp_path: Pat
         _, without_state, _ = audit("--stack", "dev", "--source", "route53", "--endpoint-url", url)
         assert code == 0 and with_state["violations"] == [] and with_state["drift"] == [], (err, with_state["drift"][:3])
         assert without_state["violations"] == [] and without_state["verdict"] == "COMPLIANT"
-        assert any(d["kind"] == "record_drift" and d["subject"].startswith("de.cc.") for d in without_state["drift"])
+        assert any(d["kind"] == "record_drift" and d["subject"].startswith("de-") for d in without_state["drift"])
         # The loop anchored its log's head in the zone: the audit checks the log against it unasked, so a log
         # emptied after the fact (its chain still "intact") is found.
         anchored = list(with_state["decision_log"]["anchors"].values())

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from globalaccel.answers import Answers, Served
+from globalaccel.dns.budget import ApiBudget
 from globalaccel.dns.factory import open_backend
 from globalaccel.dns.records import Geo, Record
-from globalaccel.dns.budget import ApiBudget
 from globalaccel.dns.route53 import Route53Backend, from_route53
 from globalaccel.dns.route53_sim import Client, Route53Simulator
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
@@ -42,8 +43,11 @@ def alias(name: str, target: str, **kw: Any) -> Record:
     return Record(f"{name}.{Z}", "A", (), None, alias=f"{target}.{Z}", **kw)
 
 
-def answers(records: list[Record], failing: set[str], name: str = "svc", client: Client = Client("DE", "EU"),
-            calculated: dict[str, tuple[int, tuple[str, ...]]] | None = None) -> set[str]:
+GERMANY = Client("DE", "EU")
+
+
+def answers(records: list[Record], failing: set[str], name: str = "svc", client: Client = GERMANY,
+            calculated: Mapping[str, tuple[int, tuple[str, ...]]] | None = None) -> set[str]:
     return set(Route53Simulator(records, failing, calculated=calculated).resolve(f"{name}.{Z}", client).addresses)
 
 
@@ -202,5 +206,5 @@ def test_every_possible_answer_of_the_live_zone_is_allowed(live_prod_zone: Any) 
     sim = Route53Simulator(listed, every_possible=True)
     for code, country in PROD.countries.items():
         for address in sim.resolve(PROD.service_name, Client(code, country.continent)).addresses:
-            edge, center = PROD.path_by_address[address]
+            _edge, center = PROD.path_by_address[address]
             assert PROD.residency.allows(code, center), (code, center)

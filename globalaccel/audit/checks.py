@@ -27,12 +27,13 @@ from typing import Any
 
 from globalaccel.answers import Answers, Served
 from globalaccel.audit.findings import CountryResult, Scenario
-from globalaccel.audit.sources import AnswerSource, route53_answers
+from globalaccel.audit.sources import AnswerSource, route53_answers, route53_current
 from globalaccel.control.decisionlog import DecisionEntry, read_entries, replay, verify_chain
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.findings import Finding
 from globalaccel.residency import Mode
 from globalaccel.routing import REASON_FAIL_CLOSED, Health
+from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.summary import compute_table
 from globalaccel.topology import Edge, Topology
 
@@ -48,8 +49,9 @@ class Expected:
 
 
 def expected_from_table(answers: Answers) -> dict[str, Expected]:
-    return {code: Expected("served", d.center, frozenset(d.addresses)) if isinstance(d, Served) else Expected(d.state)
-            for code, d in answers.countries()}
+    """Per country, every address the zone may answer: the chosen center's path and its failover chain's."""
+    return {code: Expected("served", d.center, frozenset(a for p in d.paths for a in p.addresses)) if isinstance(d, Served)
+            else Expected(d.state) for code, d in answers.countries()}
 
 
 def expected_from_log(path: Path, topology: Topology) -> dict[str, Expected]:
@@ -58,6 +60,8 @@ def expected_from_log(path: Path, topology: Topology) -> dict[str, Expected]:
     entries, _ = read_entries(path)
     routes = replay(entries)
     edges = topology.edge_by_id
+    fallback = FallbackOrder(topology)
+    cell_of = {cell.country: cell for cell in topology.cells}
     cells: dict[str, list[str]] = {}
     for cell in topology.cells:
         cells.setdefault(cell.country, []).append(cell.id)
@@ -69,7 +73,10 @@ def expected_from_log(path: Path, topology: Topology) -> dict[str, Expected]:
             continue
         route = logged[0]  # one cell per country today
         if route.center is not None and route.edges:
-            out[code] = Expected("served", route.center, frozenset(edges[e].address_for(route.center) for e in route.edges if e in edges))
+            # The chain the zone carries with it is a function of the stack (routing.fallback), not logged.
+            centers = (route.center, *fallback.after(cell_of[code], route.center))
+            out[code] = Expected("served", route.center, frozenset(edges[e].address_for(c) for c in centers for e in route.edges
+                                                                   if e in edges))
         else:
             out[code] = Expected("fail_closed" if route.reason == REASON_FAIL_CLOSED else "no_path")
     return out
@@ -179,8 +186,13 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True,
     baseline, _ = compute_table(topology)
     # Served before = answered by the zone all healthy, as Route 53 resolves it (a location Route 53 cannot
     # place gets nothing in every scenario, and does not "lose" service to a failure).
-    baseline_answer = before or route53_answers(compile_route53(topology, Answers.from_table(baseline, topology)), topology)[0]
+    baseline_records = compile_route53(topology, Answers.from_table(baseline, topology))
+    baseline_answer = before or route53_answers(baseline_records, topology)[0]
     served_before = {c for c in topology.countries if baseline_answer(c)}
+    now = route53_current(baseline_records, topology)
+
+    def centers_of(addresses: Iterable[str]) -> list[str]:
+        return sorted({topology.path_by_address[a][1] for a in addresses if a in topology.path_by_address})
     for name, edges, centers, country in cases:
         table, _ = compute_table(topology, Health(edges, centers))
         answers = Answers.from_table(table, topology)
@@ -194,12 +206,27 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True,
         # Where traffic goes: each country whose center changes, as the answers after the failure state it
         # (each answered address names the center its edge forwards to).
         moves: dict[str, str] = {}
+        after = route53_current(compile_route53(topology, answers), topology, down_centers)
         for r in results:
-            was = sorted({topology.path_by_address[a][1] for a in baseline_answer(r.country) or () if a in topology.path_by_address})
-            goes = sorted({topology.path_by_address[a][1] for a in r.answers if a in topology.path_by_address})
+            was = centers_of(now.get(r.country, ()))
+            goes = centers_of(after.get(r.country, ()))
             if was != goes:
                 moves[r.country] = f"{'+'.join(was) or 'none'} -> {'+'.join(goes) or r.status.replace('_', ' ')}"
-        scenarios.append(Scenario(name, down_centers, country, losing, len(problems), moves))
+        # The data plane alone (no controller): the all-healthy zone, the down centers' checks failing. Every
+        # answer must still be a lawful path; a country whose chain holds no live center keeps its answer.
+        unattended: dict[str, str] = {}
+        if down_centers and country is None:
+            for code, addresses in route53_current(baseline_records, topology, down_centers).items():
+                for address in addresses:
+                    edge, center = topology.path_by_address[address]
+                    why = topology.residency.edge_violation(code, edge.country, edge.role)
+                    if not topology.residency.allows(code, center) or why:
+                        findings.append(Finding("out_of_region_answer", code, f"[{name}, before the controller reacts] {address} "
+                                                f"-> {edge.id} -> {center}: {why or 'center not allowed'}", code))
+                was, goes = centers_of(now.get(code, ())), centers_of(addresses)
+                if was != goes:
+                    unattended[code] = f"{'+'.join(was) or 'none'} -> {'+'.join(goes) or 'no answer'}"
+        scenarios.append(Scenario(name, down_centers, country, losing, len(problems), moves, unattended))
     return scenarios, findings
 
 

@@ -33,6 +33,9 @@ class Scenario:
     countries_losing_service: list[str] = field(default_factory=list)
     violations: int = 0
     moves: dict[str, str] = field(default_factory=dict)  # country -> "center before -> center after" (where traffic goes)
+    # Before the controller reacts: the all-healthy zone with the down centers' health checks failing, as
+    # Route 53 answers it (the failover chains alone). Country -> "center before -> center after".
+    unattended: dict[str, str] = field(default_factory=dict)
 
     def moves_by_path(self) -> dict[str, list[str]]:
         """The moves grouped: "eu-central-1 -> us-east-1": [countries]."""

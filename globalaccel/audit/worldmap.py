@@ -71,7 +71,10 @@ def world_map_svg(topology: Topology, report: AuditReport) -> str:
     for r in report.results:
         reached = sorted({paths[a][1] for a in r.answers if a in paths})
         if r.status == "served" and reached:
-            fill, stroke, what = colour.get(reached[0], "#999"), "#fff", f"answers go to {', '.join(reached)}"
+            # Filled with the table's center where the answers reach it (the others are its failover chain).
+            main = r.center if r.center in reached else reached[0]
+            fill, stroke, what = colour.get(main, "#999"), "#fff", f"answers go to {main} (may fail over to: " \
+                f"{', '.join(c for c in reached if c != main) or 'none'})"
         elif r.status == "fail_closed":
             fill, stroke, what = "url(#closed)", "#fff", "fails closed (its rule refuses service)"
         elif r.status == "lost_service":
