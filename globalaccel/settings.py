@@ -107,7 +107,10 @@ class BackendSettings:
 
 @dataclass(frozen=True)
 class LeaseSettings:
-    kind: str = setting("file", "leader election (kubernetes: in-cluster Lease)", flag="--lease", choices=("file", "kubernetes"))
+    kind: str = setting("file", "leader election (kubernetes: in-cluster Lease; etcd: a key under an etcd lease, across centers)",
+                        flag="--lease", choices=("file", "kubernetes", "etcd"))
+    etcd_endpoints: str | None = setting(None, "etcd client URLs, comma-separated (one member per center)", flag="--etcd-endpoints")
+    ttl_s: int = setting(15, "lease time to live: a lost controller's successor waits this long", lo=2, hi=600, flag="--lease-ttl")
     namespace: str = setting("globalaccel", "namespace of the Lease", flag="--lease-namespace")
     name: str = setting("globalaccel-loop", "name of the Lease", flag="--lease-name")
     identity: str | None = setting(None, "lease holder identity (default: host name)", flag="--identity", in_stack=False)
@@ -121,6 +124,8 @@ class LoopSettings:
     probe_timeout: float = setting(2.0, "seconds before a probe counts as lost (at most the interval)", lo=0.01, hi=60)
     min_fresh_share: float = setting(0.5, "publish only while at least this share of probe paths has fresh results "
                                           "(a cold start or a stall holds the last answers)", lo=0, hi=1)
+    max_withdraw_share: float = setting(0.25, "a table taking service from more than this share of demand is published only "
+                                             "where a quorum of vantages saw the lost centers or edges down", lo=0, hi=1)
     once: bool = setting(False, "one probe cycle and one routing cycle, then exit", in_stack=False)
     dry_run: bool = setting(False, "compute and log, but do not publish to DNS", in_stack=False)
     dns_host: str = setting("127.0.0.1", "address the embedded DNS server listens on")

@@ -115,3 +115,42 @@ def test_losing_one_member_keeps_the_lease(cluster: list[tuple[str, subprocess.P
         time.sleep(0.5)
         assert a.acquire()
     assert a.holder() == "controller-us-east-1"
+
+
+def test_a_publish_that_outlives_its_lease_stops_before_the_next_batch(cluster: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    """The lease is asked again before every Route 53 change batch (Route53Backend.guard): a holder whose
+    renewal is older than half the TTL writes nothing more, though it still "held" the key at the start.
+    The zone is a real moto server reached with boto3."""
+    import uuid
+
+    from globalaccel.dns.backend import ApplyStats, BackendError
+    from globalaccel.dns.budget import ApiBudget
+    from globalaccel.dns.plan import Change, Changes
+    from globalaccel.dns.records import Record
+    from globalaccel.dns.route53 import Route53Backend
+    from globalaccel.dns.route53_compile import Route53Layout
+    from tests.services import moto_server, route53_client
+
+    urls = [url for url, _ in cluster]
+    a = EtcdLease(urls, KEY, "controller-us-east-1", ttl_s=2, timeout_s=0.5)
+    assert a.acquire() and a.valid()
+    layout = Route53Layout("z.example.", "svc.z.example.", "prod")
+    records = [Record(f"r{i}.z.example.", "A", (f"192.0.2.{i % 250 + 1}",), 60) for i in range(1200)]  # 3 batches of 500 values
+    with moto_server() as url:
+        client = route53_client(url)
+        zone = client.create_hosted_zone(Name="z.example.", CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
+        done: list[int] = []
+
+        def slow_batch(number: int) -> None:
+            done.append(number)
+            time.sleep(1.2)  # a throttled batch: the renewal is now older than half the TTL
+
+        backend = Route53Backend(client, zone, layout, budget=ApiBudget.route53(1000, 100_000, 100_000), after_batch=slow_batch)
+        backend.guard = a.valid
+        with pytest.raises(BackendError, match="no longer holds the lease"):
+            backend.apply(Changes(creates=tuple(Change("CREATE", r) for r in records)), ApplyStats())
+        assert done == [1]  # one batch written, then nothing
+        names = {r["Name"] for page in client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone)
+                 for r in page["ResourceRecordSets"] if r["Type"] == "A"}
+        assert 0 < len(names) < len(records)
+

@@ -153,7 +153,8 @@ def test_policy_validators_reject_each_seeded_violation_and_accept_the_clean_sta
     # Singapore edge's address for ap-southeast-1 (a center the EEA rule forbids).
     fleet = next(r for r in resources if r.type == "pulumi-python:dynamic:Resource" and isinstance(r.inputs.get("records"), dict))
     records = dict(fleet.inputs["records"])
-    leaf = next(k for k in records if k.startswith(f"de-eu-central-1.cc.{topo.zone}."))
+    # Germany's chosen path: its weighted records (under de.cc when its rule allows one center, else its chain's leaf).
+    leaf = next(k for k in records if records[k].get("weight") is not None and k.split(".")[0] in ("de", "de-eu-central-1"))
     russian = next(e for e in topo.edges if e.country == "RU").address_for("eu-central-1")
     singapore = next(e for e in topo.edges if e.country in ("SG", "JP")).address_for("ap-southeast-1")
     records[leaf] = {**records[leaf], "values": [russian, singapore]}

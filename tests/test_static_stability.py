@@ -208,3 +208,24 @@ def test_every_possible_answer_of_the_live_zone_is_allowed(live_prod_zone: Any) 
         for address in sim.resolve(PROD.service_name, Client(code, country.continent)).addresses:
             _edge, center = PROD.path_by_address[address]
             assert PROD.residency.allows(code, center), (code, center)
+
+
+def test_a_country_gaining_a_second_center_loses_its_weighted_records_before_its_chain_is_written() -> None:
+    """Route 53 refuses non-failover records beside failover ones under one name and type (moto does not):
+    when a rule change turns `<cc>.cc` from weighted records into a failover chain, the weighted ones are
+    deleted first, whatever their set identifiers."""
+    from globalaccel.dns.plan import Change, Changes
+    from globalaccel.dns.route53 import order_changes
+    from globalaccel.dns.route53_compile import layout_for
+
+    layout = layout_for(PROD)
+    cc = layout.country_name("ae")
+    old = [Record(cc, "A", (f"198.18.0.{i}",), 60, set_id=f"AE-me-central-1-e{i}", weight=1) for i in range(3)]
+    new = [Record(cc, "A", (), None, set_id="AE-0-PRIMARY", alias=layout.path_name("ae", "me-central-1"), health_check="me-central-1",
+                  evaluate_target_health=True, failover="PRIMARY"),
+           Record(cc, "A", (), None, set_id="AE-0-SECONDARY", alias=layout.path_name("ae", "eu-central-1"),
+                  health_check="eu-central-1", evaluate_target_health=True, failover="SECONDARY")]
+    ordered = order_changes(Changes(creates=tuple(Change("CREATE", r) for r in new), deletes=tuple(Change("DELETE", r) for r in old)),
+                            layout)
+    first_failover = next(i for i, c in enumerate(ordered) if c.record.failover)
+    assert all(i < first_failover for i, c in enumerate(ordered) if c.action == "DELETE")

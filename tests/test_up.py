@@ -453,3 +453,42 @@ def test_a_dated_rule_applies_itself_on_its_day(tmp_path: Path) -> None:
     entries, problems = verify_chain(tmp_path / "state" / "decisions.jsonl")
     assert problems == [] and [e["rules_as_of"] for e in entries] == ["2026-11-30", "2026-12-01"]  # the switch is logged
     loop.lease.release()
+
+
+def test_withdrawing_service_on_unknown_health_is_held_until_a_quorum_sees_the_center_down(tmp_path: Path) -> None:
+    """Unknown is not down. eu-central-1's probe paths stop reporting (a prober partitioned, a stall):
+    the new table would take Belarus and Azerbaijan (strict, eu-central-1 only) off the air, and with no
+    vantage having seen the center down that withdrawal is held, the old answers kept. Once a quorum of
+    vantages see it down, the same withdrawal is published: strict countries still fail closed."""
+    from globalaccel.app.up import emulated_paths
+    from globalaccel.control.loop import ControlLoop
+    from globalaccel.control.state import FileLease
+    from globalaccel.dns.backend import OwnedZone
+    from globalaccel.dns.embedded import DnsResponder
+    from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
+
+    responder = DnsResponder(empty_snapshot(DEV, "127.0.0.1"))
+    zone = OwnedZone(EmbeddedBackend(DEV, responder))
+    loop = ControlLoop(DEV, zone, tmp_path / "s", FileLease(tmp_path / "s"), max_withdraw_share=0.0)
+    for t in (0.1, 0.2, 0.3):
+        for path in emulated_paths(DEV, 1):
+            loop.record(path, 10.0, t)
+    assert loop.cycle(now=1.0).published
+    served = dict(responder.snapshot.answers)
+    assert "BY" in str(served)
+    others = [p for p in emulated_paths(DEV, 1) if p.target != "eu-central-1"]
+    for t in (200.0, 201.0, 202.0):
+        for path in others:
+            loop.record(path, 10.0, t)
+    held = loop.cycle(now=203.0)
+    assert "BY" in held.fail_closed and not held.published, held
+    assert held.error is not None and "without a quorum of vantages" in held.error
+    assert responder.snapshot.answers == served
+    down = [p for p in emulated_paths(DEV, 1) if p.target == "eu-central-1"]
+    for t in (204.0, 205.0, 206.0):
+        for path in others:
+            loop.record(path, 10.0, t)
+        for path in down:
+            loop.record(path, None, t)
+    seen = loop.cycle(now=207.0)
+    assert seen.published and "BY" in seen.fail_closed, seen

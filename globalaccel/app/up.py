@@ -71,6 +71,15 @@ def make_lease(settings: LoopSettings, state_dir: Path) -> Lease:
 
         lease = settings.lease
         return KubernetesLease.in_cluster(lease.namespace, lease.name, lease.identity or socket.gethostname())
+    if settings.lease.kind == "etcd":
+        from globalaccel.control.etcd_lease import EtcdLease
+
+        lease = settings.lease
+        if not lease.etcd_endpoints:
+            raise UsageError("--lease etcd needs --etcd-endpoints URL[,URL...]")
+        endpoints = [u.strip() for u in lease.etcd_endpoints.split(",") if u.strip()]
+        key = f"/globalaccel/{lease.namespace}/{lease.name}"
+        return EtcdLease(endpoints, key, lease.identity or socket.gethostname(), ttl_s=lease.ttl_s)
     return FileLease(state_dir)
 
 
@@ -112,7 +121,7 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
     backend = open_backend(topology, backend_settings, responder, dry_run=options.dry_run)  # a dry run creates no zone
     loop = ControlLoop(topology, backend, state_dir, make_lease(options, state_dir), metrics,
                        health_settings=health_settings(topology, options), dry_run=options.dry_run,
-                       min_fresh_share=options.min_fresh_share)
+                       min_fresh_share=options.min_fresh_share, max_withdraw_share=options.max_withdraw_share)
     world = start_world(topology, options, stacks_dir) if options.local else None
     serve_dns = backend.name == "embedded"
     server = EmbeddedDnsServer(responder, options.dns_host, options.dns_port)

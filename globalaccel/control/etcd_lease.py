@@ -9,9 +9,9 @@ of one region) holds one key, `<prefix>/<stack>/leader`. Consensus is etcd's (Ra
 - expiry: etcd deletes the key when the lease is not renewed for `ttl_s`; only then can another
   instance's create succeed, so two holders never overlap on etcd's clock;
 - a holder that cannot reach a quorum of members stops: `acquire` returns False as soon as a renewal
-  fails, and a renewal older than half the TTL never counts as held (the loop asks every cycle, before it
-  publishes), so it stops writing within one interval while the lease it lost still has at least half its
-  TTL to run before anyone else can take it.
+  fails (the loop asks every cycle), and `valid()` (a renewal younger than half the TTL) is asked again
+  before every change batch of a publish (Route53Backend.guard), so a publish that outlives its lease
+  stops while the lease it lost still has at least half its TTL to run before anyone else can take it.
 
 It speaks etcd's v3 JSON gateway (HTTP, what `etcd` 3.4 serves on its client URLs), with the standard
 library only; endpoints are tried in order, so losing the member of one's own center is not losing the lease.
@@ -39,7 +39,9 @@ class EtcdUnavailable(Exception):
 
 class EtcdLease:
     def __init__(self, endpoints: Sequence[str], key: str, identity: str, ttl_s: int = 15, timeout_s: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = lambda: time.clock_gettime(time.CLOCK_BOOTTIME)) -> None:
+        # CLOCK_BOOTTIME, not monotonic: it keeps counting through a host suspend or VM freeze, so a renewal
+        # from before one never looks fresh after it.
         if not endpoints:
             raise ValueError("an etcd lease needs at least one endpoint")
         self.endpoints = [e.rstrip("/") for e in endpoints]

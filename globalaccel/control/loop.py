@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,9 +22,9 @@ from globalaccel.control.metrics import LoopMetrics
 from globalaccel.control.state import StateStore
 from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.latency import LatencyModel
-from globalaccel.measure.health import tracker_for
+from globalaccel.measure.health import DOWN, tracker_for
 from globalaccel.measure.prober import ProbePath
-from globalaccel.routing import Health, Router, RouterState, RoutingTable
+from globalaccel.routing import CellRoute, Health, Router, RouterState, RoutingTable
 from globalaccel.settings import HealthSettings
 from globalaccel.topology import Topology
 from globalaccel.verify import RESIDENCY_KINDS, verify_table
@@ -63,6 +63,7 @@ class ControlLoop:
         health_settings: HealthSettings | None = None,
         dry_run: bool = False,
         min_fresh_share: float = 0.5,
+        max_withdraw_share: float = 0.25,
         clock: Callable[[], float] = time.time,
         today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),  # the day rules are resolved for
     ) -> None:
@@ -72,6 +73,8 @@ class ControlLoop:
         self.metrics = metrics or LoopMetrics()
         self.dry_run = dry_run
         self.min_fresh_share = min_fresh_share
+        self.max_withdraw_share = max_withdraw_share
+        self._served: dict[str, CellRoute] = {}  # what the backend serves: the last table this instance published
         self.clock = clock
         self.today = today
         self._rules_switched = False
@@ -142,12 +145,22 @@ class ControlLoop:
             # and a table computed from nothing would withdraw the world. The last published answers stay.
             error = (f"holding: {fresh:.0%} of probe paths have fresh results (publishing needs {self.min_fresh_share:.0%}); "
                      "the last published answers stay")
+        elif leader and not self.dry_run and (table_changed or not self._published) and (
+                blast := self._uncorroborated_withdrawal(table, verdict.states)) > self.max_withdraw_share:
+            # Unknown is not down: a table that takes service away from more than this share of demand goes out
+            # only where a quorum of vantages saw the lost center (or every lost edge) down; otherwise it is held.
+            error = (f"holding: the new table withdraws {blast:.0%} of served demand without a quorum of vantages seeing "
+                     f"its centers or edges down (more than {self.max_withdraw_share:.0%} needs one); the last answers stay")
         elif leader and not self.dry_run and (table_changed or not self._published):
             apply_start = time.perf_counter()
+            inner = self.backend.backend
+            if hasattr(inner, "guard"):  # a multi-batch backend re-checks the lease before each batch
+                inner.guard = getattr(self.lease, "valid", None)
             try:
                 head = (self.log.length, self.log.last_hash) if self.log.length else None
                 result = publish(self.backend, Answers.from_table(table, self.topology), head)
                 published = True
+                self._served = dict(table.routes)
                 self.metrics.dns_requests.labels(self.backend.name).inc(result.stats.requests)
             except Exception as exc:  # the loop survives a failing backend and retries next cycle
                 error = f"{self.backend.name}: {exc}"
@@ -165,6 +178,21 @@ class ControlLoop:
         self._export(report, verdict.suppressed, now, leader, changed)
         self.last_report, self.cycles, self.last_cycle_at = report, self.cycles + 1, time.time()
         return report
+
+    def _uncorroborated_withdrawal(self, table: RoutingTable, states: Mapping[str, str]) -> float:
+        """Share of all demand that the published table serves, the new one does not, and no quorum of
+        vantages explains: the cell's published center is not DOWN and neither is every edge it was given."""
+        demand = {c.id: c.demand for c in self.topology.cells}
+        total = sum(demand.values()) or 1.0
+        lost = 0.0
+        for cid, route in table.routes.items():
+            was = self._served.get(cid)
+            if route.center is not None or was is None or was.center is None:
+                continue
+            explained = states.get(was.center) == DOWN or (was.edge_ids and all(states.get(e) == DOWN for e in was.edge_ids))
+            if not explained:
+                lost += demand.get(cid, 0.0)
+        return lost / total
 
     # ---- persistence ------------------------------------------------------------------------------
     def _save(self, now: float) -> None:

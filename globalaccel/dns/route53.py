@@ -113,10 +113,18 @@ def order_changes(changes: Changes, layout: Route53Layout) -> list[Change]:
     as_upserts = [Change("UPSERT", c.record) for c in changes.creates] + list(changes.updates)
     upserts = sorted(as_upserts, key=lambda c: (layout.depth(c.record.name), c.record.key))
     written = {c.record.key for c in as_upserts}
-    # A record whose routing policy changes is planned as DELETE old + CREATE new under the same key:
-    # that delete must come first, or the upsert would meet (and Route 53 reject) the old policy.
-    making_room = sorted((c for c in changes.deletes if c.record.key in written), key=lambda c: c.record.key)
-    deletes = sorted((c for c in changes.deletes if c.record.key not in written),
+    policy_at = {(c.record.name, c.record.type): c.record.policy for c in as_upserts}
+
+    def in_the_way(c: Change) -> bool:
+        # A record whose routing policy changes is planned as DELETE old + CREATE new under the same key, and a
+        # name that changes policy (a country's weighted records giving way to its failover chain, when its rule
+        # comes to allow a second center) must lose its old records first: Route 53 rejects records of another
+        # policy beside failover ones under one name and type. Those deletes come first.
+        new = policy_at.get((c.record.name, c.record.type))
+        return c.record.key in written or (new is not None and new != c.record.policy)
+
+    making_room = sorted((c for c in changes.deletes if in_the_way(c)), key=lambda c: c.record.key)
+    deletes = sorted((c for c in changes.deletes if not in_the_way(c)),
                      key=lambda c: (-layout.depth(c.record.name), c.record.key))
     return making_room + upserts + deletes
 
@@ -171,6 +179,9 @@ class Route53Backend:
         self.health_checks = dict(health_checks or {})
         self._center_of_check = {v: k for k, v in self.health_checks.items()}
         self._ids_in_zone: set[str] = set()
+        # Asked before every change batch: False stops the apply (a controller that lost its lease mid-publish
+        # must not go on writing while another holds it; Route 53 has no fencing token to refuse it for us).
+        self.guard: Callable[[], bool] | None = None
 
     @property
     def ownership(self) -> Route53Layout:
@@ -256,6 +267,8 @@ class Route53Backend:
         if self.zone_id is None:
             raise BackendError(f"hosted zone {self.layout.zone} does not exist; nothing can be applied to it")
         for number, batch in enumerate(batches(order_changes(changes, self.layout)), start=1):
+            if self.guard is not None and not self.guard():
+                raise BackendError(f"stopped before change batch {number}: this controller no longer holds the lease")
             validate_batch(batch)
             tokens = sum(c.tokens for c in batch)
             body = {"Changes": [{"Action": c.action, "ResourceRecordSet": to_route53(self._to_zone(c.record), self.zone_id)}
