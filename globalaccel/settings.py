@@ -32,6 +32,17 @@ def setting(default: Any, help: str, *, flag: str | None = None, lo: float | Non
                                             "in_stack": in_stack, "cli": cli})
 
 
+def center_pairs(items: tuple[str, ...], flag: str, form: str) -> dict[str, str]:
+    """Repeated CENTER=VALUE settings as a mapping; a malformed one is named with its flag."""
+    out: dict[str, str] = {}
+    for item in items:
+        center, sep, value = item.partition("=")
+        if not sep or not center or not value:
+            raise UsageError(f"{flag} takes {form}, got {item!r}")
+        out[center] = value
+    return out
+
+
 @dataclass(frozen=True)
 class HysteresisSettings:
     absolute_ms: float = setting(5.0, "a new route must beat the current one by at least this much ...", lo=0, hi=1000)
@@ -96,13 +107,7 @@ class BackendSettings:
 
     @property
     def health_check_ids(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for item in self.health_checks:
-            center, sep, check = item.partition("=")
-            if not sep or not center or not check:
-                raise UsageError(f"--health-check takes CENTER=ID, got {item!r}")
-            out[center] = check
-        return out
+        return center_pairs(self.health_checks, "--health-check", "CENTER=ID")
 
 
 @dataclass(frozen=True)
@@ -147,13 +152,7 @@ class LoopSettings:
 
     @property
     def peer_urls(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for item in self.peers:
-            center, sep, url = item.partition("=")
-            if not sep or not center or not url:
-                raise UsageError(f"--peer takes CENTER=URL, got {item!r}")
-            out[center] = url
-        return out
+        return center_pairs(self.peers, "--peer", "CENTER=URL")
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,8 @@ def fleet_answers_obey_residency(resources: Sequence[Resource], topology: Topolo
             name = str(key).split(" ")[0]
             if not name.endswith(suffix) or not isinstance(entry, dict):
                 continue
-            country = name[: -len(suffix)].upper()
+            # <cc>.cc, <cc>-<center>.cc (a failover leg's path), <cc>-fallback-<n>.cc: ISO codes hold no '-'.
+            country = name[: -len(suffix)].split("-")[0].upper()
             for address in entry.get("values") or []:
                 path = paths.get(str(address))
                 if path is None:
