@@ -84,10 +84,18 @@ def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[provider_pb2_grpc.Re
             proc.wait(10)
 
 
-def _fleet_props(resources: list[Any], zone_id: str) -> dict[str, Any]:
+def _fleet_props(resources: list[Any], zone_id: str, client: Any) -> dict[str, Any]:
+    """The fleet's inputs as the engine passes them, the centers' health checks created in moto (the
+    program's HealthCheck resources would be; their ids are unknown under mocks)."""
+    from globalaccel.dns.health_checks import ensure_center_checks
+    from globalaccel.topology import load_stack
+    from tests.conftest import STACKS
+
     fleet = next(r for r in resources if r.type == "pulumi-python:dynamic:Resource")
     props = {k: v for k, v in fleet.inputs.items() if k != "__provider"}
-    return {**props, "zone_id": zone_id, "__provider": serialize_provider(EdgeRecordsProvider())}
+    dev = load_stack("dev", STACKS)
+    checks = ensure_center_checks(client, dev.stack, dev.centers, 443)
+    return {**props, "zone_id": zone_id, "health_checks": checks, "__provider": serialize_provider(EdgeRecordsProvider())}
 
 
 def _owned(client: Any, zone_id: str) -> dict[tuple[str, str, str], Any]:
@@ -114,7 +122,7 @@ def test_fleet_lifecycle_through_the_engines_host(host: tuple[provider_pb2_grpc.
     client = route53_client(url)
     zone_id = client.create_hosted_zone(Name="dev.accel.example.net", CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
     zone_id = zone_id.split("/")[-1]
-    props = _fleet_props(dev_resources, zone_id)
+    props = _fleet_props(dev_resources, zone_id, client)
     urn = "urn:pulumi:dev::global-accel::pulumi-python:dynamic:Resource::edges-records"
     created = stub.Create(provider_pb2.CreateRequest(urn=urn, properties=_struct(props)))
     outs = _plain(created.properties)
@@ -164,7 +172,7 @@ def test_a_create_that_fails_half_way_is_finished_by_the_next(host: tuple[provid
     client = route53_client(url)
     zone_id = client.create_hosted_zone(Name="dev.accel.example.net", CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
     zone_id = zone_id.split("/")[-1]
-    props = _fleet_props(dev_resources, zone_id)
+    props = _fleet_props(dev_resources, zone_id, client)
     records = json.loads(json.dumps(props["records"]))
     # Enough records for several batches (TTL-only copies of the leaves, still inside the zone).
     for i in range(400):
