@@ -195,11 +195,6 @@ class Route53Backend:
             raise BackendError("this Route 53 backend was opened without a topology; open it with globalaccel.dns.factory")
         records = compile_route53(self.topology, answers)
         validate_records(records, self.layout.zone, self.topology.countries)
-        unchecked = sorted({r.health_check for r in records if r.health_check and r.health_check not in self.health_checks})
-        if unchecked:
-            raise BackendError(f"no Route 53 health check id for center(s) {', '.join(unchecked)}: the failover records "
-                               "need one per center (pulumi up creates them; pass --health-check CENTER=ID, or "
-                               "--create-zone to create them with the zone)")
         return records
 
     def add_health_checks(self, checks: Mapping[str, str]) -> None:
@@ -266,6 +261,13 @@ class Route53Backend:
     def apply(self, changes: Changes, stats: ApplyStats) -> None:
         if self.zone_id is None:
             raise BackendError(f"hosted zone {self.layout.zone} does not exist; nothing can be applied to it")
+        writes = [c.record for c in changes.all if c.action != "DELETE"]
+        unchecked = sorted({r.health_check for r in writes if r.health_check and r.health_check not in self.health_checks
+                            and r.health_check not in self._ids_in_zone})
+        if unchecked:  # refused before the first batch: nothing is written
+            raise BackendError(f"no Route 53 health check id for center(s) {', '.join(unchecked)}: the failover records "
+                               "need one per center (pulumi up creates them; pass --health-check CENTER=ID, or "
+                               "--create-zone to create them with the zone); nothing was written")
         for number, batch in enumerate(batches(order_changes(changes, self.layout)), start=1):
             if self.guard is not None and not self.guard():
                 raise BackendError(f"stopped before change batch {number}: this controller no longer holds the lease")
