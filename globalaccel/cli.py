@@ -59,6 +59,13 @@ def cmd_dns_serve(args: argparse.Namespace) -> int:
     from globalaccel.dns.serve import serve_stack
 
     topology = load_stack(args.stack, args.stacks_dir)
+    if args.zone_file is not None or args.center is not None:
+        from globalaccel.dns.serve import serve_center
+
+        if args.zone_file is None or args.center is None:
+            raise UsageError("a center's server takes both --center and --zone-file")
+        return serve_center(topology, args.center, args.zone_file, args.host, args.port, args.emulated_port, args.local_country,
+                            args.duration)
     return serve_stack(topology, args.host, args.port, args.local_country, args.duration, cache=not args.no_cache)
 
 
@@ -168,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     dserve.add_argument("--local-country", help="country for clients on loopback/private addresses (default: none, so no answer)")
     dserve.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     dserve.add_argument("--no-cache", action="store_true", help="answer every query from scratch (diagnostics, benchmarks)")
+    dserve.add_argument("--center", help="serve as this center's authoritative server, failing over by its own health view")
+    dserve.add_argument("--zone-file", type=Path, help="the zone the controller publishes (state/<stack>/published-zone.json)")
+    dserve.add_argument("--emulated-port", type=int, help="probe the emulated world's centers on this port (local runs)")
     dserve.set_defaults(func=cmd_dns_serve)
 
     up = sub.add_parser("up", help="the main job: probe, route, serve DNS and metrics (--local: emulated world on loopback)")

@@ -19,7 +19,7 @@ from globalaccel.control.loop import ControlLoop, CycleReport, Lease
 from globalaccel.control.metrics import LoopMetrics
 from globalaccel.control.state import FileLease
 from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer
-from globalaccel.dns.embedded_backend import empty_snapshot
+from globalaccel.dns.embedded_backend import ZONE_FILE, EmbeddedBackend, empty_snapshot
 from globalaccel.dns.factory import open_backend
 from globalaccel.emulated.world import center_address, down_centers, edge_address
 from globalaccel.errors import UsageError
@@ -119,6 +119,10 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
     responder = DnsResponder(empty_snapshot(topology, options.dns_host))  # fail closed until the first measured table
     backend_settings = dataclasses.replace(options.backend, kind="embedded") if options.local else options.backend
     backend = open_backend(topology, backend_settings, responder, dry_run=options.dry_run)  # a dry run creates no zone
+    if isinstance(backend.backend, EmbeddedBackend):
+        # What the authoritative servers in the other centers answer from (`dns serve --zone-file`).
+        state_dir.mkdir(parents=True, exist_ok=True)
+        backend.backend.zone_file = state_dir / ZONE_FILE
     loop = ControlLoop(topology, backend, state_dir, make_lease(options, state_dir), metrics,
                        health_settings=health_settings(topology, options), dry_run=options.dry_run,
                        min_fresh_share=options.min_fresh_share, max_withdraw_share=options.max_withdraw_share)

@@ -50,6 +50,9 @@ class ZoneSnapshot:
     ttl: int = 60
     serial: int = 1
     table_hash: str = ""
+    # country -> its failover chain, (center, addresses) in order, the chosen center first: a server that
+    # sees a center down answers with the next path whose center it sees up (every one allowed by the rule).
+    paths: Mapping[str, tuple[tuple[str, tuple[str, ...]], ...]] = field(default_factory=dict)
 
     @property
     def names(self) -> frozenset[dns.name.Name]:
@@ -107,6 +110,14 @@ class DnsResponder:
         self._cache: dict[tuple[bytes, bool, str | None], tuple[bytes, str]] = {}
         self.cache_enabled = True
         self._kind = ""
+        self._down: frozenset[str] = frozenset()  # centers this server's own health view sees down
+
+    def set_centers_down(self, down: frozenset[str]) -> None:
+        """This server's own view of center health (globalaccel.dns.center_watch): countries whose chosen
+        center it sees down are answered through the next center of their chain, with no controller."""
+        if down != self._down:
+            self._cache = {}
+            self._down = down
 
     @property
     def snapshot(self) -> ZoneSnapshot:
@@ -211,6 +222,11 @@ class DnsResponder:
             return dns.rrset.from_text(qname, snap.ttl, "IN", "A", snap.ns_address) if qtype == dns.rdatatype.A else None
         if qname == snap.service and qtype == dns.rdatatype.A and country is not None:
             addresses = snap.answers.get(country)
+            chain = snap.paths.get(country, ())
+            if addresses and self._down and chain:
+                # The first path through a center this server sees up; none: the chosen one (fail static: every
+                # path of the chain is lawful, and a dead center's edges forward nowhere else).
+                addresses = next((a for center, a in chain if center not in self._down), addresses)
             if addresses:
                 return dns.rrset.from_text_list(qname, snap.ttl, "IN", "A", list(addresses))
         return None

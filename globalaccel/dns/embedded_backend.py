@@ -9,7 +9,11 @@ no record, so they get NODATA.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import dns.name
 
@@ -22,6 +26,9 @@ from globalaccel.dns.records import Geo, Record, fqdn
 from globalaccel.topology import Topology
 
 TABLE_LABEL = "_globalaccel-table"
+
+
+ZONE_FILE = "published-zone.json"  # in the loop's state folder
 
 
 def ownership_for(topology: Topology) -> ZoneOwnership:
@@ -37,6 +44,7 @@ class EmbeddedBackend:
         self.ttl = ttl
         self.ownership = ownership_for(topology)
         self._live: dict[tuple[str, str, str], Record] = {}
+        self.zone_file: Path | None = None  # also publish the zone here, for the per-center servers (`dns serve --zone-file`)
 
     @property
     def table_name(self) -> str:
@@ -50,7 +58,11 @@ class EmbeddedBackend:
     def render(self, answers: Answers) -> list[Record]:
         records = [Record(self.table_name, "TXT", (f'"generation={answers.generation} hash={answers.table_hash}"',), self.ttl)]
         for code, served in answers.served_countries():
-            records.append(Record(self.ownership.service, "A", served.addresses, self.ttl, set_id=code, geo=Geo(country=code)))
+            # The chosen path under the country's own set id, then its failover chain (`<CC>/<n>`), each naming
+            # its center: what a server in every center answers from when its own health view sees one down.
+            for n, path in enumerate(served.paths):
+                records.append(Record(self.ownership.service, "A", path.addresses, self.ttl, set_id=code if n == 0 else f"{code}/{n}",
+                                      geo=Geo(country=code), region=path.center))
         return records
 
     def records(self) -> list[Record]:
@@ -64,7 +76,10 @@ class EmbeddedBackend:
         for change in changes.all:
             if change.action != "DELETE":
                 live[change.record.key] = change.record
-        self.responder.swap(snapshot_from_records(self.topology, live.values(), self.responder.snapshot.ns_address, self.ttl))
+        snap = snapshot_from_records(self.topology, live.values(), self.responder.snapshot.ns_address, self.ttl)
+        self.responder.swap(snap)
+        if self.zone_file is not None:  # the servers in the other centers answer from this
+            write_zone_file(self.zone_file, snap)
         self._live = live  # only once the server serves it
         stats.requests += 1
         stats.batches.append(len(changes))
@@ -80,22 +95,50 @@ def snapshot_from_records(topology: Topology, records: Iterable[Record], ns_addr
     """The immutable snapshot the server answers from, built from the backend's records only."""
     ours = ownership_for(topology)
     answers: dict[str, tuple[str, ...]] = {}
+    chains: dict[str, list[tuple[int, str, tuple[str, ...]]]] = {}
     serial, table_hash = 1, ""
     for record in records:
         if record.name == ours.service and record.geo is not None and record.geo.country:
-            answers[record.geo.country] = record.values
+            code = record.geo.country
+            _, _, n = (record.set_id or code).partition("/")
+            if not n:
+                answers[code] = record.values
+            chains.setdefault(code, []).append((int(n or 0), record.region or "", record.values))
         elif record.name.startswith(TABLE_LABEL + ".") and record.values:
             fields = dict(part.split("=", 1) for part in record.values[0].strip('"').split())
             serial, table_hash = max(1, int(fields.get("generation", "1"))), fields.get("hash", "")
     origin = dns.name.from_text(topology.zone)
+    paths = {code: tuple((center, values) for _, center, values in sorted(chain)) for code, chain in chains.items() if code in answers}
     return ZoneSnapshot(origin, dns.name.from_text(topology.service_name), dns.name.from_text("ns1", origin), ns_address,
-                        answers, ttl, serial=serial, table_hash=table_hash)
+                        answers, ttl, serial=serial, table_hash=table_hash, paths=paths)
 
 
 def snapshot_for(topology: Topology, answers: Answers, ns_address: str = "127.0.0.1") -> ZoneSnapshot:
     """What the embedded backend serves for `answers`: the same render as a publish, without a server."""
     backend = EmbeddedBackend(topology, DnsResponder(empty_snapshot(topology, ns_address)))
     return snapshot_from_records(topology, backend.render(answers), ns_address, backend.ttl)
+
+
+def snapshot_to_json(snap: ZoneSnapshot) -> dict[str, object]:
+    return {"origin": snap.origin.to_text(), "service": snap.service.to_text(), "ns_host": snap.ns_host.to_text(),
+            "ns_address": snap.ns_address, "answers": {k: list(v) for k, v in snap.answers.items()}, "ttl": snap.ttl,
+            "serial": snap.serial, "table_hash": snap.table_hash,
+            "paths": {k: [[c, list(a)] for c, a in v] for k, v in snap.paths.items()}}
+
+
+def snapshot_from_json(data: dict[str, Any]) -> ZoneSnapshot:
+    return ZoneSnapshot(dns.name.from_text(data["origin"]), dns.name.from_text(data["service"]), dns.name.from_text(data["ns_host"]),
+                        str(data["ns_address"]), {k: tuple(v) for k, v in data["answers"].items()}, int(data["ttl"]),
+                        int(data["serial"]), str(data["table_hash"]),
+                        {k: tuple((str(c), tuple(a)) for c, a in v) for k, v in data.get("paths", {}).items()})
+
+
+def write_zone_file(path: Path, snap: ZoneSnapshot) -> None:
+    """The published zone for the servers in every center: written whole, then renamed, so a reader never
+    sees half a table."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(snapshot_to_json(snap), sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def empty_snapshot(topology: Topology, ns_address: str) -> ZoneSnapshot:

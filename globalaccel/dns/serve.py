@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+from pathlib import Path
 
 from globalaccel.answers import Answers
 from globalaccel.dns.backend import OwnedZone, publish
+from globalaccel.dns.center_watch import CenterWatch
 from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer
-from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
+from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot, snapshot_from_json
+from globalaccel.emulated.world import center_address
+from globalaccel.errors import UsageError
 from globalaccel.routing.summary import compute_table
 from globalaccel.stopping import stop_event, wait_until_stopped
 from globalaccel.topology import Topology
@@ -34,4 +40,50 @@ async def _serve(topology: Topology, host: str, port: int, local_country: str | 
 
 def serve_stack(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None, cache: bool = True) -> int:
     asyncio.run(_serve(topology, host, port, local_country, duration, cache))
+    return 0
+
+
+async def _serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int, emulated_port: int | None,
+                        local_country: str | None, duration: float | None) -> None:
+    """An authoritative server in one center: the zone the controller last published (re-read when the file
+    changes, kept when it cannot be read), answered through this server's own view of center health."""
+    if center not in topology.center_by_id:
+        raise UsageError(f"--center {center!r} is not a center of stack {topology.stack} ({', '.join(topology.center_ids)})")
+    responder = DnsResponder(empty_snapshot(topology, host), local_country=local_country)
+    if emulated_port is not None:  # the emulated world: center j listens on its loopback address; we probe from ours
+        targets = {c.id: (center_address(j), emulated_port) for j, c in enumerate(topology.centers)}
+        source: str | None = center_address(topology.center_ids.index(center))
+    else:
+        targets = {c.id: (c.address, topology.probe.port) for c in topology.centers}
+        source = None
+    watch = CenterWatch.for_responder(responder, targets, source=source)
+    server = EmbeddedDnsServer(responder, host, port)
+    await server.start()
+    print(f"serving {topology.zone} from {zone_file} in {center} on {host}:{server.port}", flush=True)
+    watch.start()
+    stop = stop_event()
+    seen: float | None = None
+
+    async def follow() -> None:
+        nonlocal seen
+        while True:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                mtime = zone_file.stat().st_mtime
+                if mtime != seen:
+                    responder.swap(snapshot_from_json(json.loads(zone_file.read_text(encoding="utf-8"))))
+                    seen = mtime
+            await asyncio.sleep(0.2)
+
+    follower = asyncio.create_task(follow())
+    try:
+        await wait_until_stopped(stop, duration)
+    finally:
+        follower.cancel()
+        await watch.stop()
+        await server.stop()
+
+
+def serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int, emulated_port: int | None,
+                 local_country: str | None, duration: float | None) -> int:
+    asyncio.run(_serve_center(topology, center, zone_file, host, port, emulated_port, local_country, duration))
     return 0

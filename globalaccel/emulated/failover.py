@@ -1,0 +1,191 @@
+"""A self-hosted data plane without its controller, on loopback: the emulated world, and an authoritative
+server per center (`globalaccel dns serve --center`, each its own process) answering from the zone the
+controller last published and its own view of center health. Used by the failover benchmark and its test.
+
+The controller never runs here: everything after the zone file is written happens in the data plane.
+A client in each country asks every live server with ECS (its country's network); each answered address
+names its edge and the center the edge forwards to (the catalog), which is how the view is judged.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.edns
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from globalaccel.answers import Answers, Served
+from globalaccel.dns.backend import OwnedZone, publish
+from globalaccel.dns.embedded import DnsResponder
+from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
+from globalaccel.routing.summary import compute_table
+from globalaccel.topology import Topology
+
+
+def server_address(index: int) -> str:
+    return f"127.0.53.{index + 1}"
+
+
+@dataclass
+class DataPlane:
+    topology: Topology
+    answers: Answers
+    world_port: int
+    control_port: int
+    dns_port: int
+    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    networks: dict[str, str] = field(default_factory=dict)  # country -> an ECS network located in it
+
+    def fault(self, item: dict[str, str]) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}/faults", data=json.dumps(item).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
+    def ask(self, center: str, country: str) -> set[str]:
+        """The A answers a client of `country` gets from `center`'s server (empty on no answer or no reply)."""
+        query = dns.message.make_query(self.topology.service_name, dns.rdatatype.A)
+        query.use_edns(0, options=[dns.edns.ECSOption.from_text(self.networks[country])])
+        try:
+            reply = dns.query.udp(query, server_address(self.topology.center_ids.index(center)), port=self.dns_port, timeout=1.0)
+        except (dns.exception.Timeout, OSError):
+            return set()
+        return {r.address for rrset in reply.answer for r in rrset}
+
+    def centers_answered(self, center: str, country: str) -> set[str]:
+        return self.judge(center, country)[0]
+
+    def judge(self, server: str, country: str) -> tuple[set[str], list[str]]:
+        """One query: the centers the answers lead to, and any answer outside the country's allowed paths."""
+        out = []
+        centers = set()
+        residency = self.topology.residency
+        for address in self.ask(server, country):
+            path = self.topology.path_by_address.get(address)
+            if path is None:
+                out.append(f"{country} via {server}: {address} is no edge's")
+                continue
+            edge, center = path
+            centers.add(center)
+            if not residency.allows(country, center) or residency.edge_violation(country, edge.country, edge.role):
+                out.append(f"{country} via {server}: {address} -> {edge.id} -> {center}")
+        return centers, out
+
+    def expected(self, down: set[str]) -> dict[str, str]:
+        """Country -> the center it should be answered through with `down` centers lost: the first live center
+        of its chain; a country with none keeps its chosen (dead) path, which its edges forward nowhere else."""
+        out = {}
+        for code, decision in self.answers.served_countries():
+            if code not in self.networks:
+                continue
+            live = [p.center for p in decision.paths if p.center not in down]
+            out[code] = live[0] if live else decision.center
+        return out
+
+
+def start_world(topology: Topology, stacks_dir: Path, port: int, control_port: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "globalaccel.emulated.world", "--stack", topology.stack, "--stacks-dir", str(stacks_dir),
+                             "--port", str(port), "--control-port", str(control_port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line or not json.loads(line).get("ready"):
+        proc.kill()
+        raise RuntimeError("emulated world failed to start")
+    return proc
+
+
+def start_server(plane: DataPlane, center: str, zone_file: Path, stacks_dir: Path) -> subprocess.Popen[bytes]:
+    index = plane.topology.center_ids.index(center)
+    cli = Path(sys.executable).parent / "globalaccel"
+    proc = subprocess.Popen([str(cli), "dns", "serve", "--stack", plane.topology.stack, "--stacks-dir", str(stacks_dir), "--center", center,
+                             "--zone-file", str(zone_file), "--emulated-port", str(plane.world_port), "--host", server_address(index),
+                             "--port", str(plane.dns_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    plane.servers[center] = proc
+    return proc
+
+
+@contextmanager
+def data_plane(topology: Topology, stacks_dir: Path, zone_file: Path, networks: dict[str, str], ports: tuple[int, int, int],
+               chains: bool = True) -> Iterator[DataPlane]:
+    """World up, the all-healthy table published once to `zone_file` (without failover chains when
+    `chains` is off: the zone as published before them), a server started in every center."""
+    table, _ = compute_table(topology)
+    answers = Answers.from_table(table, topology)
+    backend = EmbeddedBackend(topology, DnsResponder(empty_snapshot(topology, "127.0.0.1")))
+    backend.zone_file = zone_file
+    publish(OwnedZone(backend), answers)
+    if not chains:
+        data = json.loads(zone_file.read_text())
+        data["paths"] = {}
+        zone_file.write_text(json.dumps(data))
+    world_port, control_port, dns_port = ports
+    world = start_world(topology, stacks_dir, world_port, control_port)
+    plane = DataPlane(topology, answers, world_port, control_port, dns_port, networks=networks)
+    try:
+        for center in topology.center_ids:
+            start_server(plane, center, zone_file, stacks_dir)
+        deadline = time.monotonic() + 60
+        probe_country = next(iter(plane.expected(set())))
+        for center in topology.center_ids:
+            while not plane.ask(center, probe_country):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the server in {center} did not answer within 60 s")
+                time.sleep(0.2)
+        yield plane
+    finally:
+        for proc in plane.servers.values():
+            proc.terminate()
+        for proc in plane.servers.values():
+            proc.wait(timeout=10)
+        world.terminate()
+        world.wait(timeout=10)
+
+
+def lose_center(plane: DataPlane, center: str, stacks_dir: Path, zone_file: Path,
+                timeout_s: float = 30.0) -> tuple[float | None, list[str]]:
+    """Kill `center` (its listener in the world and its DNS server) and measure, from the other servers,
+    seconds until every country with a live allowed center is answered through the first one of its chain;
+    every answer seen meanwhile is checked for residency. Restores the center afterwards."""
+    server = plane.servers.pop(center)
+    start = time.monotonic()
+    server.kill()
+    plane.fault({"kind": "center_down", "target": center})
+    expected = plane.expected({center})
+    survivors = [c for c in plane.topology.center_ids if c != center]
+    violations: list[str] = []
+    took: float | None = None
+    pending = {(s, code) for s in survivors for code in expected}
+    while time.monotonic() - start < timeout_s:
+        for s, code in sorted(pending):
+            centers, wrong = plane.judge(s, code)
+            violations += wrong
+            if centers == {expected[code]}:
+                pending.discard((s, code))
+        if not pending:
+            took = time.monotonic() - start
+            break
+        time.sleep(0.1)
+    server.wait(timeout=10)
+    plane.fault({"kind": "clear", "target": center})
+    start_server(plane, center, zone_file, stacks_dir)
+    back = plane.expected(set())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # every server back on the chosen centers before the next trial
+        if all(plane.centers_answered(s, code) == {back[code]} for s in plane.topology.center_ids for code in list(back)[:5]):
+            break
+        time.sleep(0.2)
+    return took, violations
+
+
+def served_countries(answers: Answers) -> list[str]:
+    return [code for code, d in answers.countries() if isinstance(d, Served)]

@@ -1,0 +1,46 @@
+"""Static stability, self-hosted: an authoritative server per center (its own process) keeps failing over
+with the controller gone. Real parts: the emulated world's center listeners (killed through its fault
+API), four `globalaccel dns serve --center` processes each probing the centers from its own address, and
+a DNS client asking them over UDP with ECS. No controller runs after the zone file is written once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from globalaccel.dns.embedded import locate_ip
+from globalaccel.emulated.failover import data_plane, lose_center
+from globalaccel.topology import load_stack
+from tests.conftest import STACKS
+from tests.services import free_port
+
+# Networks iptocc places in each country (from globalaccel.audit.sources.representative_networks).
+NETWORKS = {"DE": "109.192.8.0/24", "BY": "134.17.8.0/24", "US": "100.0.8.0/24", "FR": "109.0.8.0/24", "GB": "1.186.8.0/24",
+            "IN": "1.187.8.0/24", "SA": "109.82.8.0/24", "SG": "101.127.8.0/24", "BR": "139.82.8.0/24", "AE": "109.177.8.0/24"}
+
+
+def test_losing_a_center_fails_over_in_every_other_centers_server_without_the_controller(tmp_path: Path) -> None:
+    dev = load_stack("dev", STACKS)
+    for code, network in NETWORKS.items():
+        assert locate_ip(network.split("/")[0]) == code, code  # the servers will place them there
+    ports = (free_port(), free_port(), free_port())
+    with data_plane(dev, STACKS, tmp_path / "zone.json", NETWORKS, ports) as plane:
+        assert plane.centers_answered("us-east-1", "DE") == {"eu-central-1"}
+        assert plane.centers_answered("ap-southeast-1", "BY") == {"eu-central-1"}
+        took, violations = lose_center(plane, "eu-central-1", STACKS, tmp_path / "zone.json", timeout_s=30)
+        assert violations == []
+        # Every other server moved Germany (and France) to us-east-1, their chain's next center, and kept Belarus,
+        # with no other allowed center, on eu-central-1's path (dead; never another region). Detection takes at
+        # least two failed probes a second apart, so an instant "success" would be a broken measurement.
+        assert took is not None and 1.0 < took < 30, took
+        assert plane.expected({"eu-central-1"})["DE"] == "us-east-1" and plane.expected({"eu-central-1"})["BY"] == "eu-central-1"
+        assert plane.centers_answered("me-central-1", "DE") == {"eu-central-1"}  # back once the center is
+
+
+def test_the_zone_without_chains_never_fails_over(tmp_path: Path) -> None:
+    """Today's behaviour before the chains, measured the same way: the servers keep the dead center."""
+    dev = load_stack("dev", STACKS)
+    ports = (free_port(), free_port(), free_port())
+    networks = {k: NETWORKS[k] for k in ("DE", "FR")}
+    with data_plane(dev, STACKS, tmp_path / "zone.json", networks, ports, chains=False) as plane:
+        took, violations = lose_center(plane, "eu-central-1", STACKS, tmp_path / "zone.json", timeout_s=6)
+    assert took is None and violations == []
