@@ -54,7 +54,9 @@ stack_files = {str(Path(f).resolve().relative_to(stacks_dir)): Path(f).read_text
 centers = {
     c.id: CenterNode(c.id, CenterNodeArgs(center=c, stack=topology.stack, image=iac.image, kubeconfig=kubeconfig(c.id),
                                           peers={k: v for k, v in prober_urls.items() if k != c.id}, probe_port=topology.probe.port,
-                                          loop=topology.loop, stack_files=stack_files, allowed_account_ids=allowed_accounts))
+                                          loop=topology.loop, stack_files=stack_files, allowed_account_ids=allowed_accounts,
+                                          peer_key=config.get_secret("peerKey") if iac.example else config.require_secret("peerKey"),
+                                          zone_id=zone.zone.zone_id, zone=topology.zone))
     for c in topology.centers
 }
 table, _ = compute_table(topology)

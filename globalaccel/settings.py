@@ -146,6 +146,8 @@ class LoopSettings:
     peers: tuple[str, ...] = setting((), "another center's prober results endpoint, CENTER=URL (repeat)", flag="--peer")
     measurements_host: str = setting("127.0.0.1", "address to serve this prober's results on")
     measurements_port: int | None = setting(None, "port to serve this prober's results on (for peers)", lo=1, hi=65535)
+    peer_key_env: str = setting("GLOBALACCEL_PEER_KEY", "environment variable holding the key the centers share to sign probers' "
+                                                        "results and requests (HMAC-SHA256)", flag="--peer-key-env")
     backend: BackendSettings = field(default_factory=BackendSettings)
     lease: LeaseSettings = field(default_factory=LeaseSettings)
     health: HealthSettings = field(default_factory=HealthSettings)

@@ -32,6 +32,29 @@ def spread(labels: dict[str, str]) -> Any:
             for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")]
 
 
+PEER_KEY_SECRET = "globalaccel-peer-key"
+
+
+def peer_key_env(variable: str) -> dict[str, Any]:
+    """The container's environment variable holding the centers' shared key, from the namespace's Secret."""
+    return {"name": variable, "valueFrom": {"secretKeyRef": {"name": PEER_KEY_SECRET, "key": "key"}}}
+
+
+def lb_hostnames(status: Any) -> list[str]:
+    """The load balancer's hostname (or address) once Kubernetes reports it; a placeholder until then, so a
+    preview renders (the engine waits for the Service's status before creating the record)."""
+    ingress = (status or {}).get("load_balancer", {}) if isinstance(status, dict) else getattr(getattr(status, "load_balancer", None),
+                                                                                                "ingress", None)
+    if isinstance(ingress, dict):
+        ingress = ingress.get("ingress")
+    for item in ingress or []:
+        host = item.get("hostname") or item.get("ip") if isinstance(item, dict) else (getattr(item, "hostname", None)
+                                                                                    or getattr(item, "ip", None))
+        if host:
+            return [str(host)]
+    return ["pending.invalid"]
+
+
 @dataclass
 class CenterNodeArgs:
     center: Center
@@ -43,6 +66,9 @@ class CenterNodeArgs:
     loop: LoopSettings = field(default_factory=LoopSettings)  # the stack's loop block: the probers start from it
     stack_files: dict[str, str] = field(default_factory=dict)  # relative path under stacks/ -> content
     allowed_account_ids: list[str] | None = None  # the provider refuses to act in any other account
+    peer_key: pulumi.Input[str] | None = None  # secret config: the key probers sign their results with (globalaccel.measure.peers)
+    zone_id: pulumi.Input[str] | None = None  # the routing zone: prober-<center>.<zone> names this center's results endpoint
+    zone: str | None = None
 
 
 class CenterNode(pulumi.ComponentResource):
@@ -94,6 +120,7 @@ class CenterNode(pulumi.ComponentResource):
                         "containers": [{
                             "name": "prober", "image": args.image,
                             "args": up_command(args.stack, prober, STACKS_MOUNT, full=True),
+                            "env": [peer_key_env(prober.peer_key_env)],
                             "ports": [{"name": "results", "containerPort": CLUSTER_RESULTS_PORT},
                                       {"name": "metrics", "containerPort": prober.metrics_port}],
                             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
@@ -111,6 +138,21 @@ class CenterNode(pulumi.ComponentResource):
             }
         self.deployment = k8s.apps.v1.Deployment(f"{name}-prober", metadata={"name": "globalaccel-prober", "namespace": "globalaccel",
                                                                              "labels": labels}, spec=deployment_spec, opts=after_ns)
+        # The other centers reach this prober's results through a load balancer and a name in the routing zone
+        # (prober-<center>.<zone>, what every peer URL says); the results are signed both ways with the
+        # centers' shared key, so an open port gives nothing away and takes no forged vote.
+        self.peer_key = k8s.core.v1.Secret(f"{name}-peer-key", metadata={"name": PEER_KEY_SECRET, "namespace": "globalaccel"},
+                                           string_data={"key": args.peer_key or ""}, opts=after_ns)
+        lb_meta: Any = {"name": "globalaccel-prober-peers", "namespace": "globalaccel", "labels": labels,
+                        "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+                                        "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing"}}
+        lb_spec: Any = {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "globalaccel-prober"},
+                        "ports": [{"name": "results", "port": CLUSTER_RESULTS_PORT, "targetPort": CLUSTER_RESULTS_PORT}]}
+        self.peers_lb = k8s.core.v1.Service(f"{name}-prober-peers", metadata=lb_meta, spec=lb_spec, opts=after_ns)
+        if args.zone_id is not None and args.zone:
+            self.peers_name = aws.route53.Record(
+                f"{name}-prober-dns", zone_id=args.zone_id, name=f"prober-{c.id}.{args.zone.rstrip('.')}", type="CNAME", ttl=60,
+                records=pulumi.Output.from_input(self.peers_lb.status).apply(lb_hostnames), opts=on_aws)
         self.service = k8s.core.v1.Service(f"{name}-prober-svc", metadata={"name": "globalaccel-prober", "namespace": "globalaccel",
                                                                           "labels": labels},
                                            spec={"selector": {"app.kubernetes.io/name": "globalaccel-prober"},

@@ -16,7 +16,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from globalaccel.settings import CLUSTER_RESULTS_PORT, LoopSettings, up_command
-from modules.center import CONTAINER_SECURITY, POD_SECURITY, STATE_MOUNT, spread
+from modules.center import CONTAINER_SECURITY, POD_SECURITY, STATE_MOUNT, peer_key_env, spread
 from modules.stack_files import STACKS_MOUNT, MountedStack
 
 LABELS = {"app.kubernetes.io/part-of": "globalaccel", "app.kubernetes.io/name": "globalaccel-loop"}
@@ -55,17 +55,19 @@ def trust_policy(account_id: str, oidc_provider_arn: str | None, namespace: str,
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)
 
 
-def loop_policy(zone_id: str) -> str:
-    """Least privilege: records in this one zone, change status, nothing else."""
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "RecordsInOwnZone", "Effect": "Allow",
-             "Action": ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
-             "Resource": f"arn:aws:route53:::hostedzone/{zone_id}"},
-            {"Sid": "ChangeStatus", "Effect": "Allow", "Action": ["route53:GetChange"], "Resource": "arn:aws:route53:::change/*"},
-        ],
-    }, sort_keys=True)
+def loop_policy(zone_id: str, health_checks: list[str] | tuple[str, ...] = ()) -> str:
+    """Least privilege: records in this one zone, change status, reading the centers' health checks (the
+    loop verifies the ids its failover records name before writing them), nothing else."""
+    statements: list[dict[str, Any]] = [
+        {"Sid": "RecordsInOwnZone", "Effect": "Allow",
+         "Action": ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
+         "Resource": f"arn:aws:route53:::hostedzone/{zone_id}"},
+        {"Sid": "ChangeStatus", "Effect": "Allow", "Action": ["route53:GetChange"], "Resource": "arn:aws:route53:::change/*"},
+    ]
+    if health_checks:
+        statements.append({"Sid": "CentersHealthChecks", "Effect": "Allow", "Action": ["route53:GetHealthCheck"],
+                           "Resource": [f"arn:aws:route53:::healthcheck/{c}" for c in sorted(health_checks)]})
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -79,7 +81,8 @@ class ControlPlane(pulumi.ComponentResource):
             lambda account: trust_policy(account, args.oidc_provider_arn, ns, account_name)),
             tags={"globalaccel:stack": args.stack}, opts=child)
         self.policy = aws.iam.RolePolicy(f"{name}-route53", role=self.role.id,
-                                         policy=pulumi.Output.from_input(args.zone_id).apply(loop_policy), opts=child)
+                                         policy=pulumi.Output.all(args.zone_id, pulumi.Output.from_input(args.health_checks)).apply(
+                                             lambda v: loop_policy(v[0], tuple(v[1].values()))), opts=child)
         on_k8s = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
         self.account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata={"name": account_name, "namespace": ns, "labels": LABELS,
                                                                          "annotations": {"eks.amazonaws.com/role-arn": self.role.arn}},
@@ -108,7 +111,8 @@ class ControlPlane(pulumi.ComponentResource):
                 args.stack, dataclasses.replace(loop, backend=dataclasses.replace(
                     loop.backend, kind="route53", zone_id=v[0], create_zone=False,
                     health_checks=tuple(f"{c}={check}" for c, check in sorted(v[1].items())))), STACKS_MOUNT, full=True)),
-            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    peer_key_env(loop.peer_key_env)],  # the Secret its center's CenterNode creates in this namespace
             "ports": [{"name": "metrics", "containerPort": loop.metrics_port}, {"name": "results", "containerPort": CLUSTER_RESULTS_PORT}],
             "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
             "readinessProbe": probes, "livenessProbe": {**probes, "initialDelaySeconds": 60},

@@ -48,15 +48,29 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return request.param, summary, resources, out
 
 
+def topo_zone(stack: str) -> str:
+    return load_stack(stack, STACKS).zone.rstrip(".")
+
+
 def test_counts_and_names(stack: tuple[str, dict[str, Any], list[Res], Path]) -> None:
     name, summary, resources, _ = stack
     by_type = summary["by_type"]
     assert summary["total_resources"] == len(resources) <= 150
     assert by_type["pulumi-python:dynamic:Resource"] == 1  # the whole edge fleet: one resource
-    # Edge records live in the fleet; the one Record resource is the zone's SOA (negative TTL capped).
-    assert by_type["aws:route53/record:Record"] == 1
-    soa = next(r for r in resources if r.type == "aws:route53/record:Record")
-    assert soa.inputs["type"] == "SOA" and soa.inputs["ttl"] == 60 and soa.inputs["allowOverwrite"] is True
+    # Edge records live in the fleet; the Record resources are the zone's SOA (negative TTL capped) and each
+    # center's prober name (prober-<center>.<zone>, the address its peers' URLs name, on its load balancer).
+    assert by_type["aws:route53/record:Record"] == 5
+    soa = next(r for r in resources if r.type == "aws:route53/record:Record" and r.inputs["type"] == "SOA")
+    assert soa.inputs["ttl"] == 60 and soa.inputs["allowOverwrite"] is True
+    prober_names = {r.inputs["name"] for r in resources if r.type == "aws:route53/record:Record" and r.inputs["type"] == "CNAME"}
+    assert prober_names == {f"prober-{c}.{topo_zone(name)}" for c in load_stack(name, STACKS).center_ids}
+    lbs = [r for r in resources if r.type == "kubernetes:core/v1:Service" and r.inputs["spec"].get("type") == "LoadBalancer"]
+    assert len(lbs) == 4 and all([p["port"] for p in lb.inputs["spec"]["ports"]] == [9465] for lb in lbs)  # results only
+    # Every prober and the loop read the centers' shared key from the namespace's Secret, never a flag.
+    containers = [c for r in resources if r.type in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")
+                  for c in r.inputs["spec"]["template"]["spec"]["containers"]]
+    assert containers and all(any(e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "globalaccel-peer-key"
+                                  for e in c.get("env", [])) for c in containers)
     assert by_type["aws:s3/bucket:Bucket"] == 4 and by_type["aws:route53/healthCheck:HealthCheck"] == 4  # one per center
     assert by_type["kubernetes:apps/v1:Deployment"] == 4  # a prober per center
     assert by_type["kubernetes:apps/v1:StatefulSet"] == 1  # the loop, with a volume per replica for its state
@@ -78,7 +92,7 @@ def test_regional_resources_use_their_centers_region(stack: tuple[str, dict[str,
     for center in load_stack(name, STACKS).centers:
         assert regions[f"{center.id}-aws"] == center.region
         mine = [r for r in resources if r.type.startswith("aws:") and r.name.startswith(center.id)]
-        assert len(mine) == 5
+        assert len(mine) == 6  # bucket, versioning, encryption, public-access block, health check, prober name
         for r in mine:
             assert r.provider is not None and r.provider.split("::")[-2] == f"{center.id}-aws", r.name
 
@@ -102,13 +116,18 @@ def test_loop_policy_grants_nothing_beyond_its_zone(stack: tuple[str, dict[str, 
     _, _, resources, _ = stack
     zone_id = next(r for r in resources if r.type == "aws:route53/zone:Zone")
     policy = json.loads(next(r for r in resources if r.type == "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
-    granted = {(a, s["Resource"]) for s in policy["Statement"] for a in s["Action"]}
+    granted = {(a, res) for s in policy["Statement"] for a in s["Action"]
+               for res in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])}
     assert all(s["Effect"] == "Allow" for s in policy["Statement"])
     resources_named = {res for _, res in granted}
-    assert len(resources_named) == 2 and "arn:aws:route53:::change/*" in resources_named
-    zone_arn = next(res for res in resources_named if res != "arn:aws:route53:::change/*")
+    checks = {res for res in resources_named if res.startswith("arn:aws:route53:::healthcheck/")}
+    assert len(checks) == 4 and not any("*" in c for c in checks)  # the centers' own checks, read to verify their ids
+    assert len(resources_named - checks) == 2 and "arn:aws:route53:::change/*" in resources_named
+    zone_arn = next(res for res in resources_named - checks if res != "arn:aws:route53:::change/*")
     assert zone_arn.startswith("arn:aws:route53:::hostedzone/Z") and "*" not in zone_arn
-    assert {a for a, _ in granted} == {"route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets", "route53:GetChange"}
+    assert {a for a, _ in granted} == {"route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets", "route53:GetChange",
+                                       "route53:GetHealthCheck"}
+    assert {a for a, res in granted if res in checks} == {"route53:GetHealthCheck"}
     assert zone_id is not None
 
 
@@ -121,7 +140,7 @@ def test_rendered_manifests_pass_schema_validation(stack: tuple[str, dict[str, A
     assert len(files) >= 20
     models = {"Deployment": "V1Deployment", "StatefulSet": "V1StatefulSet", "Service": "V1Service", "Namespace": "V1Namespace",
               "ServiceAccount": "V1ServiceAccount",
-              "ConfigMap": "V1ConfigMap",
+              "ConfigMap": "V1ConfigMap", "Secret": "V1Secret",
               "PodDisruptionBudget": "V1PodDisruptionBudget", "Role": "V1Role", "RoleBinding": "V1RoleBinding"}
     for path in files:
         manifest = yaml.safe_load(path.read_text())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -58,7 +59,8 @@ def loopback_stack(target: Path, world_port: int) -> Path:
 class Proc:
     def __init__(self, args: list[str]) -> None:
         self.lines: list[str] = []
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env = {**os.environ, "GLOBALACCEL_PEER_KEY": "test-centers-shared-key"}  # probers sign what they exchange
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:

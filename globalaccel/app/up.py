@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -61,6 +62,13 @@ def check_settings(topology: Topology, settings: LoopSettings) -> None:
     for center in settings.peer_urls:
         if center not in centers or center == settings.vantage:
             raise UsageError(f"--peer {center}=...: must be another center of the stack")
+    if (settings.peers or settings.measurements_port) and not os.environ.get(settings.peer_key_env):
+        raise UsageError(f"probers exchange results signed with a shared key: set {settings.peer_key_env} "
+                         "(or name another variable with --peer-key-env)")
+
+
+def peer_key(settings: LoopSettings) -> bytes:
+    return os.environ.get(settings.peer_key_env, "").encode()
 
 
 def make_lease(settings: LoopSettings, state_dir: Path) -> Lease:
@@ -131,7 +139,7 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
     server = EmbeddedDnsServer(responder, options.dns_host, options.dns_port)
     http_server: LoopHttpServer | None = None
     results_server = None
-    peers = [PeerPuller(center, url) for center, url in sorted(options.peer_urls.items())]
+    peers = [PeerPuller(center, url, peer_key(options)) for center, url in sorted(options.peer_urls.items())]
     try:
         if serve_dns:
             await server.start()
@@ -160,7 +168,7 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
             sink = record_and_share
 
             if options.measurements_port is not None:
-                results_server = serve_results(buffer, options.measurements_host, options.measurements_port)
+                results_server = serve_results(buffer, options.measurements_host, options.measurements_port, peer_key(options))
         kind = "http" if options.local else topology.probe.kind
         prober = Prober(paths, sink, interval=options.interval, timeout=min(options.probe_timeout, options.interval), kind=kind)
         where = ("EMULATED world on loopback" if options.local

@@ -84,6 +84,9 @@ def check_deployable(topology: Topology, stacks_dir: Path) -> None:
         if key not in topology.raw_config:
             problems.add(file, config.line, f"config.{key}", f"required: the kubeconfig of center {center.id}'s cluster "
                          f"(pulumi config set --secret {key} < kubeconfig)")
+    if f"{NAMESPACE}:peerKey" not in topology.raw_config:
+        problems.add(file, config.line, f"config.{NAMESPACE}:peerKey", "required: the key the centers' probers sign their results "
+                     f"with (pulumi config set --secret {NAMESPACE}:peerKey \"$(openssl rand -hex 32)\")")
     catalog_node = config.get(f"{NAMESPACE}:edgeCatalog")
     if catalog_node is not None and isinstance(catalog_node.value, str):
         catalog = (stacks_dir / catalog_node.value).resolve()

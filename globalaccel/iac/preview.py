@@ -109,9 +109,15 @@ def summarise(stack: str, resources: list[Registered], centers: list[str], viola
             "by_region": {k or "(default provider)": v for k, v in sorted(by_region.items())}, "policy_violations": violations}
 
 
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # the engine's marker of a secret value (pulumi.runtime.rpc)
+
+
 def whole_numbers(value: Any) -> Any:
     """Resource inputs cross the engine as protobuf doubles (10001 arrives as 10001.0); the provider sends
-    whole numbers to the API server as integers, and so do the manifests written here."""
+    whole numbers to the API server as integers, and so do the manifests written here. A secret arrives
+    wrapped in the engine's marker; the provider sends its value, and the manifest shows it redacted."""
+    if isinstance(value, dict) and value.get(SECRET_SIG) is not None and "value" in value:
+        return redacted(value["value"])
     if isinstance(value, dict):
         return {k: whole_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -119,6 +125,14 @@ def whole_numbers(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return "[secret]" if isinstance(value, str) else value
 
 
 def write_manifests(resources: list[Registered], folder: Path) -> list[Path]:

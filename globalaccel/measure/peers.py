@@ -5,12 +5,20 @@ A prober keeps its recent results in a bounded buffer with sequence numbers and 
 results into its own health tracker and latency model, exactly as if it had probed them itself. A
 peer that cannot be reached adds nothing: its paths go stale, which counts as unknown (never healthy,
 never a down vote). See the README's architecture section for why pull.
+
+Authenticated both ways with a key the centers share (HMAC-SHA256, the key from the environment, never
+on a command line): the puller signs its request (method, path, timestamp), the prober refuses an
+unsigned or stale one (401) and signs its answer (timestamp, path, body), and the puller drops an answer
+whose signature or timestamp does not hold (a forged or replayed vote counts as no vote at all).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +32,20 @@ from typing import Any
 from globalaccel.measure.prober import ProbePath
 
 BUFFER = 200_000  # results kept for peers: > 15 prod cycles of one vantage (3,203 paths each)
+SIGNATURE = "X-Globalaccel-Signature"
+TIMESTAMP = "X-Globalaccel-Timestamp"
+MAX_SKEW_S = 60.0  # a signed request or answer older (or newer) than this is refused: no replays
+
+
+def sign(key: bytes, *parts: bytes) -> str:
+    return hmac.new(key, b"\n".join(parts), hashlib.sha256).hexdigest()
+
+
+def fresh(timestamp: str | None, now: float) -> bool:
+    try:
+        return timestamp is not None and abs(now - float(timestamp)) <= MAX_SKEW_S
+    except ValueError:
+        return False
 
 
 class ResultBuffer:
@@ -47,12 +69,18 @@ class ResultBuffer:
             return {"vantage": self.vantage, "instance": self.instance, "next": self._next, "results": results}
 
 
-def serve_results(buffer: ResultBuffer, host: str, port: int) -> ThreadingHTTPServer:
+def serve_results(buffer: ResultBuffer, host: str, port: int, key: bytes) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
             pass
 
         def do_GET(self) -> None:
+            stamp = self.headers.get(TIMESTAMP)
+            given = self.headers.get(SIGNATURE, "")
+            if not fresh(stamp, time.time()) or not hmac.compare_digest(
+                    given, sign(key, b"GET", self.path.encode(), str(stamp).encode())):
+                self.send_error(401, "sign the request with the centers' shared key")
+                return
             url = urllib.parse.urlparse(self.path)
             if url.path != "/measurements":
                 self.send_error(404, "try /measurements?since=N")
@@ -63,7 +91,10 @@ def serve_results(buffer: ResultBuffer, host: str, port: int) -> ThreadingHTTPSe
                 self.send_error(400, "since must be an integer")
                 return
             body = json.dumps(buffer.since(since)).encode()
+            answered = str(time.time())
             self.send_response(200)
+            self.send_header(TIMESTAMP, answered)
+            self.send_header(SIGNATURE, sign(key, answered.encode(), self.path.encode(), body))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -78,6 +109,7 @@ def serve_results(buffer: ResultBuffer, host: str, port: int) -> ThreadingHTTPSe
 class PeerPuller:
     vantage: str  # the center this peer probes from
     url: str  # base URL, e.g. http://10.0.1.5:9465
+    key: bytes = b""  # the centers' shared key (globalaccel.settings LoopSettings.peer_key_env)
     since: int = 0
     failures: int = 0
     pulled: int = 0
@@ -89,14 +121,12 @@ class PeerPuller:
     def fetch(self, timeout: float = 3.0) -> dict[str, Any] | None:
         """New results from the peer (blocking I/O: run it off the event loop), or None if unreachable."""
         try:
-            with urllib.request.urlopen(f"{self.url.rstrip('/')}/measurements?since={self.since}", timeout=timeout) as response:
-                data: dict[str, Any] = json.loads(response.read())
+            data = self._get(timeout)
             instance = str(data.get("instance", ""))
             if instance != self.last_instance and self.cursors.get(instance, 0) != self.since:
                 # Another replica answered than the one the cursor was for: ask it again from its own cursor.
                 self.since = self.cursors.get(instance, 0)
-                with urllib.request.urlopen(f"{self.url.rstrip('/')}/measurements?since={self.since}", timeout=timeout) as response:
-                    data = json.loads(response.read())
+                data = self._get(timeout)
                 if str(data.get("instance", "")) != instance:
                     return None  # the Service moved us on again: next cycle
             self.last_instance = instance
@@ -106,6 +136,21 @@ class PeerPuller:
         if data.get("vantage") != self.vantage:
             self.failures += 1
             return None  # a misconfigured peer must not vote under another center's name
+        return data
+
+    def _get(self, timeout: float) -> dict[str, Any]:
+        """One signed request; the answer only if its signature and timestamp hold (ValueError otherwise)."""
+        path = f"/measurements?since={self.since}"
+        stamp = str(time.time())
+        request = urllib.request.Request(f"{self.url.rstrip('/')}{path}",
+                                         headers={TIMESTAMP: stamp, SIGNATURE: sign(self.key, b"GET", path.encode(), stamp.encode())})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+            answered = response.headers.get(TIMESTAMP)
+            given = response.headers.get(SIGNATURE, "")
+        if not fresh(answered, time.time()) or not hmac.compare_digest(given, sign(self.key, str(answered).encode(), path.encode(), body)):
+            raise ValueError(f"{self.url}: answer not signed with the centers' key (or stale): dropped")
+        data: dict[str, Any] = json.loads(body)
         return data
 
     def feed(self, data: dict[str, Any], sink: Callable[[ProbePath, float | None, float], None]) -> int:

@@ -1,0 +1,93 @@
+"""Failover without the controller, self-hosted: seconds until every country is answered through its
+first live allowed center after a center is lost, and residency violations meanwhile.
+
+    .venv/bin/python benchmarks/bench_failover.py [--stack prod] [--trials 3] [--json]
+
+Measured in one run, on loopback, for the stack's whole zone: the emulated world (every edge and center a
+listener), four `globalaccel dns serve --center` processes answering from the zone the controller last
+published (written once; no controller runs), each probing the centers from its own address. For each
+center in turn (the controller's, us-east-1, included: losing it also loses its DNS server and the
+controller), `trials` times: the center's listener and its DNS server are killed, then every country (one
+ECS network each, located by iptocc) is asked of every other server every 0.1 s until each answers
+through the first live center of the country's chain; every answer seen is checked against the country's
+rule (center and edge). "Controller's center down and the DNS API failing" is the controller's center
+row: a self-hosted data plane makes no API call to fail over. Against: the same servers given the zone
+without chains (how it was published before), one trial per center with a 20 s limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from globalaccel.audit.sources import representative_networks  # noqa: E402
+from globalaccel.emulated.failover import data_plane, lose_center  # noqa: E402
+from globalaccel.topology import load_stack  # noqa: E402
+from tests.services import free_port  # noqa: E402
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stack", default="prod")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    stacks = ROOT / "stacks"
+    topology = load_stack(args.stack, stacks)
+    networks = {k: v for k, v in representative_networks().items() if k in topology.countries}
+    out: dict[str, object] = {"stack": args.stack, "countries_asked": len(networks), "trials": args.trials,
+                              "control_center": topology.iac.control_center or topology.centers[0].id}
+    rows: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        zone = Path(tmp) / "zone.json"
+        with data_plane(topology, stacks, zone, networks, (free_port(), free_port(), free_port())) as plane:
+            for center in topology.center_ids:
+                times: list[float] = []
+                violations: list[str] = []
+                missed = 0
+                for _ in range(args.trials):
+                    took, wrong = lose_center(plane, center, stacks, zone, timeout_s=60)
+                    violations += wrong
+                    if took is None:
+                        missed += 1
+                    else:
+                        times.append(took)
+                moved = sum(1 for code, c in plane.expected({center}).items() if c != plane.expected(set())[code])
+                rows[center] = {"p50_s": round(statistics.median(times), 2) if times else None,
+                                "p99_s": round(quantile(times, 0.99), 2) if times else None,
+                                "trials": args.trials, "not_converged": missed, "violations": len(violations),
+                                "countries_moved": moved, "examples": violations[:3]}
+        baseline: dict[str, object] = {}
+        with data_plane(topology, stacks, zone, networks, (free_port(), free_port(), free_port()), chains=False) as plane:
+            for center in topology.center_ids:
+                took, wrong = lose_center(plane, center, stacks, zone, timeout_s=20)
+                baseline[center] = {"converged_s": took, "violations": len(wrong)}
+    out["with_chains"] = rows
+    out["without_chains"] = baseline
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{args.stack}: {len(networks)} countries asked of every surviving server; no controller running")
+    for center, row in rows.items():
+        tag = " (the controller's center)" if center == out["control_center"] else ""
+        print(f"  {center}{tag}: p50 {row['p50_s']} s, p99 {row['p99_s']} s over {row['trials']} trials, "
+              f"{row['countries_moved']} countries moved, {row['violations']} residency violations, "
+              f"{row['not_converged']} not converged; without chains: "
+              f"{'never within 20 s' if baseline[center]['converged_s'] is None else str(baseline[center]['converged_s']) + ' s'}")  # type: ignore[index]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
