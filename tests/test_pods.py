@@ -83,6 +83,7 @@ def run_pods(netns: str, tmp_path: Path) -> None:
     manifests = sorted((tmp_path / "out" / "manifests").glob("*.yaml"))
     docs = [yaml.safe_load(p.read_text()) for p in manifests]
     config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    secrets = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
     probers = [d for d in docs if d["kind"] == "Deployment"]
     assert len(probers) == 4
     for number, deployment in enumerate(probers):
@@ -102,8 +103,14 @@ def run_pods(netns: str, tmp_path: Path) -> None:
         assert args != container["args"]  # both mounts were there to remap
         cmd = ["ip", "netns", "exec", netns, "setpriv", f"--reuid={uid}", f"--regid={pod['securityContext']['runAsGroup']}",
                "--clear-groups", str(ROOT / ".venv" / "bin" / "globalaccel"), *args]
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin:/bin",
-                                                                                                     "HOME": str(state)})
+        # The container's environment as the kubelet fills it: a secretKeyRef resolves to the Secret's value (the
+        # rendered Secret's value is redacted, so the namespace's key is a test value here).
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(state)}
+        for item in container.get("env", []):
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            assert ref is None or ref["name"] in secrets, f"{ref} names no Secret of the namespace"
+            env[item["name"]] = "pod-test-shared-key" if ref is not None else str(item.get("value", ""))
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         port = container["readinessProbe"]["httpGet"]["port"]
         try:
             deadline = time.monotonic() + 60
