@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from globalaccel.errors import GlobalaccelError, UsageError
-from globalaccel.settings import BackendSettings, LoopSettings, add_arguments, with_overrides
+from globalaccel.settings import BackendSettings, LoopSettings, add_arguments, center_pairs, with_overrides
 from globalaccel.topology import load_stack
 
 DEFAULT_STACKS = Path("stacks")
@@ -65,7 +65,7 @@ def cmd_dns_serve(args: argparse.Namespace) -> int:
         if args.zone_file is None or args.center is None:
             raise UsageError("a center's server takes both --center and --zone-file")
         return serve_center(topology, args.center, args.zone_file, args.host, args.port, args.emulated_port, args.local_country,
-                            args.duration)
+                            args.duration, center_pairs(tuple(args.nameserver or ()), "--nameserver", "CENTER=ADDRESS"))
     return serve_stack(topology, args.host, args.port, args.local_country, args.duration, cache=not args.no_cache)
 
 
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     dserve.add_argument("--center", help="serve as this center's authoritative server, failing over by its own health view")
     dserve.add_argument("--zone-file", type=Path, help="the zone the controller publishes (state/<stack>/published-zone.json)")
     dserve.add_argument("--emulated-port", type=int, help="probe the emulated world's centers on this port (local runs)")
+    dserve.add_argument("--nameserver", action="append", metavar="CENTER=ADDRESS",
+                        help="a center's authoritative server, named ns-<center> in the zone's NS set (repeat for every center)")
     dserve.set_defaults(func=cmd_dns_serve)
 
     up = sub.add_parser("up", help="the main job: probe, route, serve DNS and metrics (--local: emulated world on loopback)")

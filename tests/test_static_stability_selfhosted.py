@@ -44,3 +44,27 @@ def test_the_zone_without_chains_never_fails_over(tmp_path: Path) -> None:
     with data_plane(dev, STACKS, tmp_path / "zone.json", networks, ports, chains=False) as plane:
         took, violations = lose_center(plane, "eu-central-1", STACKS, tmp_path / "zone.json", timeout_s=6)
     assert took is None and violations == []
+
+
+def test_the_ns_set_spans_the_centers_and_survives_one(tmp_path: Path) -> None:
+    """Every center's server names all four in the zone's NS set (with their addresses), so a resolver that
+    loses one center's server asks another; each of the others still answers NS while one is gone."""
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    from globalaccel.emulated.failover import server_address
+
+    dev = load_stack("dev", STACKS)
+    ports = (free_port(), free_port(), free_port())
+    with data_plane(dev, STACKS, tmp_path / "zone.json", {"DE": NETWORKS["DE"]}, ports) as plane:
+        expected = {(f"ns-{c}.{dev.zone.rstrip('.')}.", server_address(j)) for j, c in enumerate(dev.center_ids)}
+        plane.servers["eu-central-1"].kill()
+        for j, center in enumerate(dev.center_ids):
+            if center == "eu-central-1":
+                continue
+            reply = dns.query.udp(dns.message.make_query(dev.zone, dns.rdatatype.NS), server_address(j), port=plane.dns_port, timeout=2)
+            hosts = {r.target.to_text() for rrset in reply.answer for r in rrset}
+            glue = {(rrset.name.to_text(), r.address) for rrset in reply.additional for r in rrset}
+            assert hosts == {h for h, _ in expected} and glue == expected, center
+        plane.servers["eu-central-1"].wait(timeout=10)

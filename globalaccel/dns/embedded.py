@@ -53,10 +53,17 @@ class ZoneSnapshot:
     # country -> its failover chain, (center, addresses) in order, the chosen center first: a server that
     # sees a center down answers with the next path whose center it sees up (every one allowed by the rule).
     paths: Mapping[str, tuple[tuple[str, tuple[str, ...]], ...]] = field(default_factory=dict)
+    # The zone's NS set when it spans the centers (one authoritative server each): (host, address) pairs.
+    # Empty: the one server `ns_host` at `ns_address`.
+    nameservers: tuple[tuple[dns.name.Name, str], ...] = ()
+
+    @property
+    def ns_set(self) -> tuple[tuple[dns.name.Name, str], ...]:
+        return self.nameservers or ((self.ns_host, self.ns_address),)
 
     @property
     def names(self) -> frozenset[dns.name.Name]:
-        return frozenset({self.origin, self.service, self.ns_host})
+        return frozenset({self.origin, self.service, *(host for host, _ in self.ns_set)})
 
 
 def locate_ip(address: str) -> str | None:
@@ -206,7 +213,8 @@ class DnsResponder:
             return self._nodata(response, snap, udp, query)
         response.answer.append(rrset)
         if qtype == dns.rdatatype.NS:
-            response.additional.append(dns.rrset.from_text(snap.ns_host, snap.ttl, "IN", "A", snap.ns_address))
+            for host, address in snap.ns_set:
+                response.additional.append(dns.rrset.from_text(host, snap.ttl, "IN", "A", address))
         self._note("answered")
         return self._finish(response, dns.rcode.NOERROR, udp, query)
 
@@ -216,10 +224,11 @@ class DnsResponder:
             if qtype == dns.rdatatype.SOA:
                 return self._soa(snap)
             if qtype == dns.rdatatype.NS:
-                return dns.rrset.from_text(qname, snap.ttl, "IN", "NS", snap.ns_host.to_text())
+                return dns.rrset.from_text_list(qname, snap.ttl, "IN", "NS", [host.to_text() for host, _ in snap.ns_set])
             return None
-        if qname == snap.ns_host:
-            return dns.rrset.from_text(qname, snap.ttl, "IN", "A", snap.ns_address) if qtype == dns.rdatatype.A else None
+        for host, address in snap.ns_set:
+            if qname == host:
+                return dns.rrset.from_text(qname, snap.ttl, "IN", "A", address) if qtype == dns.rdatatype.A else None
         if qname == snap.service and qtype == dns.rdatatype.A and country is not None:
             addresses = snap.answers.get(country)
             chain = snap.paths.get(country, ())

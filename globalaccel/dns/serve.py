@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
+
+import dns.name
 
 from globalaccel.answers import Answers
 from globalaccel.dns.backend import OwnedZone, publish
@@ -44,12 +47,15 @@ def serve_stack(topology: Topology, host: str, port: int, local_country: str | N
 
 
 async def _serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int, emulated_port: int | None,
-                        local_country: str | None, duration: float | None) -> None:
+                        local_country: str | None, duration: float | None, nameservers: dict[str, str]) -> None:
     """An authoritative server in one center: the zone the controller last published (re-read when the file
     changes, kept when it cannot be read), answered through this server's own view of center health."""
     if center not in topology.center_by_id:
         raise UsageError(f"--center {center!r} is not a center of stack {topology.stack} ({', '.join(topology.center_ids)})")
     responder = DnsResponder(empty_snapshot(topology, host), local_country=local_country)
+    origin = dns.name.from_text(topology.zone)
+    # The NS set spans the centers: every server names all of them, so a resolver that loses one asks another.
+    ns_set = tuple((dns.name.from_text(f"ns-{c}", origin), address) for c, address in sorted(nameservers.items()))
     if emulated_port is not None:  # the emulated world: center j listens on its loopback address; we probe from ours
         targets = {c.id: (center_address(j), emulated_port) for j, c in enumerate(topology.centers)}
         source: str | None = center_address(topology.center_ids.index(center))
@@ -70,7 +76,8 @@ async def _serve_center(topology: Topology, center: str, zone_file: Path, host: 
             with contextlib.suppress(OSError, ValueError, KeyError):
                 mtime = zone_file.stat().st_mtime
                 if mtime != seen:
-                    responder.swap(snapshot_from_json(json.loads(zone_file.read_text(encoding="utf-8"))))
+                    snap = snapshot_from_json(json.loads(zone_file.read_text(encoding="utf-8")))
+                    responder.swap(dataclasses.replace(snap, nameservers=ns_set) if ns_set else snap)
                     seen = mtime
             await asyncio.sleep(0.2)
 
@@ -84,6 +91,9 @@ async def _serve_center(topology: Topology, center: str, zone_file: Path, host: 
 
 
 def serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int, emulated_port: int | None,
-                 local_country: str | None, duration: float | None) -> int:
-    asyncio.run(_serve_center(topology, center, zone_file, host, port, emulated_port, local_country, duration))
+                 local_country: str | None, duration: float | None, nameservers: dict[str, str] | None = None) -> int:
+    unknown = sorted(set(nameservers or {}) - set(topology.center_ids))
+    if unknown:
+        raise UsageError(f"--nameserver names {', '.join(unknown)}, not a center of stack {topology.stack}")
+    asyncio.run(_serve_center(topology, center, zone_file, host, port, emulated_port, local_country, duration, nameservers or {}))
     return 0

@@ -109,7 +109,9 @@ def start_server(plane: DataPlane, center: str, zone_file: Path, stacks_dir: Pat
     cli = Path(sys.executable).parent / "globalaccel"
     proc = subprocess.Popen([str(cli), "dns", "serve", "--stack", plane.topology.stack, "--stacks-dir", str(stacks_dir), "--center", center,
                              "--zone-file", str(zone_file), "--emulated-port", str(plane.world_port), "--host", server_address(index),
-                             "--port", str(plane.dns_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--port", str(plane.dns_port),
+                             *(f"--nameserver={c}={server_address(j)}" for j, c in enumerate(plane.topology.center_ids))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     plane.servers[center] = proc
     return proc
 
