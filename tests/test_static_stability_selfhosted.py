@@ -68,3 +68,44 @@ def test_the_ns_set_spans_the_centers_and_survives_one(tmp_path: Path) -> None:
             glue = {(rrset.name.to_text(), r.address) for rrset in reply.additional for r in rrset}
             assert hosts == {h for h, _ in expected} and glue == expected, center
         plane.servers["eu-central-1"].wait(timeout=10)
+
+
+def test_a_partitioned_center_and_a_restart_of_every_server_keep_answers_lawful(tmp_path: Path) -> None:
+    """Partition: eu-central-1 cut from every other center (its probes all fail), so its server sees every
+    center down; with no live center in any chain it keeps each country's chosen path (fail static), the
+    others keep seeing eu-central-1 up. Then every server restarts at once: answers come back from the
+    zone file alone, lawful, with nothing measured yet (unknown is up)."""
+    import time
+
+    from globalaccel.emulated.failover import start_server
+
+    dev = load_stack("dev", STACKS)
+    networks = {k: NETWORKS[k] for k in ("DE", "BY", "US", "IN", "SA")}
+    ports = (free_port(), free_port(), free_port())
+    zone = tmp_path / "zone.json"
+    with data_plane(dev, STACKS, zone, networks, ports) as plane:
+        chosen = plane.expected(set())
+        plane.fault({"kind": "cut_vantage", "target": "eu-central-1"})
+        time.sleep(4)  # several of the cut server's probe rounds
+        for server in dev.center_ids:
+            for code in networks:
+                centers, wrong = plane.judge(server, code)
+                assert wrong == [] and centers == {chosen[code]}, (server, code, centers)
+        plane.fault({"kind": "clear", "target": "eu-central-1"})
+        for proc in plane.servers.values():
+            proc.kill()
+        for proc in plane.servers.values():
+            proc.wait(timeout=10)
+        for center in dev.center_ids:
+            start_server(plane, center, zone, STACKS)
+        deadline = time.monotonic() + 30
+        seen: dict[tuple[str, str], set[str]] = {}
+        while time.monotonic() < deadline and len(seen) < len(dev.center_ids) * len(networks):
+            for server in dev.center_ids:
+                for code in networks:
+                    centers, wrong = plane.judge(server, code)
+                    assert wrong == [], wrong
+                    if centers:
+                        seen[(server, code)] = centers
+            time.sleep(0.2)
+        assert all(seen.get((s, c)) == {chosen[c]} for s in dev.center_ids for c in networks), seen
