@@ -32,6 +32,11 @@ def verify_table(table: RoutingTable, topology: Topology, health: Health | None 
             rule = residency.rule_for(route.country)
             found.append(Finding("residency", cell_id, f"center {route.center} not allowed by rule {rule.name!r} ({rule.mode.value})",
                                  route.country))
+        for fallback in route.fallback:  # the data plane fails over to these on its own: each must be lawful too
+            if not residency.allows(route.country, fallback):
+                rule = residency.rule_for(route.country)
+                found.append(Finding("residency", cell_id, f"failover center {fallback} not allowed by rule {rule.name!r}",
+                                     route.country))
         if route.center not in health.centers:
             found.append(Finding("unhealthy_center", cell_id, f"center {route.center} is down", route.country))
         for answer in route.answers:

@@ -117,5 +117,27 @@ def test_results_are_authenticated_both_ways() -> None:
         fooled = PeerPuller("eu-central-1", f"http://127.0.0.1:{forger.server_port}", KEY)
         assert fooled.fetch() is None and fooled.failures == 1  # a forged "edge-1 lost" vote never counts
         forger.shutdown()
+
+        # Whatever answers at a peer's address, the puller counts a failure and never raises: a non-ASCII
+        # signature, a body cut short (a pod dying mid-reply).
+        class Broken(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header(TIMESTAMP, str(time.time()))
+                self.send_header(SIGNATURE, "\u00e9" * 64 if "since=0" in self.path else "0" * 64)
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        broken = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+        Thread(target=broken.serve_forever, daemon=True).start()
+        odd = PeerPuller("eu-central-1", f"http://127.0.0.1:{broken.server_port}", KEY)
+        assert odd.fetch(timeout=2) is None and odd.failures == 1
+        odd.since = 5
+        assert odd.fetch(timeout=2) is None and odd.failures == 2
+        broken.shutdown()
     finally:
         server.shutdown()

@@ -72,8 +72,8 @@ def test_the_ns_set_spans_the_centers_and_survives_one(tmp_path: Path) -> None:
 
 def test_a_partitioned_center_and_a_restart_of_every_server_keep_answers_lawful(tmp_path: Path) -> None:
     """Partition: eu-central-1 cut from every other center (its probes all fail), so its server sees every
-    center down; with no live center in any chain it keeps each country's chosen path (fail static), the
-    others keep seeing eu-central-1 up. Then every server restarts at once: answers come back from the
+    center down and, taking itself for the one cut off, answers SERVFAIL; the others keep seeing
+    eu-central-1 up and answer as published. Then every server restarts at once: answers come back from the
     zone file alone, lawful, with nothing measured yet (unknown is up)."""
     import time
 
@@ -90,7 +90,10 @@ def test_a_partitioned_center_and_a_restart_of_every_server_keep_answers_lawful(
         for server in dev.center_ids:
             for code in networks:
                 centers, wrong = plane.judge(server, code)
-                assert wrong == [] and centers == {chosen[code]}, (server, code, centers)
+                # The cut server sees every center down: it is the one cut off, so it answers SERVFAIL (resolvers ask
+                # another of the NS set) rather than its stale view; the others still see eu-central-1 up.
+                expected = set() if server == "eu-central-1" else {chosen[code]}
+                assert wrong == [] and centers == expected, (server, code, centers)
         plane.fault({"kind": "clear", "target": "eu-central-1"})
         for proc in plane.servers.values():
             proc.kill()
@@ -109,3 +112,30 @@ def test_a_partitioned_center_and_a_restart_of_every_server_keep_answers_lawful(
                         seen[(server, code)] = centers
             time.sleep(0.2)
         assert all(seen.get((s, c)) == {chosen[c]} for s in dev.center_ids for c in networks), seen
+
+
+def test_a_zone_file_with_an_unlawful_chain_or_garbage_is_refused_and_the_server_keeps_watching(tmp_path: Path) -> None:
+    """A zone file that sends Belarus (eu-central-1 only) to us-east-1 is loaded without Belarus (no answer,
+    never the unlawful path); a malformed one is skipped with the last good zone kept; a good one after
+    both is picked up."""
+    import json
+    import time
+
+    dev = load_stack("dev", STACKS)
+    ports = (free_port(), free_port(), free_port())
+    zone = tmp_path / "zone.json"
+    networks = {k: NETWORKS[k] for k in ("DE", "BY")}
+    with data_plane(dev, STACKS, zone, networks, ports) as plane:
+        good = json.loads(zone.read_text())
+        us = next(e for e in dev.edges if e.country == "US").address_for("us-east-1")
+        tampered = {**good, "serial": 77, "answers": {**good["answers"], "BY": [us]},
+                    "paths": {**good["paths"], "BY": [["us-east-1", [us]]]}}
+        zone.write_text(json.dumps(tampered))
+        time.sleep(1.5)
+        assert plane.judge("me-central-1", "BY") == (set(), [])  # refused: no answer
+        assert plane.centers_answered("me-central-1", "DE") == {"eu-central-1"}  # the rest of that zone is served
+        zone.write_text(json.dumps({**good, "serial": 78, "paths": []}))  # malformed: paths must be a mapping
+        time.sleep(1.0)
+        zone.write_text(json.dumps({**good, "serial": 79}))
+        time.sleep(1.5)
+        assert plane.centers_answered("me-central-1", "BY") == {"eu-central-1"}  # the good zone came through

@@ -484,6 +484,14 @@ def test_withdrawing_service_on_unknown_health_is_held_until_a_quorum_sees_the_c
     assert "BY" in held.fail_closed and not held.published, held
     assert held.error is not None and "without a quorum of vantages" in held.error
     assert responder.snapshot.answers == served
+    # A restart (same state folder) in the middle of it does not forget what is served: still held.
+    loop.lease.release()
+    loop = ControlLoop(DEV, zone, tmp_path / "s", FileLease(tmp_path / "s"), max_withdraw_share=0.0)
+    for path in others:
+        loop.record(path, 10.0, 202.5)
+    again = loop.cycle(now=203.5)
+    assert not again.published and again.error is not None and "without a quorum" in again.error, again
+    assert responder.snapshot.answers == served
     down = [p for p in emulated_paths(DEV, 1) if p.target == "eu-central-1"]
     for t in (204.0, 205.0, 206.0):
         for path in others:

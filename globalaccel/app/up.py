@@ -212,7 +212,10 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
             for peer in peers:  # the other centers' results: fetched off the event loop, fed on it
                 data = await asyncio.to_thread(peer.fetch)
                 if data is not None:
-                    peer.feed(data, loop.record)
+                    try:
+                        peer.feed(data, loop.record)
+                    except (KeyError, TypeError, ValueError):  # a signed but malformed batch: no vote, never a crash
+                        peer.failures += 1
             report = loop.cycle()  # evaluation and apply run to completion even if a signal arrives now
             cycle += 1
             rate = (prober.sent - sent_before) / max(1e-9, time.monotonic() - t0)

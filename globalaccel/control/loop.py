@@ -24,7 +24,7 @@ from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.latency import LatencyModel
 from globalaccel.measure.health import DOWN, tracker_for
 from globalaccel.measure.prober import ProbePath
-from globalaccel.routing import CellRoute, Health, Router, RouterState, RoutingTable
+from globalaccel.routing import CellState, Health, Router, RouterState, RoutingTable
 from globalaccel.settings import HealthSettings
 from globalaccel.topology import Topology
 from globalaccel.verify import RESIDENCY_KINDS, verify_table
@@ -74,7 +74,8 @@ class ControlLoop:
         self.dry_run = dry_run
         self.min_fresh_share = min_fresh_share
         self.max_withdraw_share = max_withdraw_share
-        self._served: dict[str, CellRoute] = {}  # what the backend serves: the last table this instance published
+        # What the backend serves: cell -> (center, edges) of the last table this instance published (saved).
+        self._served: dict[str, tuple[str | None, tuple[str, ...]]] = {}
         self.clock = clock
         self.today = today
         self._rules_switched = False
@@ -146,7 +147,7 @@ class ControlLoop:
             error = (f"holding: {fresh:.0%} of probe paths have fresh results (publishing needs {self.min_fresh_share:.0%}); "
                      "the last published answers stay")
         elif leader and not self.dry_run and (table_changed or not self._published) and (
-                blast := self._uncorroborated_withdrawal(table, verdict.states)) > self.max_withdraw_share:
+                blast := self._uncorroborated_withdrawal(table, verdict.states, before)) > self.max_withdraw_share:
             # Unknown is not down: a table that takes service away from more than this share of demand goes out
             # only where a quorum of vantages saw the lost center (or every lost edge) down; otherwise it is held.
             error = (f"holding: the new table withdraws {blast:.0%} of served demand without a quorum of vantages seeing "
@@ -160,7 +161,7 @@ class ControlLoop:
                 head = (self.log.length, self.log.last_hash) if self.log.length else None
                 result = publish(self.backend, Answers.from_table(table, self.topology), head)
                 published = True
-                self._served = dict(table.routes)
+                self._served = {cid: (r.center, r.edge_ids) for cid, r in table.routes.items()}
                 self.metrics.dns_requests.labels(self.backend.name).inc(result.stats.requests)
             except Exception as exc:  # the loop survives a failing backend and retries next cycle
                 error = f"{self.backend.name}: {exc}"
@@ -179,17 +180,22 @@ class ControlLoop:
         self.last_report, self.cycles, self.last_cycle_at = report, self.cycles + 1, time.time()
         return report
 
-    def _uncorroborated_withdrawal(self, table: RoutingTable, states: Mapping[str, str]) -> float:
-        """Share of all demand that the published table serves, the new one does not, and no quorum of
-        vantages explains: the cell's published center is not DOWN and neither is every edge it was given."""
+    def _uncorroborated_withdrawal(self, table: RoutingTable, states: Mapping[str, str], before: Mapping[str, CellState]) -> float:
+        """Share of all demand that the served table serves, the new one does not, and nothing explains: no
+        quorum of vantages saw the cell's served center DOWN, nor every edge it was given, and the rules in
+        force do not require it (its center is still allowed). What is served is what this instance last
+        published (kept across restarts in its state); a standby that has published nothing yet takes the
+        routes it last computed, which were the leader's too."""
+        served = self._served or {cid: (c.center, c.edges) for cid, c in before.items()}
         demand = {c.id: c.demand for c in self.topology.cells}
         total = sum(demand.values()) or 1.0
         lost = 0.0
         for cid, route in table.routes.items():
-            was = self._served.get(cid)
-            if route.center is not None or was is None or was.center is None:
+            center, edges = served.get(cid, (None, ()))
+            if route.center is not None or center is None:
                 continue
-            explained = states.get(was.center) == DOWN or (was.edge_ids and all(states.get(e) == DOWN for e in was.edge_ids))
+            explained = (states.get(center) == DOWN or (bool(edges) and all(states.get(e) == DOWN for e in edges))
+                         or not self.topology.residency.allows(route.country, center))
             if not explained:
                 lost += demand.get(cid, 0.0)
         return lost / total
@@ -199,6 +205,7 @@ class ControlLoop:
         self.store.save({
             "stack": self.topology.stack, "saved_at": now, "router": self.router_state.to_json(), "health": self.health.to_json(),
             "latency": self.latency.to_json(), "table_hash": self.table.content_hash if self.table else None,
+            "served": {cid: [center, list(edges)] for cid, (center, edges) in sorted(self._served.items())},
         })
 
     def _restore(self) -> bool:
@@ -209,6 +216,7 @@ class ControlLoop:
         self._last_hash = data.get("table_hash") or ""
         self.health.load_json(data["health"])
         self.latency.load_json(data.get("latency", []))
+        self._served = {str(cid): (v[0], tuple(v[1])) for cid, v in (data.get("served") or {}).items()}
         return True
 
     # ---- metrics ----------------------------------------------------------------------------------

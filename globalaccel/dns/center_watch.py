@@ -31,7 +31,8 @@ class CenterWatch:
 
     @classmethod
     def for_responder(cls, responder: DnsResponder, targets: Mapping[str, tuple[str, int]], **kw: object) -> CenterWatch:
-        return cls(targets, responder.set_centers_down, **kw)  # type: ignore[arg-type]
+        every = frozenset(targets)
+        return cls(targets, lambda down: responder.set_centers_down(down, isolated=down >= every), **kw)  # type: ignore[arg-type]
 
     async def probe(self, host: str, port: int) -> bool:
         try:

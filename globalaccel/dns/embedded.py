@@ -85,6 +85,7 @@ class ServerStats:
     formerr: int = 0
     dropped: int = 0
     truncated: int = 0
+    servfail: int = 0
     by_rcode: dict[str, int] = field(default_factory=dict)
 
 
@@ -118,13 +119,17 @@ class DnsResponder:
         self.cache_enabled = True
         self._kind = ""
         self._down: frozenset[str] = frozenset()  # centers this server's own health view sees down
+        self._isolated = False  # it sees every center down: most likely itself cut off
 
-    def set_centers_down(self, down: frozenset[str]) -> None:
+    def set_centers_down(self, down: frozenset[str], isolated: bool = False) -> None:
         """This server's own view of center health (globalaccel.dns.center_watch): countries whose chosen
-        center it sees down are answered through the next center of their chain, with no controller."""
-        if down != self._down:
+        center it sees down are answered through the next center of their chain, with no controller. A
+        server that sees every center down is most likely cut off itself: it answers the service name with
+        SERVFAIL, so resolvers ask another server of the NS set instead of taking its stale view."""
+        if down != self._down or isolated != self._isolated:
             self._cache = {}
             self._down = down
+            self._isolated = isolated
 
     @property
     def snapshot(self) -> ZoneSnapshot:
@@ -208,6 +213,9 @@ class DnsResponder:
             response.answer.append(rr)
             self._note("answered")
             return self._finish(response, dns.rcode.NOERROR, udp, query)
+        if self._isolated and qname == snap.service:
+            self._note("servfail")
+            return self._finish(response, dns.rcode.SERVFAIL, udp, query)
         rrset = self._lookup(snap, qname, qtype, country)
         if rrset is None:
             return self._nodata(response, snap, udp, query)

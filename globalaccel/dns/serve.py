@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -13,7 +12,7 @@ import dns.name
 from globalaccel.answers import Answers
 from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.dns.center_watch import CenterWatch
-from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer
+from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, ZoneSnapshot
 from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot, snapshot_from_json
 from globalaccel.emulated.world import center_address
 from globalaccel.errors import UsageError
@@ -68,17 +67,19 @@ async def _serve_center(topology: Topology, center: str, zone_file: Path, host: 
     print(f"serving {topology.zone} from {zone_file} in {center} on {host}:{server.port}", flush=True)
     watch.start()
     stop = stop_event()
-    seen: float | None = None
+    seen: tuple[int, int, int] | None = None
 
     async def follow() -> None:
         nonlocal seen
         while True:
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                mtime = zone_file.stat().st_mtime
-                if mtime != seen:
-                    snap = snapshot_from_json(json.loads(zone_file.read_text(encoding="utf-8")))
+            try:
+                stat = zone_file.stat()
+                if (stat.st_mtime_ns, stat.st_size, stat.st_ino) != seen:
+                    snap = lawful_only(topology, snapshot_from_json(json.loads(zone_file.read_text(encoding="utf-8"))))
                     responder.swap(dataclasses.replace(snap, nameservers=ns_set) if ns_set else snap)
-                    seen = mtime
+                    seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            except Exception as exc:  # a file being replaced, or a bad one: keep the last good zone, keep watching
+                print(f"zone file {zone_file}: {type(exc).__name__}: {exc}; still serving serial {responder.snapshot.serial}", flush=True)
             await asyncio.sleep(0.2)
 
     follower = asyncio.create_task(follow())
@@ -88,6 +89,25 @@ async def _serve_center(topology: Topology, center: str, zone_file: Path, host: 
         follower.cancel()
         await watch.stop()
         await server.stop()
+
+
+def lawful_only(topology: Topology, snap: ZoneSnapshot) -> ZoneSnapshot:
+    """The zone as loaded, minus any country whose answers or chain name a center its rule (as this server
+    reads the stack) does not allow: such a country gets no answer (fail closed), never the unlawful path."""
+    if snap.origin != dns.name.from_text(topology.zone) or snap.service != dns.name.from_text(topology.service_name):
+        raise ValueError(f"the zone file is for {snap.origin}, not {topology.zone}")
+    residency, paths = topology.residency, topology.path_by_address
+    bad = set()
+    for code, addresses in snap.answers.items():
+        chain = snap.paths.get(code, ())
+        centers = {paths[a][1] if a in paths else "?" for a in addresses} | {c for c, _ in chain}
+        centers |= {paths[a][1] if a in paths else "?" for _, addrs in chain for a in addrs}
+        if not all(c != "?" and residency.allows(code, c) for c in centers):
+            bad.add(code)
+    if bad:
+        print(f"zone serial {snap.serial}: refusing {', '.join(sorted(bad))}: a path outside the rule", flush=True)
+    return dataclasses.replace(snap, answers={k: v for k, v in snap.answers.items() if k not in bad},
+                               paths={k: v for k, v in snap.paths.items() if k not in bad})
 
 
 def serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int, emulated_port: int | None,

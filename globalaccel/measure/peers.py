@@ -34,7 +34,8 @@ from globalaccel.measure.prober import ProbePath
 BUFFER = 200_000  # results kept for peers: > 15 prod cycles of one vantage (3,203 paths each)
 SIGNATURE = "X-Globalaccel-Signature"
 TIMESTAMP = "X-Globalaccel-Timestamp"
-MAX_SKEW_S = 60.0  # a signed request or answer older (or newer) than this is refused: no replays
+MAX_SKEW_S = 60.0  # a signed request or answer older than this is refused: no replays
+MAX_AHEAD_S = 5.0  # ... or dated further ahead than this (a future date would stretch the replay window)
 
 
 def sign(key: bytes, *parts: bytes) -> str:
@@ -43,9 +44,14 @@ def sign(key: bytes, *parts: bytes) -> str:
 
 def fresh(timestamp: str | None, now: float) -> bool:
     try:
-        return timestamp is not None and abs(now - float(timestamp)) <= MAX_SKEW_S
+        return timestamp is not None and -MAX_AHEAD_S <= now - float(timestamp) <= MAX_SKEW_S
     except ValueError:
         return False
+
+
+def same(given: str, expected: str) -> bool:
+    """Constant-time, on bytes: a header may hold any characters, and str comparison refuses non-ASCII."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 class ResultBuffer:
@@ -77,8 +83,7 @@ def serve_results(buffer: ResultBuffer, host: str, port: int, key: bytes) -> Thr
         def do_GET(self) -> None:
             stamp = self.headers.get(TIMESTAMP)
             given = self.headers.get(SIGNATURE, "")
-            if not fresh(stamp, time.time()) or not hmac.compare_digest(
-                    given, sign(key, b"GET", self.path.encode(), str(stamp).encode())):
+            if not fresh(stamp, time.time()) or not same(given, sign(key, b"GET", self.path.encode(), str(stamp).encode())):
                 self.send_error(401, "sign the request with the centers' shared key")
                 return
             url = urllib.parse.urlparse(self.path)
@@ -130,7 +135,7 @@ class PeerPuller:
                 if str(data.get("instance", "")) != instance:
                     return None  # the Service moved us on again: next cycle
             self.last_instance = instance
-        except (urllib.error.URLError, OSError, ValueError):
+        except Exception:  # whatever a peer address answers (a dead pod mid-reply, a stranger): no vote, never a crash
             self.failures += 1
             return None
         if data.get("vantage") != self.vantage:
@@ -148,7 +153,7 @@ class PeerPuller:
             body = response.read()
             answered = response.headers.get(TIMESTAMP)
             given = response.headers.get(SIGNATURE, "")
-        if not fresh(answered, time.time()) or not hmac.compare_digest(given, sign(self.key, str(answered).encode(), path.encode(), body)):
+        if not fresh(answered, time.time()) or not same(given, sign(self.key, str(answered).encode(), path.encode(), body)):
             raise ValueError(f"{self.url}: answer not signed with the centers' key (or stale): dropped")
         data: dict[str, Any] = json.loads(body)
         return data
