@@ -101,6 +101,8 @@ class BackendSettings:
     api_key_env: str = setting("PDNS_API_KEY", "environment variable holding the PowerDNS API key", flag="--api-key-env")
     requests_per_s: float = setting(10.0, "Route 53 API requests per second (account-wide quota)", lo=0.1, hi=100,
                                     flag="--requests-per-s")
+    tokens_per_s: float = setting(100.0, "Route 53 change tokens refilled per second (AWS: 100/s, burst 1,500; UPSERT costs 2)",
+                                  lo=1, hi=1e6, flag="--tokens-per-s")
     wait_insync: bool = setting(False, "wait until Route 53 reports each change INSYNC", flag="--wait-insync")
     health_checks: tuple[str, ...] = setting((), "a center's Route 53 health check, CENTER=ID (repeat; pulumi up passes them)",
                                              flag="--health-check")

@@ -113,7 +113,8 @@ def open_route53(layout: Route53Layout, settings: BackendSettings, dry_run: bool
     zone_id = settings.zone_id or find_zone(client, layout.zone, settings.create_zone and not dry_run)
     if zone_id is None and not dry_run:
         raise BackendError(f"no hosted zone {layout.zone}; pass --create-zone to create it (or --zone-id)")
-    backend = Route53Backend(client, zone_id, layout, budget=ApiBudget.route53(requests_per_s=settings.requests_per_s),
+    backend = Route53Backend(client, zone_id, layout, budget=ApiBudget.route53(requests_per_s=settings.requests_per_s,
+                                                                              tokens_per_s=settings.tokens_per_s),
                              wait_insync=settings.wait_insync, health_checks=settings.health_check_ids)
     if not dry_run and backend.health_checks:
         backend.verify_health_checks()
