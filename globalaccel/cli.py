@@ -64,8 +64,15 @@ def cmd_dns_serve(args: argparse.Namespace) -> int:
 
         if args.zone_file is None or args.center is None:
             raise UsageError("a center's server takes both --center and --zone-file")
-        return serve_center(topology, args.center, args.zone_file, args.host, args.port, args.emulated_port, args.local_country,
-                            args.duration, center_pairs(tuple(args.nameserver or ()), "--nameserver", "CENTER=ADDRESS"))
+        targets, source = None, None
+        if args.emulated_port is not None:  # the emulated world: center j listens on its loopback address; probe from ours
+            from globalaccel.emulated.world import center_address
+
+            if args.center in topology.center_by_id:
+                targets = {c.id: (center_address(j), args.emulated_port) for j, c in enumerate(topology.centers)}
+                source = center_address(topology.center_ids.index(args.center))
+        return serve_center(topology, args.center, args.zone_file, args.host, args.port, args.local_country, args.duration,
+                            center_pairs(tuple(args.nameserver or ()), "--nameserver", "CENTER=ADDRESS"), targets, source)
     return serve_stack(topology, args.host, args.port, args.local_country, args.duration, cache=not args.no_cache)
 
 

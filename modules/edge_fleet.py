@@ -78,8 +78,11 @@ def _zone(props: dict[str, Any]) -> Any:
 
     layout = Route53Layout(props["zone"], props["service"], props["stack"])
     checks = tuple(f"{center}={check}" for center, check in sorted((props.get("health_checks") or {}).items()))
+    # Route 53's own quota unless the inputs say otherwise (a moto server in tests has none).
+    defaults = BackendSettings()
     settings = BackendSettings(kind="route53", zone_id=props["zone_id"], endpoint_url=props.get("endpoint_url") or None,
-                               health_checks=checks)
+                               health_checks=checks, requests_per_s=float(props.get("requests_per_s") or defaults.requests_per_s),
+                               tokens_per_s=float(props.get("tokens_per_s") or defaults.tokens_per_s))
     return OwnedZone(open_route53(layout, settings))  # the loop's own factory
 
 

@@ -226,7 +226,8 @@ def test_edge_fleet_provider_creates_the_fleet_in_budgeted_batches(stack: Stack,
             monkeypatch.setenv(key, value)
         client = route53_client(url)
         zone_id = client.create_hosted_zone(Name=fleet.inputs["zone"], CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
-        props = {k: v for k, v in fleet.inputs.items() if k != "__provider"} | {"zone_id": zone_id.split("/")[-1]}
+        props = {k: v for k, v in fleet.inputs.items() if k != "__provider"} | {"zone_id": zone_id.split("/")[-1],
+                                                                                "requests_per_s": 100, "tokens_per_s": 100_000}
         assert set(props["health_checks"]) == set(load_stack(name, STACKS).center_ids)  # the program passes every center's
         topology = load_stack(name, STACKS)
         checks = ensure_center_checks(client, name, topology.centers, 443)

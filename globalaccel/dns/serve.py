@@ -14,7 +14,6 @@ from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.dns.center_watch import CenterWatch
 from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, ZoneSnapshot
 from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot, snapshot_from_json
-from globalaccel.emulated.world import center_address
 from globalaccel.errors import UsageError
 from globalaccel.routing.summary import compute_table
 from globalaccel.stopping import stop_event, wait_until_stopped
@@ -45,22 +44,15 @@ def serve_stack(topology: Topology, host: str, port: int, local_country: str | N
     return 0
 
 
-async def _serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int, emulated_port: int | None,
+async def _serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int,
+                        targets: dict[str, tuple[str, int]], source: str | None,
                         local_country: str | None, duration: float | None, nameservers: dict[str, str]) -> None:
     """An authoritative server in one center: the zone the controller last published (re-read when the file
     changes, kept when it cannot be read), answered through this server's own view of center health."""
-    if center not in topology.center_by_id:
-        raise UsageError(f"--center {center!r} is not a center of stack {topology.stack} ({', '.join(topology.center_ids)})")
     responder = DnsResponder(empty_snapshot(topology, host), local_country=local_country)
     origin = dns.name.from_text(topology.zone)
     # The NS set spans the centers: every server names all of them, so a resolver that loses one asks another.
     ns_set = tuple((dns.name.from_text(f"ns-{c}", origin), address) for c, address in sorted(nameservers.items()))
-    if emulated_port is not None:  # the emulated world: center j listens on its loopback address; we probe from ours
-        targets = {c.id: (center_address(j), emulated_port) for j, c in enumerate(topology.centers)}
-        source: str | None = center_address(topology.center_ids.index(center))
-    else:
-        targets = {c.id: (c.address, topology.probe.port) for c in topology.centers}
-        source = None
     watch = CenterWatch.for_responder(responder, targets, source=source)
     server = EmbeddedDnsServer(responder, host, port)
     await server.start()
@@ -110,10 +102,16 @@ def lawful_only(topology: Topology, snap: ZoneSnapshot) -> ZoneSnapshot:
                                paths={k: v for k, v in snap.paths.items() if k not in bad})
 
 
-def serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int, emulated_port: int | None,
-                 local_country: str | None, duration: float | None, nameservers: dict[str, str] | None = None) -> int:
+def serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int, local_country: str | None,
+                 duration: float | None, nameservers: dict[str, str] | None = None,
+                 targets: dict[str, tuple[str, int]] | None = None, source: str | None = None) -> int:
+    """`targets`: each center's health endpoint (default: its address and the stack's probe port); `source`:
+    the local address to probe from (this center's)."""
+    if center not in topology.center_by_id:
+        raise UsageError(f"--center {center!r} is not a center of stack {topology.stack} ({', '.join(topology.center_ids)})")
+    targets = targets or {c.id: (c.address, topology.probe.port) for c in topology.centers}
     unknown = sorted(set(nameservers or {}) - set(topology.center_ids))
     if unknown:
         raise UsageError(f"--nameserver names {', '.join(unknown)}, not a center of stack {topology.stack}")
-    asyncio.run(_serve_center(topology, center, zone_file, host, port, emulated_port, local_country, duration, nameservers or {}))
+    asyncio.run(_serve_center(topology, center, zone_file, host, port, targets, source, local_country, duration, nameservers or {}))
     return 0
