@@ -220,6 +220,13 @@ class ResidencyPolicy:
         """May an edge in `edge_jurisdiction` with `role` carry traffic of users in `country`?"""
         return self.rule_for(country).edge_allowed(edge_jurisdiction, role, country)
 
+    def path_violation(self, country: str, edge_jurisdiction: str, role: Role, center: str) -> str | None:
+        """Why a whole answered path (an edge, and the center that edge forwards to) may not carry
+        `country`'s traffic, or None when it may: the one check every reader of live answers uses."""
+        if not self.allows(country, center):
+            return f"{center} is not allowed by rule {self.rule_for(country).name!r}"
+        return self.edge_violation(country, edge_jurisdiction, role)
+
     def edge_violation(self, country: str, edge_jurisdiction: str, role: Role) -> str | None:
         """Why the edge may not carry `country`'s traffic, or None when it may."""
         rule = self.rule_for(country)

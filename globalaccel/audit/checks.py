@@ -219,10 +219,10 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True,
             for code, addresses in route53_current(baseline_records, topology, down_centers).items():
                 for address in addresses:
                     edge, center = topology.path_by_address[address]
-                    why = topology.residency.edge_violation(code, edge.country, edge.role)
-                    if not topology.residency.allows(code, center) or why:
+                    why = topology.residency.path_violation(code, edge.country, edge.role, center)
+                    if why is not None:
                         findings.append(Finding("out_of_region_answer", code, f"[{name}, before the controller reacts] {address} "
-                                                f"-> {edge.id} -> {center}: {why or 'center not allowed'}", code))
+                                                f"-> {edge.id} -> {center}: {why}", code))
                 was, goes = centers_of(now.get(code, ())), centers_of(addresses)
                 if was != goes:
                     unattended[code] = f"{'+'.join(was) or 'none'} -> {'+'.join(goes) or 'no answer'}"

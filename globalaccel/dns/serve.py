@@ -92,9 +92,11 @@ def lawful_only(topology: Topology, snap: ZoneSnapshot) -> ZoneSnapshot:
     bad = set()
     for code, addresses in snap.answers.items():
         chain = snap.paths.get(code, ())
-        centers = {paths[a][1] if a in paths else "?" for a in addresses} | {c for c, _ in chain}
-        centers |= {paths[a][1] if a in paths else "?" for _, addrs in chain for a in addrs}
-        if not all(c != "?" and residency.allows(code, c) for c in centers):
+        every = set(addresses) | {a for _, addrs in chain for a in addrs}
+        # Each address names its edge and the center that edge forwards to: the whole path is judged.
+        unlawful = [a for a in every
+                    if a not in paths or residency.path_violation(code, paths[a][0].country, paths[a][0].role, paths[a][1])]
+        if unlawful or any(not residency.allows(code, c) for c, _ in chain):
             bad.add(code)
     if bad:
         print(f"zone serial {snap.serial}: refusing {', '.join(sorted(bad))}: a path outside the rule", flush=True)

@@ -76,8 +76,9 @@ class DataPlane:
                 continue
             edge, center = path
             centers.add(center)
-            if not residency.allows(country, center) or residency.edge_violation(country, edge.country, edge.role):
-                out.append(f"{country} via {server}: {address} -> {edge.id} -> {center}")
+            why = residency.path_violation(country, edge.country, edge.role, center)
+            if why is not None:
+                out.append(f"{country} via {server}: {address} -> {edge.id} -> {center}: {why}")
         return centers, out
 
     def expected(self, down: set[str]) -> dict[str, str]:
