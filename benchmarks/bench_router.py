@@ -28,10 +28,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from globalaccel.cells import Cell  # noqa: E402
 from globalaccel.latency import LatencyModel  # noqa: E402
 from globalaccel.routing import Health, Router  # noqa: E402
 from globalaccel.routing.candidates import CandidateSearch, Scoring  # noqa: E402
-from globalaccel.topology import Cell, Topology, load_stack  # noqa: E402
+from globalaccel.topology import Topology, load_stack  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:

@@ -105,7 +105,7 @@ class Answers:
     generation: int
     table_hash: str
     cells: Mapping[str, Decision]  # cell id -> decision, for every cell of the topology
-    cells_of_country: Mapping[str, tuple[str, ...]]  # every country of the topology -> its cells
+    cells_of_country: Mapping[str, tuple[str, ...]]  # every country of the topology -> its cells, principal first
 
     @classmethod
     def from_table(cls, table: RoutingTable, topology: Topology) -> Answers:
@@ -121,7 +121,10 @@ class Answers:
             if cell.country not in of_country:
                 raise InconsistentTable(f"cell {cell.id} is in {cell.country!r}, which is not a country of the stack")
             of_country[cell.country].append(cell.id)
-        return cls(table.stack, table.generation, table.content_hash, cells, {k: tuple(v) for k, v in of_country.items()})
+        # Principal cell first (globalaccel.cells.principal_cells): its answer stands for the country.
+        principal = topology.principal_cell
+        ordered = {k: tuple(sorted(v, key=lambda cid: (cid != principal.get(k), cid))) for k, v in of_country.items()}
+        return cls(table.stack, table.generation, table.content_hash, cells, ordered)
 
     # ---- selectors ---------------------------------------------------------------------------------
     def cell(self, cell_id: str) -> Decision:
@@ -131,14 +134,21 @@ class Answers:
             raise UnknownSelector(f"no decision for cell {cell_id!r} in table {self.table_hash[:16]}") from None
 
     def country(self, code: str) -> Decision:
-        """The decision for clients located only by country. Defined while a country is one cell; a
-        country split into several cells has no single answer, and asking for one is a bug, not a state."""
+        """The decision for clients located only by country (Route 53 geolocation, PowerDNS by country, a
+        network the city database does not place): the decision of the country's principal cell, the one
+        with the most demand. Every cell of a country shares its rule, so this answer is as lawful for the
+        whole country as for that cell; what it costs the other cells is reported as extra RTT (plan)."""
         cells = self.cells_of_country.get(code)
         if cells is None:
             raise UnknownSelector(f"{code!r} is not a country of stack {self.stack}")
-        if len(cells) != 1:
-            raise UnknownSelector(f"{code} has {len(cells)} cells; select by cell or network, not by country")
+        if not cells:
+            raise InconsistentTable(f"{code} has no cell in table {self.table_hash[:16]}")
         return self.cells[cells[0]]
+
+    def principal_cell(self, code: str) -> str:
+        """The cell whose decision `country(code)` gives."""
+        self.country(code)
+        return self.cells_of_country[code][0]
 
     def countries(self) -> Iterator[tuple[str, Decision]]:
         """Every country of the stack, in code order, with its decision."""

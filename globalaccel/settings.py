@@ -60,6 +60,17 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True)
+class CellSettings:
+    """Client cells and how clients are located into them (the `global-accel:cells:` block; globalaccel.cells)."""
+
+    places: str | None = setting(None, "populated places CSV (path relative to the stacks folder); unset: one cell per country")
+    radius_km: float = setting(150.0, "places within this distance of a cell's largest place join that cell", lo=1, hi=5000)
+    split_subdivisions: bool = setting(True, "a cell never spans two first-level subdivisions")
+    networks: str | None = setting(None, "city-level IP geolocation database in the MaxMind DB format (GeoIP2/GeoLite2 City, "
+                                         "DB-IP City Lite, ...), path relative to the stacks folder: locates client networks")
+
+
+@dataclass(frozen=True)
 class LatencySettings:
     fibre_km_per_ms: float = setting(200.0, "light in fibre, one way", lo=1, hi=300)
     route_inflation: float = setting(2.1, "public-Internet paths (client -> edge) vs great circle", lo=1, hi=10)

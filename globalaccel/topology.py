@@ -14,11 +14,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from globalaccel.cells import Cell, cluster_cells, country_cells, load_places, principal_cells
 from globalaccel.errors import ConfigError, ProblemCollector
 from globalaccel.iso3166 import COUNTRY_CODES
 from globalaccel.residency import ResidencyPolicy, Role
 from globalaccel.residency_file import load_residency
-from globalaccel.settings import IacSettings, LatencySettings, LoopSettings, ProbeSettings, RoutingSettings, from_stack
+from globalaccel.settings import CellSettings, IacSettings, LatencySettings, LoopSettings, ProbeSettings, RoutingSettings, from_stack
 from globalaccel.sourcefile import Located, load_yaml, read_csv
 
 NAMESPACE = "global-accel"
@@ -78,17 +79,6 @@ class Country:
 
 
 @dataclass(frozen=True)
-class Cell:
-    """A group of clients routed alike. One per country today; finer cells share the country's rule."""
-
-    id: str
-    country: str
-    lat: float
-    lon: float
-    demand: float  # weight of traffic from this cell (population)
-
-
-@dataclass(frozen=True)
 class Topology:
     stack: str
     zone: str  # DNS zone the controller owns
@@ -105,10 +95,20 @@ class Topology:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     loop: LoopSettings = field(default_factory=LoopSettings)  # the control loop's settings from the stack file
     iac: IacSettings = field(default_factory=IacSettings)  # what `pulumi up` needs beyond the world
+    client_networks: Path | None = None  # the city-level network database (MaxMind DB format), when the stack names one
 
     @cached_property
     def center_by_id(self) -> dict[str, Center]:
         return {c.id: c for c in self.centers}
+
+    @cached_property
+    def cell_by_id(self) -> dict[str, Cell]:
+        return {c.id: c for c in self.cells}
+
+    @cached_property
+    def principal_cell(self) -> dict[str, str]:
+        """Country -> the cell whose answer stands for it where clients are located only by country."""
+        return principal_cells(self.cells)
 
     @cached_property
     def edge_by_id(self) -> dict[str, Edge]:
@@ -382,6 +382,7 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
     probe = from_stack(ProbeSettings, key("probe"), file, f"config.{NAMESPACE}:probe", problems)
     loop = from_stack(LoopSettings, key("loop"), file, f"config.{NAMESPACE}:loop", problems)
     iac = from_stack(IacSettings, key("iac"), file, f"config.{NAMESPACE}:iac", problems)
+    cell_settings = from_stack(CellSettings, key("cells"), file, f"config.{NAMESPACE}:cells", problems)
     center_ids = {c.id for c in centers}
     for item in loop.peers:
         peer = item.partition("=")[0]
@@ -396,6 +397,11 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
         text = _text(key(name), file, f"config.{NAMESPACE}:{name}", problems, config.line)
         if text is not None:
             paths[name] = (stacks_dir / text).resolve()
+    for name, text in (("places", cell_settings.places), ("networks", cell_settings.networks)):
+        if text is not None:
+            paths[name] = (stacks_dir / text).resolve()
+            if not paths[name].is_file():
+                problems.add(file, key("cells").line, f"config.{NAMESPACE}:cells.{name}", f"no such file: {paths[name]}")  # type: ignore[union-attr]
     problems.raise_if_any()
 
     countries = load_countries(paths["countries"], problems)
@@ -408,7 +414,12 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
                        {c.address: f"center {c.id}" for c in centers})
     problems.raise_if_any()
     residency = load_residency(paths["residency"], {c.id: c.country for c in centers}, countries)
-    cells = tuple(Cell(c.code, c.code, c.lat, c.lon, float(max(c.population, 1))) for c in sorted(countries.values(), key=lambda c: c.code))
+    if "places" in paths:
+        places = load_places(paths["places"], countries, problems)
+        problems.raise_if_any()
+        cells = cluster_cells(places, countries, cell_settings)
+    else:
+        cells = country_cells(countries)
     return Topology(
         stack=stack,
         zone=zone.rstrip(".").lower(),  # type: ignore[union-attr]
@@ -425,4 +436,5 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
         probe=probe,
         loop=loop,
         iac=iac,
+        client_networks=paths.get("networks"),
     )

@@ -6,9 +6,10 @@ import datetime as dt
 
 from hypothesis import strategies as st
 
+from globalaccel.cells import Cell
 from globalaccel.residency import Mode, ResidencyPolicy, Role, Rule
 from globalaccel.settings import HysteresisSettings, LatencySettings, RoutingSettings
-from globalaccel.topology import Cell, Center, Country, Edge, Topology
+from globalaccel.topology import Center, Country, Edge, Topology
 
 REVIEWED = dt.date(2026, 11, 25)
 lat_st = st.floats(min_value=-85, max_value=85, allow_nan=False)

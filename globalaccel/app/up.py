@@ -19,8 +19,8 @@ from globalaccel.control.http import LoopHttpServer
 from globalaccel.control.loop import ControlLoop, CycleReport, Lease
 from globalaccel.control.metrics import LoopMetrics
 from globalaccel.control.state import FileLease
-from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer
-from globalaccel.dns.embedded_backend import ZONE_FILE, EmbeddedBackend, empty_snapshot
+from globalaccel.dns.embedded import EmbeddedDnsServer
+from globalaccel.dns.embedded_backend import ZONE_FILE, EmbeddedBackend, responder_for
 from globalaccel.dns.factory import open_backend
 from globalaccel.emulated.world import center_address, down_centers, edge_address
 from globalaccel.errors import UsageError
@@ -124,7 +124,7 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
     check_settings(topology, options)
     state_dir = options.state_dir or Path("state") / topology.stack
     metrics = LoopMetrics()
-    responder = DnsResponder(empty_snapshot(topology, options.dns_host))  # fail closed until the first measured table
+    responder = responder_for(topology, options.dns_host)  # fail closed until the first measured table
     backend_settings = dataclasses.replace(options.backend, kind="embedded") if options.local else options.backend
     backend = open_backend(topology, backend_settings, responder, dry_run=options.dry_run)  # a dry run creates no zone
     if isinstance(backend.backend, EmbeddedBackend):

@@ -1,9 +1,12 @@
 """Embedded authoritative DNS server (dnspython + asyncio): the local default backend.
 
 Authoritative for the routing zone only: no recursion (RA never set), REFUSED outside the zone.
-The client is located from EDNS Client Subnet (RFC 7871: the scope is echoed) or else from the
-source address, with iptocc's offline IP-to-country data; an address it cannot place (loopback,
-private ranges) gets no answer unless `--local-country` says where local clients are.
+The client is located from EDNS Client Subnet (RFC 7871) or else from the source address, by a locator
+(globalaccel.locate): the stack's city-level network database into cells, or the offline country
+dataset into a country's principal cell. The ECS scope is the prefix length of the network the answer was
+decided for (never simply the source prefix). An address it cannot place (loopback, private ranges, a
+network the database lacks) gets no answer unless `--local-country` says where local clients are. A
+network both of whose countries' rules apply gets only the addresses lawful for both.
 Fail-closed countries, unknown locations and AAAA queries get NODATA (SOA in authority), never
 another region's edge. A new routing table swaps in atomically: one reference assignment, and every
 query reads one snapshot from start to end.
@@ -30,7 +33,8 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-import iptocc
+
+from globalaccel.locate import CountryLocator, Location, Locator, country_of
 
 UDP_DEFAULT_PAYLOAD = 512
 OUR_EDNS_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
@@ -46,16 +50,18 @@ class ZoneSnapshot:
     service: dns.name.Name
     ns_host: dns.name.Name
     ns_address: str
-    answers: Mapping[str, tuple[str, ...]]  # country -> edge addresses, best first; absent = no answer
+    answers: Mapping[str, tuple[str, ...]]  # cell -> edge addresses, best first; absent = no answer
     ttl: int = 60
     serial: int = 1
     table_hash: str = ""
-    # country -> its failover chain, (center, addresses) in order, the chosen center first: a server that
+    # cell -> its failover chain, (center, addresses) in order, the chosen center first: a server that
     # sees a center down answers with the next path whose center it sees up (every one allowed by the rule).
     paths: Mapping[str, tuple[tuple[str, tuple[str, ...]], ...]] = field(default_factory=dict)
     # The zone's NS set when it spans the centers (one authoritative server each): (host, address) pairs.
     # Empty: the one server `ns_host` at `ns_address`.
     nameservers: tuple[tuple[dns.name.Name, str], ...] = ()
+    # country -> the cell answering clients located only by country; absent: the cell named like the country.
+    principal: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ns_set(self) -> tuple[tuple[dns.name.Name, str], ...]:
@@ -67,11 +73,8 @@ class ZoneSnapshot:
 
 
 def locate_ip(address: str) -> str | None:
-    try:
-        code = iptocc.country_code(address)
-    except (ValueError, TypeError):
-        return None
-    return code if isinstance(code, str) and code else None
+    """The country the offline country dataset gives an address."""
+    return country_of(address)
 
 
 @dataclass
@@ -107,15 +110,19 @@ def _question_name_end(wire: bytes) -> int | None:
 class DnsResponder:
     """Turns one query (wire bytes) into one response (wire bytes), or None to drop it."""
 
-    def __init__(self, snapshot: ZoneSnapshot, locate: Callable[[str], str | None] = locate_ip, local_country: str | None = None) -> None:
+    def __init__(self, snapshot: ZoneSnapshot, locator: Locator | None = None, local_country: str | None = None,
+                 judge: Callable[[str, str], bool] | None = None) -> None:
         self._snapshot = snapshot
-        self.locate = locate
+        self.locator: Locator = locator or CountryLocator(None)
         self.local_country = local_country
+        # judge(country, address): may that country's traffic take that path? Needed for networks two countries'
+        # rules apply to; without one, such networks get no answer.
+        self.judge = judge
         self.stats = ServerStats()
         # Response cache for one snapshot: query bytes after the ID + transport + where the source
         # is, -> response bytes after the ID and what kind of answer it was. Everything a response
         # depends on is in the key, so a hit is byte-identical to recomputing it.
-        self._cache: dict[tuple[bytes, bool, str | None], tuple[bytes, str]] = {}
+        self._cache: dict[tuple[bytes, bool, Location | None], tuple[bytes, str]] = {}
         self.cache_enabled = True
         self._kind = ""
         self._down: frozenset[str] = frozenset()  # centers this server's own health view sees down
@@ -193,7 +200,7 @@ class DnsResponder:
             self._note("refused")
             return self._finish(response, dns.rcode.REFUSED, udp, query)
         response.flags |= dns.flags.AA
-        country, scope = self._client_country(query, source, response)
+        location, scope = self._client_location(query, source)
         ecs = next((o for o in query.options if isinstance(o, dns.edns.ECSOption)), None)
         if ecs is not None:
             # RFC 7871 7.2: echo the option. Only the service name's answer is tailored to the
@@ -216,7 +223,7 @@ class DnsResponder:
         if self._isolated and qname == snap.service:
             self._note("servfail")
             return self._finish(response, dns.rcode.SERVFAIL, udp, query)
-        rrset = self._lookup(snap, qname, qtype, country)
+        rrset = self._lookup(snap, qname, qtype, location)
         if rrset is None:
             return self._nodata(response, snap, udp, query)
         response.answer.append(rrset)
@@ -227,7 +234,7 @@ class DnsResponder:
         return self._finish(response, dns.rcode.NOERROR, udp, query)
 
     # ------------------------------------------------------------------------------------------
-    def _lookup(self, snap: ZoneSnapshot, qname: dns.name.Name, qtype: int, country: str | None) -> dns.rrset.RRset | None:
+    def _lookup(self, snap: ZoneSnapshot, qname: dns.name.Name, qtype: int, location: Location | None) -> dns.rrset.RRset | None:
         if qname == snap.origin:
             if qtype == dns.rdatatype.SOA:
                 return self._soa(snap)
@@ -237,34 +244,54 @@ class DnsResponder:
         for host, address in snap.ns_set:
             if qname == host:
                 return dns.rrset.from_text(qname, snap.ttl, "IN", "A", address) if qtype == dns.rdatatype.A else None
-        if qname == snap.service and qtype == dns.rdatatype.A and country is not None:
-            addresses = snap.answers.get(country)
-            chain = snap.paths.get(country, ())
-            if addresses and self._down and chain:
-                # The first path through a center this server sees up; none: the chosen one (fail static: every
-                # path of the chain is lawful, and a dead center's edges forward nowhere else).
-                addresses = next((a for center, a in chain if center not in self._down), addresses)
+        if qname == snap.service and qtype == dns.rdatatype.A and location is not None:
+            addresses = self._addresses(snap, location)
             if addresses:
                 return dns.rrset.from_text_list(qname, snap.ttl, "IN", "A", list(addresses))
         return None
 
-    def _client_country(self, query: dns.message.Message, source: str, response: dns.message.Message) -> tuple[str | None, int | None]:
-        """(country, ECS scope to echo or None when the query carried no ECS option)."""
+    def _addresses(self, snap: ZoneSnapshot, location: Location) -> tuple[str, ...]:
+        home = location.countries[0]
+        cell = location.cell or snap.principal.get(home, home)
+        addresses = snap.answers.get(cell, ())
+        chain = snap.paths.get(cell, ())
+        if addresses and self._down and chain:
+            # The first path through a center this server sees up; none: the chosen one (fail static: every
+            # path of the chain is lawful, and a dead center's edges forward nowhere else).
+            addresses = next((a for center, a in chain if center not in self._down), addresses)
+        others = location.countries[1:]
+        if addresses and others:
+            # Two countries' rules apply to this network (the databases disagree, or the source prefix spans
+            # both): only what both allow, the chain's next paths if the first has nothing; else nothing.
+            judge = self.judge
+            if judge is None:
+                return ()
+            candidates = [addresses, *(a for _, a in chain if a != addresses)]
+            for option in candidates:
+                lawful = tuple(a for a in option if all(judge(c, a) for c in others))
+                if lawful:
+                    return lawful
+            return ()
+        return addresses
+
+    def _client_location(self, query: dns.message.Message, source: str) -> tuple[Location | None, int | None]:
+        """(where the client is, ECS scope to echo or None when the query carried no ECS option)."""
         for option in query.options:
             if isinstance(option, dns.edns.ECSOption):
                 if option.srclen == 0:
                     # RFC 7871 7.1.2: source prefix 0 means "do not use my address"; answer for the
                     # resolver's own address with scope 0.
                     return self._locate_source(source), 0
-                return self.locate(option.address), option.srclen
+                location, scope = self.locator.locate(option.address, option.srclen)
+                return location, scope
         return self._locate_source(source), None
 
-    def _locate_source(self, source: str) -> str | None:
-        found = self.locate(source)
+    def _locate_source(self, source: str) -> Location | None:
+        found, _ = self.locator.locate(source)
         if found is None and self.local_country is not None:
             ip = ipaddress.ip_address(source)
             if ip.is_loopback or ip.is_private:
-                return self.local_country
+                return Location(None, (self.local_country,))
         return found
 
     @staticmethod

@@ -1,10 +1,11 @@
 """The embedded server as a DNS backend: answers rendered to records, applied by swapping a snapshot.
 
 It goes through the same publish path as Route 53 and PowerDNS (render -> plan -> apply), so what the
-embedded server answers is exactly what the records say: one record set per served country on the
-service name, located by geolocation (ECS or source address), best first, plus a TXT record naming the
-table that produced them (serial and hash of the snapshot). Fail-closed and no-path countries have
-no record, so they get NODATA.
+embedded server answers is exactly what the records say: one record set per served cell on the service
+name (its set id is the cell's id, its geo the cell's country), best first, each followed by its failover
+chain, plus a TXT record naming the table that produced them (serial and hash of the snapshot). The server
+locates each client into a cell (globalaccel.locate). Fail-closed and no-path cells have no record, so
+they get NODATA.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any
 
 import dns.name
 
-from globalaccel.answers import Answers
+from globalaccel.answers import Answers, Served
 from globalaccel.dns.backend import ApplyStats
 from globalaccel.dns.embedded import DnsResponder, ZoneSnapshot
 from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.plan import Changes
 from globalaccel.dns.records import Geo, Record, fqdn
+from globalaccel.locate import locator_for
+from globalaccel.path_judge import PathJudge
 from globalaccel.topology import Topology
 
 TABLE_LABEL = "_globalaccel-table"
@@ -57,12 +60,16 @@ class EmbeddedBackend:
 
     def render(self, answers: Answers) -> list[Record]:
         records = [Record(self.table_name, "TXT", (f'"generation={answers.generation} hash={answers.table_hash}"',), self.ttl)]
-        for code, served in answers.served_countries():
-            # The chosen path under the country's own set id, then its failover chain (`<CC>/<n>`), each naming
+        cells = self.topology.cell_by_id
+        for cell_id, decision in sorted(answers.cells.items()):
+            if not isinstance(decision, Served):
+                continue
+            # The chosen path under the cell's own set id, then its failover chain (`<cell>/<n>`), each naming
             # its center: what a server in every center answers from when its own health view sees one down.
-            for n, path in enumerate(served.paths):
-                records.append(Record(self.ownership.service, "A", path.addresses, self.ttl, set_id=code if n == 0 else f"{code}/{n}",
-                                      geo=Geo(country=code), region=path.center))
+            code = cells[cell_id].country
+            for n, path in enumerate(decision.paths):
+                records.append(Record(self.ownership.service, "A", path.addresses, self.ttl,
+                                      set_id=cell_id if n == 0 else f"{cell_id}/{n}", geo=Geo(country=code), region=path.center))
         return records
 
     def records(self) -> list[Record]:
@@ -99,18 +106,17 @@ def snapshot_from_records(topology: Topology, records: Iterable[Record], ns_addr
     serial, table_hash = 1, ""
     for record in records:
         if record.name == ours.service and record.geo is not None and record.geo.country:
-            code = record.geo.country
-            _, _, n = (record.set_id or code).partition("/")
+            cell, _, n = (record.set_id or record.geo.country).partition("/")
             if not n:
-                answers[code] = record.values
-            chains.setdefault(code, []).append((int(n or 0), record.region or "", record.values))
+                answers[cell] = record.values
+            chains.setdefault(cell, []).append((int(n or 0), record.region or "", record.values))
         elif record.name.startswith(TABLE_LABEL + ".") and record.values:
             fields = dict(part.split("=", 1) for part in record.values[0].strip('"').split())
             serial, table_hash = max(1, int(fields.get("generation", "1"))), fields.get("hash", "")
     origin = dns.name.from_text(topology.zone)
-    paths = {code: tuple((center, values) for _, center, values in sorted(chain)) for code, chain in chains.items() if code in answers}
+    paths = {cell: tuple((center, values) for _, center, values in sorted(chain)) for cell, chain in chains.items() if cell in answers}
     return ZoneSnapshot(origin, dns.name.from_text(topology.service_name), dns.name.from_text("ns1", origin), ns_address,
-                        answers, ttl, serial=serial, table_hash=table_hash, paths=paths)
+                        answers, ttl, serial=serial, table_hash=table_hash, paths=paths, principal=dict(topology.principal_cell))
 
 
 def snapshot_for(topology: Topology, answers: Answers, ns_address: str = "127.0.0.1") -> ZoneSnapshot:
@@ -123,14 +129,15 @@ def snapshot_to_json(snap: ZoneSnapshot) -> dict[str, object]:
     return {"origin": snap.origin.to_text(), "service": snap.service.to_text(), "ns_host": snap.ns_host.to_text(),
             "ns_address": snap.ns_address, "answers": {k: list(v) for k, v in snap.answers.items()}, "ttl": snap.ttl,
             "serial": snap.serial, "table_hash": snap.table_hash,
-            "paths": {k: [[c, list(a)] for c, a in v] for k, v in snap.paths.items()}}
+            "paths": {k: [[c, list(a)] for c, a in v] for k, v in snap.paths.items()}, "principal": dict(snap.principal)}
 
 
 def snapshot_from_json(data: dict[str, Any]) -> ZoneSnapshot:
     return ZoneSnapshot(dns.name.from_text(data["origin"]), dns.name.from_text(data["service"]), dns.name.from_text(data["ns_host"]),
                         str(data["ns_address"]), {k: tuple(v) for k, v in data["answers"].items()}, int(data["ttl"]),
                         int(data["serial"]), str(data["table_hash"]),
-                        {k: tuple((str(c), tuple(a)) for c, a in v) for k, v in data.get("paths", {}).items()})
+                        {k: tuple((str(c), tuple(a)) for c, a in v) for k, v in data.get("paths", {}).items()},
+                        principal={str(k): str(v) for k, v in data.get("principal", {}).items()})
 
 
 def write_zone_file(path: Path, snap: ZoneSnapshot) -> None:
@@ -139,6 +146,12 @@ def write_zone_file(path: Path, snap: ZoneSnapshot) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(snapshot_to_json(snap), sort_keys=True), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def responder_for(topology: Topology, ns_address: str, local_country: str | None = None) -> DnsResponder:
+    """The stack's server: its locator (network database or country dataset), a judge for networks two
+    countries' rules apply to, and no answers until the first publish (fail closed)."""
+    return DnsResponder(empty_snapshot(topology, ns_address), locator_for(topology), local_country, PathJudge(topology).allows)
 
 
 def empty_snapshot(topology: Topology, ns_address: str) -> ZoneSnapshot:

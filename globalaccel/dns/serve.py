@@ -13,8 +13,9 @@ from globalaccel.answers import Answers
 from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.dns.center_watch import CenterWatch
 from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, ZoneSnapshot
-from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot, snapshot_from_json
+from globalaccel.dns.embedded_backend import EmbeddedBackend, responder_for, snapshot_from_json
 from globalaccel.errors import UsageError
+from globalaccel.locate import NetworkMap
 from globalaccel.routing.summary import compute_table
 from globalaccel.stopping import stop_event, wait_until_stopped
 from globalaccel.topology import Topology
@@ -22,13 +23,13 @@ from globalaccel.topology import Topology
 
 async def _serve(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None, cache: bool) -> None:
     table, _ = compute_table(topology)
-    responder = DnsResponder(empty_snapshot(topology, host), local_country=local_country)
+    responder = responder_for(topology, host, local_country)
     responder.cache_enabled = cache
     publish(OwnedZone(EmbeddedBackend(topology, responder)), Answers.from_table(table, topology))  # the loop's publish path
     server = EmbeddedDnsServer(responder, host, port)
     await server.start()
     print(f"serving {topology.zone} on {host}:{server.port} (UDP and TCP), table {table.content_hash[:16]}", flush=True)
-    print(f"  try: dig @{host} -p {server.port} {topology.service_name} A +subnet=85.214.0.0/16   (a German network)", flush=True)
+    print(f"  try: dig @{host} -p {server.port} {topology.service_name} A +subnet={_example_network(responder)}", flush=True)
     stop = stop_event()
     try:
         await wait_until_stopped(stop, duration)
@@ -37,6 +38,16 @@ async def _serve(topology: Topology, host: str, port: int, local_country: str | 
         stats = responder.stats
         print(f"stopped: {stats.queries} queries, {stats.answered} answered, {stats.nodata} NODATA, "
               f"{stats.nxdomain} NXDOMAIN, {stats.refused} REFUSED, {stats.cache_hits} from cache", flush=True)
+
+
+def _example_network(responder: DnsResponder) -> str:
+    """A network the server places, for the hint: one of the network database's, else a German one."""
+    locator = responder.locator
+    if isinstance(locator, NetworkMap):
+        for location, networks in locator.sample_networks(1).items():
+            if location.countries[0] == "DE":
+                return networks[0]
+    return "85.214.0.0/16"
 
 
 def serve_stack(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None, cache: bool = True) -> int:
@@ -49,7 +60,7 @@ async def _serve_center(topology: Topology, center: str, zone_file: Path, host: 
                         local_country: str | None, duration: float | None, nameservers: dict[str, str]) -> None:
     """An authoritative server in one center: the zone the controller last published (re-read when the file
     changes, kept when it cannot be read), answered through this server's own view of center health."""
-    responder = DnsResponder(empty_snapshot(topology, host), local_country=local_country)
+    responder = responder_for(topology, host, local_country)
     origin = dns.name.from_text(topology.zone)
     # The NS set spans the centers: every server names all of them, so a resolver that loses one asks another.
     ns_set = tuple((dns.name.from_text(f"ns-{c}", origin), address) for c, address in sorted(nameservers.items()))
@@ -88,16 +99,20 @@ def lawful_only(topology: Topology, snap: ZoneSnapshot) -> ZoneSnapshot:
     reads the stack) does not allow: such a country gets no answer (fail closed), never the unlawful path."""
     if snap.origin != dns.name.from_text(topology.zone) or snap.service != dns.name.from_text(topology.service_name):
         raise ValueError(f"the zone file is for {snap.origin}, not {topology.zone}")
-    residency, paths = topology.residency, topology.path_by_address
+    residency, paths, cells = topology.residency, topology.path_by_address, topology.cell_by_id
     bad = set()
-    for code, addresses in snap.answers.items():
-        chain = snap.paths.get(code, ())
+    for cell, addresses in snap.answers.items():
+        if cell not in cells:
+            bad.add(cell)  # a cell this server's stack does not have: nobody to judge it for
+            continue
+        code = cells[cell].country
+        chain = snap.paths.get(cell, ())
         every = set(addresses) | {a for _, addrs in chain for a in addrs}
         # Each address names its edge and the center that edge forwards to: the whole path is judged.
         unlawful = [a for a in every
                     if a not in paths or residency.path_violation(code, paths[a][0].country, paths[a][0].role, paths[a][1])]
         if unlawful or any(not residency.allows(code, c) for c, _ in chain):
-            bad.add(code)
+            bad.add(cell)
     if bad:
         print(f"zone serial {snap.serial}: refusing {', '.join(sorted(bad))}: a path outside the rule", flush=True)
     return dataclasses.replace(snap, answers={k: v for k, v in snap.answers.items() if k not in bad},

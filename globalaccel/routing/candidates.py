@@ -16,10 +16,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
+from globalaccel.cells import Cell
 from globalaccel.geo import unit_vectors
 from globalaccel.latency import LatencyModel
 from globalaccel.routing.table import RouterState
-from globalaccel.topology import Cell, Topology
+from globalaccel.topology import Topology
 
 # Ties (co-located edges have exactly equal costs) break by edge position: the key adds
 # position * TIE_BREAK_MS, far above float rounding at these magnitudes (~1e-13 ms) and far below any

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from numpy.typing import NDArray
 
+from globalaccel.cells import Cell
 from globalaccel.routing.table import CellRoute
-from globalaccel.topology import Cell, Topology
+from globalaccel.topology import Topology
 
 
 class CapacityPlanner:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from globalaccel.cells import Cell
 from globalaccel.geo import great_circle_km
-from globalaccel.topology import Cell, Topology
+from globalaccel.topology import Topology
 
 
 class FallbackOrder:

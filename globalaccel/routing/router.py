@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from globalaccel.cells import Cell
 from globalaccel.latency import LatencyModel
 from globalaccel.residency import Eligibility, Role
 from globalaccel.routing.candidates import CandidateSearch
@@ -46,7 +47,7 @@ from globalaccel.routing.table import (
     RoutingTable,
     table_hash,
 )
-from globalaccel.topology import Cell, Topology
+from globalaccel.topology import Topology
 
 
 class _EdgeGroup(NamedTuple):
