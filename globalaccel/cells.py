@@ -122,7 +122,7 @@ def cluster_cells(places: list[Place], countries: Mapping[str, Country], setting
             cells.append(Cell(code, code, country.lat, country.lon, float(max(country.population, 1)), name=country.name))
             continue
         urban = sum(max(p.population, 1) for _, ms in clusters for p in ms)
-        scale = max(country.population, urban) / urban
+        scale = max(country.population, 1) / urban  # GeoNames towns may count more or fewer people than the country
         for seed, ms in sorted(clusters, key=lambda c: c[0].geonameid):
             lat, lon = _centroid(ms)
             demand = scale * sum(max(p.population, 1) for p in ms)

@@ -204,6 +204,13 @@ class NetworkMap:
     def networks(self) -> int:
         return sum(len(r.starts) for r in self._ranges.values())
 
+    def ranges(self, family: int) -> list[tuple[str, Location]]:
+        """Every network of one family (CIDR text) with its location, in address order."""
+        r = self._ranges[family]
+        make = ipaddress.IPv4Network if family == 4 else ipaddress.IPv6Network
+        return [(str(make((start, prefixlen))), self.locations[loc])
+                for start, prefixlen, loc in zip(r.starts, r.prefix, r.loc, strict=True)]
+
     def sample_networks(self, per_location: int = 2) -> dict[Location, list[str]]:
         """Up to `per_location` networks (CIDR text) of every location the map holds: where audits and tests
         ask from, so that what they ask is what the database places."""
@@ -351,5 +358,17 @@ def _vectors(points: list[tuple[float, float]]) -> NDArray[np.float64]:
 def locator_for(topology: Topology) -> Locator:
     """The stack's network database when it names one, else the country dataset."""
     if topology.client_networks is not None:
+        if not topology.client_networks.is_file():
+            raise ConfigError.single(Path(topology.source_files[0]), None, "config.global-accel:cells.networks",
+                                     f"no such file: {topology.client_networks}")
         return NetworkMap.from_mmdb(topology.client_networks, topology.cells)
     return CountryLocator(topology.countries)
+
+
+def example_network(locator: Locator, country: str = "DE") -> str:
+    """A network the locator places in `country`, for the hints the commands print."""
+    if isinstance(locator, NetworkMap):
+        for location, networks in locator.sample_networks(1).items():
+            if location.countries == (country,):
+                return networks[0]
+    return "85.214.0.0/16"  # the country dataset places this one in Germany (tests/test_dns_embedded.py)

@@ -63,11 +63,13 @@ class RoutingSettings:
 class CellSettings:
     """Client cells and how clients are located into them (the `global-accel:cells:` block; globalaccel.cells)."""
 
-    places: str | None = setting(None, "populated places CSV (path relative to the stacks folder); unset: one cell per country")
+    places: str | None = setting(None, "populated places: 'builtin' (GeoNames places of 15,000+ people, shipped in the package) "
+                                       "or a CSV path relative to the stacks folder; unset: one cell per country")
     radius_km: float = setting(150.0, "places within this distance of a cell's largest place join that cell", lo=1, hi=5000)
     split_subdivisions: bool = setting(True, "a cell never spans two first-level subdivisions")
     networks: str | None = setting(None, "city-level IP geolocation database in the MaxMind DB format (GeoIP2/GeoLite2 City, "
-                                         "DB-IP City Lite, ...), path relative to the stacks folder: locates client networks")
+                                         "DB-IP City Lite, ...), path relative to the stacks folder: locates client networks "
+                                         "for the self-hosted DNS servers (read when one starts; Route 53 does not use it)")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from globalaccel.settings import CellSettings, IacSettings, LatencySettings, Loo
 from globalaccel.sourcefile import Located, load_yaml, read_csv
 
 NAMESPACE = "global-accel"
+BUILTIN_PLACES = "builtin"  # cells.places: the GeoNames places shipped in the package
 CONTINENTS = ("AF", "AN", "AS", "EU", "NA", "OC", "SA")
 _ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -397,11 +398,16 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
         text = _text(key(name), file, f"config.{NAMESPACE}:{name}", problems, config.line)
         if text is not None:
             paths[name] = (stacks_dir / text).resolve()
-    for name, text in (("places", cell_settings.places), ("networks", cell_settings.networks)):
-        if text is not None:
-            paths[name] = (stacks_dir / text).resolve()
-            if not paths[name].is_file():
-                problems.add(file, key("cells").line, f"config.{NAMESPACE}:cells.{name}", f"no such file: {paths[name]}")  # type: ignore[union-attr]
+    places_file: Path | None = None
+    if cell_settings.places == BUILTIN_PLACES:
+        places_file = Path(__file__).resolve().parent / "data" / "places.csv"  # package data: versioned with the code
+    elif cell_settings.places is not None:
+        paths["places"] = places_file = (stacks_dir / cell_settings.places).resolve()
+        if not places_file.is_file():
+            problems.add(file, key("cells").line, f"config.{NAMESPACE}:cells.places", f"no such file: {places_file}")  # type: ignore[union-attr]
+    # The network database is data, not configuration: read by the self-hosted servers when they start
+    # (globalaccel.locate.locator_for, which names this field if it is missing), never shipped in the stack's ConfigMap.
+    networks_file = (stacks_dir / cell_settings.networks).resolve() if cell_settings.networks is not None else None
     problems.raise_if_any()
 
     countries = load_countries(paths["countries"], problems)
@@ -414,8 +420,8 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
                        {c.address: f"center {c.id}" for c in centers})
     problems.raise_if_any()
     residency = load_residency(paths["residency"], {c.id: c.country for c in centers}, countries)
-    if "places" in paths:
-        places = load_places(paths["places"], countries, problems)
+    if places_file is not None:
+        places = load_places(places_file, countries, problems)
         problems.raise_if_any()
         cells = cluster_cells(places, countries, cell_settings)
     else:
@@ -436,5 +442,5 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
         probe=probe,
         loop=loop,
         iac=iac,
-        client_networks=paths.get("networks"),
+        client_networks=networks_file,
     )

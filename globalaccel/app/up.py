@@ -24,6 +24,7 @@ from globalaccel.dns.embedded_backend import ZONE_FILE, EmbeddedBackend, respond
 from globalaccel.dns.factory import open_backend
 from globalaccel.emulated.world import center_address, down_centers, edge_address
 from globalaccel.errors import UsageError
+from globalaccel.locate import example_network
 from globalaccel.measure.peers import PeerPuller, ResultBuffer, serve_results
 from globalaccel.measure.prober import ProbePath, Prober
 from globalaccel.settings import HealthSettings, LoopSettings
@@ -178,7 +179,7 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
               f"{', dry run' if options.dry_run else ''})", file=out, flush=True)
         if serve_dns:
             print(f"  DNS      {options.dns_host}:{server.port}   dig @{options.dns_host} -p {server.port} {topology.service_name} A "
-                  f"+subnet=85.214.0.0/16", file=out, flush=True)
+                  f"+subnet={example_network(responder.locator)}", file=out, flush=True)
         print(f"  metrics  http://{options.metrics_host}:{metrics_port}/metrics   (status: /status, liveness: /healthz)", file=out,
               flush=True)
         if results_server is not None:

@@ -132,6 +132,7 @@ class CycleExporter:
                 continue
             total, weight = weighted.get(route.country, (0.0, 0.0))
             weighted[route.country] = (total + demand.get(cid, 1.0) * rtt, weight + demand.get(cid, 1.0))
+        unserved -= set(weighted)  # a country is unserved when none of its cells is (metro cells share its rule)
         self.metrics.countries_unserved.labels("outage").set(len(unserved - self.unserved_by_rule))
         for country, (total, weight) in weighted.items():
             self.metrics.country_rtt.labels(country, self.topology.countries[country].continent).set(total / weight / 1000.0)

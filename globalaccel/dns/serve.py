@@ -12,10 +12,10 @@ import dns.name
 from globalaccel.answers import Answers
 from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.dns.center_watch import CenterWatch
-from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, ZoneSnapshot
+from globalaccel.dns.embedded import EmbeddedDnsServer, ZoneSnapshot
 from globalaccel.dns.embedded_backend import EmbeddedBackend, responder_for, snapshot_from_json
 from globalaccel.errors import UsageError
-from globalaccel.locate import NetworkMap
+from globalaccel.locate import example_network
 from globalaccel.routing.summary import compute_table
 from globalaccel.stopping import stop_event, wait_until_stopped
 from globalaccel.topology import Topology
@@ -29,7 +29,7 @@ async def _serve(topology: Topology, host: str, port: int, local_country: str | 
     server = EmbeddedDnsServer(responder, host, port)
     await server.start()
     print(f"serving {topology.zone} on {host}:{server.port} (UDP and TCP), table {table.content_hash[:16]}", flush=True)
-    print(f"  try: dig @{host} -p {server.port} {topology.service_name} A +subnet={_example_network(responder)}", flush=True)
+    print(f"  try: dig @{host} -p {server.port} {topology.service_name} A +subnet={example_network(responder.locator)}", flush=True)
     stop = stop_event()
     try:
         await wait_until_stopped(stop, duration)
@@ -38,16 +38,6 @@ async def _serve(topology: Topology, host: str, port: int, local_country: str | 
         stats = responder.stats
         print(f"stopped: {stats.queries} queries, {stats.answered} answered, {stats.nodata} NODATA, "
               f"{stats.nxdomain} NXDOMAIN, {stats.refused} REFUSED, {stats.cache_hits} from cache", flush=True)
-
-
-def _example_network(responder: DnsResponder) -> str:
-    """A network the server places, for the hint: one of the network database's, else a German one."""
-    locator = responder.locator
-    if isinstance(locator, NetworkMap):
-        for location, networks in locator.sample_networks(1).items():
-            if location.countries[0] == "DE":
-                return networks[0]
-    return "85.214.0.0/16"
 
 
 def serve_stack(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None, cache: bool = True) -> int:

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from globalaccel.answers import Answers, Decision, FailClosed, Served
-from globalaccel.latency import LatencyModel
-from globalaccel.routing import REASON_FAIL_CLOSED, Health, Router, RoutingTable
+from globalaccel.latency import LatencyModel, PhysicsModel
+from globalaccel.routing import REASON_FAIL_CLOSED, CellRoute, Health, Router, RoutingTable
 from globalaccel.topology import Topology
 from globalaccel.verify import RESIDENCY_KINDS, verify_table
 
@@ -37,6 +37,7 @@ def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[s
         mine = [r for r in routed if r.center == center]
         per_center[center] = {"cells": len(mine), "demand_share": round(sum(demand[r.cell_id] for r in mine) / total_routed, 4)}
     violations = verify_table(table, topology, health)
+    carrying = sum(1 for e in topology.edges if table.edge_load.get(e.id, 0.0) > 0.0)
     total_demand = sum(demand.values()) or 1.0
     residency = topology.residency
     as_of = residency.as_of
@@ -67,9 +68,42 @@ def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[s
             "p95": round(weighted_quantile(rtts, weights, 0.95), 2) if rtts else None,
         },
         "capacity_overflow_share": round(table.overflow / total_demand, 4),
+        "edges_carrying_demand": carrying,
+        "edge_demand_share": round(carrying / max(len(topology.edges), 1), 4),
+        "country_answers_extra_rtt_ms": country_answers_extra_rtt(topology, table),
         "per_center": per_center,
         "routes": {code: _route_json(decision) for code, decision in Answers.from_table(table, topology).countries()},
     }
+
+
+def country_answers_extra_rtt(topology: Topology, table: RoutingTable) -> dict[str, float] | None:
+    """What backends that locate clients only by country (Route 53 geolocation, PowerDNS by country) cost:
+    every cell gets its country's principal cell's answer. Demand-weighted mean and p95 of the extra RTT
+    against the cell's own answer, physics estimate (client -> edge on the public Internet, edge -> center on
+    the backbone). None with one cell per country (nothing lost)."""
+    if len(topology.cells) == len(topology.countries):
+        return None
+    public, backbone = PhysicsModel(topology.latency), PhysicsModel(topology.latency, backbone=True)
+    edges, centers = topology.edge_by_id, topology.center_by_id
+
+    def rtt(cell_lat: float, cell_lon: float, route: CellRoute) -> float:
+        c = centers[route.center]  # type: ignore[index]
+        return sum(a.weight * (public.rtt_ms(cell_lat, cell_lon, edges[a.edge_id].lat, edges[a.edge_id].lon)
+                               + backbone.rtt_ms(edges[a.edge_id].lat, edges[a.edge_id].lon, c.lat, c.lon)) for a in route.answers)
+
+    extra: list[float] = []
+    weights: list[float] = []
+    principal = topology.principal_cell
+    for cell in topology.cells:
+        own, stand_in = table.routes[cell.id], table.routes[principal[cell.country]]
+        if own.center is None or stand_in.center is None:
+            continue
+        extra.append(max(0.0, rtt(cell.lat, cell.lon, stand_in) - rtt(cell.lat, cell.lon, own)))
+        weights.append(cell.demand)
+    if not extra:
+        return None
+    mean = sum(e * w for e, w in zip(extra, weights, strict=True)) / sum(weights)
+    return {"mean": round(mean, 2), "p95": round(weighted_quantile(extra, weights, 0.95), 2)}
 
 
 def _route_json(decision: Decision) -> dict[str, Any]:
@@ -98,7 +132,10 @@ def render_text(summary: dict[str, Any]) -> str:
         *(f"  rule change on {c['date']}: {c['country']} {c['from']} -> {c['to']}" for c in summary["upcoming_rule_changes"]),
         f"  residency violations (centers, edges, forwarding): {summary['residency_violations']}",
         f"  fail closed (strict, no healthy allowed center): {', '.join(summary['fail_closed']) or 'none'}",
-        f"  demand beyond edge capacity shares: {summary['capacity_overflow_share']:.1%}",
+        f"  demand beyond edge capacity shares: {summary['capacity_overflow_share']:.1%}; "
+        f"edges carrying demand: {summary['edges_carrying_demand']} ({summary['edge_demand_share']:.1%})",
+        *([f"  answering by country instead of by cell costs: +{x['mean']} ms mean, +{x['p95']} ms p95 (Route 53, PowerDNS by country)"]
+          if (x := summary["country_answers_extra_rtt_ms"]) else []),
         "  per center: " + ", ".join(f"{c} {v['cells']} cells {v['demand_share']:.1%}" for c, v in summary["per_center"].items()),
         "",
         f"{'country':<8}{'center':<16}{'reason':<20}{'rtt ms':>8}  edges",

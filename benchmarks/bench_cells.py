@@ -1,0 +1,160 @@
+"""Metro cells against country cells, in one run: client RTT, the embedded server's per-query cost with
+every query from a different network, and the router's warm time at prod's and at 100,000 cells.
+
+    .venv/bin/python benchmarks/bench_cells.py [--queries 20000] [--grid 100000] [--json]
+
+- RTT: prod's metro cells are the clients. Each is answered by its own cell's route (metro routing) or by
+  its country's one route (the same stack routed with one cell per country), and its RTT is estimated
+  from where it is (physics: client -> edge on the public Internet, edge -> center on the backbone).
+  Demand-weighted p50/p95.
+- Queries: in process, `DnsResponder.respond` on one core, each query's ECS naming a different network of
+  the emulated database (every one a cache miss), against one network repeated (every one a cache hit),
+  and against today's country-only locator on the same distinct networks. Queries/s = queries / seconds.
+- Router: warm recompute (same health, new latencies) for prod's cells and for a synthetic grid of
+  100,000 cells jittered around the catalog's cities. Goals: prod under 100 ms, 100,000 cells under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.edns
+import dns.message
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_router import grid_cells  # noqa: E402
+from globalaccel.answers import Answers  # noqa: E402
+from globalaccel.cells import country_cells  # noqa: E402
+from globalaccel.dns.backend import OwnedZone, publish  # noqa: E402
+from globalaccel.dns.embedded import DnsResponder  # noqa: E402
+from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot  # noqa: E402
+from globalaccel.latency import LatencyModel, PhysicsModel  # noqa: E402
+from globalaccel.locate import CountryLocator, Locator, NetworkMap  # noqa: E402
+from globalaccel.path_judge import PathJudge  # noqa: E402
+from globalaccel.routing import CellRoute, Router  # noqa: E402
+from globalaccel.routing.summary import weighted_quantile  # noqa: E402
+from globalaccel.topology import Topology, load_stack  # noqa: E402
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def rtt_comparison(prod: Topology) -> dict[str, float]:
+    latency = LatencyModel(prod)
+    metro, _ = Router(prod).compute(latency)
+    by_country = dataclasses.replace(prod, cells=country_cells(prod.countries))
+    country, _ = Router(by_country).compute(LatencyModel(by_country))
+    public, backbone = PhysicsModel(prod.latency), PhysicsModel(prod.latency, backbone=True)
+    edges, centers = prod.edge_by_id, prod.center_by_id
+
+    def rtt(lat: float, lon: float, route: CellRoute) -> float:
+        c = centers[route.center]  # type: ignore[index]
+        return sum(a.weight * (public.rtt_ms(lat, lon, edges[a.edge_id].lat, edges[a.edge_id].lon)
+                               + backbone.rtt_ms(edges[a.edge_id].lat, edges[a.edge_id].lon, c.lat, c.lon)) for a in route.answers)
+
+    own: list[float] = []
+    coarse: list[float] = []
+    weights: list[float] = []
+    for cell in prod.cells:
+        mine, theirs = metro.routes[cell.id], country.routes[cell.country]
+        if mine.center is None or theirs.center is None:
+            continue
+        own.append(rtt(cell.lat, cell.lon, mine))
+        coarse.append(rtt(cell.lat, cell.lon, theirs))
+        weights.append(cell.demand)
+    out = {
+        "metro_rtt_p50_ms": weighted_quantile(own, weights, 0.5), "metro_rtt_p95_ms": weighted_quantile(own, weights, 0.95),
+        "country_rtt_p50_ms": weighted_quantile(coarse, weights, 0.5), "country_rtt_p95_ms": weighted_quantile(coarse, weights, 0.95),
+        "metro_overflow_share": metro.overflow / sum(c.demand for c in prod.cells),
+        "country_overflow_share": country.overflow / sum(c.demand for c in by_country.cells),
+    }
+    out["rtt_p50_ratio_country_over_metro"] = out["country_rtt_p50_ms"] / out["metro_rtt_p50_ms"]
+    out["rtt_p95_ratio_country_over_metro"] = out["country_rtt_p95_ms"] / out["metro_rtt_p95_ms"]
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def query_rates(prod: Topology, located: NetworkMap, count: int) -> dict[str, float]:
+    table, _ = Router(prod).compute(LatencyModel(prod))
+    answers = Answers.from_table(table, prod)
+    networks = [n for nets in located.sample_networks(64).values() for n in nets if ":" not in n]
+    random.Random(5).shuffle(networks)
+    distinct = [(n.split("/")[0], 24) for n in networks[:count]]
+
+    def wires(clients: list[tuple[str, int]]) -> list[bytes]:
+        return [dns.message.make_query(prod.service_name, "A", use_edns=0, options=[dns.edns.ECSOption(a, p)]).to_wire()
+                for a, p in clients]
+
+    def rate(locator: Locator, queries: list[bytes]) -> float:
+        responder = DnsResponder(empty_snapshot(prod, "127.0.0.1"), locator, judge=PathJudge(prod).allows)
+        publish(OwnedZone(EmbeddedBackend(prod, responder)), answers)
+        start = time.perf_counter()
+        for wire in queries:
+            responder.respond(wire, "127.0.0.1", udp=True)
+        return len(queries) / (time.perf_counter() - start)
+
+    fresh = wires(distinct)
+    same = wires([distinct[0]] * len(distinct))
+    out = {
+        "queries": float(len(fresh)),
+        "qps_every_query_a_different_network": rate(located, fresh),
+        "qps_one_network_repeated": rate(located, same),
+        "qps_country_locator_different_networks": rate(CountryLocator(prod.countries), fresh),
+    }
+    out["ratio_repeated_over_distinct"] = out["qps_one_network_repeated"] / out["qps_every_query_a_different_network"]
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+def router_times(prod: Topology, grid: int, repeat: int) -> dict[str, float]:
+    latency = LatencyModel(prod)
+    router = Router(prod)
+    _, state = router.compute(latency)
+    out = {"prod_cells": float(len(prod.cells)), "prod_warm_s": timed(lambda: router.compute(latency, now=1.0, state=state), repeat)}
+    cells = grid_cells(prod, grid)
+    big = Router(prod, cells)
+    _, big_state = big.compute(latency)
+    out["grid_cells"] = float(grid)
+    out["grid_warm_s"] = timed(lambda: big.compute(latency, now=1.0, state=big_state), max(3, repeat // 2))
+    out["prod_warm_over_goal_100ms"] = out["prod_warm_s"] / 0.1
+    out["grid_warm_over_goal_1s"] = out["grid_warm_s"] / 1.0
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--queries", type=int, default=20_000)
+    parser.add_argument("--grid", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    prod = load_stack("prod", ROOT / "stacks")
+    assert prod.client_networks is not None
+    located = NetworkMap.from_mmdb(prod.client_networks, prod.cells)
+    results = {"rtt": rtt_comparison(prod), "queries": query_rates(prod, located, args.queries),
+               "router": router_times(prod, args.grid, args.repeat)}
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for section, values in results.items():
+        print(section)
+        for key, value in values.items():
+            print(f"  {key:<45} {value}")
+
+
+if __name__ == "__main__":
+    main()
