@@ -49,36 +49,50 @@ class Expected:
 
 
 def expected_from_table(answers: Answers) -> dict[str, Expected]:
-    """Per country, every address the zone may answer: the chosen center's path and its failover chain's."""
-    return {code: Expected("served", d.center, frozenset(a for p in d.paths for a in p.addresses)) if isinstance(d, Served)
-            else Expected(d.state) for code, d in answers.countries()}
+    """Per country, every address the zone may answer its clients: each of its cells' chosen path and failover
+    chain (a server locating by network answers each cell its own; one locating by country, the principal
+    cell's). The state and center are the principal cell's: what a country-level answer gives."""
+    out: dict[str, Expected] = {}
+    for code, decision in answers.countries():
+        if isinstance(decision, Served):
+            every = frozenset(a for cell in answers.cells_of_country[code] for d in [answers.cell(cell)] if isinstance(d, Served)
+                              for p in d.paths for a in p.addresses)
+            out[code] = Expected("served", decision.center, every)
+        else:
+            out[code] = Expected(decision.state)
+    return out
 
 
 def expected_from_log(path: Path, topology: Topology) -> dict[str, Expected]:
     """The live table, replayed from the decision log (each entry holds the routes of the cells that
-    changed), per country through its cells. A country none of whose cells the log decided is unknown."""
+    changed), per country through its cells. A country not every cell of which the log decided is unknown."""
     entries, _ = read_entries(path)
     routes = replay(entries)
     edges = topology.edge_by_id
     fallback = FallbackOrder(topology)
-    cell_of = {cell.country: cell for cell in topology.cells}
     cells: dict[str, list[str]] = {}
     for cell in topology.cells:
         cells.setdefault(cell.country, []).append(cell.id)
+    by_id = topology.cell_by_id
     out: dict[str, Expected] = {}
     for code in topology.countries:
-        logged = [routes[c] for c in cells.get(code, []) if c in routes]
-        if not logged or len(logged) != len(cells.get(code, [])):
+        mine = cells.get(code, [])
+        if not mine or any(c not in routes for c in mine):
             out[code] = Expected("unknown")
             continue
-        route = logged[0]  # one cell per country today
-        if route.center is not None and route.edges:
+        principal = routes[topology.principal_cell[code]]
+        if principal.center is None or not principal.edges:
+            out[code] = Expected("fail_closed" if principal.reason == REASON_FAIL_CLOSED else "no_path")
+            continue
+        every: set[str] = set()
+        for cid in mine:
+            route = routes[cid]
+            if route.center is None:
+                continue
             # The chain the zone carries with it is a function of the stack (routing.fallback), not logged.
-            centers = (route.center, *fallback.after(cell_of[code], route.center))
-            out[code] = Expected("served", route.center, frozenset(edges[e].address_for(c) for c in centers for e in route.edges
-                                                                   if e in edges))
-        else:
-            out[code] = Expected("fail_closed" if route.reason == REASON_FAIL_CLOSED else "no_path")
+            centers = (route.center, *fallback.after(by_id[cid], route.center))
+            every |= {edges[e].address_for(c) for c in centers for e in route.edges if e in edges}
+        out[code] = Expected("served", principal.center, frozenset(every))
     return out
 
 

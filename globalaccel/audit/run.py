@@ -12,7 +12,7 @@ from globalaccel.audit.checks import check_answers, check_decision_log, expected
 from globalaccel.audit.drift import published_table, record_drift
 from globalaccel.audit.findings import DRIFT_KINDS, AuditReport, CountryResult, Scenario
 from globalaccel.audit.manifests import check_manifests
-from globalaccel.audit.sources import country_networks, ecs_answers, powerdns_ecs_answers, route53_answers
+from globalaccel.audit.sources import cell_networks, country_networks, ecs_answers, powerdns_ecs_answers, route53_answers
 from globalaccel.audit.stores import check_buckets
 from globalaccel.control.decisionlog import LOG_NAME
 from globalaccel.dns.backend import claim_record, read_anchor
@@ -89,7 +89,8 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
                        "and every continent whose branch names it (A, and AAAA where the zone has any; every record of every "
                        "routing policy)" for code in topology.countries}
     else:
-        networks = country_networks()
+        # The embedded server locates by the stack's network database when it has one; PowerDNS by its own.
+        networks = (cell_networks(topology) if options.source == "local" else None) or country_networks()
         asked = {code: f"ECS queries (A, AAAA) from {len(networks[code])} networks ({' '.join(networks[code])}) to {options.dns}"
                  if code in networks else "no IPv4 network of its own" for code in topology.countries}
     if options.source == "plan":
@@ -115,7 +116,7 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         if log is None:
             raise AuditCannotRun("--source local needs --state-dir (the running loop's state folder, for the live table)")
         host, _, port = options.dns.rpartition(":")
-        ask = ecs_answers(host or "127.0.0.1", int(port), topology)
+        ask = ecs_answers(host or "127.0.0.1", int(port), topology, networks)
         # A consistent snapshot of a running loop: the table from the log, every country's answer, and
         # the log again; if the loop published a new table meanwhile, take it all again.
         for _attempt in range(5):

@@ -141,13 +141,14 @@ def topology_zone(topology: Topology) -> str:
     return topology.zone.rstrip(".") + "."
 
 
-def ecs_answers(server: str, port: int, topology: Topology) -> AnswerSource:
-    """Real DNS queries carrying each country's representative network as EDNS Client Subnet."""
+def ecs_answers(server: str, port: int, topology: Topology, networks: dict[str, list[str]] | None = None) -> AnswerSource:
+    """Real DNS queries carrying each of a country's networks as EDNS Client Subnet (default: the country
+    dataset's, `country_networks`)."""
     import dns.edns
     import dns.message
     import dns.query
 
-    networks = country_networks()
+    networks = networks if networks is not None else country_networks()
 
     def answer(country: str) -> set[str] | None:
         """Every sampled network of the country, A and AAAA: the union of what they are answered."""
@@ -164,6 +165,30 @@ def ecs_answers(server: str, port: int, topology: Topology) -> AnswerSource:
         return seen
 
     return answer
+
+
+def cell_networks(topology: Topology, per_country: int = 16) -> dict[str, list[str]] | None:
+    """With a network database (the stack's `cells.networks`): per country, networks the database places in
+    its cells, the principal cell's first, then one per other cell (up to `per_country`), IPv6 among them.
+    None without one: the country dataset's networks are what the server locates by."""
+    if topology.client_networks is None:
+        return None
+    from globalaccel.locate import locator_for
+
+    located = locator_for(topology)
+    samples = located.sample_networks(1) if hasattr(located, "sample_networks") else {}
+    by_cell: dict[str, list[str]] = {}
+    for location, nets in samples.items():
+        if location.cell is not None and len(location.countries) == 1:
+            by_cell.setdefault(location.cell, []).extend(nets)
+    out: dict[str, list[str]] = {}
+    for code in topology.countries:
+        principal = topology.principal_cell[code]
+        ordered = [principal, *sorted(c.id for c in topology.cells if c.country == code and c.id != principal)]
+        nets = [n for cid in ordered for n in by_cell.get(cid, [])[:1]][:per_country]
+        if nets:
+            out[code] = nets
+    return out
 
 
 def powerdns_ecs_answers(server: str, port: int, topology: Topology, geo_probe: str) -> tuple[dict[str, set[str] | None], dict[str, str]]:
