@@ -40,6 +40,7 @@ class Center:
     lon: float
     address: str
     country: str = ""  # jurisdiction (ISO 3166-1 alpha-2) where it processes and stores data
+    capacity: float | None = None  # demand (people served) it may carry; None: unlimited
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,10 @@ def _parse_centers(node: Located | None, file: Path, problems: ProblemCollector)
             problems.add(file, addr_node.line if addr_node else item.line, f"{path}.address",
                          f"{address} is already center {twin.id}'s address: each center is probed at its own")
             address = None
-        if None not in (cid, name, region, lat, lon, address, country):
-            centers.append(Center(cid, name, region, lat, lon, address, country))  # type: ignore[arg-type]
+        capacity = _number(item.get("capacity"), file, f"{path}.capacity", problems, lo=1, hi=1e12, default=float("inf"))
+        if None not in (cid, name, region, lat, lon, address, country, capacity):
+            centers.append(Center(cid, name, region, lat, lon, address, country,  # type: ignore[arg-type]
+                                  None if capacity == float("inf") else capacity))
     return centers
 
 

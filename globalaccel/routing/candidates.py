@@ -151,6 +151,7 @@ class CandidateSearch:
         prefer: NDArray[np.intp] | None = None,  # (N,): each cell's current center, -1 if none
         edge_ok: NDArray[np.bool_] | None = None,  # (G, E): edges each group's rule lets on the path
         cell_group: NDArray[np.intp] | None = None,  # (N,): each cell's group
+        only: NDArray[np.intp] | None = None,  # compute these cells only (the rest: -1, no candidates)
     ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Per cell: the chosen center (-1 when no allowed center is up) and its ranked candidate edges
         (positions in the healthy subset), ordered by (cost, position).
@@ -167,8 +168,8 @@ class CandidateSearch:
         ranked_cost = np.zeros((n_cells, keep), dtype=np.float64)
         prefer = prefer if prefer is not None else np.full(n_cells, -1, dtype=np.intp)
         scoring = Scoring(healthy_idx, latency, center_edge, penalty, allowed, prefer, edge_ok, cell_group)
-        rows = np.arange(n_cells)
-        if n_cells * n_healthy > DENSE_LIMIT:
+        rows = np.arange(n_cells) if only is None else np.asarray(only, dtype=np.intp)
+        if rows.size * n_healthy > DENSE_LIMIT:
             width = min(n_healthy, max(64, 2 * keep))
             # Widen the nearest-edge ball only for the cells it cannot prove; whatever is still
             # unproven when the ball would cover a good part of the fleet is scored densely.

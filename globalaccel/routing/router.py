@@ -32,10 +32,12 @@ from globalaccel.latency import LatencyModel
 from globalaccel.residency import Eligibility, Role
 from globalaccel.routing.candidates import CandidateSearch
 from globalaccel.routing.capacity import CapacityPlanner
+from globalaccel.routing.center_load import CenterLoad
 from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.hysteresis import decide
 from globalaccel.routing.table import (
     REASON_BEST,
+    REASON_CENTER_FULL,
     REASON_FAIL_CLOSED,
     REASON_FALLBACK,
     REASON_NO_PATH,
@@ -76,6 +78,7 @@ class Router:
             self._cell_group[group.rows] = g
         self._constrained = not self._edge_ok.all()
         self.capacity = CapacityPlanner(topology, self.cells)
+        self.center_load = CenterLoad(topology, self.cells)
         self.fallback = FallbackOrder(topology)
         self._client_leg: dict[tuple[int, int], float] = {}  # (cell, edge) physics RTT: geometry never changes
 
@@ -97,6 +100,7 @@ class Router:
         eligibility = self._eligibility(health)
 
         fresh_center: list[str | None] = [None] * len(self.cells)
+        shed: dict[int, int] = {}  # cell position -> the center it was moved off (beyond that center's capacity)
         ranked: list[NDArray[np.intp]] = [np.empty(0, dtype=np.intp)] * len(self.cells)
         routable = np.zeros(len(self.cells), dtype=bool)
         allowed = np.zeros((len(self._center_ids), len(self.cells)), dtype=bool)
@@ -108,6 +112,15 @@ class Router:
             edge_ok, cell_group = (self._edge_ok, self._cell_group) if self._constrained else (None, None)
             choice, ranked_idx, ranked_cost = self.search.select(latency, healthy_idx, center_edge, penalty, allowed, prefer,
                                                                  edge_ok, cell_group)
+            def again(trial: NDArray[np.bool_], rows: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+                return self.search.select(latency, healthy_idx, center_edge, penalty, trial, prefer, edge_ok, cell_group, rows)
+
+            # Load may spill to any center the rule allows (a later tier too: lawful, only less preferred).
+            if self.center_load.limited:
+                lawful = np.zeros_like(allowed)
+                for ci, center_id in enumerate(self._center_ids):
+                    lawful[ci] = [any(center_id in tier for tier in eligibility[c.country].tiers) for c in self.cells]
+                shed = self.center_load.shed(choice, ranked_idx, ranked_cost, lawful, again)
             ranked_idx = self.search.favour_current_edges(choice, prefer, prev_edges, ranked_idx, ranked_cost)
             routable = choice >= 0
             for n in np.nonzero(routable)[0]:
@@ -135,8 +148,14 @@ class Router:
             fresh = CellState(center, tuple(alloc[pos].keys()), tuple(alloc[pos].values()))
             fresh_costs = self._costs(pos, fresh, cost_lookup, latency)
             fresh_cost = sum(w * c for w, c in zip(fresh.weights, fresh_costs, strict=True))
-            decided, reason = decide(prev, fresh, fresh_cost, partial(self._route_cost, pos, cost_lookup=cost_lookup, latency=latency),
-                                     elig, health, now, self.settings.hysteresis, allowed_edges[pos])
+            if pos in shed and prev is not None and prev.center == self._center_ids[shed[pos]]:
+                # Moved off a center beyond its capacity: like a center lost, no hysteresis holds it there.
+                decided, reason = fresh._replace(last_switch_at=now), REASON_CENTER_FULL
+            else:
+                decided, reason = decide(prev, fresh, fresh_cost, partial(self._route_cost, pos, cost_lookup=cost_lookup, latency=latency),
+                                         elig, health, now, self.settings.hysteresis, allowed_edges[pos])
+                if pos in shed and reason == REASON_BEST:
+                    reason = REASON_CENTER_FULL
             if reason == REASON_BEST and center not in elig.tiers[0]:
                 reason = REASON_FALLBACK
             assert decided.center is not None

@@ -32,10 +32,13 @@ def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[s
     rtts = [r.rtt_ms or 0.0 for r in routed]
     weights = [demand[r.cell_id] for r in routed]
     total_routed = sum(weights) or 1.0
-    per_center: dict[str, dict[str, float | int]] = {}
+    per_center: dict[str, dict[str, Any]] = {}
     for center in topology.center_ids:
         mine = [r for r in routed if r.center == center]
-        per_center[center] = {"cells": len(mine), "demand_share": round(sum(demand[r.cell_id] for r in mine) / total_routed, 4)}
+        load = sum(demand[r.cell_id] for r in mine)
+        capacity = topology.center_by_id[center].capacity
+        per_center[center] = {"cells": len(mine), "demand_share": round(load / total_routed, 4), "demand": round(load),
+                              "capacity": capacity, "load_over_capacity": round(load / capacity, 4) if capacity else None}
     violations = verify_table(table, topology, health)
     carrying = sum(1 for e in topology.edges if table.edge_load.get(e.id, 0.0) > 0.0)
     total_demand = sum(demand.values()) or 1.0
@@ -136,7 +139,9 @@ def render_text(summary: dict[str, Any]) -> str:
         f"edges carrying demand: {summary['edges_carrying_demand']} ({summary['edge_demand_share']:.1%})",
         *([f"  answering by country instead of by cell costs: +{x['mean']} ms mean, +{x['p95']} ms p95 (Route 53, PowerDNS by country)"]
           if (x := summary["country_answers_extra_rtt_ms"]) else []),
-        "  per center: " + ", ".join(f"{c} {v['cells']} cells {v['demand_share']:.1%}" for c, v in summary["per_center"].items()),
+        "  per center: " + ", ".join(f"{c} {v['cells']} cells {v['demand_share']:.1%}"
+                                     + (f" ({v['load_over_capacity']:.0%} of capacity)" if v["load_over_capacity"] is not None else "")
+                                     for c, v in summary["per_center"].items()),
         "",
         f"{'country':<8}{'center':<16}{'reason':<20}{'rtt ms':>8}  edges",
     ]

@@ -18,6 +18,7 @@ REASON_HELD = "held"  # hysteresis kept the current route
 REASON_FALLBACK = "preferred_fallback"  # preferred centers all down, another center serves
 REASON_FAIL_CLOSED = "fail_closed"  # strict rule, no healthy allowed center
 REASON_NO_PATH = "no_healthy_path"  # no healthy center or edge at all
+REASON_CENTER_FULL = "center_capacity"  # its best center is beyond capacity; the next allowed one with room serves
 
 
 class Answer(NamedTuple):

@@ -1,0 +1,76 @@
+"""Center capacity: no center beyond its capacity while a cell on it has an allowed center with room."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from globalaccel.latency import LatencyModel
+from globalaccel.routing import Health, Router
+from globalaccel.routing.summary import compute_table
+from globalaccel.topology import Topology, load_stack
+from globalaccel.verify import RESIDENCY_KINDS, verify_table
+from tests.conftest import STACKS
+
+PROD = load_stack("prod", STACKS)
+DEV = load_stack("dev", STACKS)
+
+
+def with_capacities(topology: Topology, shares: list[float]) -> Topology:
+    total = sum(c.demand for c in topology.cells)
+    centers = tuple(dataclasses.replace(c, capacity=max(1.0, s * total)) for c, s in zip(topology.centers, shares, strict=True))
+    return dataclasses.replace(topology, centers=centers)
+
+
+def loads(topology: Topology, routes: dict[str, str | None]) -> dict[str, float]:
+    out = dict.fromkeys(topology.center_ids, 0.0)
+    demand = {c.id: c.demand for c in topology.cells}
+    for cell, center in routes.items():
+        if center is not None:
+            out[center] += demand[cell]
+    return out
+
+
+def check(topology: Topology) -> None:
+    table, _ = Router(topology).compute(LatencyModel(topology))
+    assert not [v for v in verify_table(table, topology, Health.all_up(topology)) if v.kind in RESIDENCY_KINDS]
+    centers = {cid: r.center for cid, r in table.routes.items()}
+    load = loads(topology, centers)
+    cap = {c.id: c.capacity for c in topology.centers}
+    demand = {c.id: c.demand for c in topology.cells}
+    for center, carried in load.items():
+        limit = cap[center]
+        if limit is None or carried <= limit * (1 + 1e-9):
+            continue
+        # Beyond capacity: then no cell on it could have moved to an allowed center with room for it.
+        for cell in topology.cells:
+            if centers[cell.id] != center:
+                continue
+            for other in topology.residency.permitted_centers(cell.country, topology.center_ids):
+                room = (cap[other] or float("inf")) - load[other]
+                assert other == center or room < demand[cell.id], (center, cell.id, other)
+
+
+def test_prod_centers_stay_within_capacity_without_a_residency_violation() -> None:
+    _, summary = compute_table(PROD)
+    assert summary["residency_violations"] == 0
+    for center, figures in summary["per_center"].items():
+        assert figures["capacity"] is not None, center
+        assert figures["load_over_capacity"] <= 1.0 + 1e-6, (center, figures)
+    check(PROD)
+
+
+def test_without_capacities_nothing_moves() -> None:
+    plain, _ = Router(PROD).compute(LatencyModel(PROD))
+    unlimited = dataclasses.replace(PROD, centers=tuple(dataclasses.replace(c, capacity=None) for c in PROD.centers))
+    free, _ = Router(unlimited).compute(LatencyModel(unlimited))
+    assert not any(r.reason == "center_capacity" for r in free.routes.values())
+    assert any(r.reason == "center_capacity" for r in plain.routes.values())  # prod's me-central-1 is full
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0.05, 1.2), min_size=4, max_size=4))
+def test_any_capacities_keep_the_invariant(shares: list[float]) -> None:
+    check(with_capacities(DEV, shares[: len(DEV.centers)] + [1.0] * max(0, len(DEV.centers) - 4)))
