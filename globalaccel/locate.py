@@ -22,6 +22,7 @@ not at all when part of it is unlocatable.
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 import itertools
 import math
@@ -67,6 +68,9 @@ class Locator(Protocol):
 def _network(address: str, srclen: int | None) -> tuple[int, int, int, int]:
     """(family, bits, first address, last address) of address/srclen."""
     ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        # ::ffff:a.b.c.d is an IPv4 client (a server bound to :: sees IPv4 sources so): locate it as IPv4.
+        ip, srclen = ip.ipv4_mapped, None if srclen is None else max(0, srclen - 96)
     bits = ip.max_prefixlen
     length = bits if srclen is None else min(srclen, bits)
     host = bits - length
@@ -82,10 +86,6 @@ def country_of(address: str) -> str | None:
     return code if isinstance(code, str) and code else None
 
 
-def _network_length(first: int, last: int, bits: int = 32) -> int:
-    return bits - (last - first).bit_length()
-
-
 class CountryLocator:
     """The country dataset alone: a country's principal cell, scope = the dataset's grain."""
 
@@ -93,22 +93,23 @@ class CountryLocator:
         self.countries = None if countries is None else frozenset(countries)
 
     def locate(self, address: str, srclen: int | None = None) -> tuple[Location | None, int]:
-        family, _, first, last = _network(address, srclen)
+        family, bits, first, last = _network(address, srclen)
         make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
         code = country_of(str(make(first)))
         scope = COUNTRY_SCOPE[family]
         if code is None or (self.countries is not None and code not in self.countries):
             return None, scope
-        if family == 4 and last - first >= 256:
-            # A source prefix wider than the dataset's grain: every country in it applies.
+        if family == 4:
+            # Through the /24 grid: every country of every /24 the source prefix touches applies.
             grid, codes = ipv4_country_grid()
-            found = {codes[int(i)] for i in np.unique(grid[first >> 8 : (last >> 8) + 1])}
-            if "" in found:
+            cells = np.unique(grid[first >> 8 : (last >> 8) + 1])
+            found = {c for i in cells for c in codes[int(i)]}
+            if 0 in cells or "" in found:
                 return None, scope  # part of it is unlocatable
             if found == {code}:
-                return Location(None, (code,)), _network_length(first, last)  # one country throughout
+                return Location(None, (code,)), max(bits - (last - first).bit_length(), 0) if last - first >= 255 else scope
             return Location(None, (code, *sorted(found - {code}))), scope
-        if family == 6 and last > first:
+        if last > first:
             other = country_of(str(make(last)))
             if other is None:
                 return None, scope
@@ -120,7 +121,7 @@ class CountryLocator:
 def _grid_path() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     version = getattr(iptocc, "__version__", None) or _iptocc_version()
-    return base / "globalaccel" / f"iptocc-{version}-v4-{V4_GRID_BITS}.npz"
+    return base / "globalaccel" / f"iptocc-{version}-v4-{V4_GRID_BITS}-mixed.npz"
 
 
 def _iptocc_version() -> str:
@@ -129,33 +130,67 @@ def _iptocc_version() -> str:
     return version("iptocc")
 
 
-def ipv4_country_grid() -> tuple[NDArray[np.uint16], list[str]]:
-    """Country index of every IPv4 /24 (0 = none) and the code list it indexes. Computed once (~15 s) and
-    cached per iptocc version: the dataset ships with the package and never changes under a pinned one."""
+GRID_PROBES = (0, 64, 128, 192, 255)  # host octets sampled in every /24; where they disagree, all 256 are read
+
+
+def _scan(block_starts: range, host: int) -> list[str | None]:
+    return iptocc.country_code([f"{i >> 16}.{(i >> 8) & 255}.{i & 255}.{host}" for i in block_starts])
+
+
+@functools.lru_cache(maxsize=1)
+def ipv4_country_grid() -> tuple[NDArray[np.uint16], list[tuple[str, ...]]]:
+    """Countries of every IPv4 /24 as an index into a list of country tuples (index 0: none). Most /24s hold
+    one country; a /24 the dataset splits (an RIR range not aligned to /24) holds every country found in
+    its 256 addresses, so whoever reads the grid applies all their rules. Computed once (a minute or so)
+    and cached per iptocc version: the dataset ships with the package and never changes under a pinned one."""
     path = _grid_path()
     if path.exists():
         with np.load(path) as data:
-            return data["grid"], [str(c) for c in data["codes"]]
-    codes: list[str] = [""]
-    index: dict[str | None, int] = {None: 0, "": 0}
+            return data["grid"], [tuple(str(c).split(",")) if i else () for i, c in enumerate(data["codes"])]
+    codes: list[tuple[str, ...]] = [()]
+    index: dict[tuple[str, ...], int] = {(): 0}
     grid = np.zeros(1 << V4_GRID_BITS, dtype=np.uint16)
     step = 1 << 16
     for block in range(0, 1 << V4_GRID_BITS, step):
-        found = iptocc.country_code([f"{i >> 16}.{(i >> 8) & 255}.{i & 255}.0" for i in range(block, block + step)])
-        for offset, code in enumerate(found):
-            if code:
-                if code not in index:
-                    index[code] = len(codes)
-                    codes.append(code)
-                grid[block + offset] = index[code]
+        starts = range(block, block + step)
+        probes = [_scan(starts, host) for host in GRID_PROBES]
+        for offset in range(step):
+            seen = {p[offset] for p in probes}
+            if len(seen) > 1:  # split inside the /24: read it whole
+                seen = set(iptocc.country_code([f"{(block + offset) >> 16}.{((block + offset) >> 8) & 255}.{(block + offset) & 255}.{h}"
+                                                for h in range(256)]))
+            # "" marks addresses of the /24 the dataset places nowhere (kept only beside a country).
+            key = tuple(sorted(c or "" for c in seen)) if len(seen) > 1 else tuple(c for c in seen if c)
+            if key not in index:
+                index[key] = len(codes)
+                codes.append(key)
+            grid[block + offset] = index[key]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, grid=grid, codes=np.array(codes))
+    np.savez_compressed(tmp, grid=grid, codes=np.array([",".join(c) for c in codes]))
     os.replace(tmp, path)
     return grid, codes
 
 
 # ---- the network database ---------------------------------------------------------------------------------
+V6_PROBES = 4096  # most points of one IPv6 network the country dataset is asked about
+
+
+def v6_probes(first: int, last: int) -> list[int]:
+    """Where to ask the country dataset about an IPv6 network: its ends and every /48 in it (the smallest
+    assignment the RIRs delegate), or every /32 when there are too many /48s, or evenly spread points. What
+    changes country between two probes is not seen: the one approximation left, and said in the README."""
+    points = {first, last}
+    for grain in (80, 96):  # host bits of a /48, of a /32
+        count = ((last - first) >> grain) + 1
+        if count <= V6_PROBES:
+            points.update(first + (i << grain) for i in range(count))
+            return sorted(points)
+    step = (last - first) // V6_PROBES
+    points.update(first + i * step for i in range(V6_PROBES))
+    return sorted(points)
+
+
 class _Ranges:
     """Sorted, non-overlapping CIDR ranges of one address family."""
 
@@ -257,8 +292,7 @@ class NetworkMap:
                 # Split the network where the country dataset changes country (at its /24 grain).
                 cuts = [lo, hi] if hi - lo == 1 else [lo, *(lo + 1 + np.flatnonzero(np.diff(grid[lo:hi]))).tolist(), hi]
                 for a, b in itertools.pairwise(cuts):
-                    other = codes[int(grid[a])]
-                    countries: tuple[str, ...] = (home,) if other in ("", home) else (home, other)
+                    countries: tuple[str, ...] = (home, *(c for c in codes[int(grid[a])] if c and c != home))
                     if len(cuts) == 2:  # one country throughout (the common case): the network as it is
                         ranges[4].add(first, last, network.prefixlen, loc_id(Location(cell_id, countries)))
                         continue
@@ -266,10 +300,11 @@ class NetworkMap:
                     for block in ipaddress.summarize_address_range(ipaddress.IPv4Address(sub_first), ipaddress.IPv4Address(sub_last)):
                         ranges[4].add(int(block.network_address), int(block.broadcast_address), block.prefixlen,
                                       loc_id(Location(cell_id, countries)))
-        # IPv6: the country dataset at each network's first and last address, asked in one batch.
-        ends = iptocc.country_code([str(ipaddress.IPv6Address(x)) for lo_, hi_, *_ in v6 for x in (lo_, hi_)])
-        for n, (first, last, prefixlen, cell_id, home) in enumerate(v6):
-            seen = {ends[2 * n], ends[2 * n + 1]} - {None, "", home}
+        # IPv6: the country dataset at each network's first and last address and across it (v6_probes), in one batch.
+        probes = [v6_probes(lo_, hi_) for lo_, hi_, *_ in v6]
+        found = iter(iptocc.country_code([str(ipaddress.IPv6Address(x)) for points in probes for x in points]))
+        for points, (first, last, prefixlen, cell_id, home) in zip(probes, v6, strict=True):
+            seen = {next(found) for _ in points} - {None, "", home}
             countries = (home, *sorted(str(c) for c in seen if c))
             ranges[6].add(first, last, prefixlen, loc_id(Location(cell_id, countries)))
         for r in ranges.values():

@@ -107,17 +107,33 @@ def _question_name_end(wire: bytes) -> int | None:
     return None
 
 
+def _routable(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global
+
+
+def _bad_ecs(query: dns.message.Message) -> bool:
+    """RFC 7871 6: SCOPE PREFIX-LENGTH MUST be 0 in queries; one ECS option per query."""
+    options = [o for o in query.options if isinstance(o, dns.edns.ECSOption)]
+    return len(options) > 1 or any(o.scopelen != 0 for o in options)
+
+
 class DnsResponder:
     """Turns one query (wire bytes) into one response (wire bytes), or None to drop it."""
 
     def __init__(self, snapshot: ZoneSnapshot, locator: Locator | None = None, local_country: str | None = None,
-                 judge: Callable[[str, str], bool] | None = None) -> None:
+                 judge: Callable[[str, str], bool] | None = None, cell_country: Mapping[str, str] | None = None) -> None:
         self._snapshot = snapshot
         self.locator: Locator = locator or CountryLocator(None)
         self.local_country = local_country
         # judge(country, address): may that country's traffic take that path? Needed for networks two countries'
         # rules apply to; without one, such networks get no answer.
         self.judge = judge
+        # cell -> its country, from the stack: a cell is only ever answered to clients of its own country, whatever
+        # a zone file's principal map says. None: trust the snapshot (tests that build one by hand).
+        self.cell_country = cell_country
         self.stats = ServerStats()
         # Response cache for one snapshot: query bytes after the ID + transport + where the source
         # is, -> response bytes after the ID and what kind of answer it was. Everything a response
@@ -186,6 +202,8 @@ class DnsResponder:
         if query.flags & dns.flags.QR:
             self._note("dropped")
             return None  # a response sent to us: ignore, never answer (reflection)
+        if _bad_ecs(query):
+            return self._formerr(wire)
         response = dns.message.make_response(query, our_payload=OUR_EDNS_PAYLOAD)
         response.flags &= ~dns.flags.RA
         if query.opcode() != dns.opcode.QUERY:
@@ -253,6 +271,8 @@ class DnsResponder:
     def _addresses(self, snap: ZoneSnapshot, location: Location) -> tuple[str, ...]:
         home = location.countries[0]
         cell = location.cell or snap.principal.get(home, home)
+        if self.cell_country is not None and self.cell_country.get(cell) != home:
+            return ()  # a cell of another country (a stale or tampered principal map): never its answer
         addresses = snap.answers.get(cell, ())
         chain = snap.paths.get(cell, ())
         if addresses and self._down and chain:
@@ -262,12 +282,13 @@ class DnsResponder:
         others = location.countries[1:]
         if addresses and others:
             # Two countries' rules apply to this network (the databases disagree, or the source prefix spans
-            # both): only what both allow, the chain's next paths if the first has nothing; else nothing.
+            # both): only what both allow, from the paths through centers this server sees up (the chain's
+            # order); when it sees none up, the chosen path's (fail static). Else nothing.
             judge = self.judge
             if judge is None:
                 return ()
-            candidates = [addresses, *(a for _, a in chain if a != addresses)]
-            for option in candidates:
+            live = [a for center, a in chain if center not in self._down] if chain else [addresses]
+            for option in live or [addresses]:
                 lawful = tuple(a for a in option if all(judge(c, a) for c in others))
                 if lawful:
                     return lawful
@@ -278,9 +299,10 @@ class DnsResponder:
         """(where the client is, ECS scope to echo or None when the query carried no ECS option)."""
         for option in query.options:
             if isinstance(option, dns.edns.ECSOption):
-                if option.srclen == 0:
-                    # RFC 7871 7.1.2: source prefix 0 means "do not use my address"; answer for the
-                    # resolver's own address with scope 0.
+                if option.srclen == 0 or not _routable(option.address):
+                    # RFC 7871 7.1.2: source prefix 0 means "do not use my address"; a private or special
+                    # address says nothing about where the client is (RFC 7871 11.3: the resolver should not
+                    # have sent it). Either way: answer for the resolver's own address, scope 0.
                     return self._locate_source(source), 0
                 location, scope = self.locator.locate(option.address, option.srclen)
                 return location, scope
@@ -314,7 +336,12 @@ class DnsResponder:
         self._note("formerr")
         (qid,) = struct.unpack("!H", wire[:2])
         flags = dns.flags.QR | (dns.rcode.FORMERR & 0xF)
-        return struct.pack("!HHHHHH", qid, flags, 0, 0, 0, 0)
+        # RFC 6891 7: a query that carried an OPT record gets one back, or the resolver may conclude this
+        # server lacks EDNS. The query could not be parsed whole, so its OPT is recognised by its shape: the
+        # root name and type 41 in the additional section.
+        has_opt = struct.unpack("!H", wire[10:12])[0] > 0 and b"\x00\x00\x29" in wire[12:]
+        opt = b"\x00" + struct.pack("!HHIH", 41, OUR_EDNS_PAYLOAD, 0, 0) if has_opt else b""
+        return struct.pack("!HHHHHH", qid, flags, 0, 0, 0, 1 if has_opt else 0) + opt
 
     def _finish(self, response: dns.message.Message, rcode: dns.rcode.Rcode, udp: bool, query: dns.message.Message) -> bytes:
         response.set_rcode(rcode)

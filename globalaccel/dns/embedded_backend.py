@@ -151,7 +151,8 @@ def write_zone_file(path: Path, snap: ZoneSnapshot) -> None:
 def responder_for(topology: Topology, ns_address: str, local_country: str | None = None) -> DnsResponder:
     """The stack's server: its locator (network database or country dataset), a judge for networks two
     countries' rules apply to, and no answers until the first publish (fail closed)."""
-    return DnsResponder(empty_snapshot(topology, ns_address), locator_for(topology), local_country, PathJudge(topology).allows)
+    return DnsResponder(empty_snapshot(topology, ns_address), locator_for(topology), local_country, PathJudge(topology).allows,
+                        {c.id: c.country for c in topology.cells})
 
 
 def empty_snapshot(topology: Topology, ns_address: str) -> ZoneSnapshot:

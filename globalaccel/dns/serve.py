@@ -105,8 +105,9 @@ def lawful_only(topology: Topology, snap: ZoneSnapshot) -> ZoneSnapshot:
             bad.add(cell)
     if bad:
         print(f"zone serial {snap.serial}: refusing {', '.join(sorted(bad))}: a path outside the rule", flush=True)
+    # The principal map comes from this server's stack, never from the file: a country is answered with a cell of its own.
     return dataclasses.replace(snap, answers={k: v for k, v in snap.answers.items() if k not in bad},
-                               paths={k: v for k, v in snap.paths.items() if k not in bad})
+                               paths={k: v for k, v in snap.paths.items() if k not in bad}, principal=dict(topology.principal_cell))
 
 
 def serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int, local_country: str | None,
