@@ -33,7 +33,7 @@ def responder(**kwargs: object) -> DnsResponder:
 
 
 def ask(r: DnsResponder, options: list[dns.edns.ECSOption], source: str = "192.0.2.1") -> dns.message.Message:
-    query = dns.message.make_query(DEV.service_name, "A", use_edns=0, options=options)
+    query = dns.message.make_query(DEV.service_name, "A", use_edns=0, options=list[dns.edns.Option](options))
     reply = r.respond(query.to_wire(), source, udp=True)
     assert reply is not None
     return dns.message.from_wire(reply)
