@@ -39,11 +39,11 @@ from globalaccel.cells import country_cells  # noqa: E402
 from globalaccel.dns.backend import OwnedZone, publish  # noqa: E402
 from globalaccel.dns.embedded import DnsResponder  # noqa: E402
 from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot  # noqa: E402
-from globalaccel.latency import LatencyModel, PhysicsModel  # noqa: E402
+from globalaccel.latency import LatencyModel  # noqa: E402
 from globalaccel.locate import CountryLocator, Locator, NetworkMap  # noqa: E402
 from globalaccel.path_judge import PathJudge  # noqa: E402
-from globalaccel.routing import CellRoute, Router  # noqa: E402
-from globalaccel.routing.summary import weighted_quantile  # noqa: E402
+from globalaccel.routing import Router  # noqa: E402
+from globalaccel.routing.summary import route_rtt_estimator, weighted_quantile  # noqa: E402
 from globalaccel.topology import Topology, load_stack  # noqa: E402
 
 
@@ -61,13 +61,7 @@ def rtt_comparison(prod: Topology) -> dict[str, float]:
     metro, _ = Router(prod).compute(latency)
     by_country = dataclasses.replace(prod, cells=country_cells(prod.countries))
     country, _ = Router(by_country).compute(LatencyModel(by_country))
-    public, backbone = PhysicsModel(prod.latency), PhysicsModel(prod.latency, backbone=True)
-    edges, centers = prod.edge_by_id, prod.center_by_id
-
-    def rtt(lat: float, lon: float, route: CellRoute) -> float:
-        c = centers[route.center]  # type: ignore[index]
-        return sum(a.weight * (public.rtt_ms(lat, lon, edges[a.edge_id].lat, edges[a.edge_id].lon)
-                               + backbone.rtt_ms(edges[a.edge_id].lat, edges[a.edge_id].lon, c.lat, c.lon)) for a in route.answers)
+    rtt = route_rtt_estimator(prod)
 
     own: list[float] = []
     coarse: list[float] = []

@@ -86,6 +86,17 @@ def country_of(address: str) -> str | None:
     return code if isinstance(code, str) and code else None
 
 
+def _mapped(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
+
+
+def _in_family_of(address: str, result: tuple[Location | None, int]) -> tuple[Location | None, int]:
+    """A scope for an IPv4-mapped address counts IPv6 bits: located as IPv4, its scope gains the 96 bits of
+    ::ffff:0:0/96 (else a resolver would read scope 24 as ::/24 and reuse the answer for every mapped client)."""
+    return (result[0], result[1] + 96) if _mapped(address) else result
+
+
 class CountryLocator:
     """The country dataset alone: a country's principal cell, scope = the dataset's grain."""
 
@@ -93,6 +104,9 @@ class CountryLocator:
         self.countries = None if countries is None else frozenset(countries)
 
     def locate(self, address: str, srclen: int | None = None) -> tuple[Location | None, int]:
+        return _in_family_of(address, self._locate(address, srclen))
+
+    def _locate(self, address: str, srclen: int | None) -> tuple[Location | None, int]:
         family, bits, first, last = _network(address, srclen)
         make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
         code = country_of(str(make(first)))
@@ -119,9 +133,14 @@ class CountryLocator:
 
 # ---- the country dataset at the /24 grain (IPv4), cached on disk -----------------------------------------
 def _grid_path() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    """The grid for the installed iptocc: shipped in the package for the pinned version (300 KB, built by this
+    module and copied there), else computed once into the user's cache."""
     version = getattr(iptocc, "__version__", None) or _iptocc_version()
-    return base / "globalaccel" / f"iptocc-{version}-v4-{V4_GRID_BITS}-mixed.npz"
+    name = f"iptocc-{version}-v4-{V4_GRID_BITS}-mixed.npz"
+    shipped = Path(__file__).resolve().parent / "data" / name
+    if shipped.exists():
+        return shipped
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "globalaccel" / name
 
 
 def _iptocc_version() -> str:
@@ -312,6 +331,9 @@ class NetworkMap:
         return cls(ranges, locations, str(path))
 
     def locate(self, address: str, srclen: int | None = None) -> tuple[Location | None, int]:
+        return _in_family_of(address, self._locate(address, srclen))
+
+    def _locate(self, address: str, srclen: int | None) -> tuple[Location | None, int]:
         family, bits, first, last = _network(address, srclen)
         length = bits - (last - first).bit_length()
         r = self._ranges[family]

@@ -74,3 +74,24 @@ def test_without_capacities_nothing_moves() -> None:
 @given(st.lists(st.floats(0.05, 1.2), min_size=4, max_size=4))
 def test_any_capacities_keep_the_invariant(shares: list[float]) -> None:
     check(with_capacities(DEV, shares[: len(DEV.centers)] + [1.0] * max(0, len(DEV.centers) - 4)))
+
+
+def test_a_recovered_center_takes_its_share_back_within_capacity() -> None:
+    """A reviewer's seed: after a center's loss and return, hysteresis held cells on a center the shed had
+    planned them off, leaving it beyond capacity for good. Every center lost and back: within capacity again."""
+    demand = {c.id: c.demand for c in PROD.cells}
+    capacity = {c.id: c.capacity for c in PROD.centers}
+    everything = Health.all_up(PROD)
+    latency = LatencyModel(PROD)
+    for lost in PROD.center_ids:
+        router = Router(PROD)
+        _, state = router.compute(latency, everything, now=0)
+        _, state = router.compute(latency, Health(everything.edges, everything.centers - {lost}), now=1000, state=state)
+        for k in range(2):
+            table, state = router.compute(latency, everything, now=2000 + 400 * k, state=state)
+            load = dict.fromkeys(capacity, 0.0)
+            for route in table.routes.values():
+                if route.center is not None:
+                    load[route.center] += demand[route.cell_id]
+            for center, carried in load.items():
+                assert carried <= (capacity[center] or float("inf")) * (1 + 1e-9), (lost, k, center, carried)

@@ -63,19 +63,39 @@ def test_an_unparseable_query_keeps_its_opt_in_formerr() -> None:
     assert reply is not None and struct.unpack("!H", reply[10:12])[0] == 0
 
 
-def test_a_private_ecs_address_is_answered_for_the_resolver_with_scope_zero() -> None:
+def test_a_private_ecs_address_is_answered_for_the_resolver_scoped_to_that_block() -> None:
+    """Scope 0 would let a cache hand the resolver's answer to every client (a reviewer's seed, shown
+    through unbound): the scope is the private block's own prefix."""
     r = responder(local_country="DE")
     reply = ask(r, [dns.edns.ECSOption("10.1.2.0", 24)], source="10.9.9.9")
     served = ANSWERS.country("DE")
     assert isinstance(served, Served) and addresses(reply) == set(served.addresses)
     ecs = next(o for o in reply.options if isinstance(o, dns.edns.ECSOption))
-    assert ecs.scopelen == 0
+    assert ecs.scopelen == 24
 
 
-def test_ipv4_mapped_addresses_are_located_as_ipv4() -> None:
+def test_an_edns_version_above_zero_gets_badvers_with_the_question() -> None:
+    query = dns.message.make_query(DEV.service_name, "A", use_edns=1)
+    reply = responder().respond(query.to_wire(), "192.0.2.1", udp=True)
+    assert reply is not None
+    parsed = dns.message.from_wire(reply)
+    assert parsed.rcode() == dns.rcode.BADVERS and parsed.edns == 0 and parsed.question == query.question
+
+
+def test_formerr_adds_no_opt_the_query_did_not_have() -> None:
+    """An unparseable query whose bytes contain 00 00 29 elsewhere (QTYPE 41) carries no OPT: none comes back."""
+    wire = bytearray(dns.message.make_query(DEV.service_name, dns.rdatatype.OPT).to_wire())
+    wire[4:6] = b"\x00\x02"  # two questions claimed, one present
+    reply = responder().respond(bytes(wire), "192.0.2.1", udp=True)
+    assert reply is not None and struct.unpack("!H", reply[10:12])[0] == 0
+
+
+def test_ipv4_mapped_addresses_are_located_as_ipv4_and_scoped_in_ipv6_bits() -> None:
+    """Scope 24 on a mapped address would read as ::/24 to a resolver: every mapped client. A reviewer's seed."""
     locator = CountryLocator(DEV.countries)
-    assert locator.locate("::ffff:8.8.8.8", 128) == locator.locate("8.8.8.8", 32)
-    assert locator.locate("::ffff:85.214.0.0", 112) == locator.locate("85.214.0.0", 16)
+    for mapped, plain, bits in (("::ffff:8.8.8.8", "8.8.8.8", 32), ("::ffff:85.214.0.0", "85.214.0.0", 16)):
+        where, scope = locator.locate(mapped, bits + 96)
+        assert (where, scope - 96) == locator.locate(plain, bits)
 
 
 def test_a_tampered_principal_map_never_answers_another_countrys_cell() -> None:

@@ -114,6 +114,35 @@ def _routable(address: str) -> bool:
     return ip.is_global
 
 
+def _has_opt(wire: bytes) -> bool:
+    """Does a query that could not be parsed whole carry an OPT record? Its records are walked (names, with
+    compression pointers, then type, class, TTL and data length) as far as they hold together."""
+    try:
+        qd, an, ns, ar = struct.unpack("!HHHH", wire[4:12])
+        pos = 12
+
+        def skip_name(pos: int) -> int:
+            while True:
+                length = wire[pos]
+                if length & 0xC0 == 0xC0:
+                    return pos + 2
+                if length == 0:
+                    return pos + 1
+                pos += 1 + length
+
+        for _ in range(qd):
+            pos = skip_name(pos) + 4
+        for n in range(an + ns + ar):
+            pos = skip_name(pos)
+            rtype, _, _, rdlen = struct.unpack("!HHIH", wire[pos : pos + 10])
+            if n >= an + ns and rtype == 41:
+                return True
+            pos += 10 + rdlen
+    except (IndexError, struct.error):
+        return False
+    return False
+
+
 def _bad_ecs(query: dns.message.Message) -> bool:
     """RFC 7871 6: SCOPE PREFIX-LENGTH MUST be 0 in queries; one ECS option per query."""
     options = [o for o in query.options if isinstance(o, dns.edns.ECSOption)]
@@ -202,8 +231,14 @@ class DnsResponder:
         if query.flags & dns.flags.QR:
             self._note("dropped")
             return None  # a response sent to us: ignore, never answer (reflection)
-        if _bad_ecs(query):
-            return self._formerr(wire)
+        if _bad_ecs(query) or query.edns > 0:
+            response = dns.message.make_response(query, our_payload=OUR_EDNS_PAYLOAD)
+            response.flags &= ~dns.flags.RA
+            self._note("formerr")
+            # RFC 6891 6.1.3: an EDNS version above ours gets BADVERS (with our version 0); a malformed ECS
+            # option FORMERR (RFC 7871 7.1.1). Either way the question and OPT stay.
+            response.use_edns(0, payload=OUR_EDNS_PAYLOAD)
+            return self._finish(response, dns.rcode.BADVERS if query.edns > 0 else dns.rcode.FORMERR, udp, query)
         response = dns.message.make_response(query, our_payload=OUR_EDNS_PAYLOAD)
         response.flags &= ~dns.flags.RA
         if query.opcode() != dns.opcode.QUERY:
@@ -299,11 +334,15 @@ class DnsResponder:
         """(where the client is, ECS scope to echo or None when the query carried no ECS option)."""
         for option in query.options:
             if isinstance(option, dns.edns.ECSOption):
-                if option.srclen == 0 or not _routable(option.address):
-                    # RFC 7871 7.1.2: source prefix 0 means "do not use my address"; a private or special
-                    # address says nothing about where the client is (RFC 7871 11.3: the resolver should not
-                    # have sent it). Either way: answer for the resolver's own address, scope 0.
+                if option.srclen == 0:
+                    # RFC 7871 7.1.2: source prefix 0 means "do not use my address": answer for the
+                    # resolver's own address, scope 0.
                     return self._locate_source(source), 0
+                if not _routable(option.address):
+                    # A private or special address says nothing about where the client is (RFC 7871 11.3:
+                    # the resolver should not have sent it): the resolver's own answer, scoped to that block
+                    # only, so a cache never hands it to clients of public networks.
+                    return self._locate_source(source), option.srclen
                 location, scope = self.locator.locate(option.address, option.srclen)
                 return location, scope
         return self._locate_source(source), None
@@ -339,7 +378,7 @@ class DnsResponder:
         # RFC 6891 7: a query that carried an OPT record gets one back, or the resolver may conclude this
         # server lacks EDNS. The query could not be parsed whole, so its OPT is recognised by its shape: the
         # root name and type 41 in the additional section.
-        has_opt = struct.unpack("!H", wire[10:12])[0] > 0 and b"\x00\x00\x29" in wire[12:]
+        has_opt = _has_opt(wire)
         opt = b"\x00" + struct.pack("!HHIH", 41, OUR_EDNS_PAYLOAD, 0, 0) if has_opt else b""
         return struct.pack("!HHHHHH", qid, flags, 0, 0, 0, 1 if has_opt else 0) + opt
 

@@ -135,6 +135,7 @@ class Router:
         routes: dict[str, CellRoute] = {}
         new_cells: dict[str, CellState] = {}
         cost_lookup = center_edge + penalty[None, :]  # (C, E): edge leg plus the edge's own delay
+        decisions: list[tuple[int, CellState, list[float], CellState, str]] = []
         for pos, cell in enumerate(self.cells):
             elig = eligibility[cell.country]
             prev = state.cells.get(cell.id)
@@ -156,7 +157,13 @@ class Router:
                                          elig, health, now, self.settings.hysteresis, allowed_edges[pos])
                 if pos in shed and reason == REASON_BEST:
                     reason = REASON_CENTER_FULL
-            if reason == REASON_BEST and center not in elig.tiers[0]:
+            decisions.append((pos, fresh, fresh_costs, decided, reason))
+        if self.center_load.limited:
+            decisions = self._release_holds_beyond_capacity(decisions, now)
+        for pos, fresh, fresh_costs, decided, reason in decisions:
+            cell = self.cells[pos]
+            elig = eligibility[cell.country]
+            if reason == REASON_BEST and fresh.center not in elig.tiers[0]:
                 reason = REASON_FALLBACK
             assert decided.center is not None
             same = decided.center == fresh.center and decided.edges == fresh.edges
@@ -176,6 +183,31 @@ class Router:
         generation = state.generation + 1 if digest != state.content_hash else state.generation
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
         return table, RouterState(generation, digest, new_cells)
+
+    def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, list[float], CellState, str]],
+                                       now: float) -> list[tuple[int, CellState, list[float], CellState, str]]:
+        """Hysteresis may hold a cell on a center the shed planned it off (or that others filled meanwhile):
+        where that leaves a center beyond its capacity, its held cells take their fresh route (which the shed
+        fitted), largest demand first, until it fits. A hold is for noise, never for overload."""
+        index = {c: i for i, c in enumerate(self._center_ids)}
+        demand = self.center_load.demand
+        load = np.zeros(len(self._center_ids))
+        for pos, _, _, decided, _ in decisions:
+            if decided.center is not None:
+                load[index[decided.center]] += demand[pos]
+        out = list(decisions)
+        capacity = self.center_load.capacity
+        held = sorted((i for i, (_, fresh, _, decided, _) in enumerate(out) if decided.center != fresh.center),
+                      key=lambda i: -demand[out[i][0]])
+        for i in held:
+            pos, fresh, costs, decided, _ = out[i]
+            c = index[decided.center]  # type: ignore[index]
+            if load[c] <= capacity[c] * (1 + 1e-9):
+                continue
+            load[c] -= demand[pos]
+            load[index[fresh.center]] += demand[pos]  # type: ignore[index]
+            out[i] = (pos, fresh, costs, fresh._replace(last_switch_at=now), REASON_CENTER_FULL)
+        return out
 
     # ----------------------------------------------------------------------------------------------
     def _edge_groups(self) -> list[_EdgeGroup]:

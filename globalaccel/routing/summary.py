@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,20 @@ def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[s
     }
 
 
+def route_rtt_estimator(topology: Topology) -> Callable[[float, float, CellRoute], float]:
+    """RTT of a route's answers for a client at (lat, lon), weight-averaged, physics estimate: client -> edge
+    on the public Internet, edge -> center on the backbone. For comparing answers from where clients are."""
+    public, backbone = PhysicsModel(topology.latency), PhysicsModel(topology.latency, backbone=True)
+    edges, centers = topology.edge_by_id, topology.center_by_id
+
+    def rtt(lat: float, lon: float, route: CellRoute) -> float:
+        c = centers[route.center]  # type: ignore[index]
+        return sum(a.weight * (public.rtt_ms(lat, lon, edges[a.edge_id].lat, edges[a.edge_id].lon)
+                               + backbone.rtt_ms(edges[a.edge_id].lat, edges[a.edge_id].lon, c.lat, c.lon)) for a in route.answers)
+
+    return rtt
+
+
 def country_answers_extra_rtt(topology: Topology, table: RoutingTable) -> dict[str, float] | None:
     """What backends that locate clients only by country (Route 53 geolocation, PowerDNS by country) cost:
     every cell gets its country's principal cell's answer. Demand-weighted mean and p95 of the extra RTT
@@ -86,13 +101,7 @@ def country_answers_extra_rtt(topology: Topology, table: RoutingTable) -> dict[s
     the backbone). None with one cell per country (nothing lost)."""
     if len(topology.cells) == len(topology.countries):
         return None
-    public, backbone = PhysicsModel(topology.latency), PhysicsModel(topology.latency, backbone=True)
-    edges, centers = topology.edge_by_id, topology.center_by_id
-
-    def rtt(cell_lat: float, cell_lon: float, route: CellRoute) -> float:
-        c = centers[route.center]  # type: ignore[index]
-        return sum(a.weight * (public.rtt_ms(cell_lat, cell_lon, edges[a.edge_id].lat, edges[a.edge_id].lon)
-                               + backbone.rtt_ms(edges[a.edge_id].lat, edges[a.edge_id].lon, c.lat, c.lon)) for a in route.answers)
+    rtt = route_rtt_estimator(topology)
 
     extra: list[float] = []
     weights: list[float] = []
