@@ -34,6 +34,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from globalaccel.dns.wire import bad_ecs, has_opt, question_name_end, routable
 from globalaccel.locate import CountryLocator, Location, Locator, country_of
 
 UDP_DEFAULT_PAYLOAD = 512
@@ -92,63 +93,6 @@ class ServerStats:
     by_rcode: dict[str, int] = field(default_factory=dict)
 
 
-def _question_name_end(wire: bytes) -> int | None:
-    """Offset just past the first question's name, for a plain one-question query; None otherwise."""
-    if len(wire) < 17 or wire[4:6] != b"\x00\x01":
-        return None
-    pos = 12
-    while pos < len(wire):
-        length = wire[pos]
-        if length == 0:
-            return pos + 1
-        if length > 63:
-            return None  # compression or a bad label in a question: leave it to the full parser
-        pos += 1 + length
-    return None
-
-
-def _routable(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global
-
-
-def _has_opt(wire: bytes) -> bool:
-    """Does a query that could not be parsed whole carry an OPT record? Its records are walked (names, with
-    compression pointers, then type, class, TTL and data length) as far as they hold together."""
-    try:
-        qd, an, ns, ar = struct.unpack("!HHHH", wire[4:12])
-        pos = 12
-
-        def skip_name(pos: int) -> int:
-            while True:
-                length = wire[pos]
-                if length & 0xC0 == 0xC0:
-                    return pos + 2
-                if length == 0:
-                    return pos + 1
-                pos += 1 + length
-
-        for _ in range(qd):
-            pos = skip_name(pos) + 4
-        for n in range(an + ns + ar):
-            pos = skip_name(pos)
-            rtype, _, _, rdlen = struct.unpack("!HHIH", wire[pos : pos + 10])
-            if n >= an + ns and rtype == 41:
-                return True
-            pos += 10 + rdlen
-    except (IndexError, struct.error):
-        return False
-    return False
-
-
-def _bad_ecs(query: dns.message.Message) -> bool:
-    """RFC 7871 6: SCOPE PREFIX-LENGTH MUST be 0 in queries; one ECS option per query."""
-    options = [o for o in query.options if isinstance(o, dns.edns.ECSOption)]
-    return len(options) > 1 or any(o.scopelen != 0 for o in options)
-
-
 class DnsResponder:
     """Turns one query (wire bytes) into one response (wire bytes), or None to drop it."""
 
@@ -193,7 +137,7 @@ class DnsResponder:
         self._snapshot = snapshot
 
     def respond(self, wire: bytes, source: str, udp: bool) -> bytes | None:
-        end = _question_name_end(wire) if self.cache_enabled else None
+        end = question_name_end(wire) if self.cache_enabled else None
         if end is None:
             return self._respond(wire, source, udp)
         # The question name is keyed lower-cased so resolvers' 0x20 case randomisation still hits;
@@ -231,7 +175,7 @@ class DnsResponder:
         if query.flags & dns.flags.QR:
             self._note("dropped")
             return None  # a response sent to us: ignore, never answer (reflection)
-        if _bad_ecs(query) or query.edns > 0:
+        if bad_ecs(query) or query.edns > 0:
             response = dns.message.make_response(query, our_payload=OUR_EDNS_PAYLOAD)
             response.flags &= ~dns.flags.RA
             self._note("formerr")
@@ -338,7 +282,7 @@ class DnsResponder:
                     # RFC 7871 7.1.2: source prefix 0 means "do not use my address": answer for the
                     # resolver's own address, scope 0.
                     return self._locate_source(source), 0
-                if not _routable(option.address):
+                if not routable(option.address):
                     # A private or special address says nothing about where the client is (RFC 7871 11.3:
                     # the resolver should not have sent it): the resolver's own answer, scoped to that block
                     # only, so a cache never hands it to clients of public networks.
@@ -376,11 +320,10 @@ class DnsResponder:
         (qid,) = struct.unpack("!H", wire[:2])
         flags = dns.flags.QR | (dns.rcode.FORMERR & 0xF)
         # RFC 6891 7: a query that carried an OPT record gets one back, or the resolver may conclude this
-        # server lacks EDNS. The query could not be parsed whole, so its OPT is recognised by its shape: the
-        # root name and type 41 in the additional section.
-        has_opt = _has_opt(wire)
-        opt = b"\x00" + struct.pack("!HHIH", 41, OUR_EDNS_PAYLOAD, 0, 0) if has_opt else b""
-        return struct.pack("!HHHHHH", qid, flags, 0, 0, 0, 1 if has_opt else 0) + opt
+        # server lacks EDNS. The query could not be parsed whole, so its records are walked to find an OPT.
+        echo = has_opt(wire)
+        opt = b"\x00" + struct.pack("!HHIH", 41, OUR_EDNS_PAYLOAD, 0, 0) if echo else b""
+        return struct.pack("!HHHHHH", qid, flags, 0, 0, 0, 1 if echo else 0) + opt
 
     def _finish(self, response: dns.message.Message, rcode: dns.rcode.Rcode, udp: bool, query: dns.message.Message) -> bytes:
         response.set_rcode(rcode)

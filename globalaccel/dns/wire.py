@@ -1,0 +1,68 @@
+"""Wire-format questions the embedded server asks of a query before (or instead of) parsing it whole:
+where the question name ends, whether an unparseable query carried an OPT record, whether its ECS option
+is well-formed (RFC 7871 6), and whether an ECS address says anything about where a client is."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import dns.edns
+import dns.message
+
+
+def question_name_end(wire: bytes) -> int | None:
+    """Offset just past the first question's name, for a plain one-question query; None otherwise."""
+    if len(wire) < 17 or wire[4:6] != b"\x00\x01":
+        return None
+    pos = 12
+    while pos < len(wire):
+        length = wire[pos]
+        if length == 0:
+            return pos + 1
+        if length > 63:
+            return None  # compression or a bad label in a question: leave it to the full parser
+        pos += 1 + length
+    return None
+
+
+def routable(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global
+
+
+def has_opt(wire: bytes) -> bool:
+    """Does a query that could not be parsed whole carry an OPT record? Its records are walked (names, with
+    compression pointers, then type, class, TTL and data length) as far as they hold together."""
+    try:
+        qd, an, ns, ar = struct.unpack("!HHHH", wire[4:12])
+        pos = 12
+
+        def skip_name(pos: int) -> int:
+            while True:
+                length = wire[pos]
+                if length & 0xC0 == 0xC0:
+                    return pos + 2
+                if length == 0:
+                    return pos + 1
+                pos += 1 + length
+
+        for _ in range(qd):
+            pos = skip_name(pos) + 4
+        for n in range(an + ns + ar):
+            pos = skip_name(pos)
+            rtype, _, _, rdlen = struct.unpack("!HHIH", wire[pos : pos + 10])
+            if n >= an + ns and rtype == 41:
+                return True
+            pos += 10 + rdlen
+    except (IndexError, struct.error):
+        return False
+    return False
+
+
+def bad_ecs(query: dns.message.Message) -> bool:
+    """RFC 7871 6: SCOPE PREFIX-LENGTH MUST be 0 in queries; one ECS option per query."""
+    options = [o for o in query.options if isinstance(o, dns.edns.ECSOption)]
+    return len(options) > 1 or any(o.scopelen != 0 for o in options)
