@@ -24,7 +24,7 @@ from globalaccel.dns.budget import ApiBudget  # noqa: E402
 from globalaccel.dns.health_checks import ensure_center_checks  # noqa: E402
 from globalaccel.dns.route53 import Route53Backend  # noqa: E402
 from globalaccel.dns.route53_compile import compile_route53, layout_for  # noqa: E402
-from globalaccel.routing.summary import compute_table  # noqa: E402
+from globalaccel.routing.summary import route_table  # noqa: E402
 from globalaccel.settings import BackendSettings  # noqa: E402
 from globalaccel.topology import load_stack  # noqa: E402
 from tests.services import moto_server, route53_client  # noqa: E402
@@ -46,7 +46,7 @@ def main() -> None:
     with moto_server() as url:
         client = route53_client(url)
         zone = client.create_hosted_zone(Name=prod.zone, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
-        table, _ = compute_table(prod)
+        table = route_table(prod)
         fast = ApiBudget.route53(1000, 100_000, 100_000)  # moto has no limits; the audit is what is timed
         checks = ensure_center_checks(client, prod.stack, prod.centers, 443)
         backend = Route53Backend(client, zone, layout_for(prod), budget=fast, health_checks=checks)

@@ -39,7 +39,7 @@ from globalaccel.dns.powerdns import layout_for as pdns_layout  # noqa: E402
 from globalaccel.dns.route53 import Route53Backend, order_changes, to_route53  # noqa: E402
 from globalaccel.dns.route53_compile import compile_route53, layout_for  # noqa: E402
 from globalaccel.routing import Health  # noqa: E402
-from globalaccel.routing.summary import compute_table  # noqa: E402
+from globalaccel.routing.summary import route_table  # noqa: E402
 from globalaccel.topology import load_stack  # noqa: E402
 from tests.services import free_port, moto_server, powerdns_server, route53_client, wait_for_port  # noqa: E402
 
@@ -48,14 +48,14 @@ ECS_DE = "8:0001100055d6"  # EDNS option 8 (client subnet): IPv4, /16, scope 0, 
 
 def api_budget() -> dict[str, Any]:
     prod = load_stack("prod", ROOT / "stacks")
-    table, _ = compute_table(prod)
+    table = route_table(prod)
     layout = layout_for(prod)
     answers = Answers.from_table(table, prod)
     records = [claim_record(layout), *compile_route53(prod, answers)]
     germany = answers.country("DE")
     assert isinstance(germany, Served)
     victim = germany.answers[0].edge_id
-    after, _ = compute_table(prod, Health(frozenset(e.id for e in prod.edges) - {victim}, frozenset(prod.center_ids)))
+    after = route_table(prod, Health(frozenset(e.id for e in prod.edges) - {victim}, frozenset(prod.center_ids)))
     records_after = [claim_record(layout), *compile_route53(prod, Answers.from_table(after, prod))]
     out: dict[str, Any] = {"records": len(records), "values": sum(r.value_count for r in records)}
     with moto_server() as url:
@@ -104,7 +104,7 @@ def dnsperf(port: int, seconds: int) -> dict[str, float]:
 
 def query_rates(seconds: int) -> dict[str, Any]:
     prod = load_stack("prod", ROOT / "stacks")
-    table, _ = compute_table(prod)
+    table = route_table(prod)
     out: dict[str, Any] = {}
     for cache in (True, False):
         port = free_port()

@@ -90,7 +90,8 @@ def decision_of(route: CellRoute, rule: str, topology: Topology) -> Decision:
     if route.center is not None and route.answers:
         edges = topology.edge_by_id
         fallback = tuple(
-            FallbackPath(center, tuple(a._replace(address=edges[a.edge_id].address_for(center)) for a in route.answers))
+            # Answer(...) rather than _replace: this runs for every answer of every cell and fallback center.
+            FallbackPath(center, tuple(Answer(a.edge_id, edges[a.edge_id].address_for(center), a.weight, a.rtt_ms) for a in route.answers))
             for center in route.fallback
         )
         return Served(route.center, route.answers, route.reason, fallback)

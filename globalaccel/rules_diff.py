@@ -16,7 +16,7 @@ from typing import Any
 from globalaccel.errors import ConfigError, Problem, UsageError
 from globalaccel.residency import ResidencyPolicy
 from globalaccel.residency_file import load_residency
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.topology import Topology
 
 
@@ -62,8 +62,8 @@ def _load(file: Path, topology: Topology) -> ResidencyPolicy:
 def diff_rules(topology: Topology, old: ResidencyPolicy, new: ResidencyPolicy, labels: tuple[str, str]) -> dict[str, Any]:
     world_old = dataclasses.replace(topology, residency=old)
     world_new = dataclasses.replace(topology, residency=new)
-    table_old, _ = compute_table(world_old)
-    table_new, _ = compute_table(world_new)
+    table_old = route_table(world_old)
+    table_new = route_table(world_new)
     demand = {c.id: c.demand for c in topology.cells}
     total = sum(demand.values()) or 1.0
     centers = topology.center_ids

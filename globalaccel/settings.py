@@ -119,10 +119,20 @@ class BackendSettings:
     wait_insync: bool = setting(False, "wait until Route 53 reports each change INSYNC", flag="--wait-insync")
     health_checks: tuple[str, ...] = setting((), "a center's Route 53 health check, CENTER=ID (repeat; pulumi up passes them)",
                                              flag="--health-check")
+    center_health: tuple[str, ...] = setting((), "where PowerDNS checks a center's /healthz, CENTER=ADDRESS:PORT (repeat; "
+                                             "default: the center's address and the probe port)", flag="--center-health")
 
     @property
     def health_check_ids(self) -> dict[str, str]:
         return center_pairs(self.health_checks, "--health-check", "CENTER=ID")
+
+    @property
+    def center_health_endpoints(self) -> dict[str, tuple[str, int]]:
+        out = {}
+        for center, endpoint in center_pairs(self.center_health, "--center-health", "CENTER=ADDRESS:PORT").items():
+            address, _, port = endpoint.rpartition(":")
+            out[center] = (address, int(port))
+        return out
 
 
 @dataclass(frozen=True)
@@ -298,10 +308,18 @@ def _check_health_check(item: str, file: Path, line: int | None, key: str, probl
         problems.add(file, line, key, f"takes CENTER=ID (a Route 53 health check id); got {item!r}")
 
 
+def _check_center_health(item: str, file: Path, line: int | None, key: str, problems: ProblemCollector) -> None:
+    center, sep, endpoint = item.partition("=")
+    address, colon, port = endpoint.rpartition(":")
+    if not sep or not center or not colon or not address or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.add(file, line, key, f"takes CENTER=ADDRESS:PORT (where the center's /healthz answers); got {item!r}")
+
+
 # Repeatable CENTER=VALUE settings: their metavar and their check.
 LIST_FIELDS: dict[str, tuple[str, typing.Callable[[str, Path, int | None, str, ProblemCollector], None]]] = {
     "peers": ("CENTER=URL", _check_peer),
     "health_checks": ("CENTER=ID", _check_health_check),
+    "center_health": ("CENTER=ADDRESS:PORT", _check_center_health),
 }
 
 

@@ -62,12 +62,16 @@ class Edge:
     role: Role = Role.TERMINATING
     center_addresses: tuple[tuple[str, str], ...] = ()  # (center id, address clients use to reach that center)
 
+    @cached_property
+    def _address_by_center(self) -> dict[str, str]:
+        return dict(self.center_addresses)
+
     def address_for(self, center: str) -> str:
         """The address a client uses to reach `center` through this edge."""
-        for cid, address in self.center_addresses:
-            if cid == center:
-                return address
-        raise KeyError(f"edge {self.id} has no address for center {center}")
+        try:
+            return self._address_by_center[center]  # called for every answer of every cell and center: a dict, not a scan
+        except KeyError:
+            raise KeyError(f"edge {self.id} has no address for center {center}") from None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import pytest
 from globalaccel.answers import Answers, Served
 from globalaccel.dns.backend import sync
 from globalaccel.dns.route53_compile import compile_route53
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.topology import load_stack
 from tests.conftest import ROOT, STACKS
 from tests.services import moto_server, route53_client
@@ -223,7 +223,7 @@ def test_html_report_renders_in_chromium_with_the_map(tmp_path: Path) -> None:
 
 def test_plan_source_uses_the_compiled_route53_tree() -> None:
     """The plan source is the Route 53 tree the controller would publish, evaluated by the simulator."""
-    table, _ = compute_table(PROD)
+    table = route_table(PROD)
     assert compile_route53(PROD, Answers.from_table(table, PROD)) == PROD_RECORDS[1:]  # all but the ownership claim
     assert load_stack("prod", STACKS).stack == "prod"
 
@@ -297,7 +297,7 @@ def test_fail_open_findings_are_complete_when_returned() -> None:
     from globalaccel.dns.records import Geo
 
     dev = load_stack("dev", STACKS)
-    table, _ = compute_table(dev)
+    table = route_table(dev)
     compiled = compile_route53(dev, Answers.from_table(table, dev))
     answer, findings = route53_answers(compiled, dev)
     assert not findings
@@ -376,12 +376,12 @@ def test_a_log_cut_short_or_rechained_is_found_against_an_earlier_audits_anchor(
     """Cutting the last lines, or removing an entry and re-chaining the rest, leaves a chain that verifies
     end to end. The head an earlier audit recorded (outside the log: in its report) catches both."""
     from globalaccel.control.decisionlog import DecisionEntry, DecisionLog, line_hash
-    from globalaccel.routing.summary import compute_table
+    from globalaccel.routing.summary import route_table
     from globalaccel.topology import load_stack
     from tests.conftest import STACKS
 
     dev = load_stack("dev", STACKS)
-    table, _ = compute_table(dev)
+    table = route_table(dev)
     state = tmp_path / "state"
     log = DecisionLog(state / "decisions.jsonl")
     for n in range(6):
@@ -480,7 +480,7 @@ def test_a_zone_kept_by_the_loop_is_judged_against_the_loops_table(tmp_path: Pat
     from tests.conftest import STACKS
 
     dev = load_stack("dev", STACKS)
-    baseline, _ = compute_table(dev)
+    baseline = route_table(dev)
     slow = set(baseline.routes["DE"].edge_ids)  # Germany's edges by the estimate are congested in the measurements
     state = tmp_path / "state"
     with moto_server() as url:
@@ -543,7 +543,7 @@ def test_embedded_server_seeded_by_hand_is_audited_through_real_ecs_queries(tmp_
     from tests.test_dns_embedded import RunningServer
 
     dev = load_stack("dev", STACKS)
-    table, _ = compute_table(dev)
+    table = route_table(dev)
     state = tmp_path / "state"
     DecisionLog(state / "decisions.jsonl").append(DecisionEntry.for_table(table, list(table.routes), 1.0, dev.stack, {}, 0))
     responder = DnsResponder(empty_snapshot(dev, "127.0.0.1"))
@@ -572,7 +572,7 @@ def test_second_review_seeds_are_each_found(tmp_path: Path) -> None:
     singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
     z = PROD.zone
     state = tmp_path / "state"
-    table, _ = compute_table(PROD)
+    table = route_table(PROD)
     DecisionLog(state / "decisions.jsonl").append(DecisionEntry.for_table(table, [PROD.principal_cell["JP"]], 1.0, PROD.stack, {}, 0))
     with moto_server() as url:
         client, zone = synced_zone(url)

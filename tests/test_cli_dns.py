@@ -50,22 +50,29 @@ def test_dns_sync_dry_run_then_apply_then_nothing() -> None:
 def test_dns_sync_powerdns_through_the_cli(tmp_path: object) -> None:
     from pathlib import Path
 
-    from tests.services import powerdns_server
+    from tests.services import free_port, powerdns_server
 
     assert isinstance(tmp_path, Path)
     with powerdns_server(tmp_path) as (_port, api, key):
         env = {**ENV, "PDNS_API_KEY": key}
+
+        # PowerDNS's own health checks of the centers go to loopback addresses with nothing listening, never
+        # to the stack's center addresses (not on this machine).
+        port = free_port()
+        health = [f"--center-health={c}=127.0.99.{j + 1}:{port}" for j, c in enumerate(DEV.center_ids)]
 
         def run(*extra: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run([CLI, "dns", "sync", "--format", "json", "--stack", "dev", "--backend", "powerdns",
                                    "--endpoint-url", api, *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
                                   check=False)
 
-        first = run()
+        first = run(*health)
         assert first.returncode == 0, first.stderr
         assert json.loads(first.stdout)["applied_change_requests"] == 1
-        second = json.loads(run().stdout)
+        second = json.loads(run(*health).stdout)
         assert second["plan"] == {"create": 0, "update": 0, "delete": 0}
+        bad = run("--center-health=us-east-1=127.0.99.1", "--dry-run")
+        assert bad.returncode != 0 and "CENTER=ADDRESS:PORT" in bad.stderr, bad.stderr
         # A fail-closed country asked through the real server: NODATA whose SOA caps the negative TTL at 60 s.
         address, prefix = NETWORKS["RU"].split("/")
         query = dns.message.make_query(DEV.service_name, "A", use_edns=0, options=[dns.edns.ECSOption(address, int(prefix))])

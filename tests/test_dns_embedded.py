@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 from globalaccel.answers import Answers, Served
 from globalaccel.dns.embedded import DnsResponder, EmbeddedDnsServer, ZoneSnapshot, locate_ip
 from globalaccel.dns.embedded_backend import snapshot_for
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.topology import load_stack
 from tests.conftest import STACKS
 
 DEV = load_stack("dev", STACKS)
-TABLE, _ = compute_table(DEV)
+TABLE = route_table(DEV)
 ANSWERS = Answers.from_table(TABLE, DEV)
 SNAPSHOT = snapshot_for(DEV, ANSWERS)
 SERVICE = DEV.service_name

@@ -19,22 +19,29 @@ from globalaccel.dns.embedded import DnsResponder
 from globalaccel.dns.embedded_backend import snapshot_for
 from globalaccel.dns.powerdns import LuaValidationError, PowerDnsBackend, layout_for, lua_for_answers, validate_lua
 from globalaccel.routing import Health, RoutingTable
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.topology import load_stack
 from tests.conftest import STACKS
-from tests.services import powerdns_server
+from tests.services import free_port, powerdns_server
 from tests.test_dns_embedded import NETWORKS, RunningServer
 
 PROD = load_stack("prod", STACKS)
-TABLE, _ = compute_table(PROD)
+TABLE = route_table(PROD)
 ANSWERS = Answers.from_table(TABLE, PROD)
+
+
+# Where PowerDNS's ifurlup checks the centers: loopback addresses with nothing listening (every center seen
+# down, so each country gets its chosen path), never the stack's own center addresses, which are not on
+# this machine (a check there would leave loopback).
+HEALTH_PORT = free_port()
+HEALTH = {c.id: (f"127.0.99.{j + 1}", HEALTH_PORT) for j, c in enumerate(PROD.centers)}
 
 
 @pytest.fixture(scope="module")
 def pdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, PowerDnsBackend]]:
     folder: Path = tmp_path_factory.mktemp("pdns")
     with powerdns_server(folder) as (port, api, key):
-        provider = PowerDnsBackend(api, key, layout_for(PROD), PROD)
+        provider = PowerDnsBackend(api, key, layout_for(PROD), PROD, health=HEALTH)
         assert provider.ensure_zone()
         yield port, provider
 
@@ -74,7 +81,7 @@ def test_table_change_is_one_patch_and_rerun_is_none(pdns: tuple[int, PowerDnsBa
     germany = ANSWERS.country("DE")
     assert isinstance(germany, Served)
     victim = germany.answers[0]
-    table, _ = compute_table(PROD, Health(frozenset(e.id for e in PROD.edges) - {victim.edge_id}, frozenset(PROD.center_ids)))
+    table = route_table(PROD, Health(frozenset(e.id for e in PROD.edges) - {victim.edge_id}, frozenset(PROD.center_ids)))
     before = provider.requests
     assert sync(provider, table) == 1
     assert provider.requests - before == 2  # one GET (list) + one PATCH
@@ -112,7 +119,8 @@ def synced_for_audit(pdns: tuple[int, PowerDnsBackend], monkeypatch: pytest.Monk
     port, provider = pdns
     sync(provider, TABLE)
     monkeypatch.setenv("PDNS_API_KEY", provider.api_key)
-    options = AuditOptions(source="powerdns", backend=BackendSettings(kind="powerdns", endpoint_url=provider.base.split("/api/")[0]),
+    options = AuditOptions(source="powerdns", backend=BackendSettings(kind="powerdns", endpoint_url=provider.base.split("/api/")[0],
+                                                                      center_health=tuple(f"{c}={a}:{p}" for c, (a, p) in HEALTH.items())),
                            dns=f"127.0.0.1:{port}")
     return port, provider, options
 
@@ -129,7 +137,7 @@ def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pd
     # Tamper: PowerDNS now also answers Russia (strict: no center at all) with a Singapore edge.
     lua = next(r for r in provider.records() if r.type == "LUA" and r.name == provider.layout.service).values[0]
     singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
-    tampered = lua.replace("local t={", "local t={['ru']={'" + singapore + "'},", 1)
+    tampered = lua.replace("local t={", "local t={['ru']={{0,{'" + singapore + "'}}},", 1)
     provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": provider.layout.service, "type": "LUA", "ttl": 60,
                    "changetype": "REPLACE", "records": [{"content": tampered, "disabled": False}]}]})
     report = run_audit(PROD, options)

@@ -23,13 +23,13 @@ from globalaccel.dns.route53_sim import Client, Route53Simulator
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES, Route53ValidationError, validate_batch, validate_records
 from globalaccel.residency import Mode
 from globalaccel.routing import Health, RoutingTable
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.topology import Topology, load_stack
 from tests.conftest import STACKS
 from tests.services import FaultProxy, route53_client
 
 PROD = load_stack("prod", STACKS)
-PROD_TABLE, _ = compute_table(PROD)
+PROD_TABLE = route_table(PROD)
 LAYOUT = layout_for(PROD)
 PROD_RECORDS = [claim_record(LAYOUT), *compile_route53(PROD, Answers.from_table(PROD_TABLE, PROD))]
 
@@ -94,7 +94,7 @@ def test_strict_countries_never_reach_a_disallowed_center_even_with_every_check_
     path_by_address = PROD.path_by_address
     for down in PROD.center_ids:
         health = Health(frozenset(e.id for e in PROD.edges), frozenset(PROD.center_ids) - {down})
-        table, _ = compute_table(PROD, health)
+        table = route_table(PROD, health)
         answers = Answers.from_table(table, PROD)
         records = compile_route53(PROD, answers)
         sim = Route53Simulator(records, failing_checks={r.health_check for r in records if r.health_check} | {"all"})
@@ -215,7 +215,7 @@ def test_one_edge_down_is_one_request(moto_url: str) -> None:
     sync(p, PROD_RECORDS)
     victim = table_route(PROD_TABLE, "DE").answers[0].edge_id
     health = Health(frozenset(e.id for e in PROD.edges) - {victim}, frozenset(PROD.center_ids))
-    table, _ = compute_table(PROD, health)
+    table = route_table(PROD, health)
     report = sync(p, compile_route53(PROD, Answers.from_table(table, PROD)))
     assert report.converged and report.stats.requests == 1
     victim_addresses = {address for _, address in PROD.edge_by_id[victim].center_addresses}  # its address for every center
@@ -348,9 +348,9 @@ def test_every_applied_prefix_of_a_sync_is_a_consistent_zone(moto_url: str) -> N
     proxy, reject batch k for every k: the zone left behind must be consistent (every alias resolves),
     give each country only answers of the old or the new table, keep every country served by both
     tables answered, and every answered path (edge and the center its address names) compliant."""
-    before, _ = compute_table(PROD)
+    before = route_table(PROD)
     two_down = frozenset(PROD.center_ids) - {"eu-central-1", "me-central-1"}
-    after, _ = compute_table(PROD, Health(frozenset(e.id for e in PROD.edges), two_down))
+    after = route_table(PROD, Health(frozenset(e.id for e in PROD.edges), two_down))
     old = [claim_record(LAYOUT), *compile_route53(PROD, Answers.from_table(before, PROD))]
     new = [claim_record(LAYOUT), *compile_route53(PROD, Answers.from_table(after, PROD))]
     old_answers, new_answers = zone_answers(old, PROD), zone_answers(new, PROD)

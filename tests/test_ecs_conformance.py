@@ -17,12 +17,12 @@ from globalaccel.dns.embedded import DnsResponder
 from globalaccel.dns.embedded_backend import snapshot_for
 from globalaccel.locate import CountryLocator, Location
 from globalaccel.path_judge import PathJudge
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.topology import load_stack
 from tests.conftest import STACKS
 
 DEV = load_stack("dev", STACKS)
-ANSWERS = Answers.from_table(compute_table(DEV)[0], DEV)
+ANSWERS = Answers.from_table(route_table(DEV), DEV)
 SNAPSHOT = snapshot_for(DEV, ANSWERS)
 CELL_COUNTRY = {c.id: c.country for c in DEV.cells}
 

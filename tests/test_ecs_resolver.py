@@ -39,7 +39,7 @@ from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
 from globalaccel.geo import great_circle_km
 from globalaccel.locate import Location, NetworkMap
 from globalaccel.path_judge import PathJudge
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.topology import load_stack
 from tests.conftest import STACKS
 from tests.services import free_port
@@ -52,7 +52,7 @@ pytestmark = pytest.mark.skipif(shutil.which("unbound") is None, reason="unbound
 @functools.lru_cache(maxsize=1)
 def world() -> tuple[NetworkMap, Answers]:
     assert PROD.client_networks is not None
-    table, _ = compute_table(PROD)
+    table = route_table(PROD)
     return NetworkMap.from_mmdb(PROD.client_networks, PROD.cells), Answers.from_table(table, PROD)
 
 

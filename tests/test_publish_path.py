@@ -27,14 +27,14 @@ from globalaccel.dns.backend import BackendError
 from globalaccel.dns.factory import find_zone
 from globalaccel.errors import ConfigError
 from globalaccel.routing import Health, RoutingTable
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.settings import BackendSettings, HealthSettings, LeaseSettings, LoopSettings, up_command, with_overrides
 from globalaccel.topology import load_stack
 from tests.conftest import ROOT, STACKS
 from tests.services import moto_server, route53_client
 
 PROD = load_stack("prod", STACKS)
-TABLE, _ = compute_table(PROD)
+TABLE = route_table(PROD)
 CLI = str(ROOT / ".venv" / "bin" / "globalaccel")
 
 
@@ -54,7 +54,7 @@ def test_every_country_has_an_explicit_decision() -> None:
 
 def test_no_path_is_not_fail_closed() -> None:
     """Every edge down: open countries have no path (an outage), strict ones still fail closed by rule."""
-    table, _ = compute_table(PROD, Health(frozenset(), frozenset(PROD.center_ids)))
+    table = route_table(PROD, Health(frozenset(), frozenset(PROD.center_ids)))
     answers = Answers.from_table(table, PROD)
     assert isinstance(answers.country("US"), NoPath)
     assert isinstance(answers.country("RU"), FailClosed)

@@ -24,7 +24,7 @@ from globalaccel.dns.records import Geo, Record
 from globalaccel.dns.route53 import Route53Backend, from_route53
 from globalaccel.dns.route53_sim import Client, Route53Simulator
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.settings import BackendSettings
 from globalaccel.topology import load_stack
 from tests.conftest import STACKS
@@ -132,7 +132,7 @@ def replace_eth(record: Record) -> Record:
 def live_prod_zone() -> Any:
     """Prod's all-healthy table published once through the backend factory (which creates the centers'
     health checks in moto), then the zone as boto3 lists it, and the ids of the checks."""
-    table, _ = compute_table(PROD)
+    table = route_table(PROD)
     answers_view = Answers.from_table(table, PROD)
     with moto_server() as url, pytest.MonkeyPatch.context() as env:
         for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():

@@ -32,9 +32,9 @@ from globalaccel.control.decisionlog import DecisionEntry, read_entries, replay,
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.findings import Finding
 from globalaccel.residency import Mode
-from globalaccel.routing import REASON_FAIL_CLOSED, Health
+from globalaccel.routing import REASON_FAIL_CLOSED, Health, Router
 from globalaccel.routing.fallback import FallbackOrder
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.topology import Edge, Topology
 
 # ---- the checks ------------------------------------------------------------------------------------------
@@ -197,7 +197,8 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True,
             mine = frozenset(e.id for e in topology.edges if e.country == code)
             if mine:
                 cases.append((f"all edges of {code} down", all_edges - mine, frozenset(topology.center_ids), code))
-    baseline, _ = compute_table(topology)
+    router = Router(topology)  # one router for every scenario: its geometry does not depend on health
+    baseline = route_table(topology, router=router)
     # Served before = answered by the zone all healthy, as Route 53 resolves it (a location Route 53 cannot
     # place gets nothing in every scenario, and does not "lose" service to a failure).
     baseline_records = compile_route53(topology, Answers.from_table(baseline, topology))
@@ -208,7 +209,7 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True,
     def centers_of(addresses: Iterable[str]) -> list[str]:
         return sorted({topology.path_by_address[a][1] for a in addresses if a in topology.path_by_address})
     for name, edges, centers, country in cases:
-        table, _ = compute_table(topology, Health(edges, centers))
+        table = route_table(topology, Health(edges, centers), router)
         answers = Answers.from_table(table, topology)
         answer, fallbacks = route53_answers(compile_route53(topology, answers), topology)
         results, problems = check_answers(topology, expected_from_table(answers), answer)

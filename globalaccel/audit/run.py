@@ -21,7 +21,7 @@ from globalaccel.dns.route53_compile import compile_route53, layout_for
 from globalaccel.errors import GlobalaccelError
 from globalaccel.findings import Finding
 from globalaccel.routing import RoutingTable
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.settings import BackendSettings, LoopSettings
 from globalaccel.topology import Topology
 
@@ -74,7 +74,7 @@ def _drift_table(topology: Topology, options: AuditOptions, from_files: RoutingT
 
 
 def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
-    table, _ = compute_table(topology)
+    table = route_table(topology)
     log = options.state_dir / LOG_NAME if options.state_dir else None
     if log is not None and not log.exists():
         raise AuditCannotRun(f"{log}: no decision log there (is --state-dir the loop's state folder?)")
@@ -138,7 +138,9 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         pdns_layout = powerdns_layout(topology)
         records = _live_records(topology, options.backend or BackendSettings(kind="powerdns"))
         drift_table, drift_from = _drift_table(topology, options, table)
-        desired = [claim_record(pdns_layout), *compile_powerdns(topology, Answers.from_table(drift_table, topology))]
+        settings = options.backend or BackendSettings(kind="powerdns")
+        desired = [claim_record(pdns_layout), *compile_powerdns(topology, Answers.from_table(drift_table, topology),
+                                                                health=settings.center_health_endpoints)]
         findings += record_drift(records, desired, pdns_layout.owns)
         notes.append(f"drift: the live zone compared with {drift_from}")
         live_anchor = read_anchor(records, pdns_layout)

@@ -7,14 +7,14 @@ from typing import Any
 from globalaccel.answers import Answers
 from globalaccel.dns.backend import sync
 from globalaccel.dns.factory import open_backend
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.settings import BackendSettings
 from globalaccel.topology import Topology
 
 
 def dns_sync(topology: Topology, settings: BackendSettings, dry_run: bool) -> dict[str, Any]:
     """Plan (and unless dry_run, apply) the records for the stack's table on the backend `settings` names."""
-    table, _ = compute_table(topology)
+    table = route_table(topology)
     zone = open_backend(topology, settings, dry_run=dry_run)
     desired = zone.render(Answers.from_table(table, topology))
     report = sync(zone, desired, dry_run=dry_run)

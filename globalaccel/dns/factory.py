@@ -91,7 +91,8 @@ def open_backend(topology: Topology, settings: BackendSettings, responder: DnsRe
         if not settings.endpoint_url or not key:
             raise BackendError(f"the powerdns backend needs --endpoint-url (the PowerDNS API) and {settings.api_key_env} "
                                "in the environment")
-        powerdns = PowerDnsBackend(settings.endpoint_url, key, powerdns_layout(topology), topology)
+        powerdns = PowerDnsBackend(settings.endpoint_url, key, powerdns_layout(topology), topology,
+                                   health=settings.center_health_endpoints)
         if dry_run:
             powerdns.absent_ok = True
         else:

@@ -1,12 +1,20 @@
 """PowerDNS backend: one LUA record answers every country from the routing table.
 
-    <service>  LUA  A ";local t={de={'198.18.3.226',...},...} return t[countryCode()] or {}"
+    <service>  LUA  A ";local t={['de']={{'<center>',{'198.18.3.226',...}},{'<next center>',{...}}},...} ..."
 
 PowerDNS locates the client from EDNS Client Subnet (edns-subnet-processing=yes) or the source
 address through its GeoIP backend; `countryCode()` returns the lowercase ISO code. A country absent
 from the table (fail closed, or unknown location) gets `{}`: NOERROR with no answer, never another
 region's edge. One record rather than one rrset per cell: a table change is one PATCH, and the
 answer set per country is exactly the embedded server's.
+
+Static stability: each country carries its failover chain (the centers its rule allows, in
+routing.fallback's order, each with the same edges on their address for that center). Where a chain
+has more than one center, PowerDNS itself picks its first live center with `ifurlup` over the centers'
+`/healthz` (the endpoint every DNS server's CenterWatch probes), so a PowerDNS in every center fails
+over from its own view of health, with no controller and no API call. Unknown is up: while PowerDNS has
+no verdict yet (it treats a first lookup as failing) or sees every center of the chain down, the chosen
+path is answered, as the embedded server does.
 
 PowerDNS accepts Lua that does not compile and then answers SERVFAIL, so every snippet is compiled
 here first with LuaJIT (the runtime PowerDNS links) through lupa; nothing invalid is pushed.
@@ -18,6 +26,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,16 +66,45 @@ def validate_lua(content: str) -> None:
         raise LuaValidationError(f"Lua does not compile: {error}")
 
 
+def _lua_addresses(addresses: tuple[str, ...]) -> str:
+    for a in addresses:
+        if not _SAFE_ADDRESS.match(a):
+            raise LuaValidationError(f"refusing to embed {a!r} in Lua: not an IP address")
+    return "{" + ",".join(repr(a) for a in addresses) + "}"
+
+
 def lua_for_answers(answers: dict[str, tuple[str, ...]]) -> str:
+    """One path per country, no failover in the data plane."""
+    return lua_for_chains({code: ((None, addresses),) for code, addresses in answers.items()}, None)
+
+
+def lua_for_chains(chains: Mapping[str, tuple[tuple[str | None, tuple[str, ...]], ...]], health_url: str | None) -> str:
+    """Per country, its paths in failover order as (health address of the path's center, answer addresses).
+    A chain of one path answers it as is; a longer one asks `ifurlup(health_url, {{center1},{center2},..})`
+    for the first set with a live center. With backupSelector 'all', a lookup where none is live (or
+    PowerDNS has no verdict yet) returns every set's address, so one address back means "this center is
+    the first live one" and anything else means the chosen path."""
     entries = []
-    for code in sorted(answers):
-        addresses = answers[code]
-        for a in addresses:
-            if not _SAFE_ADDRESS.match(a):
-                raise LuaValidationError(f"refusing to embed {a!r} in Lua: not an IP address")
+    for code in sorted(chains):
+        paths = chains[code]
+        if len(paths) > 1 and (health_url is None or any(h is None for h, _ in paths)):
+            raise LuaValidationError(f"{code}: a failover chain needs a health URL and every center's health address")
+        parts = []
+        for health, addresses in paths:
+            if health is not None and not _SAFE_ADDRESS.match(health):
+                raise LuaValidationError(f"refusing to embed {health!r} in Lua: not an IP address")
+            parts.append(f"{{{health!r},{_lua_addresses(addresses)}}}" if health is not None else f"{{0,{_lua_addresses(addresses)}}}")
         # Bracketed keys: several country codes are Lua keywords (do, in, or, if).
-        entries.append(f"['{code.lower()}']={{{','.join(repr(a) for a in addresses)}}}")
-    return f"A \";local t={{{','.join(entries)}}} return t[countryCode()] or {{}}\""
+        entries.append(f"['{code.lower()}']={{{','.join(parts)}}}")
+    table = f"local t={{{','.join(entries)}}} local p=t[countryCode()] if p==nil then return {{}} end"
+    if not any(len(paths) > 1 for paths in chains.values()):
+        return f"A \";{table} return p[1][2]\""
+    if health_url is None or not re.fullmatch(r"https?://[A-Za-z0-9.-]+:[0-9]+/[A-Za-z0-9/_.-]*", health_url):
+        raise LuaValidationError(f"refusing to embed health URL {health_url!r} in Lua")
+    pick = (f"if #p==1 then return p[1][2] end local s={{}} for i,x in ipairs(p) do s[i]={{x[1]}} end "
+            f"local u=ifurlup('{health_url}',s,{{backupSelector='all'}}) "
+            "if #u==1 then for _,x in ipairs(p) do if x[1]==u[1] then return x[2] end end end return p[1][2]")
+    return f"A \";{table} {pick}\""
 
 
 @dataclass(frozen=True)
@@ -86,11 +124,27 @@ def layout_for(topology: Topology) -> PowerDnsLayout:
     return PowerDnsLayout(fqdn(topology.zone), fqdn(topology.service_name), topology.stack)
 
 
-def compile_powerdns(topology: Topology, answers: Answers, ttl: int = RECORD_TTL) -> list[Record]:
-    """The LUA records for `answers` (the ownership claim is the registry's: globalaccel.dns.backend)."""
-    by_country = {code: served.addresses for code, served in answers.served_countries()}
+def health_url(topology: Topology, port: int) -> str:
+    """The URL PowerDNS checks each center at (connecting to the center's health address): the same
+    `/healthz` on the probe port that every DNS server's CenterWatch probes."""
+    return f"http://health.{topology.zone.rstrip('.')}:{port}/healthz"
+
+
+def compile_powerdns(topology: Topology, answers: Answers, ttl: int = RECORD_TTL,
+                     health: Mapping[str, tuple[str, int]] | None = None) -> list[Record]:
+    """The LUA records for `answers` (the ownership claim is the registry's: globalaccel.dns.backend).
+    `health`: where each center's /healthz answers (default: the center's address and the probe port)."""
+    where = {c.id: (c.address, topology.probe.port) for c in topology.centers}
+    where.update(health or {})
+    unknown = sorted(set(where) - set(topology.center_ids))
+    if unknown:
+        raise PowerDnsError(f"--center-health names {', '.join(unknown)}, not a center of stack {topology.stack}")
+    ports = {port for _, port in where.values()}
+    if len(ports) != 1:
+        raise PowerDnsError(f"every center's /healthz must answer on one port for PowerDNS's ifurlup; got {sorted(ports)}")
+    chains = {code: tuple((where[p.center][0], p.addresses) for p in served.paths) for code, served in answers.served_countries()}
     layout = layout_for(topology)
-    content = lua_for_answers(by_country)
+    content = lua_for_chains(chains, health_url(topology, ports.pop()))
     validate_lua(content)
     probe = 'TXT "countryCode()"'
     validate_lua(probe)
@@ -103,7 +157,8 @@ class PowerDnsBackend:
     name = "powerdns"
 
     def __init__(self, api_url: str, api_key: str, layout: PowerDnsLayout, topology: Topology | None = None,
-                 server_id: str = "localhost", timeout: float = 10.0) -> None:
+                 server_id: str = "localhost", timeout: float = 10.0,
+                 health: Mapping[str, tuple[str, int]] | None = None) -> None:
         self.base = api_url.rstrip("/") + f"/api/v1/servers/{server_id}"
         self.api_key = api_key
         self.layout = layout
@@ -111,6 +166,7 @@ class PowerDnsBackend:
         self.timeout = timeout
         self.requests = 0
         self.absent_ok = False  # a dry run reads a zone that does not exist yet as empty
+        self.health = health  # where PowerDNS checks each center (compile_powerdns)
 
     @property
     def ownership(self) -> PowerDnsLayout:
@@ -122,7 +178,7 @@ class PowerDnsBackend:
     def render(self, answers: Answers) -> list[Record]:
         if self.topology is None:
             raise PowerDnsError("this PowerDNS backend was opened without a topology; open it with globalaccel.dns.factory")
-        return compile_powerdns(self.topology, answers)
+        return compile_powerdns(self.topology, answers, health=self.health)
 
     def budget(self) -> dict[str, float]:
         return {}  # a local API with no quota

@@ -16,13 +16,13 @@ from globalaccel.dns.embedded import EmbeddedDnsServer, ZoneSnapshot
 from globalaccel.dns.embedded_backend import EmbeddedBackend, responder_for, snapshot_from_json
 from globalaccel.errors import UsageError
 from globalaccel.locate import example_network
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.stopping import stop_event, wait_until_stopped
 from globalaccel.topology import Topology
 
 
 async def _serve(topology: Topology, host: str, port: int, local_country: str | None, duration: float | None, cache: bool) -> None:
-    table, _ = compute_table(topology)
+    table = route_table(topology)
     responder = responder_for(topology, host, local_country)
     responder.cache_enabled = cache
     publish(OwnedZone(EmbeddedBackend(topology, responder)), Answers.from_table(table, topology))  # the loop's publish path

@@ -28,7 +28,7 @@ from globalaccel.answers import Answers, Served
 from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.dns.embedded import DnsResponder
 from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
-from globalaccel.routing.summary import compute_table
+from globalaccel.routing.summary import route_table
 from globalaccel.topology import Topology
 
 
@@ -45,18 +45,19 @@ class DataPlane:
     dns_port: int
     servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     networks: dict[str, str] = field(default_factory=dict)  # country -> an ECS network located in it
+    world: subprocess.Popen[str] | None = None
 
     def fault(self, item: dict[str, str]) -> None:
         request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}/faults", data=json.dumps(item).encode(), method="POST")
         with urllib.request.urlopen(request, timeout=5):
             pass
 
-    def ask(self, center: str, country: str) -> set[str]:
+    def ask(self, center: str, country: str, timeout: float = 1.0) -> set[str]:
         """The A answers a client of `country` gets from `center`'s server (empty on no answer or no reply)."""
         query = dns.message.make_query(self.topology.service_name, dns.rdatatype.A)
         query.use_edns(0, options=[dns.edns.ECSOption.from_text(self.networks[country])])
         try:
-            reply = dns.query.udp(query, server_address(self.topology.center_ids.index(center)), port=self.dns_port, timeout=1.0)
+            reply = dns.query.udp(query, server_address(self.topology.center_ids.index(center)), port=self.dns_port, timeout=timeout)
         except (dns.exception.Timeout, OSError):
             return set()
         return {r.address for rrset in reply.answer for r in rrset}
@@ -64,12 +65,12 @@ class DataPlane:
     def centers_answered(self, center: str, country: str) -> set[str]:
         return self.judge(center, country)[0]
 
-    def judge(self, server: str, country: str) -> tuple[set[str], list[str]]:
+    def judge(self, server: str, country: str, timeout: float = 1.0) -> tuple[set[str], list[str]]:
         """One query: the centers the answers lead to, and any answer outside the country's allowed paths."""
         out = []
         centers = set()
         residency = self.topology.residency
-        for address in self.ask(server, country):
+        for address in self.ask(server, country, timeout):
             path = self.topology.path_by_address.get(address)
             if path is None:
                 out.append(f"{country} via {server}: {address} is no edge's")
@@ -122,7 +123,7 @@ def data_plane(topology: Topology, stacks_dir: Path, zone_file: Path, networks: 
                chains: bool = True) -> Iterator[DataPlane]:
     """World up, the all-healthy table published once to `zone_file` (without failover chains when
     `chains` is off: the zone as published before them), a server started in every center."""
-    table, _ = compute_table(topology)
+    table = route_table(topology)
     answers = Answers.from_table(table, topology)
     backend = EmbeddedBackend(topology, DnsResponder(empty_snapshot(topology, "127.0.0.1")))
     backend.zone_file = zone_file
@@ -132,8 +133,8 @@ def data_plane(topology: Topology, stacks_dir: Path, zone_file: Path, networks: 
         data["paths"] = {}
         zone_file.write_text(json.dumps(data))
     world_port, control_port, dns_port = ports
-    world = start_world(topology, stacks_dir, world_port, control_port)
-    plane = DataPlane(topology, answers, world_port, control_port, dns_port, networks=networks)
+    plane = DataPlane(topology, answers, world_port, control_port, dns_port, networks=networks,
+                      world=start_world(topology, stacks_dir, world_port, control_port))
     try:
         for center in topology.center_ids:
             start_server(plane, center, zone_file, stacks_dir)
@@ -150,8 +151,9 @@ def data_plane(topology: Topology, stacks_dir: Path, zone_file: Path, networks: 
             proc.terminate()
         for proc in plane.servers.values():
             proc.wait(timeout=10)
-        world.terminate()
-        world.wait(timeout=10)
+        if plane.world is not None:
+            plane.world.terminate()
+            plane.world.wait(timeout=10)
 
 
 def lose_center(plane: DataPlane, center: str, stacks_dir: Path, zone_file: Path,
@@ -192,3 +194,61 @@ def lose_center(plane: DataPlane, center: str, stacks_dir: Path, zone_file: Path
 
 def served_countries(answers: Answers) -> list[str]:
     return [code for code, d in answers.countries() if isinstance(d, Served)]
+
+
+@dataclass
+class Timeline:
+    """A DNS client's view over time: per sample, (seconds since the event, server, country, centers answered
+    through, unlawful answers). An empty set of centers is no answer (no reply, SERVFAIL or NODATA)."""
+
+    samples: list[tuple[float, str, str, frozenset[str], tuple[str, ...]]] = field(default_factory=list)
+
+    def violations(self) -> list[str]:
+        return [w for *_, wrong in self.samples for w in wrong]
+
+    def recovered_at(self, expected: dict[str, str]) -> float | None:
+        """The time from which every (server, country) was answered as `expected`, to the end of the run."""
+        last_bad = 0.0
+        seen_good = False
+        for t, _, code, centers, wrong in self.samples:
+            if centers != {expected[code]} or wrong:
+                last_bad, seen_good = t, False
+            else:
+                seen_good = True
+        return last_bad if seen_good else None
+
+    def unanswered_share(self) -> float:
+        return sum(1 for s in self.samples if not s[3]) / max(1, len(self.samples))
+
+
+def restart_everything(plane: DataPlane, stacks_dir: Path, zone_file: Path, down_s: float = 3.0,
+                       watch_s: float = 30.0) -> Timeline:
+    """Every process of the data plane killed at once (the world's center and edge listeners, every center's
+    DNS server), `down_s` later all started again together; a client keeps asking every server for every
+    country (every 0.1 s round) from the kill to `watch_s` after the restart. Nothing but the zone file on
+    disk survives. Every answer is judged for residency."""
+    assert plane.world is not None
+    timeline = Timeline()
+    everything: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = [plane.world, *plane.servers.values()]
+    start = time.monotonic()
+    for proc in everything:
+        proc.kill()
+    for proc in everything:
+        proc.wait(timeout=10)
+
+    def sample() -> None:
+        for server in plane.topology.center_ids:
+            for code in plane.networks:
+                centers, wrong = plane.judge(server, code, timeout=0.2)
+                timeline.samples.append((time.monotonic() - start, server, code, frozenset(centers), tuple(wrong)))
+
+    while time.monotonic() - start < down_s:
+        sample()
+        time.sleep(0.1)
+    plane.world = start_world(plane.topology, stacks_dir, plane.world_port, plane.control_port)
+    for center in plane.topology.center_ids:
+        start_server(plane, center, zone_file, stacks_dir)
+    while time.monotonic() - start < down_s + watch_s:
+        sample()
+        time.sleep(0.1)
+    return timeline

@@ -24,6 +24,7 @@ class FallbackOrder:
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self._tiers = lru_cache(maxsize=None)(self._allowed_tiers)
+        self._after: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def _allowed_tiers(self, country: str) -> tuple[tuple[str, ...], ...]:
         ids = self.topology.center_ids
@@ -34,6 +35,14 @@ class FallbackOrder:
         return tuple(c for tier in self._tiers(country) for c in tier)
 
     def after(self, cell: Cell, center: str) -> tuple[str, ...]:
+        # A pure function of the stack: computed once per (cell, center), every later cycle reads it.
+        key = (cell.id, center)
+        found = self._after.get(key)
+        if found is None:
+            found = self._after[key] = self._compute_after(cell, center)
+        return found
+
+    def _compute_after(self, cell: Cell, center: str) -> tuple[str, ...]:
         centers = self.topology.center_by_id
         out: list[str] = []
         for tier in self._tiers(cell.country):

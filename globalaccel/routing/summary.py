@@ -21,9 +21,17 @@ def weighted_quantile(values: list[float], weights: list[float], q: float) -> fl
     return float(v[np.searchsorted(w, q * w[-1])])
 
 
+def route_table(topology: Topology, health: Health | None = None, router: Router | None = None) -> RoutingTable:
+    """The table for `health` (all up by default) on the stack's modelled latencies. Pass `router` to reuse
+    its geometry across many tables of one topology (what-if scenarios)."""
+    table, _ = (router or Router(topology)).compute(LatencyModel(topology), health or Health.all_up(topology))
+    return table
+
+
 def compute_table(topology: Topology, health: Health | None = None) -> tuple[RoutingTable, dict[str, Any]]:
+    """The table and `plan`'s summary of it."""
     health = health or Health.all_up(topology)
-    table, _ = Router(topology).compute(LatencyModel(topology), health)
+    table = route_table(topology, health)
     return table, summarise(topology, table, health)
 
 
