@@ -134,6 +134,33 @@ class LatencyModel:
                 matrix[ci, ei] = stats.ewma
         return matrix
 
+    def center_edge_band_ms(self, now: float) -> NDArray[np.float64]:
+        """(C, E) each fresh measured path's noise band: half the median absolute difference between
+        successive samples of its window. Jitter shows in every step; a real change of level is one
+        step, so it moves the moving average without widening the band. 0 where a path has fewer than
+        two samples (physics does not jitter). The hysteresis asks a better route to win beyond it."""
+        band = np.zeros_like(self.physics_center_edge)
+        stale = self.topology.latency.stale_after_s
+        rows: list[tuple[int, int, list[float]]] = []
+        for (vantage, target), stats in self.paths.items():
+            ci = self._center_index.get(vantage)
+            ei = self._edge_index.get(target)
+            if ci is None or ei is None or not stats.fresh(now, stale):
+                continue
+            values = [v for v in stats._samples if v is not None]
+            if len(values) >= 2:
+                rows.append((ci, ei, values))
+        if not rows:
+            return band
+        width = max(len(v) for _, _, v in rows)
+        samples = np.full((len(rows), width), np.nan)
+        for r, (_, _, values) in enumerate(rows):
+            samples[r, : len(values)] = values
+        steps = np.abs(np.diff(samples, axis=1))  # NaN past each row's end
+        half = np.nanmedian(steps, axis=1) / 2
+        band[[ci for ci, _, _ in rows], [ei for _, ei, _ in rows]] = half
+        return band
+
     def edge_penalty_ms(self, now: float, center_edge: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
         """Per-edge extra delay seen by measurement (queueing, congestion): the median over vantage
         centers of measured minus physics, never negative. It applies to the client leg too, which

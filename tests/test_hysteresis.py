@@ -102,3 +102,23 @@ def test_same_route_keeps_its_shares() -> None:
     again, _ = router.compute(latency, now=2.0, state=nudged)
     assert again.routes[CELL].edge_ids == first.routes[CELL].edge_ids
     assert [a.weight for a in again.routes[CELL].answers] == list(nudged.cells[CELL].weights)  # kept, not recomputed
+
+
+def test_a_route_better_only_within_its_measured_noise_is_held_and_a_steady_one_moves() -> None:
+    """Both runs raise the current first edge by about 24 ms on average, enough to beat the 5 ms margin.
+    Steady samples (+24 ms each time) move the route after the consecutive evaluations; samples
+    alternating +4 / +44 ms (the same average, jitter of 40 ms between samples) hold it: the better
+    route must win beyond the noise of the measurements, not on the moving average's wobble."""
+    outcomes = {}
+    for kind in ("steady", "noisy"):
+        topo, router, latency, state, edges = setup()
+        hyst = topo.routing.hysteresis
+        moved = False
+        for step in range(4 * hyst.consecutive + 8):
+            now = hyst.hold_down_s + 1 + step
+            extra = 24.0 if kind == "steady" else (4.0 if step % 2 else 44.0)
+            congest(topo, latency, edges[0], extra, now)
+            table, state = router.compute(latency, now=now, state=state)
+            moved = moved or edges[0] not in table.routes[CELL].edge_ids
+        outcomes[kind] = moved
+    assert outcomes == {"steady": True, "noisy": False}, outcomes

@@ -35,9 +35,12 @@ class CenterLoad:
         return np.bincount(choice[routed], weights=self.demand[routed], minlength=self.capacity.size).astype(np.float64)
 
     def shed(self, choice: NDArray[np.intp], ranked: NDArray[np.intp], ranked_cost: NDArray[np.float64],
-             allowed: NDArray[np.bool_], select: Select) -> dict[int, int]:
+             allowed: NDArray[np.bool_], select: Select, current: NDArray[np.intp] | None = None) -> dict[int, int]:
         """Move cells off centers beyond capacity, in place (choice, ranked, ranked_cost). Returns the cells
-        moved: cell position -> the center it left."""
+        moved: cell position -> the center it left. `current`: each cell's center now (-1: none). Cells
+        already on the center they would be shed to go first, then the rest by regret: which cells
+        spill must not follow measurement noise in the regret order, or every cycle moves different
+        cells back and forth across the same full center."""
         moved: dict[int, int] = {}
         if not self.limited:
             return moved
@@ -57,7 +60,8 @@ class CenterLoad:
             for c in over:
                 mine = np.flatnonzero(choice == c)
                 movable = mine[alt_choice[mine] >= 0]
-                for n in movable[np.argsort(regret[movable], kind="stable")]:
+                stays = (alt_choice[movable] != current[movable]) if current is not None else np.zeros(movable.size, dtype=bool)
+                for n in movable[np.lexsort((regret[movable], stays))]:
                     if load[c] <= self.capacity[c]:
                         break
                     target = int(alt_choice[n])

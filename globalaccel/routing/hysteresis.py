@@ -1,8 +1,12 @@
 """Hysteresis: keep a valid current route unless a better one persists.
 
-A route is replaced only when the new one is better by max(absolute ms, relative %) for N
-evaluations in a row, and not within the hold-down after the cell's last switch. A route whose edge
-or center went down, or whose center or edge the rule no longer allows, moves at once.
+A route is replaced only when the new one is better by max(absolute ms, relative %) beyond the noise
+of both routes' measurements, for N evaluations in a row, and not within the hold-down after the
+cell's last switch. The noise is each route's measured jitter (half the median step between successive
+samples of its paths, weighted like its cost): a better route must win on the measured
+distribution, not on one noisy sample or a moving average's wobble (NS1's Performance Stabilize band
+does the same for its answers). A route whose edge or center went down, or whose center or edge the
+rule no longer allows, moves at once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ def decide(
     now: float,
     hyst: HysteresisSettings,
     allowed_edges: frozenset[str] | None = None,  # edges the cell's rule lets on its path (None: all)
+    noise: Callable[[CellState], float] | None = None,  # a route's measured spread in ms (None: no measurements)
 ) -> tuple[CellState, str]:
     """Keep a valid current route unless the fresh one is better by the margin for `consecutive`
     evaluations in a row and the hold-down since the last switch has passed."""
@@ -46,7 +51,8 @@ def decide(
         # shares actually served.
         return fresh._replace(weights=prev.weights, last_switch_at=prev.last_switch_at), REASON_BEST
     current_cost = prev_cost(prev)
-    better = current_cost - fresh_cost >= max(hyst.absolute_ms, hyst.relative * current_cost)
+    spread = noise(prev) + noise(fresh) if noise is not None else 0.0
+    better = current_cost - fresh_cost >= max(hyst.absolute_ms, hyst.relative * current_cost) + spread
     pending = prev.pending + 1 if better else 0
     held_down = prev.last_switch_at is not None and now - prev.last_switch_at < hyst.hold_down_s
     if better and pending >= hyst.consecutive and not held_down:

@@ -120,7 +120,7 @@ class Router:
                 lawful = np.zeros_like(allowed)
                 for ci, center_id in enumerate(self._center_ids):
                     lawful[ci] = [any(center_id in tier for tier in eligibility[c.country].tiers) for c in self.cells]
-                shed = self.center_load.shed(choice, ranked_idx, ranked_cost, lawful, again)
+                shed = self.center_load.shed(choice, ranked_idx, ranked_cost, lawful, again, prefer)
             ranked_idx = self.search.favour_current_edges(choice, prefer, prev_edges, ranked_idx, ranked_cost)
             routable = choice >= 0
             for n in np.nonzero(routable)[0]:
@@ -135,6 +135,10 @@ class Router:
         routes: dict[str, CellRoute] = {}
         new_cells: dict[str, CellState] = {}
         cost_lookup = center_edge + penalty[None, :]  # (C, E): edge leg plus the edge's own delay
+        # (C, E): how far each route leg's figure moves with noise alone: its edge leg's band, plus the band of
+        # the edge's penalty (the median over vantages, as the penalty itself), which the client leg carries.
+        leg_band = latency.center_edge_band_ms(now)
+        band = leg_band + np.median(leg_band, axis=0)[None, :]
         decisions: list[tuple[int, CellState, list[float], CellState, str]] = []
         for pos, cell in enumerate(self.cells):
             elig = eligibility[cell.country]
@@ -154,7 +158,8 @@ class Router:
                 decided, reason = fresh._replace(last_switch_at=now), REASON_CENTER_FULL
             else:
                 decided, reason = decide(prev, fresh, fresh_cost, partial(self._route_cost, pos, cost_lookup=cost_lookup, latency=latency),
-                                         elig, health, now, self.settings.hysteresis, allowed_edges[pos])
+                                         elig, health, now, self.settings.hysteresis, allowed_edges[pos],
+                                         partial(self._route_noise, band=band))
                 if pos in shed and reason == REASON_BEST:
                     reason = REASON_CENTER_FULL
             decisions.append((pos, fresh, fresh_costs, decided, reason))
@@ -255,6 +260,13 @@ class Router:
                 client_leg = self._client_leg[(cell_pos, ei)] = latency.physics.rtt_ms(cell.lat, cell.lon, edge.lat, edge.lon)
             out.append(float(client_leg + cost_lookup[ci, ei]))
         return out
+
+    def _route_noise(self, route: CellState, band: NDArray[np.float64]) -> float:
+        """A route's measured spread: its edge legs' noise bands, weighted like its cost."""
+        if route.center is None:
+            return 0.0
+        ci = self._center_ids.index(route.center)
+        return float(sum(w * band[ci, self._edge_pos[e]] for e, w in zip(route.edges, route.weights, strict=True)))
 
     def _route_cost(self, cell_pos: int, route: CellState, cost_lookup: NDArray[np.float64], latency: LatencyModel) -> float:
         return sum(w * c for w, c in zip(route.weights, self._costs(cell_pos, route, cost_lookup, latency), strict=True))

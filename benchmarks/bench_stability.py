@@ -1,0 +1,78 @@
+"""Quiet when nothing changes: route changes per hour on the real loop, fault-free, after warm-up.
+
+    .venv/bin/python benchmarks/bench_stability.py [--stack prod] [--minutes 15] [--warmup-minutes 5]
+
+Runs `globalaccel up --stack <stack> --local` (the real probe loop against the emulated world on loopback,
+nothing injected) for --minutes, then reads its decision log. A route change is a cell whose published
+center or edge set differs from the previous generation's; the log records each cycle's changed cells
+with the router's reason. Counted only after --warmup-minutes (the first cycles move every cell from
+physics estimates to measurements, which is not churn). Reported: changes per hour, the share of cells
+that changed per hour (goal: under 1%), the distinct cells that changed, and the reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from globalaccel.topology import load_stack  # noqa: E402
+from tests.services import free_port  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stack", default="prod")
+    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--warmup-minutes", type=float, default=5.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    topology = load_stack(args.stack, ROOT / "stacks")
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp)
+        cli = Path(sys.executable).parent / "globalaccel"
+        started = time.time()
+        subprocess.run([str(cli), "up", "--stack", args.stack, "--local", "--duration", str(args.minutes * 60), "--state-dir", str(state),
+                        "--dns-port", str(free_port()), "--metrics-port", str(free_port()), "--world-port", str(free_port()),
+                        "--control-port", str(free_port())],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        entries = [json.loads(line) for line in (state / "decisions.jsonl").read_text().splitlines() if line.strip()]
+    cycles = [e for e in entries if "routes" in e]
+    if not cycles:
+        raise SystemExit("the loop logged no generation")
+    first = cycles[0]["time"]
+    after = [e for e in cycles if e["time"] - first >= args.warmup_minutes * 60]
+    observed_s = max(1.0, cycles[-1]["time"] - first - args.warmup_minutes * 60)
+    reasons: Counter[str] = Counter()
+    cells: set[str] = set()
+    changes = 0
+    for entry in after:
+        for cell, route in entry["routes"].items():
+            changes += 1
+            cells.add(cell)
+            reasons[str(route.get("reason"))] += 1
+    per_hour = changes * 3600 / observed_s
+    out = {"stack": args.stack, "cells": len(topology.cells), "run_minutes": args.minutes, "warmup_minutes": args.warmup_minutes,
+           "observed_s": round(observed_s), "generations_after_warmup": len(after), "changes": changes,
+           "changes_per_hour": round(per_hour, 1), "cells_changed_share_per_hour": round(per_hour / len(topology.cells), 4),
+           "distinct_cells": len(cells), "reasons": dict(reasons), "wall_s": round(time.time() - started)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{args.stack}: {out['changes']} route changes in {out['observed_s']} s after {args.warmup_minutes} min of warm-up "
+              f"({out['generations_after_warmup']} new generations): {out['changes_per_hour']} per hour = "
+              f"{out['cells_changed_share_per_hour']:.2%} of {out['cells']} cells per hour (goal < 1%); "
+              f"{out['distinct_cells']} distinct cells; reasons {out['reasons']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
