@@ -8,14 +8,15 @@ listener), four `globalaccel dns serve --center` processes answering from the zo
 published (written once; no controller runs), each probing the centers from its own address. For each
 center in turn (the controller's, us-east-1, included: losing it also loses its DNS server and the
 controller), `trials` times: the center's listener and its DNS server are killed, then every country (one
-ECS network each, located by iptocc) is asked of every other server every 0.1 s until each answers
-through the first live center of the country's chain; every answer seen is checked against the country's
-rule (center and edge). "Controller's center down and the DNS API failing" is the controller's center
-row: a self-hosted data plane makes no API call to fail over. Against: the same servers given the zone
-without chains (how it was published before), one trial per center with a 20 s limit.
+ECS network each, one the stack's network database places in the country's principal cell) is asked of
+every other server every 0.1 s until each answers through the first live center of the country's chain;
+every answer seen is checked against the country's rule (center and edge). "Controller's center down and
+the DNS API failing" is the controller's center row: a self-hosted data plane makes no API call to fail
+over. Against: the same servers given the zone without chains (how it was published before), one trial
+per center with a 20 s limit.
 
-"Restart everything at once": the world and all four servers killed together and started again 3 s
-later, every server asked for every country in rounds throughout; reported: seconds from the kill until
+"Restart everything at once": the world and all four servers killed together; the servers start again
+3 s later, the world 5 s after them; every server asked for every country in rounds throughout; reported: seconds from the kill until
 every server answers every country as chosen (to the end of a 30 s watch), the share of samples with no
 answer, and residency violations over the whole timeline.
 """
@@ -32,8 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from globalaccel.audit.sources import representative_networks  # noqa: E402
-from globalaccel.emulated.failover import data_plane, lose_center, restart_everything  # noqa: E402
+from globalaccel.emulated.failover import data_plane, lose_center, principal_networks, restart_everything  # noqa: E402
 from globalaccel.topology import load_stack  # noqa: E402
 from tests.services import free_port  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> int:
     args = parser.parse_args()
     stacks = ROOT / "stacks"
     topology = load_stack(args.stack, stacks)
-    networks = {k: v for k, v in representative_networks().items() if k in topology.countries}
+    networks = principal_networks(topology)  # one network per country, in its principal cell
     out: dict[str, object] = {"stack": args.stack, "countries_asked": len(networks), "trials": args.trials,
                               "control_center": topology.iac.control_center or topology.centers[0].id}
     rows: dict[str, dict[str, object]] = {}
@@ -74,9 +74,9 @@ def main() -> int:
                                 "p99_s": round(quantile(times, 0.99), 2) if times else None,
                                 "trials": args.trials, "not_converged": missed, "violations": len(violations),
                                 "countries_moved": moved, "examples": violations[:3]}
-            timeline = restart_everything(plane, stacks, zone, down_s=3.0, watch_s=30.0)
+            timeline = restart_everything(plane, stacks, zone, down_s=3.0, watch_s=30.0, world_lag_s=5.0)
             back = timeline.recovered_at(plane.expected(set()))
-            out["restart_everything"] = {"down_s": 3.0, "recovered_s": round(back, 2) if back is not None else None,
+            out["restart_everything"] = {"down_s": 3.0, "world_lag_s": 5.0, "recovered_s": round(back, 2) if back is not None else None,
                                          "samples": len(timeline.samples), "unanswered_share": round(timeline.unanswered_share(), 3),
                                          "violations": len(timeline.violations()), "examples": timeline.violations()[:3]}
         baseline: dict[str, object] = {}

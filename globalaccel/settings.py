@@ -119,20 +119,18 @@ class BackendSettings:
     wait_insync: bool = setting(False, "wait until Route 53 reports each change INSYNC", flag="--wait-insync")
     health_checks: tuple[str, ...] = setting((), "a center's Route 53 health check, CENTER=ID (repeat; pulumi up passes them)",
                                              flag="--health-check")
-    center_health: tuple[str, ...] = setting((), "where PowerDNS checks a center's /healthz, CENTER=ADDRESS:PORT (repeat; "
-                                             "default: the center's address and the probe port)", flag="--center-health")
+    center_health: tuple[str, ...] = setting((), "where PowerDNS checks a center's /healthz, CENTER=SCHEME://ADDRESS:PORT "
+                                             "(repeat; default: https on the center's address and the probe port, as Route 53's "
+                                             "checks)", flag="--center-health")
 
     @property
     def health_check_ids(self) -> dict[str, str]:
         return center_pairs(self.health_checks, "--health-check", "CENTER=ID")
 
     @property
-    def center_health_endpoints(self) -> dict[str, tuple[str, int]]:
-        out = {}
-        for center, endpoint in center_pairs(self.center_health, "--center-health", "CENTER=ADDRESS:PORT").items():
-            address, _, port = endpoint.rpartition(":")
-            out[center] = (address, int(port))
-        return out
+    def center_health_endpoints(self) -> dict[str, str]:
+        """center -> base URL of its health endpoint (checked: scheme, an IP address, a port)."""
+        return center_pairs(self.center_health, "--center-health", "CENTER=SCHEME://ADDRESS:PORT")
 
 
 @dataclass(frozen=True)
@@ -309,17 +307,26 @@ def _check_health_check(item: str, file: Path, line: int | None, key: str, probl
 
 
 def _check_center_health(item: str, file: Path, line: int | None, key: str, problems: ProblemCollector) -> None:
-    center, sep, endpoint = item.partition("=")
-    address, colon, port = endpoint.rpartition(":")
-    if not sep or not center or not colon or not address or not port.isdigit() or not 0 < int(port) < 65536:
-        problems.add(file, line, key, f"takes CENTER=ADDRESS:PORT (where the center's /healthz answers); got {item!r}")
+    import ipaddress
+    import urllib.parse
+
+    center, sep, url = item.partition("=")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        ok = (bool(sep and center) and parts.scheme in ("http", "https") and parts.port is not None and parts.hostname is not None
+              and not parts.path.strip("/") and bool(ipaddress.ip_address(parts.hostname)))
+    except ValueError:
+        ok = False
+    if not ok:
+        problems.add(file, line, key, f"takes CENTER=SCHEME://ADDRESS:PORT (http or https, an IP address, a port: where the "
+                                      f"center's /healthz answers); got {item!r}")
 
 
 # Repeatable CENTER=VALUE settings: their metavar and their check.
 LIST_FIELDS: dict[str, tuple[str, typing.Callable[[str, Path, int | None, str, ProblemCollector], None]]] = {
     "peers": ("CENTER=URL", _check_peer),
     "health_checks": ("CENTER=ID", _check_health_check),
-    "center_health": ("CENTER=ADDRESS:PORT", _check_center_health),
+    "center_health": ("CENTER=SCHEME://ADDRESS:PORT", _check_center_health),
 }
 
 

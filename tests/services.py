@@ -159,9 +159,10 @@ class FaultProxy:
 
 
 @contextmanager
-def powerdns_server(tmp: Any, caches: bool = False) -> Iterator[tuple[int, str, str]]:
+def powerdns_server(tmp: Any, caches: bool = False, secondary: bool = False) -> Iterator[tuple[int, str, str]]:
     """PowerDNS 4.7 (Debian) on loopback: gsqlite3 for our zone, geoip for countryCode(), LUA records
     and ECS processing on, the HTTP API on. Caches off by default so a pushed table answers at once.
+    `secondary`: it may pull zones from a primary by AXFR (zones created with kind Slave).
     Yields (dns port, API URL, API key)."""
     import shutil as _shutil
 
@@ -180,6 +181,7 @@ def powerdns_server(tmp: Any, caches: bool = False) -> Iterator[tuple[int, str, 
         "webserver-address=127.0.0.1", f"webserver-port={api_port}", "webserver-allow-from=127.0.0.0/8",
         "daemon=no", "guardian=no", f"socket-dir={folder}", "disable-syslog=yes", "loglevel=3",
         *([] if caches else ["query-cache-ttl=0", "cache-ttl=0", "negquery-cache-ttl=0"]),
+        *(["secondary=yes", "query-local-address=127.0.0.1", "allow-notify-from=127.0.0.0/8"] if secondary else []),
     ]) + "\n")
     log = open(folder / "pdns.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(["pdns_server", f"--config-dir={folder}"], stdout=log, stderr=subprocess.STDOUT)

@@ -11,13 +11,23 @@ import dns.edns
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdatatype
 import pytest
 
 from globalaccel.answers import Answers, Served
 from globalaccel.dns import backend
 from globalaccel.dns.embedded import DnsResponder
 from globalaccel.dns.embedded_backend import snapshot_for
-from globalaccel.dns.powerdns import LuaValidationError, PowerDnsBackend, layout_for, lua_for_answers, validate_lua
+from globalaccel.dns.powerdns import (
+    LuaValidationError,
+    PowerDnsBackend,
+    layout_for,
+    lua_code,
+    lua_dispatch,
+    lua_for_answers,
+    lua_record,
+    validate_lua,
+)
 from globalaccel.routing import Health, RoutingTable
 from globalaccel.routing.summary import route_table
 from globalaccel.topology import load_stack
@@ -34,7 +44,7 @@ ANSWERS = Answers.from_table(TABLE, PROD)
 # down, so each country gets its chosen path), never the stack's own center addresses, which are not on
 # this machine (a check there would leave loopback).
 HEALTH_PORT = free_port()
-HEALTH = {c.id: (f"127.0.99.{j + 1}", HEALTH_PORT) for j, c in enumerate(PROD.centers)}
+HEALTH = {c.id: f"http://127.0.99.{j + 1}:{HEALTH_PORT}" for j, c in enumerate(PROD.centers)}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +63,8 @@ def query(port: int, subnet: str, name: str = PROD.service_name) -> dns.message.
 
 
 def addresses(response: dns.message.Message) -> set[str]:
-    return {rr.address for rrset in response.answer for rr in rrset}
+    """The A answers (after PowerDNS's CNAME to the country's own name)."""
+    return {rr.address for rrset in response.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset}
 
 
 def sync(provider: PowerDnsBackend, table: RoutingTable) -> int:
@@ -94,8 +105,16 @@ def test_broken_lua_is_refused_before_it_reaches_powerdns() -> None:
         validate_lua("A \";local t={de={'198.18.0.1'} return t[countryCode()]\"")
     with pytest.raises(LuaValidationError, match="not an IP address"):
         lua_for_answers({"DE": ("198.18.0.1'} os.exit() --",)})
-    validate_lua(lua_for_answers({"DE": ("198.18.0.1",)}))
-    validate_lua(lua_for_answers({code: ("198.18.0.1",) for code in ("DO", "IN", "OR", "IF", "IS", "NO")}))  # Lua keywords
+    for content in lua_for_answers({"DE": ("198.18.0.1",)}).values():
+        validate_lua(content)
+    keywords = [code for code in ("DO", "IN", "OR", "IF", "IS", "NO")]  # country codes that are Lua keywords
+    validate_lua(lua_dispatch(keywords, "accel.example.net"))
+    with pytest.raises(LuaValidationError, match="country code"):
+        lua_dispatch(["DE'] os.exit() --"], "accel.example.net")
+    # A snippet longer than a segment is stored in 255-byte strings and read back whole.
+    long = lua_for_answers({"DE": tuple(f"198.18.0.{i}" for i in range(1, 60))})["DE"]
+    assert long.count('" "') >= 2 and all(len(part) <= 255 for part in long.split('"')[1::2])
+    assert lua_code(long)[1].count("198.18.0.") == 59
 
 
 def test_why_validation_matters_powerdns_serves_servfail_for_broken_lua(pdns: tuple[int, PowerDnsBackend]) -> None:
@@ -120,7 +139,7 @@ def synced_for_audit(pdns: tuple[int, PowerDnsBackend], monkeypatch: pytest.Monk
     sync(provider, TABLE)
     monkeypatch.setenv("PDNS_API_KEY", provider.api_key)
     options = AuditOptions(source="powerdns", backend=BackendSettings(kind="powerdns", endpoint_url=provider.base.split("/api/")[0],
-                                                                      center_health=tuple(f"{c}={a}:{p}" for c, (a, p) in HEALTH.items())),
+                                                                      center_health=tuple(f"{c}={url}" for c, url in HEALTH.items())),
                            dns=f"127.0.0.1:{port}")
     return port, provider, options
 
@@ -135,9 +154,10 @@ def test_audit_through_powerdns_with_ecs_is_clean_and_finds_a_tampered_answer(pd
     served = [r for r in report.results if r.status == "served"]
     assert len(served) >= 150  # most countries' networks: PowerDNS agrees with us on where they are
     # Tamper: PowerDNS now also answers Russia (strict: no center at all) with a Singapore edge.
-    lua = next(r for r in provider.records() if r.type == "LUA" and r.name == provider.layout.service).values[0]
-    singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
-    tampered = lua.replace("local t={", "local t={['ru']={{0,{'" + singapore + "'}}},", 1)
+    # The dispatch record now sends Russian clients to Singapore's own name.
+    rtype, code = lua_code(next(r for r in provider.records() if r.type == "LUA" and r.name == provider.layout.service).values[0])
+    to_singapore = f"local c=countryCode() if c=='ru' then return 'sg.cc.{PROD.zone.rstrip('.')}' end"
+    tampered = lua_record(rtype, code.replace("local c=countryCode()", to_singapore, 1))
     provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": provider.layout.service, "type": "LUA", "ttl": 60,
                    "changetype": "REPLACE", "records": [{"content": tampered, "disabled": False}]}]})
     report = run_audit(PROD, options)
@@ -177,9 +197,10 @@ def test_a_country_served_out_of_region_in_one_of_its_networks_is_found(pdns: tu
     assert len(german) >= 3
     odd_one = german[-1]  # not the first, most solid network, which a one-network audit would ask
     singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
-    lua = next(r for r in provider.records() if r.type == "LUA" and r.name == provider.layout.service).values[0]
-    tampered = lua.replace('A ";', f"A \";if netmask({{'{odd_one}'}}) then return {{'{singapore}'}} end ", 1)
-    provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": provider.layout.service, "type": "LUA", "ttl": 60,
+    germany = provider.layout.country_name("DE")
+    rtype, code = lua_code(next(r for r in provider.records() if r.type == "LUA" and r.name == germany).values[0])
+    tampered = lua_record(rtype, code.replace(";", f";if netmask({{'{odd_one}'}}) then return {{'{singapore}'}} end ", 1))
+    provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": germany, "type": "LUA", "ttl": 60,
                    "changetype": "REPLACE", "records": [{"content": tampered, "disabled": False}]}]})
     try:
         assert addresses(query(port, odd_one)) == {singapore}  # the tampering is live in the real server
@@ -188,3 +209,38 @@ def test_a_country_served_out_of_region_in_one_of_its_networks_is_found(pdns: tu
         assert ("out_of_region_answer", "DE") in {(v.kind, v.subject) for v in report.violations}
     finally:
         sync(provider, TABLE)
+
+
+def test_a_secondary_powerdns_fed_by_axfr_answers_like_the_primary(pdns: tuple[int, PowerDnsBackend], tmp_path: Path) -> None:
+    """Operators replicate zones between their PowerDNS servers by AXFR. A DNS record holds at most 65,535
+    bytes and AXFR carries LUA code as 255-byte strings: one record per country, each cut only where a cut
+    is inert, arrives whole. A second real PowerDNS, secondary of the first, pulls the prod zone and
+    answers every test network exactly as the primary does."""
+    import json
+    import time
+    import urllib.request
+
+    port, provider = pdns
+    sync(provider, TABLE)
+    assert max(len(v) for r in provider.records() for v in r.values) < 65535
+    with powerdns_server(tmp_path, secondary=True) as (second_port, second_api, second_key):
+        def call(method: str, path: str, body: Any = None) -> Any:
+            request = urllib.request.Request(f"{second_api}/api/v1/servers/localhost{path}", method=method,
+                                             data=None if body is None else json.dumps(body).encode(),
+                                             headers={"X-API-Key": second_key, "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+            return json.loads(raw) if raw else None
+
+        zone = provider.layout.zone
+        call("POST", "/zones", {"name": zone, "kind": "Slave", "masters": [f"127.0.0.1:{port}"]})
+        call("PUT", f"/zones/{zone}/axfr-retrieve")
+        deadline = time.monotonic() + 30
+        while not call("GET", f"/zones/{zone}").get("rrsets") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for country, subnet in NETWORKS.items():
+            theirs, ours = query(second_port, subnet), query(port, subnet)
+            assert theirs.rcode() == ours.rcode() == dns.rcode.NOERROR, country
+            assert addresses(theirs) == addresses(ours), country
+            route = ANSWERS.country(country)
+            assert addresses(theirs) == (set(route.addresses) if isinstance(route, Served) else set()), country

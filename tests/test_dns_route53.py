@@ -59,9 +59,10 @@ def table_route(table: RoutingTable, code: str) -> Served:
 
 def assert_answers_equal_table(records: list[Record], topo: Topology, table: RoutingTable, failing: set[str] | None = None) -> None:
     sim = Route53Simulator(records, failing_checks=failing or set())
+    answers = Answers.from_table(table, topo)
     for code, country in topo.countries.items():
         res = sim.resolve(topo.service_name, Client(code, country.continent))
-        decision = Answers.from_table(table, topo).country(code)
+        decision = answers.country(code)
         served = isinstance(decision, Served) and code not in ROUTE53_UNSUPPORTED_COUNTRIES  # no record can exist for those
         assert set(res.addresses) == (set(decision.addresses) if served and isinstance(decision, Served) else set()), code
         assert not res.failed_open

@@ -15,11 +15,12 @@ from contextlib import ExitStack
 import dns.edns
 import dns.message
 import dns.query
+import dns.rdatatype
 import pytest
 
 from globalaccel.answers import Answers, Served
 from globalaccel.dns.backend import OwnedZone, publish
-from globalaccel.dns.powerdns import PowerDnsBackend, compile_powerdns, layout_for
+from globalaccel.dns.powerdns import PowerDnsBackend, compile_powerdns, layout_for, lua_code
 from globalaccel.emulated.failover import start_world
 from globalaccel.emulated.world import center_address
 from globalaccel.routing.summary import route_table
@@ -52,6 +53,8 @@ class Plane:
         reply = self.ask(server, self.topology.service_name, "A", NETWORKS[code])
         centers, wrong = set(), []
         for rrset in reply.answer:
+            if rrset.rdtype != dns.rdatatype.A:
+                continue  # the CNAME to the country's own name
             for record in rrset:
                 path = self.topology.path_by_address.get(record.address)
                 if path is None:
@@ -79,7 +82,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     table = route_table(DEV)
     answers = Answers.from_table(table, DEV)
     world_port, control_port = free_port(), free_port()
-    health = {c.id: (center_address(j), world_port) for j, c in enumerate(DEV.centers)}  # where the world's center j listens
+    health = {c.id: f"http://{center_address(j)}:{world_port}" for j, c in enumerate(DEV.centers)}  # the world's center j
     with ExitStack() as stack:
         world = start_world(DEV, STACKS, world_port, control_port)
         stack.callback(world.wait, 10)
@@ -121,8 +124,10 @@ def test_powerdns_places_the_test_networks_where_the_test_expects(plane: Plane) 
 
 
 def test_the_published_record_carries_each_countrys_chain_and_asks_powerdns_for_live_centers(plane: Plane) -> None:
-    content = compile_powerdns(DEV, plane.answers)[0].values[0]  # the stack's own center addresses and probe port
-    assert "ifurlup('http://health." in content and "backupSelector='all'" in content
+    records = compile_powerdns(DEV, plane.answers)  # the stack's own center addresses and probe port (HTTPS, as Route 53's checks)
+    content = lua_code(next(r for r in records if r.name == f"de.cc.{DEV.zone.rstrip('.')}.").values[0])[1]
+    assert "ifurlup('https://health." in content and "backupSelector='all'" in content
+    assert all(len(r.values[0]) < 65535 for r in records)
     de = plane.answers.country("DE")
     assert isinstance(de, Served) and [p.center for p in de.paths][:2] == ["eu-central-1", "us-east-1"]
 

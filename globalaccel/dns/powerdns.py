@@ -1,20 +1,25 @@
-"""PowerDNS backend: one LUA record answers every country from the routing table.
+"""PowerDNS backend: a LUA CNAME sends each country to its own name; that name's LUA record answers.
 
-    <service>  LUA  A ";local t={['de']={{'<center>',{'198.18.3.226',...}},{'<next center>',{...}}},...} ..."
+    <service>           LUA  CNAME ";local s={['de']=1,...} local c=countryCode() if s[c] then return c..'.cc.<zone>' end ..."
+    de.cc.<zone>        LUA  A     ";local p={{'<center>',{'198.18.3.226',...}},{'<next center>',{...}}} ..."
+    none.cc.<zone>      TXT  (no A: NODATA) for a country served nowhere (fail closed) or a client not located
 
 PowerDNS locates the client from EDNS Client Subnet (edns-subnet-processing=yes) or the source
-address through its GeoIP backend; `countryCode()` returns the lowercase ISO code. A country absent
-from the table (fail closed, or unknown location) gets `{}`: NOERROR with no answer, never another
-region's edge. One record rather than one rrset per cell: a table change is one PATCH, and the
-answer set per country is exactly the embedded server's.
+address through its GeoIP backend; `countryCode()` returns the lowercase ISO code. A country without
+an answer is sent to `none.cc`, which has no address: NOERROR with no answer, never another region's
+edge. One small record per country (rather than one table for the world) keeps each query's Lua small
+(PowerDNS compiles the snippet per query) and every record far below a DNS record's 65,535 bytes; each
+snippet is stored in segments of at most 255 bytes, as the PowerDNS docs ask of LUA records sent by
+AXFR, so a secondary PowerDNS gets the same code. A table change is still one PATCH.
 
-Static stability: each country carries its failover chain (the centers its rule allows, in
+Static stability: each country's record carries its failover chain (the centers its rule allows, in
 routing.fallback's order, each with the same edges on their address for that center). Where a chain
 has more than one center, PowerDNS itself picks its first live center with `ifurlup` over the centers'
-`/healthz` (the endpoint every DNS server's CenterWatch probes), so a PowerDNS in every center fails
-over from its own view of health, with no controller and no API call. Unknown is up: while PowerDNS has
-no verdict yet (it treats a first lookup as failing) or sees every center of the chain down, the chosen
-path is answered, as the embedded server does.
+health endpoints (the URL Route 53's checks use: `https://<center>:<probe port>/healthz`, or where
+`--center-health` says), so a PowerDNS in every center fails over from its own view of health, with
+no controller and no API call. Unknown is up: while PowerDNS has no verdict yet (it treats a first
+lookup as failing) or sees every center of the chain down, the chosen path is answered, as the
+embedded server does.
 
 PowerDNS accepts Lua that does not compile and then answers SERVFAIL, so every snippet is compiled
 here first with LuaJIT (the runtime PowerDNS links) through lupa; nothing invalid is pushed.
@@ -22,9 +27,11 @@ here first with LuaJIT (the runtime PowerDNS links) through lupa; nothing invali
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +45,7 @@ from globalaccel.dns.records import RECORD_TTL, Record, fqdn
 from globalaccel.errors import GlobalaccelError
 from globalaccel.topology import Topology
 
-_SAFE_ADDRESS = re.compile(r"^[0-9a-fA-F:.]+$")
+SEGMENT = 255  # bytes per quoted string of a LUA record (AXFR carries record data as TXT-like strings)
 
 
 class LuaValidationError(GlobalaccelError, ValueError):
@@ -49,16 +56,50 @@ class PowerDnsError(GlobalaccelError, RuntimeError):
     pass
 
 
+def lua_code(content: str) -> tuple[str, str]:
+    """A LUA record's (type, code): the code is the concatenation of its quoted segments."""
+    rtype, _, body = content.partition(" ")
+    if not rtype or re.fullmatch(r'"[^"]*"(?: "[^"]*")*', body) is None:
+        raise LuaValidationError(f"LUA record content must be '<TYPE> \"<lua>\"[ \"<lua>\"...]', got {content[:60]!r}")
+    segments: list[str] = re.findall(r'"([^"]*)"', body)
+    # The cuts lua_record made (" --[[" closing a segment, "]]" opening the next) come out again.
+    for i in range(len(segments) - 1):
+        if segments[i].endswith(" --[[") and segments[i + 1].startswith("]]"):
+            segments[i], segments[i + 1] = segments[i][: -len(" --[[")], segments[i + 1][len("]]"):]
+    return rtype, "".join(segments)
+
+
+def lua_record(rtype: str, code: str) -> str:
+    """`rtype "<code>"`, the code stored in quoted segments of at most 255 bytes (AXFR-safe). PowerDNS
+    does not join segments back seamlessly (a cut inside a token or a string literal breaks the code),
+    so cuts fall only after a comma or space outside string literals, and each cut sits inside a Lua
+    long comment (`--[[` ... `]]`), where whatever the join inserts is inert."""
+    if '"' in code:
+        raise LuaValidationError("the Lua snippet must not contain double quotes (the record data is a quoted string)")
+    cuts, quoted = [], False
+    for i, ch in enumerate(code):
+        if ch == "'":
+            quoted = not quoted
+        elif ch in ", " and not quoted:
+            cuts.append(i + 1)
+    segments: list[str] = []
+    start, room = 0, SEGMENT - len(" --[[")
+    while len(code) - start > SEGMENT - len("]]"):
+        limit = start + room - (len("]]") if segments else 0)
+        end = max((c for c in cuts if start < c <= limit), default=None)
+        if end is None:
+            raise LuaValidationError(f"cannot cut the Lua snippet into {SEGMENT}-byte segments near byte {start}")
+        segments.append(("]]" if segments else "") + code[start:end] + " --[[")
+        start = end
+    segments.append(("]]" if segments else "") + code[start:])
+    return f"{rtype} " + " ".join(f'"{segment}"' for segment in segments)
+
+
 def validate_lua(content: str) -> None:
     """Compile a LUA record's snippet with LuaJIT; raise LuaValidationError with the parser's message."""
     from lupa import luajit21
 
-    _, _, body = content.partition(" ")
-    if not body.startswith('"') or not body.endswith('"') or len(body) < 2:
-        raise LuaValidationError(f"LUA record content must be '<TYPE> \"<lua>\"', got {content[:60]!r}")
-    code = body[1:-1]
-    if '"' in code:
-        raise LuaValidationError("the Lua snippet must not contain double quotes (the record data is a quoted string)")
+    _, code = lua_code(content)
     chunk = code[1:] if code.startswith(";") else f"return {code}"
     runtime = luajit21.LuaRuntime(register_eval=False)
     error = runtime.eval("function(src) local f, err = loadstring(src) return err end")(chunk)
@@ -66,45 +107,54 @@ def validate_lua(content: str) -> None:
         raise LuaValidationError(f"Lua does not compile: {error}")
 
 
-def _lua_addresses(addresses: tuple[str, ...]) -> str:
-    for a in addresses:
-        if not _SAFE_ADDRESS.match(a):
-            raise LuaValidationError(f"refusing to embed {a!r} in Lua: not an IP address")
-    return "{" + ",".join(repr(a) for a in addresses) + "}"
+def canonical_address(address: str, what: str) -> str:
+    """The address as PowerDNS writes it back (ifurlup returns addresses in canonical form, so the snippet
+    compares canonical forms); anything but an IP address is refused before it reaches Lua."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        raise LuaValidationError(f"refusing to embed {what} {address!r} in Lua: not an IP address") from None
 
 
-def lua_for_answers(answers: dict[str, tuple[str, ...]]) -> str:
-    """One path per country, no failover in the data plane."""
-    return lua_for_chains({code: ((None, addresses),) for code, addresses in answers.items()}, None)
+def lua_for_country(paths: tuple[tuple[str | None, tuple[str, ...]], ...], health_url: str | None) -> str:
+    """One country's answer: its paths in failover order as (health address of the path's center, answer
+    addresses). A chain of one path answers it as is; a longer one asks `ifurlup(health_url,
+    {{center1},{center2},..})` for the first set with a live center. With backupSelector 'all', a lookup
+    where none is live (or PowerDNS has no verdict yet) returns every set's address, so one address back
+    means "this center is the first live one" and anything else means the chosen path."""
+    if not paths:
+        raise LuaValidationError("a served country needs at least one path")
+    parts = []
+    for health, addresses in paths:
+        listed = "{" + ",".join(repr(canonical_address(a, "answer address")) for a in addresses) + "}"
+        parts.append(f"{{{canonical_address(health, 'health address')!r},{listed}}}" if health is not None else f"{{0,{listed}}}")
+    table = f";local p={{{','.join(parts)}}}"
+    if len(paths) == 1:
+        return lua_record("A", f"{table} return p[1][2]")
+    if health_url is None or not re.fullmatch(r"https?://[A-Za-z0-9.-]+:[0-9]+/[A-Za-z0-9/_.-]*", health_url) \
+            or any(h is None for h, _ in paths):
+        raise LuaValidationError(f"a failover chain needs a health URL and every center's health address; got {health_url!r}")
+    return lua_record("A", f"{table} local s={{}} for i,x in ipairs(p) do s[i]={{x[1]}} end "
+                           f"local u=ifurlup('{health_url}',s,{{backupSelector='all'}}) "
+                           "if #u==1 then for _,x in ipairs(p) do if x[1]==u[1] then return x[2] end end end return p[1][2]")
 
 
-def lua_for_chains(chains: Mapping[str, tuple[tuple[str | None, tuple[str, ...]], ...]], health_url: str | None) -> str:
-    """Per country, its paths in failover order as (health address of the path's center, answer addresses).
-    A chain of one path answers it as is; a longer one asks `ifurlup(health_url, {{center1},{center2},..})`
-    for the first set with a live center. With backupSelector 'all', a lookup where none is live (or
-    PowerDNS has no verdict yet) returns every set's address, so one address back means "this center is
-    the first live one" and anything else means the chosen path."""
-    entries = []
-    for code in sorted(chains):
-        paths = chains[code]
-        if len(paths) > 1 and (health_url is None or any(h is None for h, _ in paths)):
-            raise LuaValidationError(f"{code}: a failover chain needs a health URL and every center's health address")
-        parts = []
-        for health, addresses in paths:
-            if health is not None and not _SAFE_ADDRESS.match(health):
-                raise LuaValidationError(f"refusing to embed {health!r} in Lua: not an IP address")
-            parts.append(f"{{{health!r},{_lua_addresses(addresses)}}}" if health is not None else f"{{0,{_lua_addresses(addresses)}}}")
-        # Bracketed keys: several country codes are Lua keywords (do, in, or, if).
-        entries.append(f"['{code.lower()}']={{{','.join(parts)}}}")
-    table = f"local t={{{','.join(entries)}}} local p=t[countryCode()] if p==nil then return {{}} end"
-    if not any(len(paths) > 1 for paths in chains.values()):
-        return f"A \";{table} return p[1][2]\""
-    if health_url is None or not re.fullmatch(r"https?://[A-Za-z0-9.-]+:[0-9]+/[A-Za-z0-9/_.-]*", health_url):
-        raise LuaValidationError(f"refusing to embed health URL {health_url!r} in Lua")
-    pick = (f"if #p==1 then return p[1][2] end local s={{}} for i,x in ipairs(p) do s[i]={{x[1]}} end "
-            f"local u=ifurlup('{health_url}',s,{{backupSelector='all'}}) "
-            "if #u==1 then for _,x in ipairs(p) do if x[1]==u[1] then return x[2] end end end return p[1][2]")
-    return f"A \";{table} {pick}\""
+def lua_for_answers(answers: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    """One path per country, no failover in the data plane: country -> its record's content."""
+    return {code: lua_for_country(((None, addresses),), None) for code, addresses in answers.items()}
+
+
+def lua_dispatch(served: list[str], zone: str) -> str:
+    """The service name's LUA CNAME: a served country's own name, else `none` (no address)."""
+    for code in served:
+        if not re.fullmatch(r"[A-Z]{2}", code):
+            raise LuaValidationError(f"refusing to embed country code {code!r} in Lua")
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", zone):
+        raise LuaValidationError(f"refusing to embed zone {zone!r} in Lua")
+    # Bracketed keys: several country codes are Lua keywords (do, in, or, if).
+    listed = ",".join(f"['{code.lower()}']=1" for code in sorted(served))
+    return lua_record("CNAME", f";local s={{{listed}}} local c=countryCode() if s[c] then return c..'.cc.{zone}' end "
+                               f"return 'none.cc.{zone}'")
 
 
 @dataclass(frozen=True)
@@ -114,9 +164,25 @@ class PowerDnsLayout(ZoneOwnership):
         """A TXT name that answers with the country PowerDNS places the client in (for audits)."""
         return f"_geo.{self.zone}"
 
+    @property
+    def countries(self) -> str:
+        """The parent of every country's name (`de.cc.<zone>`)."""
+        return f"cc.{self.zone}"
+
+    def country_name(self, code: str) -> str:
+        return f"{code.lower()}.{self.countries}"
+
+    @property
+    def nowhere(self) -> str:
+        return f"none.{self.countries}"
+
     def owns(self, record: Record) -> bool:
         if record.name == self.owner_name:
             return record.type == "TXT"
+        if record.name == self.nowhere:
+            return record.type == "TXT"
+        if record.name.endswith("." + self.countries):
+            return record.type == "LUA"
         return record.type == "LUA" and record.name in (self.service, self.geo_probe)
 
 
@@ -124,31 +190,37 @@ def layout_for(topology: Topology) -> PowerDnsLayout:
     return PowerDnsLayout(fqdn(topology.zone), fqdn(topology.service_name), topology.stack)
 
 
-def health_url(topology: Topology, port: int) -> str:
-    """The URL PowerDNS checks each center at (connecting to the center's health address): the same
-    `/healthz` on the probe port that every DNS server's CenterWatch probes."""
-    return f"http://health.{topology.zone.rstrip('.')}:{port}/healthz"
-
-
 def compile_powerdns(topology: Topology, answers: Answers, ttl: int = RECORD_TTL,
-                     health: Mapping[str, tuple[str, int]] | None = None) -> list[Record]:
-    """The LUA records for `answers` (the ownership claim is the registry's: globalaccel.dns.backend).
-    `health`: where each center's /healthz answers (default: the center's address and the probe port)."""
-    where = {c.id: (c.address, topology.probe.port) for c in topology.centers}
+                     health: Mapping[str, str] | None = None) -> list[Record]:
+    """The records for `answers` (the ownership claim is the registry's: globalaccel.dns.backend).
+    `health`: each center's health endpoint as a base URL (scheme://address:port); default: HTTPS on the
+    center's address and the probe port, what Route 53's checks ask (http when the stack probes http)."""
+    scheme = "http" if topology.probe.kind == "http" else "https"
+    where = {c.id: f"{scheme}://{c.address}:{topology.probe.port}" for c in topology.centers}
     where.update(health or {})
     unknown = sorted(set(where) - set(topology.center_ids))
     if unknown:
         raise PowerDnsError(f"--center-health names {', '.join(unknown)}, not a center of stack {topology.stack}")
-    ports = {port for _, port in where.values()}
-    if len(ports) != 1:
-        raise PowerDnsError(f"every center's /healthz must answer on one port for PowerDNS's ifurlup; got {sorted(ports)}")
-    chains = {code: tuple((where[p.center][0], p.addresses) for p in served.paths) for code, served in answers.served_countries()}
+    parsed = {c: urllib.parse.urlsplit(url) for c, url in where.items()}
+    bases = {(u.scheme, u.port) for u in parsed.values()}
+    if len(bases) != 1 or any(u.hostname is None or u.port is None or u.scheme not in ("http", "https") for u in parsed.values()):
+        raise PowerDnsError(f"every center's health endpoint must be scheme://address:port with one scheme and port "
+                            f"(PowerDNS's ifurlup checks one URL at each center's address); got {sorted(where.values())}")
+    scheme, port = bases.pop()
+    url = f"{scheme}://health.{topology.zone.rstrip('.')}:{port}/healthz"
     layout = layout_for(topology)
-    content = lua_for_chains(chains, health_url(topology, ports.pop()))
-    validate_lua(content)
+    served_codes = [code for code, _ in answers.served_countries()]
+    records = [Record(layout.service, "LUA", (lua_dispatch(served_codes, layout.zone.rstrip(".")),), ttl),
+               Record(layout.nowhere, "TXT", ('"no answer: served nowhere, or not located"',), ttl)]
+    for code, served in answers.served_countries():
+        paths = tuple((parsed[p.center].hostname, p.addresses) for p in served.paths)
+        records.append(Record(layout.country_name(code), "LUA", (lua_for_country(paths, url),), ttl))
     probe = 'TXT "countryCode()"'
-    validate_lua(probe)
-    return [Record(layout.service, "LUA", (content,), ttl), Record(layout.geo_probe, "LUA", (probe,), ttl)]
+    records.append(Record(layout.geo_probe, "LUA", (probe,), ttl))
+    for record in records:
+        if record.type == "LUA":
+            validate_lua(record.values[0])
+    return records
 
 
 class PowerDnsBackend:
@@ -158,7 +230,7 @@ class PowerDnsBackend:
 
     def __init__(self, api_url: str, api_key: str, layout: PowerDnsLayout, topology: Topology | None = None,
                  server_id: str = "localhost", timeout: float = 10.0,
-                 health: Mapping[str, tuple[str, int]] | None = None) -> None:
+                 health: Mapping[str, str] | None = None) -> None:
         self.base = api_url.rstrip("/") + f"/api/v1/servers/{server_id}"
         self.api_key = api_key
         self.layout = layout

@@ -47,14 +47,14 @@ def serve_stack(topology: Topology, host: str, port: int, local_country: str | N
 
 async def _serve_center(topology: Topology, center: str, zone_file: Path, host: str, port: int,
                         targets: dict[str, tuple[str, int]], source: str | None,
-                        local_country: str | None, duration: float | None, nameservers: dict[str, str]) -> None:
+                        local_country: str | None, duration: float | None, nameservers: dict[str, str], tls: bool) -> None:
     """An authoritative server in one center: the zone the controller last published (re-read when the file
     changes, kept when it cannot be read), answered through this server's own view of center health."""
     responder = responder_for(topology, host, local_country)
     origin = dns.name.from_text(topology.zone)
     # The NS set spans the centers: every server names all of them, so a resolver that loses one asks another.
     ns_set = tuple((dns.name.from_text(f"ns-{c}", origin), address) for c, address in sorted(nameservers.items()))
-    watch = CenterWatch.for_responder(responder, targets, source=source)
+    watch = CenterWatch.for_responder(responder, targets, source=source, tls=tls)
     server = EmbeddedDnsServer(responder, host, port)
     await server.start()
     print(f"serving {topology.zone} from {zone_file} in {center} on {host}:{server.port}", flush=True)
@@ -117,9 +117,12 @@ def serve_center(topology: Topology, center: str, zone_file: Path, host: str, po
     the local address to probe from (this center's)."""
     if center not in topology.center_by_id:
         raise UsageError(f"--center {center!r} is not a center of stack {topology.stack} ({', '.join(topology.center_ids)})")
+    # Each center's /healthz where Route 53's checks ask (HTTPS on the probe port, http where the stack probes
+    # http); `targets` given (the emulated world) are plain HTTP.
+    tls = targets is None and topology.probe.kind != "http"
     targets = targets or {c.id: (c.address, topology.probe.port) for c in topology.centers}
     unknown = sorted(set(nameservers or {}) - set(topology.center_ids))
     if unknown:
         raise UsageError(f"--nameserver names {', '.join(unknown)}, not a center of stack {topology.stack}")
-    asyncio.run(_serve_center(topology, center, zone_file, host, port, targets, source, local_country, duration, nameservers or {}))
+    asyncio.run(_serve_center(topology, center, zone_file, host, port, targets, source, local_country, duration, nameservers or {}, tls))
     return 0

@@ -207,11 +207,13 @@ class Timeline:
         return [w for *_, wrong in self.samples for w in wrong]
 
     def recovered_at(self, expected: dict[str, str]) -> float | None:
-        """The time from which every (server, country) was answered as `expected`, to the end of the run."""
+        """The time from which every (server, country) was answered as `expected` (a country absent from it
+        fails closed: no answer), to the end of the run."""
         last_bad = 0.0
         seen_good = False
         for t, _, code, centers, wrong in self.samples:
-            if centers != {expected[code]} or wrong:
+            want = {expected[code]} if code in expected else set()
+            if centers != want or wrong:
                 last_bad, seen_good = t, False
             else:
                 seen_good = True
@@ -222,11 +224,11 @@ class Timeline:
 
 
 def restart_everything(plane: DataPlane, stacks_dir: Path, zone_file: Path, down_s: float = 3.0,
-                       watch_s: float = 30.0) -> Timeline:
+                       watch_s: float = 30.0, world_lag_s: float = 5.0) -> Timeline:
     """Every process of the data plane killed at once (the world's center and edge listeners, every center's
-    DNS server), `down_s` later all started again together; a client keeps asking every server for every
-    country (every 0.1 s round) from the kill to `watch_s` after the restart. Nothing but the zone file on
-    disk survives. Every answer is judged for residency."""
+    DNS server); `down_s` later the servers start again, and the world `world_lag_s` after them. A client
+    keeps asking every server for every country (every 0.1 s round) from the kill to `watch_s` after the
+    world is back. Nothing but the zone file on disk survives. Every answer is judged for residency."""
     assert plane.world is not None
     timeline = Timeline()
     everything: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = [plane.world, *plane.servers.values()]
@@ -245,10 +247,34 @@ def restart_everything(plane: DataPlane, stacks_dir: Path, zone_file: Path, down
     while time.monotonic() - start < down_s:
         sample()
         time.sleep(0.1)
-    plane.world = start_world(plane.topology, stacks_dir, plane.world_port, plane.control_port)
+    # The servers come back first, into a world still down: they answer the zone file while they know
+    # nothing (unknown is up), then, seeing no center at all, take themselves for cut off (SERVFAIL); the
+    # world follows `world_lag_s` later, and they must find their way back to the published answers.
     for center in plane.topology.center_ids:
         start_server(plane, center, zone_file, stacks_dir)
-    while time.monotonic() - start < down_s + watch_s:
+    while time.monotonic() - start < down_s + world_lag_s:
+        sample()
+        time.sleep(0.1)
+    plane.world = start_world(plane.topology, stacks_dir, plane.world_port, plane.control_port)
+    while time.monotonic() - start < down_s + world_lag_s + watch_s:
         sample()
         time.sleep(0.1)
     return timeline
+
+
+def principal_networks(topology: Topology) -> dict[str, str]:
+    """Per country, a network the stack's locator places in the country's principal cell (and nowhere
+    else): a client there gets exactly the country's answer, which is what `DataPlane.expected` judges."""
+    from globalaccel.locate import NetworkMap, locator_for
+
+    locator = locator_for(topology)
+    if not isinstance(locator, NetworkMap):
+        from globalaccel.audit.sources import representative_networks
+
+        return {k: v for k, v in representative_networks().items() if k in topology.countries}
+    principal = topology.principal_cell
+    out: dict[str, str] = {}
+    for location, networks in locator.sample_networks(1).items():
+        if len(location.countries) == 1 and location.cell == principal.get(location.countries[0]) and ":" not in networks[0]:
+            out.setdefault(location.countries[0], networks[0])
+    return dict(sorted(out.items()))
