@@ -167,3 +167,51 @@ def test_every_center_of_a_chain_down_keeps_the_chosen_lawful_path(plane: Plane)
             plane.fault({"kind": "clear", "target": center})
     took, _ = settle(plane, set(), timeout_s=30)
     assert took is not None
+
+
+def test_https_health_endpoints_as_route53_checks_them_drive_powerdns_failover(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The default health endpoint is HTTPS (what Route 53's checks ask). Real TLS on loopback: every center's
+    /healthz behind a self-signed certificate (openssl), eu-central-1's answering 503. PowerDNS's ifurlup
+    does not verify the certificate (as Route 53 does not) and moves Germany to us-east-1, its chain's next."""
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=somewhere-else",
+                    "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    addresses = {c.id: f"127.0.78.{j + 1}" for j, c in enumerate(DEV.centers)}
+
+    class Healthz(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            here = self.connection.getsockname()[0]  # the center address this request reached
+            self.send_response(503 if here == addresses["eu-central-1"] else 200)
+            self.end_headers()
+
+    port = free_port()
+    servers = []
+    for address in addresses.values():
+        server = HTTPServer((address, port), Healthz)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    answers = Answers.from_table(route_table(DEV), DEV)
+    try:
+        with powerdns_server(tmp_path_factory.mktemp("pdns-tls")) as (dns_port, api, key):
+            backend = PowerDnsBackend(api, key, layout_for(DEV), DEV, health={c: f"https://{a}:{port}" for c, a in addresses.items()})
+            backend.ensure_zone()
+            publish(OwnedZone(backend), answers)
+            plane = Plane(DEV, answers, 0, {"here": dns_port})
+            took, wrong = settle(plane, {"eu-central-1"}, timeout_s=30)
+            assert took is not None and wrong == [], (took, wrong)
+            assert plane.expected({"eu-central-1"})["DE"] == "us-east-1"
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
