@@ -134,32 +134,47 @@ class LatencyModel:
                 matrix[ci, ei] = stats.ewma
         return matrix
 
-    def center_edge_band_ms(self, now: float) -> NDArray[np.float64]:
-        """(C, E) each fresh measured path's noise band: half the median absolute difference between
-        successive samples of its window. Jitter shows in every step; a real change of level is one
-        step, so it moves the moving average without widening the band. 0 where a path has fewer than
-        two samples (physics does not jitter). The hysteresis asks a better route to win beyond it."""
-        band = np.zeros_like(self.physics_center_edge)
+    def _fresh_windows(self, now: float) -> tuple[list[int], list[int], NDArray[np.float64]]:
+        """Every fresh center -> edge path's window as a row (NaN-padded, oldest first): (centers, edges, rows)."""
         stale = self.topology.latency.stale_after_s
-        rows: list[tuple[int, int, list[float]]] = []
+        cis, eis, rows = [], [], []
         for (vantage, target), stats in self.paths.items():
             ci = self._center_index.get(vantage)
             ei = self._edge_index.get(target)
             if ci is None or ei is None or not stats.fresh(now, stale):
                 continue
             values = [v for v in stats._samples if v is not None]
-            if len(values) >= 2:
-                rows.append((ci, ei, values))
-        if not rows:
-            return band
-        width = max(len(v) for _, _, v in rows)
-        samples = np.full((len(rows), width), np.nan)
-        for r, (_, _, values) in enumerate(rows):
+            if values:
+                cis.append(ci)
+                eis.append(ei)
+                rows.append(values)
+        samples = np.full((len(rows), max((len(r) for r in rows), default=0)), np.nan)
+        for r, values in enumerate(rows):
             samples[r, : len(values)] = values
-        steps = np.abs(np.diff(samples, axis=1))  # NaN past each row's end
-        half = np.nanmedian(steps, axis=1) / 2
-        band[[ci for ci, _, _ in rows], [ei for _, ei, _ in rows]] = half
-        return band
+        return cis, eis, samples
+
+    def center_edge_steady_ms(self, now: float, recent: int = 5) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """What the hysteresis judges routes on, from the measured distribution rather than the moving average:
+        (C, E) each fresh path's median of its last `recent` samples (one spike moves it not at all; a real
+        change of level does within a few samples), physics elsewhere; and (C, E) its noise band, half the
+        median absolute step between successive samples of its window (jitter shows in every step, a change
+        of level in one), 0 where a path has fewer than two samples (physics does not jitter)."""
+        level = self.physics_center_edge.copy()
+        band = np.zeros_like(self.physics_center_edge)
+        cis, eis, samples = self._fresh_windows(now)
+        if not cis:
+            return level, band
+        counts = np.sum(~np.isnan(samples), axis=1)
+        last = np.full((len(cis), recent), np.nan)
+        for r, n in enumerate(counts.tolist()):
+            take = min(n, recent)
+            last[r, :take] = samples[r, n - take:n]
+        level[cis, eis] = np.nanmedian(last, axis=1)
+        several = counts >= 2
+        if several.any():
+            steps = np.abs(np.diff(samples[several], axis=1))
+            band[np.array(cis)[several], np.array(eis)[several]] = np.nanmedian(steps, axis=1) / 2
+        return level, band
 
     def edge_penalty_ms(self, now: float, center_edge: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
         """Per-edge extra delay seen by measurement (queueing, congestion): the median over vantage

@@ -122,3 +122,18 @@ def test_a_route_better_only_within_its_measured_noise_is_held_and_a_steady_one_
             moved = moved or edges[0] not in table.routes[CELL].edge_ids
         outcomes[kind] = moved
     assert outcomes == {"steady": True, "noisy": False}, outcomes
+
+
+def test_one_spike_does_not_move_a_route_that_a_moving_average_would() -> None:
+    """A clean path (physics, sample after sample) takes one +300 ms spike. Its moving average stays far
+    above the margin for more than `consecutive` evaluations (300, then 210, 147, ... times the EWMA's
+    weights), so a router judging on it would switch; judged on the recent median, the route stays."""
+    topo, router, latency, state, edges = setup()
+    hyst = topo.routing.hysteresis
+    for step in range(3 * hyst.consecutive + 10):
+        now = hyst.hold_down_s + 1 + step
+        congest(topo, latency, edges[0], 300.0 if step == 6 else 0.0, now)
+        table, state = router.compute(latency, now=now, state=state)
+        assert edges[0] in table.routes[CELL].edge_ids, step
+    ewma = latency.paths[(table.routes[CELL].center or "", edges[0])].ewma
+    assert ewma is not None  # the moving average did see the spike (and decays from it)

@@ -135,9 +135,12 @@ class Router:
         routes: dict[str, CellRoute] = {}
         new_cells: dict[str, CellState] = {}
         cost_lookup = center_edge + penalty[None, :]  # (C, E): edge leg plus the edge's own delay
-        # (C, E): how far each route leg's figure moves with noise alone: its edge leg's band, plus the band of
-        # the edge's penalty (the median over vantages, as the penalty itself), which the client leg carries.
-        leg_band = latency.center_edge_band_ms(now)
+        # Hysteresis judges on the measured distribution: each leg's recent median (not the moving average,
+        # which one spike moves for several cycles), and how far its figure moves with noise alone: its edge
+        # leg's band, plus the band of the edge's penalty (the median over vantages, as the penalty itself),
+        # which the client leg carries.
+        steady, leg_band = latency.center_edge_steady_ms(now)
+        steady_lookup = steady + latency.edge_penalty_ms(now, steady)[None, :]
         band = leg_band + np.median(leg_band, axis=0)[None, :]
         decisions: list[tuple[int, CellState, list[float], CellState, str]] = []
         for pos, cell in enumerate(self.cells):
@@ -152,12 +155,12 @@ class Router:
                 continue
             fresh = CellState(center, tuple(alloc[pos].keys()), tuple(alloc[pos].values()))
             fresh_costs = self._costs(pos, fresh, cost_lookup, latency)
-            fresh_cost = sum(w * c for w, c in zip(fresh.weights, fresh_costs, strict=True))
             if pos in shed and prev is not None and prev.center == self._center_ids[shed[pos]]:
                 # Moved off a center beyond its capacity: like a center lost, no hysteresis holds it there.
                 decided, reason = fresh._replace(last_switch_at=now), REASON_CENTER_FULL
             else:
-                decided, reason = decide(prev, fresh, fresh_cost, partial(self._route_cost, pos, cost_lookup=cost_lookup, latency=latency),
+                judged = partial(self._route_cost, pos, cost_lookup=steady_lookup, latency=latency)
+                decided, reason = decide(prev, fresh, judged(fresh), judged,
                                          elig, health, now, self.settings.hysteresis, allowed_edges[pos],
                                          partial(self._route_noise, band=band))
                 if pos in shed and reason == REASON_BEST:
