@@ -18,6 +18,7 @@ import pytest
 from globalaccel.answers import Answers, Served
 from globalaccel.dns.backend import sync
 from globalaccel.dns.route53_compile import compile_route53
+from globalaccel.residency import Role
 from globalaccel.routing.summary import route_table
 from globalaccel.topology import load_stack
 from tests.conftest import ROOT, STACKS
@@ -62,8 +63,12 @@ def test_prod_plan_audits_clean_with_what_if(tmp_path: Path) -> None:
     de = next(r for r in report["results"] if r["country"] == "DE")
     assert "for a client in DE on its continent and every continent whose branch names it" in de["asked"]
     # Every path Route 53 may answer: the chosen center's and the failover chain's (DE: eu-central-1, then us-east-1).
-    assert de["paths"] and all(re.match(r"^198\.18\.\S+ -> de-\S+ \(DE, (terminating|transit)\) -> (eu-central-1|us-east-1)$", p)
-                               for p in de["paths"]), de["paths"]
+    # Each path is judged again here from its own text: the edge's jurisdiction and role, and the center.
+    assert de["paths"]
+    for path in de["paths"]:
+        found = re.match(r"^198\.18\.\S+ -> \S+ \(([A-Z]{2}), (terminating|transit)\) -> (eu-central-1|us-east-1)$", path)
+        assert found, path
+        assert PROD.residency.path_violation("DE", found[1], Role(found[2]), found[3]) is None, path
     assert any(p.endswith("-> eu-central-1") for p in de["paths"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.html", "audit.json", "audit.md", "countries.csv", "map.svg"]
 
@@ -89,9 +94,11 @@ def test_route53_zone_audits_clean_then_each_tampering_is_found() -> None:
         # 1. An out-of-region answer: Germany (strict: eu-central-1, us-east-1) given a Singapore edge's address
         #    for ap-southeast-1 (the address names the center the edge forwards to).
         stranger = next(e for e in PROD.edges if e.country == "SG")
-        # 3. An edge where the EEA rule forbids it on the path: a Russian edge's address for eu-central-1.
-        russian = next(e for e in PROD.edges if e.country == "RU")
-        for set_id, value in (("DE-stranger", stranger.address_for("ap-southeast-1")), ("DE-russian", russian.address_for("eu-central-1"))):
+        # 3. An edge where the EEA rule forbids it on the path (never_transit): a Belarusian edge's address for
+        #    eu-central-1. (The catalog places no edge in Russia: nobody may be served there.)
+        belarusian = next(e for e in PROD.edges if e.country == "BY")
+        seeded = (("DE-stranger", stranger.address_for("ap-southeast-1")), ("DE-belarusian", belarusian.address_for("eu-central-1")))
+        for set_id, value in seeded:
             client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
                 "Name": f"de.cc.{PROD.zone}", "Type": "A", "SetIdentifier": set_id, "Weight": 255, "TTL": 60,
                 "ResourceRecords": [{"Value": value}]}}]})
@@ -106,7 +113,7 @@ def test_route53_zone_audits_clean_then_each_tampering_is_found() -> None:
     assert any(kind == "fail_open_fallback" for kind, _ in found)
     assert any(v["kind"] == "out_of_region_answer" and stranger.id in v["evidence"] and "ap-southeast-1" in v["evidence"]
                for v in report["violations"])
-    assert any(v["kind"] == "edge_jurisdiction" and v["subject"] == "DE" and "RU" in v["evidence"] for v in report["violations"])
+    assert any(v["kind"] == "edge_jurisdiction" and v["subject"] == "DE" and "BY" in v["evidence"] for v in report["violations"])
 
 
 def make_bucket(s3: Any, name: str, region: str, center: str | None, *, replicate_to: str | None = None, clean: bool = True) -> None:

@@ -168,13 +168,14 @@ def test_policy_validators_reject_each_seeded_violation_and_accept_the_clean_sta
     assert [v.kind for v in validate([*resources, replication], topo)] == ["no-cross-region-replication"]
     stray = Res("aws:route53/record:Record", "stray", {"name": "www.example.org", "type": "A", "zoneId": "Z1"}, None)
     assert [v.kind for v in validate([*resources, stray], topo)] == ["records-in-controller-zones"]
-    # The fleet answers Germany through a Russian edge (never_transit for the EEA rule), and through a
+    # The fleet answers Germany through an edge in a never-transit jurisdiction of the EEA rule, and through a
     # Singapore edge's address for ap-southeast-1 (a center the EEA rule forbids).
     fleet = next(r for r in resources if r.type == "pulumi-python:dynamic:Resource" and isinstance(r.inputs.get("records"), dict))
     records = dict(fleet.inputs["records"])
     # Germany's chosen path: its weighted records (under de.cc when its rule allows one center, else its chain's leaf).
     leaf = next(k for k in records if records[k].get("weight") is not None and k.split(".")[0] in ("de", "de-eu-central-1"))
-    russian = next(e for e in topo.edges if e.country == "RU").address_for("eu-central-1")
+    never = topo.residency.rule_for("DE").never_transit  # BY, RU, ...: the EEA rule's never-transit jurisdictions
+    russian = next(e for e in topo.edges if e.country in never).address_for("eu-central-1")
     singapore = next(e for e in topo.edges if e.country in ("SG", "JP")).address_for("ap-southeast-1")
     records[leaf] = {**records[leaf], "values": [russian, singapore]}
     tampered = [replace(r, inputs={**r.inputs, "records": records}) if r is fleet else r for r in resources]

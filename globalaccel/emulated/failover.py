@@ -102,7 +102,8 @@ def start_world(topology: Topology, stacks_dir: Path, port: int, control_port: i
     line = proc.stdout.readline()
     if not line or not json.loads(line).get("ready"):
         proc.kill()
-        raise RuntimeError("emulated world failed to start")
+        _, err = proc.communicate(timeout=10)
+        raise RuntimeError(f"emulated world failed to start on ports {port}/{control_port}: {err.strip()[-500:]}")
     return proc
 
 
