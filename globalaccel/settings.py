@@ -313,8 +313,10 @@ def _check_center_health(item: str, file: Path, line: int | None, key: str, prob
     center, sep, url = item.partition("=")
     try:
         parts = urllib.parse.urlsplit(url)
-        ok = (bool(sep and center) and parts.scheme in ("http", "https") and parts.port is not None and parts.hostname is not None
-              and not parts.path.strip("/") and bool(ipaddress.ip_address(parts.hostname)))
+        ip = ipaddress.ip_address(parts.hostname or "")
+        plain = not (isinstance(ip, ipaddress.IPv6Address) and (ip.ipv4_mapped is not None or ip.scope_id is not None))
+        ok = (bool(sep and center) and parts.scheme in ("http", "https") and parts.port is not None and parts.port > 0
+              and not parts.path.strip("/") and not parts.query and not parts.fragment and parts.username is None and plain)
     except ValueError:
         ok = False
     if not ok:

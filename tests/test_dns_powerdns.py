@@ -40,6 +40,9 @@ TABLE = route_table(PROD)
 ANSWERS = Answers.from_table(TABLE, PROD)
 
 
+# The test networks at /24, what resolvers send: PowerDNS answers no coarser source prefix (see
+# test_a_source_prefix_coarser_than_24_gets_no_address).
+NETWORKS_24 = {code: f"{network.split('/')[0]}/24" for code, network in NETWORKS.items()}
 # Where PowerDNS's ifurlup checks the centers: loopback addresses with nothing listening (every center seen
 # down, so each country gets its chosen path), never the stack's own center addresses, which are not on
 # this machine (a check there would leave loopback).
@@ -56,9 +59,9 @@ def pdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, PowerD
         yield port, provider
 
 
-def query(port: int, subnet: str, name: str = PROD.service_name) -> dns.message.Message:
+def query(port: int, subnet: str, name: str = PROD.service_name, rdtype: str = "A") -> dns.message.Message:
     address, prefix = subnet.split("/")
-    q = dns.message.make_query(name, "A", use_edns=0, options=[dns.edns.ECSOption(address, int(prefix))])
+    q = dns.message.make_query(name, rdtype, use_edns=0, options=[dns.edns.ECSOption(address, int(prefix))])
     return dns.query.udp(q, "127.0.0.1", port=port, timeout=5)
 
 
@@ -76,14 +79,14 @@ def test_powerdns_and_embedded_answer_alike_for_every_test_network(pdns: tuple[i
     port, provider = pdns
     assert sync(provider, TABLE) == 1
     with RunningServer(DnsResponder(snapshot_for(PROD, ANSWERS))) as embedded:
-        for country, subnet in NETWORKS.items():
+        for country, subnet in NETWORKS_24.items():
             theirs = query(port, subnet)
             ours = query(embedded.port, subnet)
             assert theirs.rcode() == ours.rcode() == dns.rcode.NOERROR
             assert addresses(theirs) == addresses(ours), country
             route = ANSWERS.country(country)
             assert addresses(theirs) == (set(route.addresses) if isinstance(route, Served) else set())
-    assert addresses(query(port, NETWORKS["RU"])) == set()  # strict, no center: fails closed in PowerDNS too
+    assert addresses(query(port, NETWORKS_24["RU"])) == set()  # strict, no center: fails closed in PowerDNS too
 
 
 def test_table_change_is_one_patch_and_rerun_is_none(pdns: tuple[int, PowerDnsBackend]) -> None:
@@ -96,7 +99,7 @@ def test_table_change_is_one_patch_and_rerun_is_none(pdns: tuple[int, PowerDnsBa
     before = provider.requests
     assert sync(provider, table) == 1
     assert provider.requests - before == 2  # one GET (list) + one PATCH
-    assert victim.address not in addresses(query(port, NETWORKS["DE"]))
+    assert victim.address not in addresses(query(port, NETWORKS_24["DE"]))
     assert sync(provider, table) == 0
 
 
@@ -238,9 +241,62 @@ def test_a_secondary_powerdns_fed_by_axfr_answers_like_the_primary(pdns: tuple[i
         deadline = time.monotonic() + 30
         while not call("GET", f"/zones/{zone}").get("rrsets") and time.monotonic() < deadline:
             time.sleep(0.2)
-        for country, subnet in NETWORKS.items():
+        for country, subnet in NETWORKS_24.items():
             theirs, ours = query(second_port, subnet), query(port, subnet)
             assert theirs.rcode() == ours.rcode() == dns.rcode.NOERROR, country
             assert addresses(theirs) == addresses(ours), country
             route = ANSWERS.country(country)
             assert addresses(theirs) == (set(route.addresses) if isinstance(route, Served) else set()), country
+
+
+def test_a_source_prefix_coarser_than_24_gets_no_address(pdns: tuple[int, PowerDnsBackend]) -> None:
+    """PowerDNS scopes a LUA answer to the query's source prefix, not to the GeoIP block it decided on. Asked
+    for 1.0.0.0/16, it would place the /16 in one country and a resolver would cache that answer, scope /16,
+    for every /24 inside, although PowerDNS's own data puts another country's clients in some of them (the
+    reviewer's case: Australia's answer over Chinese /24s). So a source prefix shorter than /24 gets no
+    address, and each /24 inside still gets its own country's answer."""
+    port, provider = pdns
+    sync(provider, TABLE)
+    probe = provider.layout.geo_probe
+    placed = {}
+    for third in range(4):
+        network = f"1.0.{third}.0/24"
+        reply = query(port, network, name=probe.rstrip("."), rdtype="TXT")
+        placed[network] = next(b"".join(r.strings).decode().upper() for rrset in reply.answer for r in rrset)
+    assert len(set(placed.values())) > 1, placed  # the /16 really spans countries in PowerDNS's own data
+    coarse = query(port, "1.0.0.0/16")
+    assert coarse.rcode() == dns.rcode.NOERROR and addresses(coarse) == set()
+    for network, code in placed.items():
+        route = ANSWERS.country(code) if code in PROD.countries else None
+        expected = set(route.addresses) if isinstance(route, Served) else set()
+        assert addresses(query(port, network)) == expected, (network, code)
+
+
+def test_an_unlawful_path_waiting_in_a_chain_is_found_before_any_center_fails(pdns: tuple[int, PowerDnsBackend],
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeded by hand: Germany's record gets a Singapore edge's ap-southeast-1 address as a path further down
+    its chain. With every center as it is, PowerDNS still answers Germany's first path, so asking cannot see
+    it; the audit judges every address each country's record may answer, and a stray A record beside the
+    records (at none.cc, where fail-closed and unlocated clients go) too. Sync then removes the stray."""
+    from globalaccel.audit.run import run_audit
+
+    port, provider, options = synced_for_audit(pdns, monkeypatch)
+    singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
+    germany = provider.layout.country_name("DE")
+    rtype, code = lua_code(next(r for r in provider.records() if r.type == "LUA" and r.name == germany).values[0])
+    # The Singapore path goes last: the chosen path stays first, the unlawful one waits for a failure.
+    tampered = lua_record(rtype, code.replace("}}} local s=", f"}}}},{{'127.0.99.4',{{'{singapore}'}}}}}} local s=", 1))
+    assert tampered != lua_record(rtype, code)
+    stray = {"name": provider.layout.nowhere, "type": "A", "ttl": 60, "changetype": "REPLACE",
+             "records": [{"content": singapore, "disabled": False}]}
+    chain = {"name": germany, "type": "LUA", "ttl": 60, "changetype": "REPLACE", "records": [{"content": tampered, "disabled": False}]}
+    provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [chain, stray]})
+    try:
+        assert singapore not in addresses(query(port, NETWORKS_24["DE"]))  # not answered now: only latent
+        report = run_audit(PROD, options)
+        found = {(v.kind, v.subject) for v in report.violations}
+        assert ("latent_out_of_region_answer", "DE") in found, found
+        assert ("latent_out_of_region_answer", provider.layout.nowhere) in found, found
+    finally:
+        sync(provider, TABLE)
+    assert not [r for r in provider.records() if r.name == provider.layout.nowhere and r.type == "A"]  # sync removed the stray

@@ -132,6 +132,9 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         expected = expected_from_log(log, topology)
         answer = seen.get
     elif options.source == "powerdns":
+        import urllib.parse
+
+        from globalaccel.audit.powerdns_latent import latent_paths
         from globalaccel.dns.powerdns import compile_powerdns
         from globalaccel.dns.powerdns import layout_for as powerdns_layout
 
@@ -143,6 +146,9 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
                                                                 health=settings.center_health_endpoints)]
         findings += record_drift(records, desired, pdns_layout.owns)
         notes.append(f"drift: the live zone compared with {drift_from}")
+        # Every path each country's record may answer under any health state, not only the one answered now.
+        health = [urllib.parse.urlsplit(u).hostname or "" for u in settings.center_health_endpoints.values()]
+        findings += latent_paths(topology, records, pdns_layout, [*health, *(c.address for c in topology.centers)])
         live_anchor = read_anchor(records, pdns_layout)
         if not any(r.name == pdns_layout.geo_probe for r in records):
             raise AuditCannotRun(f"no {pdns_layout.geo_probe} record in PowerDNS: sync the zone with globalaccel first")

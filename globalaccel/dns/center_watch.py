@@ -1,9 +1,10 @@
 """A DNS server's own view of center health: what lets a self-hosted server in every center fail over
 without the controller (static stability, as Route 53's health checks do for the hosted zone).
 
-Each server probes every center's `/healthz` from where it stands (over TLS unless the stack probes plain
-http: the endpoint Route 53's HTTPS checks and PowerDNS's ifurlup ask too; the certificate is not
-verified, as Route 53 does not), with its own hysteresis (down after
+Each server probes every center's `/healthz` from where it stands: over TLS unless the stack probes
+plain http (the endpoint Route 53's HTTPS checks and PowerDNS's ifurlup ask too; the certificate is not
+verified, as Route 53 does not), with 2 s to answer, as ifurlup (a TLS handshake between distant
+centers takes two round trips of ~300 ms), and its own hysteresis (down after
 `down_after` failures in a row, up after `up_after` successes). Unknown is up: before its first verdict,
 and for a center it cannot judge, the server answers the published table as it is (fail static; every
 path of a chain is lawful anyway).
@@ -21,7 +22,7 @@ from globalaccel.dns.embedded import DnsResponder
 
 class CenterWatch:
     def __init__(self, targets: Mapping[str, tuple[str, int]], on_change: Callable[[frozenset[str]], None],
-                 source: str | None = None, interval_s: float = 1.0, timeout_s: float = 0.5, down_after: int = 2,
+                 source: str | None = None, interval_s: float = 1.0, timeout_s: float = 2.0, down_after: int = 2,
                  up_after: int = 2, tls: bool = False) -> None:
         self.targets = dict(targets)  # center -> (host, port) of its health endpoint
         self.on_change = on_change

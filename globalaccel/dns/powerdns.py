@@ -111,9 +111,13 @@ def canonical_address(address: str, what: str) -> str:
     """The address as PowerDNS writes it back (ifurlup returns addresses in canonical form, so the snippet
     compares canonical forms); anything but an IP address is refused before it reaches Lua."""
     try:
-        return str(ipaddress.ip_address(address))
+        ip = ipaddress.ip_address(address)
     except ValueError:
         raise LuaValidationError(f"refusing to embed {what} {address!r} in Lua: not an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and (ip.ipv4_mapped is not None or ip.scope_id is not None):
+        # PowerDNS spells these differently from Python: the snippet's comparison would never match.
+        raise LuaValidationError(f"refusing {what} {address!r}: use a plain IPv4 or IPv6 address (no IPv4-mapped or scoped form)")
+    return str(ip)
 
 
 def lua_for_country(paths: tuple[tuple[str | None, tuple[str, ...]], ...], health_url: str | None) -> str:
@@ -153,8 +157,13 @@ def lua_dispatch(served: list[str], zone: str) -> str:
         raise LuaValidationError(f"refusing to embed zone {zone!r} in Lua")
     # Bracketed keys: several country codes are Lua keywords (do, in, or, if).
     listed = ",".join(f"['{code.lower()}']=1" for code in sorted(served))
-    return lua_record("CNAME", f";local s={{{listed}}} local c=countryCode() if s[c] then return c..'.cc.{zone}' end "
-                               f"return 'none.cc.{zone}'")
+    # PowerDNS scopes a LUA answer to the query's source prefix, not to the GeoIP block it decided on: a
+    # resolver sending a /16 would cache one country's answer for every /24 inside it, another country's
+    # clients included. Source prefixes shorter than /24 (IPv4) or /48 (IPv6) get no address (resolvers
+    # send /24 and /56 by default); the embedded server, which knows its ranges, scopes them instead.
+    coarse = ("ecswho ~= nil and ((ecswho:isIPv4() and ecswho:getBits() < 24) or (ecswho:isIPv6() and ecswho:getBits() < 48))")
+    return lua_record("CNAME", f";if {coarse} then return 'none.cc.{zone}' end local s={{{listed}}} local c=countryCode() "
+                               f"if s[c] then return c..'.cc.{zone}' end return 'none.cc.{zone}'")
 
 
 @dataclass(frozen=True)
@@ -177,17 +186,21 @@ class PowerDnsLayout(ZoneOwnership):
         return f"none.{self.countries}"
 
     def owns(self, record: Record) -> bool:
+        """Every record at the service name and under `cc.`, whatever its type: a stray A beside a country's
+        LUA record would be answered with it, so sync removes it."""
         if record.name == self.owner_name:
             return record.type == "TXT"
-        if record.name == self.nowhere:
-            return record.type == "TXT"
-        if record.name.endswith("." + self.countries):
-            return record.type == "LUA"
-        return record.type == "LUA" and record.name in (self.service, self.geo_probe)
+        if record.name in (self.service, self.countries) or record.name.endswith("." + self.countries):
+            return True
+        return record.type == "LUA" and record.name == self.geo_probe
 
 
 def layout_for(topology: Topology) -> PowerDnsLayout:
     return PowerDnsLayout(fqdn(topology.zone), fqdn(topology.service_name), topology.stack)
+
+
+def _netloc(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def compile_powerdns(topology: Topology, answers: Answers, ttl: int = RECORD_TTL,
@@ -196,7 +209,7 @@ def compile_powerdns(topology: Topology, answers: Answers, ttl: int = RECORD_TTL
     `health`: each center's health endpoint as a base URL (scheme://address:port); default: HTTPS on the
     center's address and the probe port, what Route 53's checks ask (http when the stack probes http)."""
     scheme = "http" if topology.probe.kind == "http" else "https"
-    where = {c.id: f"{scheme}://{c.address}:{topology.probe.port}" for c in topology.centers}
+    where = {c.id: f"{scheme}://{_netloc(c.address)}:{topology.probe.port}" for c in topology.centers}
     where.update(health or {})
     unknown = sorted(set(where) - set(topology.center_ids))
     if unknown:
