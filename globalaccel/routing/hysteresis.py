@@ -19,10 +19,14 @@ from globalaccel.routing.table import REASON_BEST, REASON_HELD, CellState, Healt
 from globalaccel.settings import HysteresisSettings
 
 
-def still_valid(prev: CellState, elig: Eligibility, health: Health, allowed_edges: frozenset[str] | None = None) -> bool:
+def still_valid(prev: CellState, elig: Eligibility, health: Health, allowed_edges: frozenset[str] | None = None,
+                spilled: bool = False) -> bool:
     """A held route must still be allowed right now (center and every edge) and fully healthy;
-    otherwise it moves at once."""
-    return (prev.center in elig.centers and bool(prev.edges) and all(e in health.edges for e in prev.edges)
+    otherwise it moves at once. Its center must be in the preferred tier, unless the fresh route is itself
+    spilled to a later tier (a full center): then any healthy center the rule allows may hold it, or every
+    cycle would move spilled cells afresh, edges and all."""
+    centers = {c for tier in elig.tiers for c in tier} if spilled else set(elig.centers)
+    return (prev.center in centers and bool(prev.edges) and all(e in health.edges for e in prev.edges)
             and (allowed_edges is None or all(e in allowed_edges for e in prev.edges)))
 
 
@@ -43,7 +47,7 @@ def decide(
     if prev is None or prev.center is None:
         first_placement = prev is None  # a cell's first route is not a switch
         return fresh._replace(last_switch_at=None if first_placement else now), REASON_BEST
-    if not still_valid(prev, elig, health, allowed_edges):
+    if not still_valid(prev, elig, health, allowed_edges, spilled=fresh.center not in elig.centers):
         return fresh._replace(last_switch_at=now), REASON_BEST
     if (prev.center, prev.edges) == (fresh.center, fresh.edges):
         # Same route: keep its capacity shares. The greedy split is sensitive to rank order, and
