@@ -137,3 +137,27 @@ def test_one_spike_does_not_move_a_route_that_a_moving_average_would() -> None:
         assert edges[0] in table.routes[CELL].edge_ids, step
     ewma = latency.paths[(table.routes[CELL].center or "", edges[0])].ewma
     assert ewma is not None  # the moving average did see the spike (and decays from it)
+
+
+def test_a_route_spilled_to_a_later_tier_is_held_while_the_fresh_route_is_spilled_too() -> None:
+    """A cell its rule prefers on eu-central-1, spilled to us-east-1 (a later tier) because eu-central-1 is
+    full. Next cycle the fresh route is spilled again, with other edges no better than the current ones:
+    the current route is held (it is lawful and healthy). It used to count as invalid for not being in the
+    preferred tier, so every cycle moved spilled cells afresh. Once the fresh route is back on the preferred
+    tier, the spilled one moves at once."""
+    from globalaccel.residency import Eligibility
+    from globalaccel.routing.hysteresis import decide
+    from globalaccel.routing.table import REASON_BEST, CellState
+
+    topo = load_stack("dev", STACKS)
+    hyst = topo.routing.hysteresis
+    health = Health.all_up(topo)
+    edges = [e.id for e in topo.edges]
+    elig = Eligibility((("eu-central-1",), ("us-east-1",)), False)
+    prev = CellState("us-east-1", tuple(edges[:2]), (0.5, 0.5), 0, None)
+    spilled = CellState("us-east-1", tuple(edges[2:4]), (0.5, 0.5))
+    held, reason = decide(prev, spilled, 100.0, lambda route: 100.0, elig, health, 1000.0, hyst)
+    assert (held.edges, reason) == (prev.edges, REASON_HELD)
+    back = CellState("eu-central-1", tuple(edges[2:4]), (0.5, 0.5))
+    moved, reason = decide(prev, back, 100.0, lambda route: 100.0, elig, health, 1000.0, hyst)
+    assert (moved.center, reason) == ("eu-central-1", REASON_BEST)
