@@ -21,7 +21,7 @@ import pytest
 from globalaccel.answers import Answers, Served
 from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.dns.powerdns import PowerDnsBackend, compile_powerdns, layout_for, lua_code
-from globalaccel.emulated.failover import start_world
+from globalaccel.emulated.failover import judge_answers, start_world
 from globalaccel.emulated.world import center_address
 from globalaccel.routing.summary import route_table
 from globalaccel.topology import Topology, load_stack
@@ -51,21 +51,9 @@ class Plane:
     def judge(self, server: str, code: str) -> tuple[set[str], list[str]]:
         """The centers a client of `code` is answered through by `server`, and any unlawful path among them."""
         reply = self.ask(server, self.topology.service_name, "A", NETWORKS[code])
-        centers, wrong = set(), []
-        for rrset in reply.answer:
-            if rrset.rdtype != dns.rdatatype.A:
-                continue  # the CNAME to the country's own name
-            for record in rrset:
-                path = self.topology.path_by_address.get(record.address)
-                if path is None:
-                    wrong.append(f"{code} via {server}: {record.address} is no edge's")
-                    continue
-                edge, center = path
-                centers.add(center)
-                why = self.topology.residency.path_violation(code, edge.country, edge.role, center)
-                if why is not None:
-                    wrong.append(f"{code} via {server}: {record.address} -> {edge.id} -> {center}: {why}")
-        return centers, wrong
+        # A records only: the CNAME to the country's own name comes first.
+        addresses = [r.address for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for r in rrset]
+        return judge_answers(self.topology, code, addresses, f"via {server}")
 
     def expected(self, down: set[str]) -> dict[str, str]:
         out = {}

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,24 @@ from globalaccel.dns.embedded import DnsResponder
 from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
 from globalaccel.routing.summary import route_table
 from globalaccel.topology import Topology
+
+
+def judge_answers(topology: Topology, country: str, addresses: Iterable[str], where: str) -> tuple[set[str], list[str]]:
+    """The centers a client of `country` was answered through, and every answer outside its allowed paths
+    (each address names its edge and the center that edge forwards to: the catalog)."""
+    centers: set[str] = set()
+    wrong: list[str] = []
+    for address in addresses:
+        path = topology.path_by_address.get(address)
+        if path is None:
+            wrong.append(f"{country} {where}: {address} is no edge's")
+            continue
+        edge, center = path
+        centers.add(center)
+        why = topology.residency.path_violation(country, edge.country, edge.role, center)
+        if why is not None:
+            wrong.append(f"{country} {where}: {address} -> {edge.id} -> {center}: {why}")
+    return centers, wrong
 
 
 def server_address(index: int) -> str:
@@ -67,20 +85,7 @@ class DataPlane:
 
     def judge(self, server: str, country: str, timeout: float = 1.0) -> tuple[set[str], list[str]]:
         """One query: the centers the answers lead to, and any answer outside the country's allowed paths."""
-        out = []
-        centers = set()
-        residency = self.topology.residency
-        for address in self.ask(server, country, timeout):
-            path = self.topology.path_by_address.get(address)
-            if path is None:
-                out.append(f"{country} via {server}: {address} is no edge's")
-                continue
-            edge, center = path
-            centers.add(center)
-            why = residency.path_violation(country, edge.country, edge.role, center)
-            if why is not None:
-                out.append(f"{country} via {server}: {address} -> {edge.id} -> {center}: {why}")
-        return centers, out
+        return judge_answers(self.topology, country, self.ask(server, country, timeout), f"via {server}")
 
     def expected(self, down: set[str]) -> dict[str, str]:
         """Country -> the center it should be answered through with `down` centers lost: the first live center
