@@ -64,6 +64,11 @@ class Locator(Protocol):
         """(where the network address/srclen is, or None; the ECS scope). srclen None: the whole address."""
         ...
 
+    def locate_prefix(self, family: int, first: int, srclen: int) -> tuple[Location | None, int]:
+        """`locate` for a network given as integers: family 4 or 6 (IPv4-mapped IPv6 excluded), its first
+        address with no bits beyond srclen set. The embedded server's per-query path: no text, no objects."""
+        ...
+
 
 def _network(address: str, srclen: int | None) -> tuple[int, int, int, int]:
     """(family, bits, first address, last address) of address/srclen."""
@@ -105,6 +110,10 @@ class CountryLocator:
 
     def locate(self, address: str, srclen: int | None = None) -> tuple[Location | None, int]:
         return _in_family_of(address, self._locate(address, srclen))
+
+    def locate_prefix(self, family: int, first: int, srclen: int) -> tuple[Location | None, int]:
+        make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+        return self._locate(str(make(first)), srclen)
 
     def _locate(self, address: str, srclen: int | None) -> tuple[Location | None, int]:
         family, bits, first, last = _network(address, srclen)
@@ -333,8 +342,14 @@ class NetworkMap:
     def locate(self, address: str, srclen: int | None = None) -> tuple[Location | None, int]:
         return _in_family_of(address, self._locate(address, srclen))
 
+    def locate_prefix(self, family: int, first: int, srclen: int) -> tuple[Location | None, int]:
+        bits = 32 if family == 4 else 128
+        return self._locate_block(family, bits, first, first + (1 << (bits - min(srclen, bits))) - 1)
+
     def _locate(self, address: str, srclen: int | None) -> tuple[Location | None, int]:
-        family, bits, first, last = _network(address, srclen)
+        return self._locate_block(*_network(address, srclen))
+
+    def _locate_block(self, family: int, bits: int, first: int, last: int) -> tuple[Location | None, int]:
         length = bits - (last - first).bit_length()
         r = self._ranges[family]
         i = bisect.bisect_right(r.starts, first) - 1

@@ -69,6 +69,9 @@ class NaiveScope:
         location, _ = self.inner.locate(str(first), ip.max_prefixlen)
         return location, length
 
+    def locate_prefix(self, family: int, first: int, srclen: int) -> tuple[Location | None, int]:
+        return self.locate(str(ipaddress.IPv4Address(first) if family == 4 else ipaddress.IPv6Address(first)), srclen)
+
 
 @dataclass(frozen=True)
 class Client:

@@ -19,8 +19,8 @@ from globalaccel.control.http import LoopHttpServer
 from globalaccel.control.loop import ControlLoop, CycleReport, Lease
 from globalaccel.control.metrics import LoopMetrics
 from globalaccel.control.state import FileLease
-from globalaccel.dns.embedded import EmbeddedDnsServer
 from globalaccel.dns.embedded_backend import ZONE_FILE, EmbeddedBackend, responder_for
+from globalaccel.dns.embedded_server import EmbeddedDnsServer
 from globalaccel.dns.factory import open_backend
 from globalaccel.emulated.world import center_address, down_centers, edge_address
 from globalaccel.errors import UsageError

@@ -14,13 +14,10 @@ query reads one snapshot from start to end.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import cast
 
 import dns.edns
 import dns.exception
@@ -34,13 +31,17 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from globalaccel.dns.wire import bad_ecs, has_opt, question_name_end, routable
+from globalaccel.dns import fast_path
+from globalaccel.dns.wire import bad_ecs, has_opt, question_name_end, routable, routable_int
 from globalaccel.locate import CountryLocator, Location, Locator, country_of
 
-UDP_DEFAULT_PAYLOAD = 512
-OUR_EDNS_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
-TCP_IDLE_S = 10.0
-CACHE_LIMIT = 65_536
+UDP_DEFAULT_PAYLOAD = fast_path.UDP_DEFAULT_PAYLOAD
+OUR_EDNS_PAYLOAD = fast_path.OUR_EDNS_PAYLOAD
+# The full path's response cache, bounded in bytes (keys and values): a flood of distinct or padded queries
+# empties it, never grows memory. Queries above CACHEABLE_QUERY_BYTES (a 60 KB option, say) are never kept.
+CACHE_BYTES = 8 << 20
+CACHEABLE_QUERY_BYTES = 512
+RENDERED_LOCATIONS_MAX = 65_536
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,12 @@ class DnsResponder:
         # is, -> response bytes after the ID and what kind of answer it was. Everything a response
         # depends on is in the key, so a hit is byte-identical to recomputing it.
         self._cache: dict[tuple[bytes, bool, Location | None], tuple[bytes, str]] = {}
-        self.cache_enabled = True
+        self._cache_bytes = 0
+        # The fast path's records for each location seen, from one snapshot and one health view: (answer count,
+        # authority count, records). Swapped whole with the snapshot, in one tuple.
+        self._view: tuple[ZoneSnapshot, dict[Location, tuple[int, int, bytes]], bytes, bytes] = \
+            self._new_view(snapshot)
+        self.cache_enabled = True  # False: every query through the full dnspython path (tests compare the two)
         self._kind = ""
         self._down: frozenset[str] = frozenset()  # centers this server's own health view sees down
         self._isolated = False  # it sees every center down: most likely itself cut off
@@ -126,6 +132,7 @@ class DnsResponder:
             self._cache = {}
             self._down = down
             self._isolated = isolated
+            self._view = self._new_view(self._snapshot)
 
     @property
     def snapshot(self) -> ZoneSnapshot:
@@ -135,9 +142,25 @@ class DnsResponder:
         # Reference assignments: every query reads one snapshot and one cache built from it.
         self._cache = {}
         self._snapshot = snapshot
+        self._view = self._new_view(snapshot)
+
+    def _new_view(self, snapshot: ZoneSnapshot) -> tuple[ZoneSnapshot, dict[Location, tuple[int, int, bytes]], bytes, bytes]:
+        """(snapshot, its fast-path renderings, the service name in wire format lower case, the SOA record of
+        a NODATA as the full path renders it after the service name's question). One tuple, assigned at once:
+        a query never pairs one snapshot with renderings of another."""
+        service = snapshot.service.to_digestable()  # wire format, lower case
+        message = dns.message.Message()
+        message.find_rrset(message.question, snapshot.service, dns.rdataclass.IN, dns.rdatatype.A, create=True)
+        message.authority.append(self._soa(snapshot))
+        soa = message.to_wire(want_shuffle=False)[12 + len(service) + 4 :]
+        return snapshot, {}, service, soa
 
     def respond(self, wire: bytes, source: str, udp: bool) -> bytes | None:
-        end = question_name_end(wire) if self.cache_enabled else None
+        if self.cache_enabled:
+            reply = self._fast(wire, udp)
+            if reply is not None:
+                return reply
+        end = question_name_end(wire) if self.cache_enabled and len(wire) <= CACHEABLE_QUERY_BYTES else None
         if end is None:
             return self._respond(wire, source, udp)
         # The question name is keyed lower-cased so resolvers' 0x20 case randomisation still hits;
@@ -155,9 +178,42 @@ class DnsResponder:
         self._kind = "dropped"
         reply = self._respond(wire, source, udp)
         if reply is not None and self._kind not in ("formerr", "dropped") and reply[12:end].lower() == wire[12:end].lower():
-            if len(cache) >= CACHE_LIMIT:
+            cost = len(key[0]) + len(reply)
+            if self._cache_bytes + cost > CACHE_BYTES:
                 cache.clear()
+                self._cache_bytes = 0
             cache[key] = (reply[2:], self._kind)
+            self._cache_bytes += cost
+        return reply
+
+    def _fast(self, wire: bytes, udp: bool) -> bytes | None:
+        """The service name's A answer for a client located by ECS, from rendered records (fast_path); None:
+        the full path decides."""
+        snap, rendered, service, soa = self._view
+        query = fast_path.parse_service_query(wire, service)
+        if query is None or self._isolated or not routable_int(query.family, query.first):
+            return None
+        location, scope = self.locator.locate_prefix(query.family, query.first, query.srclen)
+        if location is None:
+            return None
+        records = rendered.get(location)
+        if records is None:
+            addresses = self._addresses(snap, location)
+            records = (len(addresses), 0, fast_path.answer_records(addresses, snap.ttl)) if addresses else (0, 1, soa)
+            if len(rendered) >= RENDERED_LOCATIONS_MAX:
+                rendered.clear()
+            rendered[location] = records
+        answers, authority, body = records
+        reply = fast_path.respond(wire, query, scope, answers, authority, body, udp)
+        if reply is None:
+            return None
+        stats = self.stats
+        stats.queries += 1
+        if answers:
+            stats.answered += 1
+        else:
+            stats.nodata += 1
+        stats.by_rcode["NOERROR"] = stats.by_rcode.get("NOERROR", 0) + 1
         return reply
 
     def _note(self, kind: str) -> None:
@@ -327,6 +383,8 @@ class DnsResponder:
 
     def _finish(self, response: dns.message.Message, rcode: dns.rcode.Rcode, udp: bool, query: dns.message.Message) -> bytes:
         response.set_rcode(rcode)
+        if response.edns >= 0 and query.edns >= 0:
+            response.ednsflags |= query.ednsflags & dns.flags.DO  # RFC 3225 3: the DO bit is copied
         name = dns.rcode.to_text(rcode)
         self.stats.by_rcode[name] = self.stats.by_rcode.get(name, 0) + 1
         limit = 65535
@@ -344,64 +402,3 @@ class DnsResponder:
             response.additional.clear()
             response.flags |= dns.flags.TC
             return response.to_wire(max_size=limit, want_shuffle=False)
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, responder: DnsResponder) -> None:
-        self.responder = responder
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # asyncio's selector UDP transport is not a registered DatagramTransport subclass.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = self.responder.respond(data, addr[0], udp=True)
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
-
-
-class EmbeddedDnsServer:
-    """UDP and TCP listeners around one DnsResponder."""
-
-    def __init__(self, responder: DnsResponder, host: str, port: int) -> None:
-        self.responder = responder
-        self.host = host
-        self.port = port
-        self._udp: asyncio.DatagramTransport | None = None
-        self._tcp: asyncio.base_events.Server | None = None
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self.responder), local_addr=(self.host, self.port))
-        self._udp = transport
-        if self.port == 0:
-            self.port = transport.get_extra_info("sockname")[1]
-        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._udp is not None:
-            self._udp.close()
-        if self._tcp is not None:
-            self._tcp.close()
-            await self._tcp.wait_closed()
-
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        source = peer[0] if peer else "0.0.0.0"
-        try:
-            while True:
-                header = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_S)
-                (length,) = struct.unpack("!H", header)
-                wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_S)
-                reply = self.responder.respond(wire, source, udp=False)
-                if reply is None:
-                    break
-                writer.write(struct.pack("!H", len(reply)) + reply)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()

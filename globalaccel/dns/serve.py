@@ -12,8 +12,9 @@ import dns.name
 from globalaccel.answers import Answers
 from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.dns.center_watch import CenterWatch
-from globalaccel.dns.embedded import EmbeddedDnsServer, ZoneSnapshot
+from globalaccel.dns.embedded import ZoneSnapshot
 from globalaccel.dns.embedded_backend import EmbeddedBackend, responder_for, snapshot_from_json
+from globalaccel.dns.embedded_server import EmbeddedDnsServer
 from globalaccel.errors import UsageError
 from globalaccel.locate import example_network
 from globalaccel.routing.summary import route_table

@@ -4,6 +4,8 @@ is well-formed (RFC 7871 6), and whether an ECS address says anything about wher
 
 from __future__ import annotations
 
+import bisect
+import functools
 import ipaddress
 import struct
 
@@ -31,6 +33,35 @@ def routable(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_global
+
+
+@functools.lru_cache(maxsize=2)
+def _routable_table(family: int) -> tuple[list[int], list[bool]]:
+    """Where `routable` changes value in one family, and its value from each change on. `ipaddress` decides
+    is_global by membership in its own special-purpose networks, so the value is constant between their
+    boundaries: it is read off the real function at each boundary, never restated here."""
+    make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+    network = ipaddress.IPv4Network if family == 4 else ipaddress.IPv6Network
+    # The module's own table of special-purpose networks (not public API; a test checks the result against
+    # `routable` on random and boundary addresses, so a change in it fails loudly, not silently).
+    constants = getattr(ipaddress, "_IPv4Constants" if family == 4 else "_IPv6Constants")
+    top = 1 << (32 if family == 4 else 128)
+    edges = {0}
+    for value in vars(constants).values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, network):
+                edges.add(int(item.network_address))
+                edges.add(int(item.broadcast_address) + 1)
+            elif isinstance(item, make):
+                edges.update((int(item), int(item) + 1))
+    starts = sorted(e for e in edges if e < top)
+    return starts, [routable(str(make(start))) for start in starts]
+
+
+def routable_int(family: int, address: int) -> bool:
+    """`routable` for an address given as an integer (4 or 6; not IPv4-mapped IPv6): the per-query path."""
+    starts, values = _routable_table(family)
+    return values[bisect.bisect_right(starts, address) - 1]
 
 
 def has_opt(wire: bytes) -> bool:

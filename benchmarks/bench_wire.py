@@ -1,0 +1,158 @@
+"""Embedded DNS server on the wire: queries/s on one core with every query from a different /24 (issue #11, 4).
+
+    .venv/bin/python -m benchmarks.bench_wire [--seconds 8] [--rates 10000,20000,30000,40000]
+
+The real server (`globalaccel dns serve --stack prod`, prod's cells and network database) runs as its own
+process pinned to core 0 (`taskset -c 0`); this script is the load generator, pinned to core 1. dnsperf
+cannot vary ECS per query, so the generator is here: an open loop that sends, at a fixed rate for a fixed
+time, queries each carrying a different /24 that the database places (ECS source /24, 0x20 case), over one
+UDP socket, and counts the responses that come back NOERROR (addresses, or NODATA where a country fails closed). A step's loss is
+sent - answered after a one-second drain. The table reports each step's offered and answered rate and loss;
+`max_rate_without_loss` is the highest step with 0 loss. Also, for the record, the same server with the fast
+path off (`--no-cache`: every query through dnspython), which is the per-query path before this issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dns.edns
+import dns.message
+
+from globalaccel.locate import NetworkMap
+from globalaccel.topology import load_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def distinct_slash24s(located: NetworkMap, count: int, seed: int) -> list[str]:
+    """`count` different /24s the database places (first /24s of its networks, then more inside big ones)."""
+    out: list[str] = []
+    networks = [ipaddress.IPv4Network(n) for n, _ in located.ranges(4)]
+    random.Random(seed).shuffle(networks)
+    depth = 0
+    while len(out) < count and depth < 256:
+        for net in networks:
+            if net.prefixlen <= 24 and depth < net.num_addresses // 256:
+                out.append(str(net.network_address + 256 * depth))
+                if len(out) == count:
+                    break
+        depth += 1
+    return out
+
+
+def queries(service: str, slash24s: list[str], seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    wires = []
+    for n, network in enumerate(slash24s):
+        name = "".join(ch.upper() if rng.random() < 0.5 else ch for ch in service)
+        message = dns.message.make_query(name, "A", use_edns=0, options=[dns.edns.ECSOption(network, 24)])
+        message.id = n & 0xFFFF
+        wires.append(message.to_wire())
+    return wires
+
+
+def load_step(port: int, wires: list[bytes], rate: int, seconds: float) -> dict[str, float]:
+    """Open loop: wires[i] goes at start + i / rate, whatever has come back."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    total = min(len(wires), int(rate * seconds))
+    answered = bad = 0
+    start = time.perf_counter()
+    sent = 0
+
+    def drain() -> None:
+        nonlocal answered, bad
+        while True:
+            try:
+                reply = sock.recv(4096)
+            except BlockingIOError:
+                return
+            # RCODE NOERROR (with addresses, or NODATA for a fail-closed country): read off the header.
+            if reply[3] & 0x0F == 0:
+                answered += 1
+            else:
+                bad += 1
+
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            try:
+                sock.send(wires[sent])
+            except BlockingIOError:
+                break
+            sent += 1
+        drain()
+    elapsed = time.perf_counter() - start
+    end = time.perf_counter() + 1.0
+    while time.perf_counter() < end:
+        drain()
+        time.sleep(0.001)
+    sock.close()
+    return {"offered_qps": round(sent / elapsed), "answered_qps": round(answered / elapsed), "sent": sent,
+            "answered": answered, "not_noerror": bad, "lost": sent - answered - bad,
+            "loss_share": round((sent - answered - bad) / max(sent, 1), 5)}
+
+
+def serve(extra: list[str]) -> tuple[subprocess.Popen[str], int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    cmd = ["taskset", "-c", "0", str(ROOT / ".venv" / "bin" / "globalaccel"), "dns", "serve", "--stack", "prod",
+           "--host", "127.0.0.1", "--port", str(port), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "serving" not in line:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return proc, port
+
+
+def run_server(extra: list[str], wires: list[bytes], rates: list[int], seconds: float) -> list[dict[str, float]]:
+    proc, port = serve(extra)
+    try:
+        load_step(port, wires[:2000], 2000, 1.0)  # warm-up: rendered records per location, code paths
+        return [{"rate": rate, **load_step(port, wires, rate, seconds)} for rate in rates]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rates", default="10000,20000,30000,40000,50000")
+    parser.add_argument("--baseline-rates", default="1000,2000")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {1})
+    prod = load_stack("prod", ROOT / "stacks")
+    assert prod.client_networks is not None
+    located = NetworkMap.from_mmdb(prod.client_networks, prod.cells)
+    rates = [int(r) for r in args.rates.split(",")]
+    slash24s = distinct_slash24s(located, int(max(rates) * args.seconds), seed=1)
+    wires = queries(prod.service_name, slash24s, seed=2)
+    print(f"{len(wires)} queries, each from a different /24 ({len(set(slash24s))} distinct)", file=sys.stderr)
+    fast = run_server([], wires, rates, args.seconds)
+    full = run_server(["--no-cache"], wires, [int(r) for r in args.baseline_rates.split(",")], min(args.seconds, 4.0))
+    best = max((s["answered_qps"] for s in fast if s["lost"] == 0 and s["not_noerror"] == 0), default=0)
+    best_full = max((s["answered_qps"] for s in full if s["lost"] == 0 and s["not_noerror"] == 0), default=0)
+    out = {"distinct_slash24s": len(set(slash24s)), "fast_path": fast, "full_path_no_cache": full,
+           "max_rate_without_loss": best, "full_path_max_rate_without_loss": best_full,
+           "ratio_fast_over_full": round(best / best_full, 1) if best_full else None, "goal_qps": 30_000}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
