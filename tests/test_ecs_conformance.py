@@ -11,6 +11,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 
 from globalaccel.answers import Answers, Served
 from globalaccel.dns.embedded import DnsResponder
@@ -113,8 +114,20 @@ def test_a_two_country_network_never_gets_a_path_through_a_center_seen_down() ->
     assert isinstance(decision, Served)
     r.set_centers_down(frozenset({decision.center}))
     location = Location(DEV.principal_cell["DE"], ("DE", "GB"))
-    got = r._addresses(SNAPSHOT, location)
+    got, _ = r._addresses(SNAPSHOT, location)
     down_paths = {a for p in decision.paths if p.center == decision.center for a in p.addresses}
     assert not set(got) & down_paths
     judge = PathJudge(DEV)
     assert all(judge.allows("DE", a) and judge.allows("GB", a) for a in got)
+
+
+def test_zone_transfers_are_refused_over_tcp_and_udp() -> None:
+    r = responder()
+    for rdtype, name in (("AXFR", DEV.zone), ("IXFR", DEV.zone), ("AXFR", DEV.service_name)):
+        query = dns.message.make_query(name, rdtype)
+        if rdtype == "IXFR":  # RFC 1995: the client's SOA in the authority section
+            query.authority.append(dns.rrset.from_text(f"{DEV.zone}.", 60, "IN", "SOA", f"ns1.{DEV.zone}. h.{DEV.zone}. 1 1 1 1 1"))
+        for udp in (False, True):
+            reply = dns.message.from_wire(r.respond(query.to_wire(), "192.0.2.1", udp=udp) or b"")
+            assert reply.rcode() == dns.rcode.REFUSED, (rdtype, name, udp)
+            assert reply.question == query.question and not reply.answer

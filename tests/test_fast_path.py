@@ -14,6 +14,7 @@ import functools
 import ipaddress
 import random
 import struct
+from collections.abc import Callable, Sequence
 
 import dns.edns
 import dns.flags
@@ -213,3 +214,63 @@ def test_the_header_fields_of_a_fast_answer() -> None:
         assert flags & 0x8400 == 0x8400 and flags & 0x0100 == struct.unpack("!H", wire[2:4])[0] & 0x0100
         return
     raise AssertionError("the fast path answered none of 200 queries")
+
+
+def first_addresses(responder: DnsResponder, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+                    srclen_of: Callable[[ipaddress.IPv4Network | ipaddress.IPv6Network], int]) -> list[tuple[str, dns.message.Message]]:
+    out = []
+    for network in networks:
+        options: list[dns.edns.Option] = [dns.edns.ECSOption(str(network.network_address), srclen_of(network))]
+        wire = dns.message.make_query(PROD.service_name, "A", use_edns=0, options=options).to_wire()
+        reply = dns.message.from_wire(responder.respond(wire, "192.0.2.1", True) or b"")
+        out.append((str(network), reply))
+    return out
+
+
+def test_clients_that_take_the_first_address_spread_by_the_routers_weights() -> None:
+    """Over every network of the database, the first address given is each cell's rank-k edge as often as the
+    weights say (summed per rank over all cells); before, rank 0 was every client's first address."""
+    located, _, networks = world()
+    fast, full = pair()
+    snapshot = fast.snapshot
+    assert snapshot.shares, "the published snapshot carries no shares"
+    observed: dict[int, float] = {}
+    expected: dict[int, float] = {}
+    sample = random.Random(4).sample(networks, 10_000)
+    # The full path (about a millisecond a query) on a part: it must spread the same way, not only byte-match.
+    for responder, asked in ((fast, sample), (full, sample[:1000])):
+        observed.clear()
+        expected.clear()
+        for network, reply in first_addresses(responder, asked, lambda n: n.prefixlen):
+            ip = ipaddress.ip_network(network)
+            location, _ = located.locate(str(ip.network_address), ip.prefixlen)
+            if location is None or len(location.countries) > 1 or not reply.answer:
+                continue
+            cell = location.cell or ""
+            order, shares = snapshot.answers.get(cell, ()), snapshot.shares.get(cell, ())
+            if not shares:
+                continue
+            first = reply.answer[0][0].address
+            observed[order.index(first)] = observed.get(order.index(first), 0) + 1
+            for rank, share in enumerate(shares):
+                expected[rank] = expected.get(rank, 0) + share / sum(shares)
+        total = sum(observed.values())
+        assert total > len(asked) / 3, total
+        for rank in sorted(expected):
+            assert abs(observed.get(rank, 0) - expected[rank]) <= 0.02 * total + 3 * expected[rank] ** 0.5, (rank, observed, expected)
+
+
+def test_every_client_a_cached_answer_may_reach_was_given_the_same_first_address() -> None:
+    """The answer is scoped to the matched network (RFC 7871 7.2.2): a resolver hands it to every client in the
+    scope, so the order must not depend on which /24 of a larger network asked."""
+    _, _, networks = world()
+    fast, full = pair()
+    big = [n for n in networks if n.version == 4 and n.prefixlen <= 20][:300]
+    assert len(big) >= 100
+    for responder in (fast, full):
+        firsts = first_addresses(responder, big, lambda n: 24)
+        lasts = first_addresses(responder, [ipaddress.ip_network(f"{n.broadcast_address}/24", strict=False) for n in big],
+                                lambda n: 24)
+        for (network, a), (_, b) in zip(firsts, lasts, strict=True):
+            assert [list(r) for r in a.answer] == [list(r) for r in b.answer], network
+            assert a.options[0].scopelen == b.options[0].scopelen <= 20

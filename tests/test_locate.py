@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -106,7 +107,8 @@ LONDON, MANCHESTER, BERLIN = (51.5, -0.12), (53.48, -2.24), (52.52, 13.40)
 
 
 @functools.lru_cache(maxsize=1)
-def small_map(tmp: str = "/tmp/globalaccel-test-locate.mmdb") -> tuple[NetworkMap, dict[str, str]]:
+def small_map() -> tuple[NetworkMap, dict[str, str]]:
+    tmp = f"/tmp/globalaccel-test-locate-{os.getpid()}.mmdb"  # one per test process (pytest-xdist workers)
     gb = _find_v4("GB", set())
     ru = _find_v4("RU", {gb >> 16})
     nets = {

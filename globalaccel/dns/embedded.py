@@ -1,4 +1,5 @@
-"""Embedded authoritative DNS server (dnspython + asyncio): the local default backend.
+"""Embedded authoritative DNS server's answers (the sockets are globalaccel.dns.embedded_server): the local
+default backend.
 
 Authoritative for the routing zone only: no recursion (RA never set), REFUSED outside the zone.
 The client is located from EDNS Client Subnet (RFC 7871) or else from the source address, by a locator
@@ -9,7 +10,9 @@ network the database lacks) gets no answer unless `--local-country` says where l
 network both of whose countries' rules apply gets only the addresses lawful for both.
 Fail-closed countries, unknown locations and AAAA queries get NODATA (SOA in authority), never
 another region's edge. A new routing table swaps in atomically: one reference assignment, and every
-query reads one snapshot from start to end.
+query reads one snapshot from start to end. The service name's A query with ECS takes a fast path
+(globalaccel.dns.fast_path) whose bytes equal this module's dnspython rendering; the first address given
+spreads clients by the router's weights (globalaccel.dns.spread).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from globalaccel.dns import fast_path
+from globalaccel.dns import fast_path, spread
 from globalaccel.dns.wire import bad_ecs, has_opt, question_name_end, routable, routable_int
 from globalaccel.locate import CountryLocator, Location, Locator, country_of
 
@@ -64,6 +67,9 @@ class ZoneSnapshot:
     nameservers: tuple[tuple[dns.name.Name, str], ...] = ()
     # country -> the cell answering clients located only by country; absent: the cell named like the country.
     principal: Mapping[str, str] = field(default_factory=dict)
+    # cell -> each answer address's share of clients given it first (globalaccel.dns.spread), per mille, in
+    # the order of `answers`; absent: every client gets the order as it is.
+    shares: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def ns_set(self) -> tuple[tuple[dns.name.Name, str], ...]:
@@ -74,9 +80,19 @@ class ZoneSnapshot:
         return frozenset({self.origin, self.service, *(host for host, _ in self.ns_set)})
 
 
+def _source_key(source: str) -> int:
+    ip = ipaddress.ip_address(source)
+    return spread.network_key(ip.version, int(ip), ip.max_prefixlen)
+
+
 def locate_ip(address: str) -> str | None:
     """The country the offline country dataset gives an address."""
     return country_of(address)
+
+
+# The fast path's records for one location: (answer count, authority count, one rendering per address that
+# may come first, running totals of their shares (empty: the one rendering for every client)).
+_Rendered = tuple[int, int, tuple[bytes, ...], tuple[int, ...]]
 
 
 @dataclass
@@ -109,14 +125,14 @@ class DnsResponder:
         # a zone file's principal map says. None: trust the snapshot (tests that build one by hand).
         self.cell_country = cell_country
         self.stats = ServerStats()
-        # Response cache for one snapshot: query bytes after the ID + transport + where the source
-        # is, -> response bytes after the ID and what kind of answer it was. Everything a response
-        # depends on is in the key, so a hit is byte-identical to recomputing it.
-        self._cache: dict[tuple[bytes, bool, Location | None], tuple[bytes, str]] = {}
+        # Response cache for one snapshot: query bytes after the ID + transport + where the source is and its
+        # address (a query without ECS is spread by it) -> response bytes after the ID and what kind of answer
+        # it was. Everything a response depends on is in the key, so a hit is byte-identical to recomputing it.
+        self._cache: dict[tuple[bytes, bool, Location | None, str], tuple[bytes, str]] = {}
         self._cache_bytes = 0
         # The fast path's records for each location seen, from one snapshot and one health view: (answer count,
         # authority count, records). Swapped whole with the snapshot, in one tuple.
-        self._view: tuple[ZoneSnapshot, dict[Location, tuple[int, int, bytes]], bytes, bytes] = \
+        self._view: tuple[ZoneSnapshot, dict[Location, _Rendered], bytes, bytes] = \
             self._new_view(snapshot)
         self.cache_enabled = True  # False: every query through the full dnspython path (tests compare the two)
         self._kind = ""
@@ -144,7 +160,7 @@ class DnsResponder:
         self._snapshot = snapshot
         self._view = self._new_view(snapshot)
 
-    def _new_view(self, snapshot: ZoneSnapshot) -> tuple[ZoneSnapshot, dict[Location, tuple[int, int, bytes]], bytes, bytes]:
+    def _new_view(self, snapshot: ZoneSnapshot) -> tuple[ZoneSnapshot, dict[Location, _Rendered], bytes, bytes]:
         """(snapshot, its fast-path renderings, the service name in wire format lower case, the SOA record of
         a NODATA as the full path renders it after the service name's question). One tuple, assigned at once:
         a query never pairs one snapshot with renderings of another."""
@@ -167,7 +183,7 @@ class DnsResponder:
         # the reply then carries the query's own name bytes (same length, same offset), so the case
         # is echoed exactly as the resolver expects.
         cache = self._cache
-        key = (wire[2:12] + wire[12:end].lower() + wire[end:], udp, self._locate_source(source))
+        key = (wire[2:12] + wire[12:end].lower() + wire[end:], udp, self._locate_source(source), source)
         hit = cache.get(key)
         if hit is not None:
             self.stats.queries += 1
@@ -186,6 +202,17 @@ class DnsResponder:
             self._cache_bytes += cost
         return reply
 
+    def _render(self, snap: ZoneSnapshot, location: Location, soa: bytes) -> _Rendered:
+        """The fast path's records for one location: (answer count, authority count, one rendering per address
+        that may come first, running totals of their shares (empty: one rendering for every client))."""
+        addresses, shares = self._addresses(snap, location)
+        if not addresses:
+            return 0, 1, (soa,), ()
+        if not shares:
+            return len(addresses), 0, (fast_path.answer_records(addresses, snap.ttl),), ()
+        variants = tuple(fast_path.answer_records((a, *addresses[:i], *addresses[i + 1 :]), snap.ttl) for i, a in enumerate(addresses))
+        return len(addresses), 0, variants, spread.running_totals(shares)
+
     def _fast(self, wire: bytes, udp: bool) -> bytes | None:
         """The service name's A answer for a client located by ECS, from rendered records (fast_path); None:
         the full path decides."""
@@ -198,12 +225,12 @@ class DnsResponder:
             return None
         records = rendered.get(location)
         if records is None:
-            addresses = self._addresses(snap, location)
-            records = (len(addresses), 0, fast_path.answer_records(addresses, snap.ttl)) if addresses else (0, 1, soa)
+            records = self._render(snap, location, soa)
             if len(rendered) >= RENDERED_LOCATIONS_MAX:
                 rendered.clear()
             rendered[location] = records
-        answers, authority, body = records
+        answers, authority, variants, totals = records
+        body = variants[spread.pick(totals, spread.network_key(query.family, query.first, scope))] if totals else variants[0]
         reply = fast_path.respond(wire, query, scope, answers, authority, body, udp)
         if reply is None:
             return None
@@ -253,7 +280,7 @@ class DnsResponder:
             self._note("refused")
             return self._finish(response, dns.rcode.REFUSED, udp, query)
         response.flags |= dns.flags.AA
-        location, scope = self._client_location(query, source)
+        location, scope, network = self._client_location(query, source)
         ecs = next((o for o in query.options if isinstance(o, dns.edns.ECSOption)), None)
         if ecs is not None:
             # RFC 7871 7.2: echo the option. Only the service name's answer is tailored to the
@@ -261,6 +288,11 @@ class DnsResponder:
             tailored = qname == snap.service and qtype == dns.rdatatype.A and scope is not None
             response.use_edns(0, payload=OUR_EDNS_PAYLOAD,
                               options=[dns.edns.ECSOption(ecs.address, ecs.srclen, scope if tailored and scope else 0)])
+        if qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
+            # No zone transfers: the zone is the controller's to publish (every center's server gets it from
+            # the controller), and a transfer would hand out every cell's answer at once (RFC 5936 4.2).
+            self._note("refused")
+            return self._finish(response, dns.rcode.REFUSED, udp, query)
         if qname not in snap.names:
             if any(n.is_subdomain(qname) for n in snap.names):  # an empty non-terminal exists: NODATA
                 return self._nodata(response, snap, udp, query)
@@ -276,7 +308,7 @@ class DnsResponder:
         if self._isolated and qname == snap.service:
             self._note("servfail")
             return self._finish(response, dns.rcode.SERVFAIL, udp, query)
-        rrset = self._lookup(snap, qname, qtype, location)
+        rrset = self._lookup(snap, qname, qtype, location, network)
         if rrset is None:
             return self._nodata(response, snap, udp, query)
         response.answer.append(rrset)
@@ -287,7 +319,8 @@ class DnsResponder:
         return self._finish(response, dns.rcode.NOERROR, udp, query)
 
     # ------------------------------------------------------------------------------------------
-    def _lookup(self, snap: ZoneSnapshot, qname: dns.name.Name, qtype: int, location: Location | None) -> dns.rrset.RRset | None:
+    def _lookup(self, snap: ZoneSnapshot, qname: dns.name.Name, qtype: int, location: Location | None,
+                network: int) -> dns.rrset.RRset | None:
         if qname == snap.origin:
             if qtype == dns.rdatatype.SOA:
                 return self._soa(snap)
@@ -298,16 +331,19 @@ class DnsResponder:
             if qname == host:
                 return dns.rrset.from_text(qname, snap.ttl, "IN", "A", address) if qtype == dns.rdatatype.A else None
         if qname == snap.service and qtype == dns.rdatatype.A and location is not None:
-            addresses = self._addresses(snap, location)
+            addresses, shares = self._addresses(snap, location)
             if addresses:
+                addresses = spread.first_by_share(addresses, shares, network)
                 return dns.rrset.from_text_list(qname, snap.ttl, "IN", "A", list(addresses))
         return None
 
-    def _addresses(self, snap: ZoneSnapshot, location: Location) -> tuple[str, ...]:
+    def _addresses(self, snap: ZoneSnapshot, location: Location) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """(the addresses a client at `location` is given, best first; their shares of clients given each first,
+        when the answer is the cell's chosen path, else ())."""
         home = location.countries[0]
         cell = location.cell or snap.principal.get(home, home)
         if self.cell_country is not None and self.cell_country.get(cell) != home:
-            return ()  # a cell of another country (a stale or tampered principal map): never its answer
+            return (), ()  # a cell of another country (a stale or tampered principal map): never its answer
         addresses = snap.answers.get(cell, ())
         chain = snap.paths.get(cell, ())
         if addresses and self._down and chain:
@@ -321,31 +357,35 @@ class DnsResponder:
             # order); when it sees none up, the chosen path's (fail static). Else nothing.
             judge = self.judge
             if judge is None:
-                return ()
+                return (), ()
             live = [a for center, a in chain if center not in self._down] if chain else [addresses]
             for option in live or [addresses]:
                 lawful = tuple(a for a in option if all(judge(c, a) for c in others))
                 if lawful:
-                    return lawful
-            return ()
-        return addresses
+                    return lawful, ()
+            return (), ()
+        shares = snap.shares.get(cell, ())
+        return addresses, shares if len(shares) == len(addresses) and addresses == snap.answers.get(cell) else ()
 
-    def _client_location(self, query: dns.message.Message, source: str) -> tuple[Location | None, int | None]:
-        """(where the client is, ECS scope to echo or None when the query carried no ECS option)."""
+    def _client_location(self, query: dns.message.Message, source: str) -> tuple[Location | None, int | None, int]:
+        """(where the client is, ECS scope to echo or None when the query carried no ECS option, the network the
+        answer is for as globalaccel.dns.spread keys it)."""
+        itself = _source_key(source)
         for option in query.options:
             if isinstance(option, dns.edns.ECSOption):
                 if option.srclen == 0:
                     # RFC 7871 7.1.2: source prefix 0 means "do not use my address": answer for the
                     # resolver's own address, scope 0.
-                    return self._locate_source(source), 0
+                    return self._locate_source(source), 0, itself
                 if not routable(option.address):
                     # A private or special address says nothing about where the client is (RFC 7871 11.3:
                     # the resolver should not have sent it): the resolver's own answer, scoped to that block
                     # only, so a cache never hands it to clients of public networks.
-                    return self._locate_source(source), option.srclen
+                    return self._locate_source(source), option.srclen, itself
                 location, scope = self.locator.locate(option.address, option.srclen)
-                return location, scope
-        return self._locate_source(source), None
+                ip = ipaddress.ip_address(option.address)
+                return location, scope, spread.network_key(ip.version, int(ip), scope)
+        return self._locate_source(source), None, itself
 
     def _locate_source(self, source: str) -> Location | None:
         found, _ = self.locator.locate(source)

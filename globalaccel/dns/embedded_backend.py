@@ -19,6 +19,7 @@ from typing import Any
 import dns.name
 
 from globalaccel.answers import Answers, Served
+from globalaccel.dns import spread
 from globalaccel.dns.backend import ApplyStats
 from globalaccel.dns.embedded import DnsResponder, ZoneSnapshot
 from globalaccel.dns.ownership import ZoneOwnership
@@ -67,9 +68,13 @@ class EmbeddedBackend:
             # The chosen path under the cell's own set id, then its failover chain (`<cell>/<n>`), each naming
             # its center: what a server in every center answers from when its own health view sees one down.
             code = cells[cell_id].country
+            # The chosen path's shares: clients that connect to the first address only spread by the weights.
+            ordered = decision.served_order
+            shares = spread.shares_of([a.weight for a in ordered]) if len(ordered) > 1 else ()
             for n, path in enumerate(decision.paths):
                 records.append(Record(self.ownership.service, "A", path.addresses, self.ttl,
-                                      set_id=cell_id if n == 0 else f"{cell_id}/{n}", geo=Geo(country=code), region=path.center))
+                                      set_id=cell_id if n == 0 else f"{cell_id}/{n}", geo=Geo(country=code), region=path.center,
+                                      shares=shares if n == 0 else ()))
         return records
 
     def records(self) -> list[Record]:
@@ -102,6 +107,7 @@ def snapshot_from_records(topology: Topology, records: Iterable[Record], ns_addr
     """The immutable snapshot the server answers from, built from the backend's records only."""
     ours = ownership_for(topology)
     answers: dict[str, tuple[str, ...]] = {}
+    shares: dict[str, tuple[int, ...]] = {}
     chains: dict[str, list[tuple[int, str, tuple[str, ...]]]] = {}
     serial, table_hash = 1, ""
     for record in records:
@@ -109,6 +115,8 @@ def snapshot_from_records(topology: Topology, records: Iterable[Record], ns_addr
             cell, _, n = (record.set_id or record.geo.country).partition("/")
             if not n:
                 answers[cell] = record.values
+                if len(record.shares) == len(record.values) > 1:
+                    shares[cell] = record.shares
             chains.setdefault(cell, []).append((int(n or 0), record.region or "", record.values))
         elif record.name.startswith(TABLE_LABEL + ".") and record.values:
             fields = dict(part.split("=", 1) for part in record.values[0].strip('"').split())
@@ -116,7 +124,8 @@ def snapshot_from_records(topology: Topology, records: Iterable[Record], ns_addr
     origin = dns.name.from_text(topology.zone)
     paths = {cell: tuple((center, values) for _, center, values in sorted(chain)) for cell, chain in chains.items() if cell in answers}
     return ZoneSnapshot(origin, dns.name.from_text(topology.service_name), dns.name.from_text("ns1", origin), ns_address,
-                        answers, ttl, serial=serial, table_hash=table_hash, paths=paths, principal=dict(topology.principal_cell))
+                        answers, ttl, serial=serial, table_hash=table_hash, paths=paths, principal=dict(topology.principal_cell),
+                        shares=shares)
 
 
 def snapshot_for(topology: Topology, answers: Answers, ns_address: str = "127.0.0.1") -> ZoneSnapshot:
@@ -129,7 +138,8 @@ def snapshot_to_json(snap: ZoneSnapshot) -> dict[str, object]:
     return {"origin": snap.origin.to_text(), "service": snap.service.to_text(), "ns_host": snap.ns_host.to_text(),
             "ns_address": snap.ns_address, "answers": {k: list(v) for k, v in snap.answers.items()}, "ttl": snap.ttl,
             "serial": snap.serial, "table_hash": snap.table_hash,
-            "paths": {k: [[c, list(a)] for c, a in v] for k, v in snap.paths.items()}, "principal": dict(snap.principal)}
+            "paths": {k: [[c, list(a)] for c, a in v] for k, v in snap.paths.items()}, "principal": dict(snap.principal),
+            "shares": {k: list(v) for k, v in snap.shares.items()}}
 
 
 def snapshot_from_json(data: dict[str, Any]) -> ZoneSnapshot:
@@ -137,7 +147,15 @@ def snapshot_from_json(data: dict[str, Any]) -> ZoneSnapshot:
                         str(data["ns_address"]), {k: tuple(v) for k, v in data["answers"].items()}, int(data["ttl"]),
                         int(data["serial"]), str(data["table_hash"]),
                         {k: tuple((str(c), tuple(a)) for c, a in v) for k, v in data.get("paths", {}).items()},
-                        principal={str(k): str(v) for k, v in data.get("principal", {}).items()})
+                        principal={str(k): str(v) for k, v in data.get("principal", {}).items()},
+                        shares={str(k): _shares(k, v) for k, v in data.get("shares", {}).items()})
+
+
+def _shares(cell: str, values: Any) -> tuple[int, ...]:
+    shares = tuple(values) if isinstance(values, list) else ()
+    if not shares or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 1_000_000 for x in shares):
+        raise ValueError(f"shares of cell {cell!r}: a list of whole numbers from 1 to 1000000 is expected, not {values!r}")
+    return shares
 
 
 def write_zone_file(path: Path, snap: ZoneSnapshot) -> None:

@@ -45,6 +45,9 @@ class Record:
     # Routing policies the compiler never writes, read from live zones so the audit sees them whole:
     multivalue: bool = False
     region: str | None = None  # latency routing: the AWS region the record stands for
+    # The embedded backend only: each value's share of clients given it first, per mille, in value order
+    # (globalaccel.dns.spread); () gives every client the values in their order.
+    shares: tuple[int, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str]:
