@@ -28,6 +28,7 @@ from pathlib import Path
 import dns.edns
 import dns.message
 
+from globalaccel.dns.embedded_server import set_receive_buffer
 from globalaccel.locate import NetworkMap
 from globalaccel.topology import load_stack
 
@@ -64,10 +65,11 @@ def queries(service: str, slash24s: list[str], seed: int) -> list[bytes]:
 def load_step(port: int, wires: list[bytes], rate: int, seconds: float) -> dict[str, float]:
     """Open loop: wires[i] goes at start + i / rate, whatever has come back."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    set_receive_buffer(sock, 8 << 20)
     sock.connect(("127.0.0.1", port))
     sock.setblocking(False)
     total = min(len(wires), int(rate * seconds))
+    server_drops_before = socket_drops(port)
     answered = bad = 0
     start = time.perf_counter()
     sent = 0
@@ -99,10 +101,22 @@ def load_step(port: int, wires: list[bytes], rate: int, seconds: float) -> dict[
     while time.perf_counter() < end:
         drain()
         time.sleep(0.001)
+    client_drops = socket_drops(sock.getsockname()[1])
     sock.close()
     return {"offered_qps": round(sent / elapsed), "answered_qps": round(answered / elapsed), "sent": sent,
             "answered": answered, "not_noerror": bad, "lost": sent - answered - bad,
-            "loss_share": round((sent - answered - bad) / max(sent, 1), 5)}
+            "loss_share": round((sent - answered - bad) / max(sent, 1), 5),
+            "dropped_at_server_socket": socket_drops(port) - server_drops_before, "dropped_at_client_socket": client_drops}
+
+
+def socket_drops(port: int) -> int:
+    """Datagrams the kernel dropped for a full receive buffer, on the UDP socket bound to 127.0.0.1:port."""
+    wanted = f"0100007F:{port:04X}"
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == wanted:
+            return int(fields[-1])
+    return 0
 
 
 def serve(extra: list[str]) -> tuple[subprocess.Popen[str], int]:

@@ -344,7 +344,12 @@ class NetworkMap:
 
     def locate_prefix(self, family: int, first: int, srclen: int) -> tuple[Location | None, int]:
         bits = 32 if family == 4 else 128
-        return self._locate_block(family, bits, first, first + (1 << (bits - min(srclen, bits))) - 1)
+        last = first + (1 << (bits - min(srclen, bits))) - 1
+        r = self._ranges[family]
+        i = bisect.bisect_right(r.starts, first) - 1
+        if i >= 0 and r.ends[i] >= last:
+            return self.locations[r.loc[i]], r.prefix[i]  # the common case, as in _locate_block, without the call
+        return self._locate_block(family, bits, first, last)
 
     def _locate(self, address: str, srclen: int | None) -> tuple[Location | None, int]:
         return self._locate_block(*_network(address, srclen))

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from globalaccel.answers import Answers
 from globalaccel.dns.embedded import DnsResponder
 from globalaccel.dns.embedded_backend import snapshot_for
-from globalaccel.dns.wire import routable, routable_int
+from globalaccel.dns.wire import routable, routable_int, routable_table
 from globalaccel.locate import NetworkMap
 from globalaccel.path_judge import PathJudge
 from globalaccel.routing.summary import route_table
@@ -187,9 +187,7 @@ def test_a_60_kb_option_does_not_grow_the_cache() -> None:
 @settings(max_examples=600, deadline=None)
 @given(family=st.sampled_from([4, 6]), data=st.data())
 def test_routable_int_agrees_with_ipaddress(family: int, data: st.DataObject) -> None:
-    from globalaccel.dns.wire import _routable_table
-
-    starts, _ = _routable_table(family)
+    starts, _ = routable_table(family)
     top = (1 << (32 if family == 4 else 128)) - 1
     near = data.draw(st.sampled_from(starts)) + data.draw(st.integers(-2, 2))
     for value in (max(0, min(top, near)), data.draw(st.integers(0, top))):

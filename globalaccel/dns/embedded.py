@@ -17,6 +17,7 @@ spreads clients by the router's weights (globalaccel.dns.spread).
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import struct
 from collections.abc import Callable, Mapping
@@ -35,9 +36,10 @@ import dns.rdatatype
 import dns.rrset
 
 from globalaccel.dns import fast_path, spread
-from globalaccel.dns.wire import bad_ecs, has_opt, question_name_end, routable, routable_int
+from globalaccel.dns.wire import bad_ecs, has_opt, question_name_end, routable, routable_table
 from globalaccel.locate import CountryLocator, Location, Locator, country_of
 
+_ROUTABLE = {4: routable_table(4), 6: routable_table(6)}
 UDP_DEFAULT_PAYLOAD = fast_path.UDP_DEFAULT_PAYLOAD
 OUR_EDNS_PAYLOAD = fast_path.OUR_EDNS_PAYLOAD
 # The full path's response cache, bounded in bytes (keys and values): a flood of distinct or padded queries
@@ -218,7 +220,10 @@ class DnsResponder:
         the full path decides."""
         snap, rendered, service, soa = self._view
         query = fast_path.parse_service_query(wire, service)
-        if query is None or self._isolated or not routable_int(query.family, query.first):
+        if query is None or self._isolated:
+            return None
+        starts, routable_from = _ROUTABLE[query.family]
+        if not routable_from[bisect.bisect_right(starts, query.first) - 1]:  # wire.routable_int, inlined
             return None
         location, scope = self.locator.locate_prefix(query.family, query.first, query.srclen)
         if location is None:

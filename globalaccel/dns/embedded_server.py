@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import socket
 import struct
+import sys
 import threading
 
 from globalaccel.dns.embedded import DnsResponder
@@ -36,13 +38,18 @@ class _UdpLoop:
 
     def _run(self) -> None:
         sock, respond = self.sock, self.responder.respond
+        # One buffer for every datagram, copied out at its length: recvfrom(65535) would allocate 64 KB and
+        # shrink it per query. A query may be up to 65,535 bytes (EDNS), so the buffer is that big.
+        buffer = bytearray(65535)
+        view = memoryview(buffer)
         while not self.stopping:
             try:
-                wire, peer = sock.recvfrom(65535)
+                size, peer = sock.recvfrom_into(buffer)
             except OSError:
                 return  # the socket was shut down or closed: stop() is under way
             if peer is None:
                 continue  # woken by shutdown()
+            wire = bytes(view[:size])
             try:
                 reply = respond(wire, peer[0], True)
             except Exception:  # a bug must not end UDP service: log it, count it, answer the next query
@@ -61,11 +68,23 @@ class _UdpLoop:
         self.sock.close()
 
 
+SO_RCVBUFFORCE = 33  # Linux (asm-generic/socket.h); Python's socket module does not export it
+
+
+def set_receive_buffer(sock: socket.socket, size: int) -> None:
+    """Beyond net.core.rmem_max where the process may (Linux, CAP_NET_ADMIN), else up to it."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+            return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 def _udp_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+        set_receive_buffer(sock, UDP_RECEIVE_BUFFER)
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -102,6 +121,10 @@ class EmbeddedDnsServer:
             self.port = port
             self._udp = _UdpLoop(sock, self.responder)
             self._udp.thread.start()
+            # What exists now (the stack, the network database, the first table) lives as long as the server:
+            # out of the collector's sight, a full collection no longer walks it and stalls UDP service for a
+            # burst's worth of queries.
+            gc.freeze()
             return
 
     async def stop(self) -> None:

@@ -18,7 +18,11 @@ _HEADER = struct.Struct("!HHHHHH")
 _OPT = struct.Struct("!HHBBHH")  # after the OPT's root owner name: type, UDP size, ext. RCODE, version, flags, RDLEN
 _OPTION = struct.Struct("!HH")
 _ECS = struct.Struct("!HBB")
+# A response's OPT record with one ECS option, up to the ECS address: root owner, type, UDP size, ext. RCODE,
+# version, flags, RDLEN, then OPTION-CODE, OPTION-LENGTH, FAMILY, SOURCE and SCOPE PREFIX-LENGTH.
+_OPT_ECS = struct.Struct("!xHHBBHHHHHBB")
 _A_IN = b"\x00\x01\x00\x01"
+_ONE_QUESTION_AND_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 1
 _ANSWER_HEAD = b"\xc0\x0c" + _A_IN  # the owner compressed to the question's name at offset 12
 OPTION_ECS = 8
 OPTION_PADDING = 12  # RFC 7830: a query that asks for padding gets it, from the full path
@@ -47,14 +51,11 @@ def parse_service_query(wire: bytes, service: bytes) -> ServiceQuery | None:
     lower case."""
     size = len(wire)
     end = 12 + len(service)
-    if size < end + 4 + 11:
+    # QR clear and opcode QUERY; one question, nothing else but the OPT record; the service name, A, IN.
+    if (size < end + 4 + 11 or wire[2] & 0xF8 or wire[4:12] != _ONE_QUESTION_AND_OPT
+            or wire[12:end].lower() != service or wire[end : end + 4] != _A_IN):
         return None
-    _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
-    # QR clear and opcode QUERY; one question, nothing else but the OPT record.
-    if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount != 1:
-        return None
-    if wire[12:end].lower() != service or wire[end : end + 4] != _A_IN:
-        return None
+    flags = wire[2] << 8
     pos = end + 4
     if wire[pos] != 0:
         return None
@@ -117,11 +118,10 @@ def respond(wire: bytes, query: ServiceQuery, scope: int, answers: int, authorit
             udp: bool) -> bytes | None:
     """The response: `answers` A records or (answers 0) the `authority` SOA of a NODATA, then an OPT that
     echoes the ECS option with `scope`. None when it would not fit the client's UDP size."""
-    family = 1 if query.family == 4 else 2
-    option = _ECS.pack(family, query.srclen, scope) + query.ecs_address
-    opt = b"\x00" + _OPT.pack(41, OUR_EDNS_PAYLOAD, 0, 0, query.do, 4 + len(option)) + _OPTION.pack(OPTION_ECS, len(option)) + option
-    header = _HEADER.pack((wire[0] << 8) | wire[1], QR | AA | query.rd, 1, answers, authority, 1)
-    size = 12 + (query.question_end - 12) + len(records) + len(opt)
-    if udp and size > max(UDP_DEFAULT_PAYLOAD, min(query.payload, OUR_EDNS_PAYLOAD)):
+    address = query.ecs_address
+    opt = _OPT_ECS.pack(41, OUR_EDNS_PAYLOAD, 0, 0, query.do, 8 + len(address), OPTION_ECS, 4 + len(address),
+                        1 if query.family == 4 else 2, query.srclen, scope) + address
+    end = query.question_end
+    if udp and end + len(records) + len(opt) > max(UDP_DEFAULT_PAYLOAD, min(query.payload, OUR_EDNS_PAYLOAD)):
         return None  # truncation is the full path's
-    return header + wire[12 : query.question_end] + records + opt
+    return _HEADER.pack((wire[0] << 8) | wire[1], QR | AA | query.rd, 1, answers, authority, 1) + wire[12:end] + records + opt

@@ -36,7 +36,7 @@ def routable(address: str) -> bool:
 
 
 @functools.lru_cache(maxsize=2)
-def _routable_table(family: int) -> tuple[list[int], list[bool]]:
+def routable_table(family: int) -> tuple[list[int], list[bool]]:
     """Where `routable` changes value in one family, and its value from each change on. `ipaddress` decides
     is_global by membership in its own special-purpose networks, so the value is constant between their
     boundaries: it is read off the real function at each boundary, never restated here."""
@@ -60,7 +60,7 @@ def _routable_table(family: int) -> tuple[list[int], list[bool]]:
 
 def routable_int(family: int, address: int) -> bool:
     """`routable` for an address given as an integer (4 or 6; not IPv4-mapped IPv6): the per-query path."""
-    starts, values = _routable_table(family)
+    starts, values = routable_table(family)
     return values[bisect.bisect_right(starts, address) - 1]
 
 
