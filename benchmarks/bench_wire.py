@@ -1,15 +1,16 @@
 """Embedded DNS server on the wire: queries/s on one core with every query from a different /24 (issue #11, 4).
 
-    .venv/bin/python -m benchmarks.bench_wire [--seconds 8] [--rates 10000,20000,30000,40000]
+    .venv/bin/python -m benchmarks.bench_wire [--seconds 4] [--rates 20000,25000,30000,35000,40000] [--runs 3]
 
 The real server (`globalaccel dns serve --stack prod`, prod's cells and network database) runs as its own
 process pinned to core 0 (`taskset -c 0`); this script is the load generator, pinned to core 1. dnsperf
 cannot vary ECS per query, so the generator is here: an open loop that sends, at a fixed rate for a fixed
 time, queries each carrying a different /24 that the database places (ECS source /24, 0x20 case), over one
 UDP socket, and counts the responses that come back NOERROR (addresses, or NODATA where a country fails closed). A step's loss is
-sent - answered after a one-second drain. The table reports each step's offered and answered rate and loss;
-`max_rate_without_loss` is the highest step with 0 loss. Also, for the record, the same server with the fast
-path off (`--no-cache`: every query through dnspython), which is the per-query path before this issue.
+sent - answered after a one-second drain. The table reports each step's offered
+and answered rate, loss, and drops counted by the kernel at each socket; `max_rate_without_loss_per_run` is,
+for each run on a freshly started server, the highest step with 0 loss. Also, for the record, the same
+server with the fast path off (`--no-cache`: every query through dnspython), the per-query path before.
 """
 
 from __future__ import annotations
@@ -146,9 +147,10 @@ def run_server(extra: list[str], wires: list[bytes], rates: list[int], seconds: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--rates", default="10000,20000,30000,40000,50000")
-    parser.add_argument("--baseline-rates", default="1000,2000")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rates", default="20000,25000,30000,35000,40000")
+    parser.add_argument("--baseline-rates", default="500,1000,1500")
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     prod = load_stack("prod", ROOT / "stacks")
@@ -158,13 +160,18 @@ def main() -> None:
     slash24s = distinct_slash24s(located, int(max(rates) * args.seconds), seed=1)
     wires = queries(prod.service_name, slash24s, seed=2)
     print(f"{len(wires)} queries, each from a different /24 ({len(set(slash24s))} distinct)", file=sys.stderr)
-    fast = run_server([], wires, rates, args.seconds)
+    def best(steps: list[dict[str, float]]) -> float:
+        return max((s["answered_qps"] for s in steps if s["lost"] == 0 and s["not_noerror"] == 0), default=0)
+
+    # Each run on a freshly started server: runs on this machine vary (a VM sharing its host), so every run's
+    # figure is reported and the worst is the one to hold against the goal.
+    runs = [run_server([], wires, rates, args.seconds) for _ in range(args.runs)]
     full = run_server(["--no-cache"], wires, [int(r) for r in args.baseline_rates.split(",")], min(args.seconds, 4.0))
-    best = max((s["answered_qps"] for s in fast if s["lost"] == 0 and s["not_noerror"] == 0), default=0)
-    best_full = max((s["answered_qps"] for s in full if s["lost"] == 0 and s["not_noerror"] == 0), default=0)
-    out = {"distinct_slash24s": len(set(slash24s)), "fast_path": fast, "full_path_no_cache": full,
-           "max_rate_without_loss": best, "full_path_max_rate_without_loss": best_full,
-           "ratio_fast_over_full": round(best / best_full, 1) if best_full else None, "goal_qps": 30_000}
+    per_run = [best(steps) for steps in runs]
+    out = {"distinct_slash24s": len(set(slash24s)), "fast_path_runs": runs, "full_path_no_cache": full,
+           "max_rate_without_loss_per_run": per_run, "worst_run_max_rate_without_loss": min(per_run),
+           "full_path_max_rate_without_loss": best(full),
+           "ratio_worst_run_over_full": round(min(per_run) / best(full), 1) if best(full) else None, "goal_qps": 30_000}
     print(json.dumps(out, indent=2))
 
 

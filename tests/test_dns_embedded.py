@@ -218,3 +218,59 @@ def test_dnsperf_load_is_answered_completely(server: RunningServer, tmp_path: ob
                           "-E", "8:0001100055d6"], capture_output=True, text=True, timeout=60, check=True).stdout
     assert "Queries lost:         0 (0.00%)" in out, out
     assert "NOERROR" in out and "SERVFAIL" not in out and "REFUSED" not in out, out
+
+
+def test_tcp_connections_beyond_the_limit_are_closed_and_idle_ones_time_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real TCP connections: with the limit lowered to 5 and the idle timeout to 0.5 s (module settings read
+    at each connection), the sixth connection is closed at once while five are open; an idle connection is
+    closed by the server; a connection in use keeps being answered."""
+    from globalaccel.dns import embedded_server
+
+    monkeypatch.setattr(embedded_server, "TCP_CONNECTIONS_MAX", 5)
+    monkeypatch.setattr(embedded_server, "TCP_IDLE_S", 0.5)
+    query = dns.message.make_query(SERVICE, "A", use_edns=0, options=[dns.edns.ECSOption("85.214.0.0", 16)]).to_wire()
+    framed = struct.pack("!H", len(query)) + query
+    with RunningServer(DnsResponder(SNAPSHOT)) as running:
+        held = [socket.create_connection(("127.0.0.1", running.port), timeout=5) for _ in range(5)]
+        try:
+            for s in held:  # each is being served: an answer comes back on every one
+                s.sendall(framed)
+                assert len(s.recv(4096)) > 2
+            extra = socket.create_connection(("127.0.0.1", running.port), timeout=5)
+            with extra:
+                try:
+                    extra.sendall(framed)
+                    assert extra.recv(4096) == b"", "a sixth connection was served"
+                except ConnectionResetError:
+                    pass  # closed before our query arrived: the kernel answers it with a reset
+        finally:
+            for s in held:
+                s.close()
+        idle = socket.create_connection(("127.0.0.1", running.port), timeout=5)
+        with idle:
+            assert idle.recv(4096) == b""  # closed by the server after 0.5 s of silence, not by our 5 s timeout
+        assert running.server.tcp_open == 0
+
+
+def test_a_udp_port_taken_on_tcp_makes_the_server_try_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With port 0 the kernel picks the UDP port, and that number can be in use on TCP (the CI failure this
+    fixes). The collision is injected (nothing real can make the kernel pick a given port): the first TCP bind
+    fails with EADDRINUSE, and the server ends up listening on UDP and TCP at one other port."""
+    import errno
+
+    real = asyncio.start_server
+    calls: list[int] = []
+
+    async def taken_once(*args: object, **kwargs: object) -> asyncio.base_events.Server:
+        calls.append(int(args[2]))  # type: ignore[call-overload]
+        if len(calls) == 1:
+            raise OSError(errno.EADDRINUSE, "address already in use")
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "start_server", taken_once)  # the module embedded_server calls it through
+    with RunningServer(DnsResponder(SNAPSHOT)) as running:
+        assert len(calls) == 2 and running.port == calls[1]
+        reply = dns.query.udp(dns.message.make_query(SERVICE, "SOA"), "127.0.0.1", port=running.port, timeout=5)
+        assert reply.rcode() == dns.rcode.NOERROR
+        reply = dns.query.tcp(dns.message.make_query(SERVICE, "SOA"), "127.0.0.1", port=running.port, timeout=5)
+        assert reply.rcode() == dns.rcode.NOERROR
