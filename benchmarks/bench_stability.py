@@ -34,6 +34,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--warmup-minutes", type=float, default=5.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep-log", type=Path, help="copy the loop's decision log here, to study the changes")
     args = parser.parse_args()
     topology = load_stack(args.stack, ROOT / "stacks")
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,7 +45,10 @@ def main() -> int:
                         "--dns-port", str(free_port()), "--metrics-port", str(free_port()), "--world-port", str(free_port()),
                         "--control-port", str(free_port())],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-        entries = [json.loads(line) for line in (state / "decisions.jsonl").read_text().splitlines() if line.strip()]
+        log = (state / "decisions.jsonl").read_text()
+        if args.keep_log is not None:
+            args.keep_log.write_text(log)
+        entries = [json.loads(line) for line in log.splitlines() if line.strip()]
     cycles = [e for e in entries if "routes" in e]
     if not cycles:
         raise SystemExit("the loop logged no generation")

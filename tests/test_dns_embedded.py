@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
 import dns.edns
@@ -227,6 +228,7 @@ def test_tcp_connections_beyond_the_limit_are_closed_and_idle_ones_time_out(monk
     from globalaccel.dns import embedded_server
 
     monkeypatch.setattr(embedded_server, "TCP_CONNECTIONS_MAX", 5)
+    monkeypatch.setattr(embedded_server, "TCP_CONNECTIONS_PER_SOURCE", 100)
     monkeypatch.setattr(embedded_server, "TCP_IDLE_S", 0.5)
     query = dns.message.make_query(SERVICE, "A", use_edns=0, options=[dns.edns.ECSOption("85.214.0.0", 16)]).to_wire()
     framed = struct.pack("!H", len(query)) + query
@@ -274,3 +276,23 @@ def test_a_udp_port_taken_on_tcp_makes_the_server_try_another(monkeypatch: pytes
         assert reply.rcode() == dns.rcode.NOERROR
         reply = dns.query.tcp(dns.message.make_query(SERVICE, "SOA"), "127.0.0.1", port=running.port, timeout=5)
         assert reply.rcode() == dns.rcode.NOERROR
+
+
+def test_one_source_cannot_take_every_tcp_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three connections from 127.0.0.1 fill its share (lowered to 3); another source (127.0.0.2) is still
+    served, and 127.0.0.1's fourth is closed at once."""
+    from globalaccel.dns import embedded_server
+
+    monkeypatch.setattr(embedded_server, "TCP_CONNECTIONS_PER_SOURCE", 3)
+    query = dns.message.make_query(SERVICE, "SOA")
+    with RunningServer(DnsResponder(SNAPSHOT)) as running:
+        held = [socket.create_connection(("127.0.0.1", running.port), timeout=5) for _ in range(3)]
+        try:
+            time.sleep(0.2)  # the server has taken all three
+            reply = dns.query.tcp(query, "127.0.0.1", port=running.port, timeout=5, source="127.0.0.2")
+            assert reply.rcode() == dns.rcode.NOERROR
+            with pytest.raises((EOFError, ConnectionError)):
+                dns.query.tcp(query, "127.0.0.1", port=running.port, timeout=5, source="127.0.0.1")
+        finally:
+            for s in held:
+                s.close()

@@ -184,10 +184,10 @@ stub-zone:
 
 
 @contextlib.contextmanager
-def serve(tmp_path: Path, naive: bool) -> Iterator[tuple[Unbound, DnsResponder]]:
+def serve(tmp_path: Path, naive: bool, local_country: str | None = None) -> Iterator[tuple[Unbound, DnsResponder]]:
     located, answers = world()
     locator = NaiveScope(located) if naive else located
-    responder = DnsResponder(empty_snapshot(PROD, "127.0.0.1"), locator, judge=PathJudge(PROD).allows)
+    responder = DnsResponder(empty_snapshot(PROD, "127.0.0.1"), locator, local_country, judge=PathJudge(PROD).allows)
     publish(OwnedZone(EmbeddedBackend(PROD, responder)), answers)  # the loop's publish path
     with RunningServer(responder) as server:
         resolver = Unbound(tmp_path, server.port)
@@ -247,3 +247,27 @@ def test_the_naive_scope_breaches_through_the_same_resolver(tmp_path: Path) -> N
         # rules forbid it: both only through the resolver's cache.
         assert any("its cell's answer is" in p for p in found), found
         assert any("unlawful answer" in p for p in found), found
+
+
+def test_a_prefix_that_only_starts_in_a_special_block_answers_no_one_for_the_resolver(tmp_path: Path) -> None:
+    """0.0.0.0/1 starts in 0.0.0.0/8 (not routable) and holds most of the public IPv4 space. Asked first, it
+    must not be answered for the resolver itself (here placed in DE by --local-country, as a public resolver's
+    own address would be placed somewhere) with scope /1: unbound would hand DE's edges to every client in
+    0.0.0.0/1 for the TTL, fail-closed countries' included. Found by review; fails without the fix."""
+    located, answers = world()
+    chosen: dict[str, Client] = {}
+    for network, location in located.ranges(4):
+        net = ipaddress.ip_network(network)
+        if int(net.network_address) >> 31 or net.prefixlen < 16 or location.cell is None or len(location.countries) > 1:
+            continue
+        served = isinstance(answers.cell(location.cell), Served)
+        kind = "served" if served else "fail-closed"
+        if location.countries[0] != "DE" and sum(k.startswith(kind) for k in chosen) < 3:
+            chosen[f"{kind}-{location.countries[0]}"] = client_at(str(net.network_address + 1))
+        if len(chosen) >= 6:
+            break
+    assert any(k.startswith("fail-closed") for k in chosen) and any(k.startswith("served") for k in chosen), chosen
+    clients = list(chosen.values())
+    with serve(tmp_path, naive=False, local_country="DE") as (resolver, _):
+        resolver.ask("0.0.0.0", 1)
+        assert breaches(resolver, clients, [24, 32, 16]) == []

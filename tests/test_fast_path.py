@@ -10,6 +10,7 @@ take most of the first kind, or the comparison would prove nothing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import random
@@ -272,3 +273,52 @@ def test_every_client_a_cached_answer_may_reach_was_given_the_same_first_address
         for (network, a), (_, b) in zip(firsts, lasts, strict=True):
             assert [list(r) for r in a.answer] == [list(r) for r in b.answer], network
             assert a.options[0].scopelen == b.options[0].scopelen <= 20
+
+
+def test_options_the_full_path_parses_are_left_to_it() -> None:
+    """dnspython parses some options (COOKIE, EDE, REPORT-CHANNEL, ...) and answers FORMERR when one is
+    malformed; the fast path must not answer those itself. Found by review; each is compared byte for byte."""
+    fast, full = pair()
+    network = next(n for n in world()[2] if n.version == 4)  # a network the database places
+    address, srclen = str(network.network_address), network.prefixlen
+    malformed = [dns.edns.GenericOption(dns.edns.OptionType.make(code), payload)
+                 for code in (3, 10, 15, 18, 22, 23, 24, 25) for payload in (b"", b"\x01", b"\x00" * 5, b"\x00" * 41)]
+    for option in malformed:
+        for ecs_first in (True, False):
+            ecs = dns.edns.ECSOption(address, srclen)
+            options: list[dns.edns.Option] = [ecs, option] if ecs_first else [option, ecs]
+            wire = dns.message.make_query(PROD.service_name, "A", use_edns=0, options=options).to_wire()
+            assert fast.respond(wire, "192.0.2.1", True) == full.respond(wire, "192.0.2.1", True), (option.otype, option.to_wire())
+    options = [dns.edns.ECSOption(str(network.network_address), network.prefixlen), dns.edns.CookieOption(b"\x01" * 8, b"\x02" * 16)]
+    good_cookie = dns.message.make_query(PROD.service_name, "A", use_edns=0, options=options).to_wire()
+    assert fast._fast(good_cookie, True) is not None  # a well-formed cookie keeps the fast path
+    assert fast.respond(good_cookie, "192.0.2.1", True) == full.respond(good_cookie, "192.0.2.1", True)
+
+
+def test_a_zone_that_cannot_be_rendered_is_refused_whole_and_the_old_one_keeps_answering() -> None:
+    """Found by review: a zone file with a TTL or serial out of range was half swapped in (the full path on the
+    new snapshot, raising on every query; the fast path on the old one)."""
+    import dataclasses
+    import json
+
+    from globalaccel.dns.embedded_backend import snapshot_from_json, snapshot_to_json
+
+    located, _, _ = world()
+    shared, _ = pair()
+    responder = DnsResponder(shared.snapshot, located)
+    good = snapshot_to_json(shared.snapshot)
+    cell = next(iter(shared.snapshot.shares))
+    for field, value in (("ttl", -5), ("ttl", 2**40), ("serial", 2**40), ("serial", True),
+                         ("shares", {cell: [1] * (len(shared.snapshot.answers[cell]) + 1)}), ("shares", {"nowhere": [1, 2]})):
+        bad = json.loads(json.dumps(good)) | {field: value}
+        try:
+            snapshot_from_json(bad)
+        except ValueError as error:
+            assert field in str(error) or "shares" in str(error), error
+        else:
+            raise AssertionError(f"{field}={value!r} was accepted")
+    for broken in (dataclasses.replace(shared.snapshot, ttl=2**40), dataclasses.replace(shared.snapshot, serial=2**40)):
+        with contextlib.suppress(Exception):  # any refusal will do; what matters is what is served after
+            responder.swap(broken)
+        soa = dns.message.from_wire(responder.respond(dns.message.make_query(PROD.zone, "SOA").to_wire(), "192.0.2.1", True) or b"")
+        assert soa.answer and soa.answer[0][0].serial == shared.snapshot.serial

@@ -36,7 +36,7 @@ import dns.rdatatype
 import dns.rrset
 
 from globalaccel.dns import fast_path, spread
-from globalaccel.dns.wire import bad_ecs, has_opt, question_name_end, routable, routable_table
+from globalaccel.dns.wire import bad_ecs, has_opt, question_name_end, routable, routable_table, wholly_unroutable
 from globalaccel.locate import CountryLocator, Location, Locator, country_of
 
 _ROUTABLE = {4: routable_table(4), 6: routable_table(6)}
@@ -117,7 +117,6 @@ class DnsResponder:
 
     def __init__(self, snapshot: ZoneSnapshot, locator: Locator | None = None, local_country: str | None = None,
                  judge: Callable[[str, str], bool] | None = None, cell_country: Mapping[str, str] | None = None) -> None:
-        self._snapshot = snapshot
         self.locator: Locator = locator or CountryLocator(None)
         self.local_country = local_country
         # judge(country, address): may that country's traffic take that path? Needed for networks two countries'
@@ -150,17 +149,18 @@ class DnsResponder:
             self._cache = {}
             self._down = down
             self._isolated = isolated
-            self._view = self._new_view(self._snapshot)
+            self._view = self._new_view(self._view[0])
 
     @property
     def snapshot(self) -> ZoneSnapshot:
-        return self._snapshot
+        return self._view[0]
 
     def swap(self, snapshot: ZoneSnapshot) -> None:
-        # Reference assignments: every query reads one snapshot and one cache built from it.
+        # Everything a query reads of a snapshot is built first (a snapshot that cannot be rendered raises here,
+        # and the one serving stays), then swapped in by one reference assignment.
+        view = self._new_view(snapshot)
         self._cache = {}
-        self._snapshot = snapshot
-        self._view = self._new_view(snapshot)
+        self._view = view
 
     def _new_view(self, snapshot: ZoneSnapshot) -> tuple[ZoneSnapshot, dict[Location, _Rendered], bytes, bytes]:
         """(snapshot, its fast-path renderings, the service name in wire format lower case, the SOA record of
@@ -255,7 +255,7 @@ class DnsResponder:
     # ------------------------------------------------------------------------------------------
     def _respond(self, wire: bytes, source: str, udp: bool) -> bytes | None:
         self.stats.queries += 1
-        snap = self._snapshot
+        snap = self._view[0]
         try:
             query = dns.message.from_wire(wire)
         except Exception:  # malformed input of any kind: never crash
@@ -382,10 +382,12 @@ class DnsResponder:
                     # RFC 7871 7.1.2: source prefix 0 means "do not use my address": answer for the
                     # resolver's own address, scope 0.
                     return self._locate_source(source), 0, itself
-                if not routable(option.address):
-                    # A private or special address says nothing about where the client is (RFC 7871 11.3:
-                    # the resolver should not have sent it): the resolver's own answer, scoped to that block
-                    # only, so a cache never hands it to clients of public networks.
+                if not routable(option.address) and wholly_unroutable(option.address, option.srclen):
+                    # A private or special block says nothing about where the client is (RFC 7871 11.3: the
+                    # resolver should not have sent it): the resolver's own answer, scoped to that block only,
+                    # so a cache never hands it to clients of public networks. A prefix that only starts in
+                    # such a block (0.0.0.0/1) is located like any other: its public part decides, and no
+                    # answer for the resolver is ever scoped over public networks.
                     return self._locate_source(source), option.srclen, itself
                 location, scope = self.locator.locate(option.address, option.srclen)
                 ip = ipaddress.ip_address(option.address)

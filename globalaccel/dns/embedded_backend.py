@@ -143,12 +143,24 @@ def snapshot_to_json(snap: ZoneSnapshot) -> dict[str, object]:
 
 
 def snapshot_from_json(data: dict[str, Any]) -> ZoneSnapshot:
+    """A zone file read back; what a server cannot render or must not answer with is refused by name (the
+    server then keeps the zone it serves)."""
+    answers = {str(k): tuple(v) for k, v in data["answers"].items()}
+    ttl, serial = _whole(data["ttl"], "ttl", 0, 2**31 - 1), _whole(data["serial"], "serial", 0, 2**32 - 1)  # RFC 2181 8, RFC 1982
+    shares = {str(k): _shares(k, v) for k, v in data.get("shares", {}).items()}
+    for cell, values in shares.items():
+        if len(values) != len(answers.get(cell, ())) or len(values) < 2:
+            raise ValueError(f"shares of cell {cell!r}: {len(values)} shares for {len(answers.get(cell, ()))} answer addresses")
     return ZoneSnapshot(dns.name.from_text(data["origin"]), dns.name.from_text(data["service"]), dns.name.from_text(data["ns_host"]),
-                        str(data["ns_address"]), {k: tuple(v) for k, v in data["answers"].items()}, int(data["ttl"]),
-                        int(data["serial"]), str(data["table_hash"]),
+                        str(data["ns_address"]), answers, ttl, serial, str(data["table_hash"]),
                         {k: tuple((str(c), tuple(a)) for c, a in v) for k, v in data.get("paths", {}).items()},
-                        principal={str(k): str(v) for k, v in data.get("principal", {}).items()},
-                        shares={str(k): _shares(k, v) for k, v in data.get("shares", {}).items()})
+                        principal={str(k): str(v) for k, v in data.get("principal", {}).items()}, shares=shares)
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{name}: a whole number from {low} to {high} is expected, not {value!r}")
+    return value
 
 
 def _shares(cell: str, values: Any) -> tuple[int, ...]:

@@ -23,6 +23,8 @@ from globalaccel.dns.embedded import DnsResponder
 
 TCP_IDLE_S = 10.0
 TCP_CONNECTIONS_MAX = 256  # open TCP connections served at once; more are closed at once (RFC 7766 6.2.2)
+# From one source address: one client (or a few) cannot take every slot and lock the others out.
+TCP_CONNECTIONS_PER_SOURCE = 16
 UDP_RECEIVE_BUFFER = 4 << 20  # asked of the kernel (capped at net.core.rmem_max): rides out bursts
 PORT_ATTEMPTS = 20
 
@@ -102,6 +104,7 @@ class EmbeddedDnsServer:
         self._udp: _UdpLoop | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self.tcp_open = 0
+        self._tcp_by_source: dict[str, int] = {}
 
     async def start(self) -> None:
         """Listen on UDP and TCP at one port. With port 0 the kernel picks the UDP port, and the same
@@ -137,12 +140,14 @@ class EmbeddedDnsServer:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         source = peer[0] if peer else "0.0.0.0"
-        if self.tcp_open >= TCP_CONNECTIONS_MAX:
+        mine = self._tcp_by_source.get(source, 0)
+        if self.tcp_open >= TCP_CONNECTIONS_MAX or mine >= TCP_CONNECTIONS_PER_SOURCE:
             # Full: close at once rather than queue (RFC 7766 6.2.2); the client retries or asks another server.
             self.responder.stats.dropped += 1
             writer.close()
             return
         self.tcp_open += 1
+        self._tcp_by_source[source] = mine + 1
         try:
             while True:
                 header = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_S)
@@ -157,6 +162,11 @@ class EmbeddedDnsServer:
             pass
         finally:
             self.tcp_open -= 1
+            left = self._tcp_by_source[source] - 1
+            if left:
+                self._tcp_by_source[source] = left
+            else:
+                del self._tcp_by_source[source]
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

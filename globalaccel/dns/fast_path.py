@@ -14,6 +14,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+import dns.edns
+
 _HEADER = struct.Struct("!HHHHHH")
 _OPT = struct.Struct("!HHBBHH")  # after the OPT's root owner name: type, UDP size, ext. RCODE, version, flags, RDLEN
 _OPTION = struct.Struct("!HH")
@@ -26,6 +28,11 @@ _ONE_QUESTION_AND_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QDCOUNT 1, ANCOUN
 _ANSWER_HEAD = b"\xc0\x0c" + _A_IN  # the owner compressed to the question's name at offset 12
 OPTION_ECS = 8
 OPTION_PADDING = 12  # RFC 7830: a query that asks for padding gets it, from the full path
+OPTION_COOKIE = 10  # RFC 7873: ignored by both paths when well-formed (client 8 bytes, server 0 or 8-32)
+# Options dnspython parses into their own classes (the rest it keeps as opaque bytes, as this path skips them):
+# a malformed one is FORMERR on the full path, so only a well-formed cookie is skipped here, and ECS read.
+_PARSED_OPTIONS = frozenset(code for code in range(65536) if dns.edns.get_option_class(dns.edns.OptionType.make(code))
+                            is not dns.edns.GenericOption) - {OPTION_ECS}
 QR, AA, RD = 0x8000, 0x0400, 0x0100
 DO = 0x8000
 UDP_DEFAULT_PAYLOAD = 512
@@ -76,6 +83,8 @@ def parse_service_query(wire: bytes, service: bytes) -> ServiceQuery | None:
         pos += 4
         if pos + length > size or code == OPTION_PADDING:
             return None
+        if code in _PARSED_OPTIONS and not (code == OPTION_COOKIE and (length == 8 or 16 <= length <= 40)):
+            return None  # the full path parses it, and may find it malformed (FORMERR): its call
         if code == OPTION_ECS:
             if ecs is not None:
                 return None  # two ECS options: FORMERR, from the full path

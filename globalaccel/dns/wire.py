@@ -64,6 +64,25 @@ def routable_int(family: int, address: int) -> bool:
     return values[bisect.bisect_right(starts, address) - 1]
 
 
+def wholly_unroutable(address: str, srclen: int) -> bool:
+    """Is every address of address/srclen not `routable`? (IPv4-mapped IPv6 is judged as IPv4.)"""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip, srclen = ip.ipv4_mapped, max(0, srclen - 96)
+    bits = ip.max_prefixlen
+    host = bits - min(srclen, bits)
+    first = (int(ip) >> host) << host
+    last = first + (1 << host) - 1
+    starts, values = routable_table(ip.version)
+    i = bisect.bisect_right(starts, first) - 1
+    while True:  # through consecutive stretches, all of them not routable, to the prefix's end
+        if values[i]:
+            return False
+        if i + 1 >= len(starts) or starts[i + 1] > last:
+            return True
+        i += 1
+
+
 def has_opt(wire: bytes) -> bool:
     """Does a query that could not be parsed whole carry an OPT record? Its records are walked (names, with
     compression pointers, then type, class, TTL and data length) as far as they hold together."""
