@@ -136,8 +136,10 @@ def test_a_zone_file_with_an_unlawful_chain_or_garbage_is_refused_and_the_server
     with data_plane(dev, STACKS, zone, networks, ports) as plane:
         good = json.loads(zone.read_text())
         us = next(e for e in dev.edges if e.country == "US").address_for("us-east-1")
+        # (BY's shares go with its answer: shares that do not match their answer refuse the whole file.)
         tampered = {**good, "serial": 77, "answers": {**good["answers"], "BY": [us]},
-                    "paths": {**good["paths"], "BY": [["us-east-1", [us]]]}}
+                    "paths": {**good["paths"], "BY": [["us-east-1", [us]]]},
+                    "shares": {k: v for k, v in good.get("shares", {}).items() if k != "BY"}}
         zone.write_text(json.dumps(tampered))
         time.sleep(1.5)
         assert plane.judge("me-central-1", "BY") == (set(), [])  # refused: no answer
