@@ -20,7 +20,7 @@ from globalaccel.control.loop import ControlLoop, CycleReport, Lease
 from globalaccel.control.metrics import LoopMetrics
 from globalaccel.control.state import FileLease
 from globalaccel.dns.embedded_backend import ZONE_FILE, EmbeddedBackend, responder_for
-from globalaccel.dns.embedded_server import EmbeddedDnsServer
+from globalaccel.dns.embedded_server import EmbeddedDnsServer, settle_heap
 from globalaccel.dns.factory import open_backend
 from globalaccel.emulated.world import center_address, down_centers, edge_address
 from globalaccel.errors import UsageError
@@ -144,6 +144,7 @@ async def run_up(topology: Topology, options: LoopSettings, stacks_dir: Path, ou
     try:
         if serve_dns:
             await server.start()
+            settle_heap()
         http_server = LoopHttpServer(options.metrics_host, options.metrics_port, metrics.registry, loop.status,
                                      lambda: loop.last_cycle_at, stale_after=max(60.0, 10 * options.interval))
         metrics_port = http_server.port

@@ -124,10 +124,6 @@ class EmbeddedDnsServer:
             self.port = port
             self._udp = _UdpLoop(sock, self.responder)
             self._udp.thread.start()
-            # What exists now (the stack, the network database, the first table) lives as long as the server:
-            # out of the collector's sight, a full collection no longer walks it and stalls UDP service for a
-            # burst's worth of queries.
-            gc.freeze()
             return
 
     async def stop(self) -> None:
@@ -170,3 +166,11 @@ class EmbeddedDnsServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+def settle_heap() -> None:
+    """For a process about to serve for long: what exists now (the stack, the network database, the first
+    table) lives as long as the server. Out of the collector's sight, a full collection no longer walks it and
+    stalls UDP service for a burst's worth of queries. Called by the commands, not by the server itself (a
+    test process starts many servers and must not freeze its own heap)."""
+    gc.freeze()

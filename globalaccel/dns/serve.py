@@ -14,7 +14,7 @@ from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.dns.center_watch import CenterWatch
 from globalaccel.dns.embedded import ZoneSnapshot
 from globalaccel.dns.embedded_backend import EmbeddedBackend, responder_for, snapshot_from_json
-from globalaccel.dns.embedded_server import EmbeddedDnsServer
+from globalaccel.dns.embedded_server import EmbeddedDnsServer, settle_heap
 from globalaccel.errors import UsageError
 from globalaccel.locate import example_network
 from globalaccel.routing.summary import route_table
@@ -29,6 +29,7 @@ async def _serve(topology: Topology, host: str, port: int, local_country: str | 
     publish(OwnedZone(EmbeddedBackend(topology, responder)), Answers.from_table(table, topology))  # the loop's publish path
     server = EmbeddedDnsServer(responder, host, port)
     await server.start()
+    settle_heap()
     print(f"serving {topology.zone} on {host}:{server.port} (UDP and TCP), table {table.content_hash[:16]}", flush=True)
     print(f"  try: dig @{host} -p {server.port} {topology.service_name} A +subnet={example_network(responder.locator)}", flush=True)
     stop = stop_event()
@@ -58,6 +59,7 @@ async def _serve_center(topology: Topology, center: str, zone_file: Path, host: 
     watch = CenterWatch.for_responder(responder, targets, source=source, tls=tls)
     server = EmbeddedDnsServer(responder, host, port)
     await server.start()
+    settle_heap()
     print(f"serving {topology.zone} from {zone_file} in {center} on {host}:{server.port}", flush=True)
     watch.start()
     stop = stop_event()
