@@ -10,6 +10,7 @@ they get NODATA.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Iterable
@@ -145,16 +146,38 @@ def snapshot_to_json(snap: ZoneSnapshot) -> dict[str, object]:
 def snapshot_from_json(data: dict[str, Any]) -> ZoneSnapshot:
     """A zone file read back; what a server cannot render or must not answer with is refused by name (the
     server then keeps the zone it serves)."""
-    answers = {str(k): tuple(v) for k, v in data["answers"].items()}
+    answers = {str(k): _addresses(f"answers of cell {k!r}", v) for k, v in _mapping(data["answers"], "answers").items()}
+    paths = {str(k): tuple((str(c), _addresses(f"paths of cell {k!r}", a)) for c, a in v)
+             for k, v in _mapping(data.get("paths", {}), "paths").items()}
+    ns_address = _addresses("ns_address", [data["ns_address"]])[0]
     ttl, serial = _whole(data["ttl"], "ttl", 0, 2**31 - 1), _whole(data["serial"], "serial", 0, 2**32 - 1)  # RFC 2181 8, RFC 1982
-    shares = {str(k): _shares(k, v) for k, v in data.get("shares", {}).items()}
+    shares = {str(k): _shares(k, v) for k, v in _mapping(data.get("shares", {}), "shares").items()}
     for cell, values in shares.items():
         if len(values) != len(answers.get(cell, ())) or len(values) < 2:
             raise ValueError(f"shares of cell {cell!r}: {len(values)} shares for {len(answers.get(cell, ()))} answer addresses")
     return ZoneSnapshot(dns.name.from_text(data["origin"]), dns.name.from_text(data["service"]), dns.name.from_text(data["ns_host"]),
-                        str(data["ns_address"]), answers, ttl, serial, str(data["table_hash"]),
-                        {k: tuple((str(c), tuple(a)) for c, a in v) for k, v in data.get("paths", {}).items()},
+                        ns_address, answers, ttl, serial, str(data["table_hash"]), paths,
                         principal={str(k): str(v) for k, v in data.get("principal", {}).items()}, shares=shares)
+
+
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: a mapping is expected, not {type(value).__name__}")
+    return value
+
+
+def _addresses(name: str, values: Any) -> tuple[str, ...]:
+    """IPv4 addresses in their canonical text: what the server puts in A records as they are."""
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"{name}: a list of IPv4 addresses is expected, not {values!r}")
+    for value in values:
+        try:
+            canonical = str(ipaddress.IPv4Address(value))
+        except ValueError:
+            canonical = ""
+        if canonical != value:
+            raise ValueError(f"{name}: {value!r} is not an IPv4 address in canonical form")
+    return tuple(values)
 
 
 def _whole(value: Any, name: str, low: int, high: int) -> int:
