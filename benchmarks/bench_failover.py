@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from globalaccel.emulated.failover import data_plane, lose_center, principal_networks, restart_everything  # noqa: E402
 from globalaccel.topology import load_stack  # noqa: E402
-from tests.services import free_port  # noqa: E402
+from tests.services import free_port, free_service_port  # noqa: E402
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -58,7 +58,7 @@ def main() -> int:
     rows: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         zone = Path(tmp) / "zone.json"
-        with data_plane(topology, stacks, zone, networks, (free_port(), free_port(), free_port())) as plane:
+        with data_plane(topology, stacks, zone, networks, (free_service_port(), free_port(), free_service_port())) as plane:
             for center in topology.center_ids:
                 times: list[float] = []
                 violations: list[str] = []
@@ -81,7 +81,7 @@ def main() -> int:
                                          "samples": len(timeline.samples), "unanswered_share": round(timeline.unanswered_share(), 3),
                                          "violations": len(timeline.violations()), "examples": timeline.violations()[:3]}
         baseline: dict[str, object] = {}
-        with data_plane(topology, stacks, zone, networks, (free_port(), free_port(), free_port()), chains=False) as plane:
+        with data_plane(topology, stacks, zone, networks, (free_service_port(), free_port(), free_service_port()), chains=False) as plane:
             for center in topology.center_ids:
                 took, wrong = lose_center(plane, center, stacks, zone, timeout_s=20)
                 baseline[center] = {"converged_s": took, "violations": len(wrong)}

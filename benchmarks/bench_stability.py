@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from globalaccel.topology import load_stack  # noqa: E402
-from tests.services import free_port  # noqa: E402
+from tests.services import free_port, free_service_port  # noqa: E402
 
 
 def main() -> int:
@@ -42,7 +42,7 @@ def main() -> int:
         cli = Path(sys.executable).parent / "globalaccel"
         started = time.time()
         subprocess.run([str(cli), "up", "--stack", args.stack, "--local", "--duration", str(args.minutes * 60), "--state-dir", str(state),
-                        "--dns-port", str(free_port()), "--metrics-port", str(free_port()), "--world-port", str(free_port()),
+                        "--dns-port", str(free_port()), "--metrics-port", str(free_port()), "--world-port", str(free_service_port()),
                         "--control-port", str(free_port())],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         log = (state / "decisions.jsonl").read_text()

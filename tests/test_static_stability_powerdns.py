@@ -26,7 +26,7 @@ from globalaccel.emulated.world import center_address
 from globalaccel.routing.summary import route_table
 from globalaccel.topology import Topology, load_stack
 from tests.conftest import STACKS
-from tests.services import free_port, powerdns_server
+from tests.services import free_port, free_service_port, powerdns_server
 
 DEV = load_stack("dev", STACKS)
 # Networks PowerDNS's GeoIP data (Debian's geoip-database) places in these countries: checked through its
@@ -69,7 +69,7 @@ class Plane:
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     table = route_table(DEV)
     answers = Answers.from_table(table, DEV)
-    world_port, control_port = free_port(), free_port()
+    world_port, control_port = free_service_port(), free_port()  # the world: below the ephemeral range
     health = {c.id: f"http://{center_address(j)}:{world_port}" for j, c in enumerate(DEV.centers)}  # the world's center j
     with ExitStack() as stack:
         world = start_world(DEV, STACKS, world_port, control_port)
@@ -182,7 +182,7 @@ def test_https_health_endpoints_as_route53_checks_them_drive_powerdns_failover(t
             self.send_response(503 if here == addresses["eu-central-1"] else 200)
             self.end_headers()
 
-    port = free_port()
+    port = free_service_port()  # bound on the center addresses, where probers take ephemeral ports
     servers = []
     for address in addresses.values():
         server = HTTPServer((address, port), Healthz)

@@ -11,7 +11,7 @@ from globalaccel.dns.embedded import locate_ip
 from globalaccel.emulated.failover import data_plane, lose_center
 from globalaccel.topology import load_stack
 from tests.conftest import STACKS
-from tests.services import free_port
+from tests.services import free_port, free_service_port
 
 # Networks iptocc places in each country (from globalaccel.audit.sources.representative_networks).
 NETWORKS = {"DE": "109.192.8.0/24", "BY": "134.17.8.0/24", "US": "100.0.8.0/24", "FR": "109.0.8.0/24", "GB": "1.186.8.0/24",
@@ -22,7 +22,8 @@ def test_losing_a_center_fails_over_in_every_other_centers_server_without_the_co
     dev = load_stack("dev", STACKS)
     for code, network in NETWORKS.items():
         assert locate_ip(network.split("/")[0]) == code, code  # the servers will place them there
-    ports = (free_port(), free_port(), free_port())
+    # World and per-center servers listen where probers connect from with ephemeral ports: below that range.
+    ports = (free_service_port(), free_port(), free_service_port())
     with data_plane(dev, STACKS, tmp_path / "zone.json", NETWORKS, ports) as plane:
         assert plane.centers_answered("us-east-1", "DE") == {"eu-central-1"}
         assert plane.centers_answered("ap-southeast-1", "BY") == {"eu-central-1"}
@@ -39,7 +40,8 @@ def test_losing_a_center_fails_over_in_every_other_centers_server_without_the_co
 def test_the_zone_without_chains_never_fails_over(tmp_path: Path) -> None:
     """Today's behaviour before the chains, measured the same way: the servers keep the dead center."""
     dev = load_stack("dev", STACKS)
-    ports = (free_port(), free_port(), free_port())
+    # World and per-center servers listen where probers connect from with ephemeral ports: below that range.
+    ports = (free_service_port(), free_port(), free_service_port())
     networks = {k: NETWORKS[k] for k in ("DE", "FR")}
     with data_plane(dev, STACKS, tmp_path / "zone.json", networks, ports, chains=False) as plane:
         took, violations = lose_center(plane, "eu-central-1", STACKS, tmp_path / "zone.json", timeout_s=6)
@@ -56,7 +58,8 @@ def test_the_ns_set_spans_the_centers_and_survives_one(tmp_path: Path) -> None:
     from globalaccel.emulated.failover import server_address
 
     dev = load_stack("dev", STACKS)
-    ports = (free_port(), free_port(), free_port())
+    # World and per-center servers listen where probers connect from with ephemeral ports: below that range.
+    ports = (free_service_port(), free_port(), free_service_port())
     with data_plane(dev, STACKS, tmp_path / "zone.json", {"DE": NETWORKS["DE"]}, ports) as plane:
         expected = {(f"ns-{c}.{dev.zone.rstrip('.')}.", server_address(j)) for j, c in enumerate(dev.center_ids)}
         plane.servers["eu-central-1"].kill()
@@ -82,7 +85,8 @@ def test_a_partitioned_center_and_a_restart_of_everything_keep_answers_lawful(tm
 
     dev = load_stack("dev", STACKS)
     networks = {k: NETWORKS[k] for k in ("DE", "BY", "US", "IN", "SA")}
-    ports = (free_port(), free_port(), free_port())
+    # World and per-center servers listen where probers connect from with ephemeral ports: below that range.
+    ports = (free_service_port(), free_port(), free_service_port())
     zone = tmp_path / "zone.json"
     with data_plane(dev, STACKS, zone, networks, ports) as plane:
         chosen = plane.expected(set())
@@ -130,7 +134,8 @@ def test_a_zone_file_with_an_unlawful_chain_or_garbage_is_refused_and_the_server
     import time
 
     dev = load_stack("dev", STACKS)
-    ports = (free_port(), free_port(), free_port())
+    # World and per-center servers listen where probers connect from with ephemeral ports: below that range.
+    ports = (free_service_port(), free_port(), free_service_port())
     zone = tmp_path / "zone.json"
     networks = {k: NETWORKS[k] for k in ("DE", "BY")}
     with data_plane(dev, STACKS, zone, networks, ports) as plane:
