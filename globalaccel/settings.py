@@ -57,6 +57,9 @@ class RoutingSettings:
     max_answers: int = setting(8, "edges a cell may take to fit its demand within edge capacity", lo=1, hi=100)
     capacity_headroom: float = setting(1.25, "an edge may take this multiple of its capacity share of demand", lo=1.0, hi=1000)
     hysteresis: HysteresisSettings = field(default_factory=HysteresisSettings)
+    center_return_band: float = setting(0.03, "a cell moves onto a center with a capacity from another only while that center "
+                                              "stays this fraction below its capacity (cells on it stay until it is full)",
+                                        lo=0, hi=0.5)
 
 
 @dataclass(frozen=True)

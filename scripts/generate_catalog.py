@@ -44,6 +44,7 @@ ANSWERS = 4
 MEAN_CAPACITY = 200
 # Emulated client networks: at most this many IPv4 networks per place (keeps the database a few MB).
 MAX_V4_NETWORKS = 4
+ACCURACY_RADIUS_KM = 50  # the emulated networks are placed at their city: a city-level radius
 # ISO countries with no city in the dataset: a representative point (uninhabited or tiny).
 NO_CITY_POINTS = {
     "AQ": (-75.25, -0.07),
@@ -265,7 +266,7 @@ def write_client_networks(cities_by_country: dict[str, list[dict[str, Any]]]) ->
     share following population, at most MAX_V4_NETWORKS IPv4 networks and one IPv6 /48 a place. GeoIP2-City
     record shape, so the code that reads it reads an operator's GeoIP2/GeoLite2 City file alike."""
     import netaddr
-    from mmdb_writer import MMDBWriter
+    from mmdb_writer import MmdbU16, MMDBWriter
     v4 = country_blocks_v4()
     v6 = country_blocks_v6()
     writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="globalaccel-Client-Networks",
@@ -277,8 +278,11 @@ def write_client_networks(cities_by_country: dict[str, list[dict[str, Any]]]) ->
         shares = dhondt({i: float(max(p["population"], 1)) for i, p in enumerate(places)}, min(len(blocks), 4 * len(places)))
         pos = 0
         for i, place in enumerate(places):
+            # accuracy_radius (km, uint16) as GeoIP2 City has it: PowerDNS's geoip backend gives no coordinates
+            # to latlon() for a record without one.
             record = {"country": {"iso_code": cc}, "location": {"latitude": round(place["latitude"], 4),
-                      "longitude": round(place["longitude"], 4)}, "subdivisions": [{"iso_code": place.get("admin1code") or ""}],
+                      "longitude": round(place["longitude"], 4), "accuracy_radius": MmdbU16(ACCURACY_RADIUS_KM)},
+                      "subdivisions": [{"iso_code": place.get("admin1code") or ""}],
                       "city": {"geoname_id": place["geonameid"], "names": {"en": place["name"]}}}
             n = shares.get(i, 0)
             mine = blocks[pos : pos + n]

@@ -159,9 +159,11 @@ class FaultProxy:
 
 
 @contextmanager
-def powerdns_server(tmp: Any, caches: bool = False, secondary: bool = False) -> Iterator[tuple[int, str, str]]:
-    """PowerDNS 4.7 (Debian) on loopback: gsqlite3 for our zone, geoip for countryCode(), LUA records
-    and ECS processing on, the HTTP API on. Caches off by default so a pushed table answers at once.
+def powerdns_server(tmp: Any, caches: bool = False, secondary: bool = False,
+                    geoip: str = "/usr/share/GeoIP/GeoIP.dat") -> Iterator[tuple[int, str, str]]:
+    """PowerDNS 4.7 (Debian) on loopback: gsqlite3 for our zone, geoip for countryCode() (and latlon() when
+    `geoip` is a city-level MaxMind DB), LUA records and ECS processing on, the HTTP API on. Caches off by
+    default so a pushed table answers at once.
     `secondary`: it may pull zones from a primary by AXFR (zones created with kind Slave).
     Yields (dns port, API URL, API key)."""
     import shutil as _shutil
@@ -175,7 +177,7 @@ def powerdns_server(tmp: Any, caches: bool = False, secondary: bool = False) -> 
     (folder / "geo.yaml").write_text("domains: []\n")
     dns_port, api_port, key = free_port(), free_port(), "test-key"
     (folder / "pdns.conf").write_text("\n".join([
-        "launch=gsqlite3,geoip", f"gsqlite3-database={db}", "geoip-database-files=/usr/share/GeoIP/GeoIP.dat",
+        "launch=gsqlite3,geoip", f"gsqlite3-database={db}", f"geoip-database-files={geoip}",
         f"geoip-zones-file={folder / 'geo.yaml'}", "enable-lua-records=shared", "edns-subnet-processing=yes",
         "local-address=127.0.0.1", f"local-port={dns_port}", "api=yes", f"api-key={key}", "webserver=yes",
         "webserver-address=127.0.0.1", f"webserver-port={api_port}", "webserver-allow-from=127.0.0.0/8",

@@ -122,3 +122,42 @@ def test_jitter_does_not_move_cells_across_a_full_center() -> None:
                           sum(1 for cid, r in table.routes.items() if r.edge_ids != previous[cid][1])))
         previous = {cid: (r.center, r.edge_ids) for cid, r in table.routes.items()}
     assert moves[4:] == [(0, 0)] * len(moves[4:]), moves
+
+
+def test_a_cell_moves_onto_a_full_center_only_below_the_return_band() -> None:
+    """Load hysteresis, on the shed alone (the search is stubbed: the first allowed center of each cell).
+    Center 0 holds 9 cells of demand 10 (capacity 100, return band 3 %: entry below 97); a tenth cell on
+    center 1 now prefers center 0. It stays on center 1, although 100 would fit exactly: otherwise one
+    boundary cell's noise trades cells across the full center every cycle. Incumbents stay while the center
+    is within capacity; with ten on it (100) and a newcomer (110 planned), the newcomer goes back, not an
+    incumbent."""
+    import numpy as np
+
+    from globalaccel.cells import Cell
+    from globalaccel.routing.center_load import CenterLoad
+
+    def world(n: int) -> tuple[CenterLoad, np.ndarray, np.ndarray, np.ndarray]:
+        cells = [Cell(f"c{i}", "DE", 50.0, 10.0, 10.0) for i in range(n)]
+        centers = tuple(dataclasses.replace(c, capacity=cap) for c, cap in zip(DEV.centers[:2], (100.0, None), strict=True))
+        topo = dataclasses.replace(DEV, centers=centers, routing=dataclasses.replace(DEV.routing, center_return_band=0.03))
+        load = CenterLoad(topo, cells)
+        return load, np.zeros(n, dtype=np.intp), np.zeros((n, 1), dtype=np.intp), np.zeros((n, 1))
+
+    def select(trial: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        choice = np.where(trial.any(axis=0), trial.argmax(axis=0), -1).astype(np.intp)
+        return choice, np.zeros((choice.size, 1), dtype=np.intp), np.zeros((choice.size, 1))
+
+    allowed = np.ones((2, 10), dtype=bool)
+    load, choice, ranked, cost = world(10)
+    current = np.array([0] * 9 + [1], dtype=np.intp)
+    moved = load.shed(choice, ranked, cost, allowed, select, current)
+    assert choice.tolist() == [0] * 9 + [1] and moved == {9: 0}
+
+    load, choice, ranked, cost = world(10)  # everyone already there: within capacity, nobody moves
+    assert load.shed(choice, ranked, cost, allowed, select, np.zeros(10, dtype=np.intp)) == {}
+
+    allowed = np.ones((2, 11), dtype=bool)
+    load, choice, ranked, cost = world(11)
+    current = np.array([0] * 10 + [1], dtype=np.intp)
+    load.shed(choice, ranked, cost, allowed, select, current)
+    assert choice.tolist() == [0] * 10 + [1]  # the newcomer stays home; the ten incumbents fit (100)

@@ -200,7 +200,9 @@ def test_a_country_served_out_of_region_in_one_of_its_networks_is_found(pdns: tu
     assert len(german) >= 3
     odd_one = german[-1]  # not the first, most solid network, which a one-network audit would ask
     singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
-    germany = provider.layout.country_name("DE")
+    # Debian's country database gives PowerDNS no coordinates: every German network is answered by the
+    # principal cell's record (test_powerdns_cells.py covers the per-cell placement).
+    germany = f"{ANSWERS.principal_cell('DE')}.{provider.layout.countries}"
     rtype, code = lua_code(next(r for r in provider.records() if r.type == "LUA" and r.name == germany).values[0])
     tampered = lua_record(rtype, code.replace(";", f";if netmask({{'{odd_one}'}}) then return {{'{singapore}'}} end ", 1))
     provider._http("PATCH", f"/zones/{provider.layout.zone}", {"rrsets": [{"name": germany, "type": "LUA", "ttl": 60,
@@ -238,9 +240,11 @@ def test_a_secondary_powerdns_fed_by_axfr_answers_like_the_primary(pdns: tuple[i
         zone = provider.layout.zone
         call("POST", "/zones", {"name": zone, "kind": "Slave", "masters": [f"127.0.0.1:{port}"]})
         call("PUT", f"/zones/{zone}/axfr-retrieve")
-        deadline = time.monotonic() + 30
-        while not call("GET", f"/zones/{zone}").get("rrsets") and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # Prod's zone holds a record per cell: wait until the secondary holds every rrset the primary does.
+        expected = len(provider.records())
+        deadline = time.monotonic() + 60
+        while len(call("GET", f"/zones/{zone}").get("rrsets") or []) < expected and time.monotonic() < deadline:
+            time.sleep(0.5)
         for country, subnet in NETWORKS_24.items():
             theirs, ours = query(second_port, subnet), query(port, subnet)
             assert theirs.rcode() == ours.rcode() == dns.rcode.NOERROR, country
@@ -282,10 +286,13 @@ def test_an_unlawful_path_waiting_in_a_chain_is_found_before_any_center_fails(pd
 
     port, provider, options = synced_for_audit(pdns, monkeypatch)
     singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
-    germany = provider.layout.country_name("DE")
+    # Germany has several cells: its principal cell's record holds the chain its main networks are answered with.
+    germany = f"{ANSWERS.principal_cell('DE')}.{provider.layout.countries}"
+    assert len(ANSWERS.cells_of_country["DE"]) > 1
     rtype, code = lua_code(next(r for r in provider.records() if r.type == "LUA" and r.name == germany).values[0])
     # The Singapore path goes last: the chosen path stays first, the unlawful one waits for a failure.
-    tampered = lua_record(rtype, code.replace("}}} local s=", f"}}}},{{'127.0.99.4',{{'{singapore}'}}}}}} local s=", 1))
+    assert code.endswith("}}})")
+    tampered = lua_record(rtype, code[: -len("}}})")] + f"}}}},{{'127.0.99.4',{{'{singapore}'}}}}}})")
     assert tampered != lua_record(rtype, code)
     stray = {"name": provider.layout.nowhere, "type": "A", "ttl": 60, "changetype": "REPLACE",
              "records": [{"content": singapore, "disabled": False}]}

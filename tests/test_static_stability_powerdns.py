@@ -114,7 +114,9 @@ def test_powerdns_places_the_test_networks_where_the_test_expects(plane: Plane) 
 def test_the_published_record_carries_each_countrys_chain_and_asks_powerdns_for_live_centers(plane: Plane) -> None:
     records = compile_powerdns(DEV, plane.answers)  # the stack's own center addresses and probe port (HTTPS, as Route 53's checks)
     content = lua_code(next(r for r in records if r.name == f"de.cc.{DEV.zone.rstrip('.')}.").values[0])[1]
-    assert "ifurlup('https://health." in content and "backupSelector='all'" in content
+    library = lua_code(next(r for r in records if r.name == f"_lib.cc.{DEV.zone.rstrip('.')}.").values[0])[1]
+    assert content.startswith(";include('_lib.cc') return gachain(")
+    assert "ifurlup('https://health." in library and "backupSelector='all'" in library
     assert all(len(r.values[0]) < 65535 for r in records)
     de = plane.answers.country("DE")
     assert isinstance(de, Served) and [p.center for p in de.paths][:2] == ["eu-central-1", "us-east-1"]

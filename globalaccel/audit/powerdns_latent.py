@@ -5,7 +5,9 @@ it sees at the moment of the query. Asking with ECS tests the path answered now;
 down a chain (or behind a hand-written condition) would only show once a center fails. So every address
 written in a country's record is judged as a path for that country, and the dispatch record at the
 service name may name no country's record by hand (the compiler writes `c..'.cc.<zone>'` and `none`
-only). Route 53's audit does the same by resolving every answer its tree can give.
+only). A country of several cells leads to its cells' records (`<cell>.cc.<zone>`, judged as paths for the
+cell's country), and its own record may name no other country's cell. Route 53's audit does the same by
+resolving every answer its tree can give.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def latent_paths(topology: Topology, records: Iterable[Record], layout: PowerDns
     health = {str(ipaddress.ip_address(a)) for a in health_addresses}
     paths, residency = topology.path_by_address, topology.residency
     suffix = "." + layout.countries
+    parent = layout.countries.rstrip(".")
+    cell_country = {c.id: c.country for c in topology.cells}
     out: list[Finding] = []
     for record in records:
         if record.name == layout.service:
@@ -51,10 +55,21 @@ def latent_paths(topology: Topology, records: Iterable[Record], layout: PowerDns
             continue
         if not record.name.endswith(suffix):
             continue
-        code = record.name[: -len(suffix)].upper()
+        label = record.name[: -len(suffix)]
+        # A country's own record (`de`), or a cell's (`de-2950159`, judged for the cell's country).
+        code = label.upper() if len(label) == 2 else cell_country.get(label, "none")
         if record.name == layout.nowhere:
             code = "none"
-        for literal in _literals(record):
+        literals = _literals(record)
+        for literal in literals:
+            if literal == "." + parent:
+                continue  # the suffix the nearest-cell snippet appends to the cell it picks
+            target = literal[: -len(parent) - 1] if literal.endswith("." + parent) else literal
+            if (target in cell_country and cell_country[target] != code) or (literal.endswith("." + parent) and target not in cell_country
+                                                                          and literal != layout.nowhere.rstrip(".")):
+                out.append(Finding("dispatch_tampered", record.name, f"{record.name} names {literal}, which is not a cell of {code}: "
+                                   "the compiler only sends a country's clients to its own cells", code))
+        for literal in literals:
             try:
                 address = str(ipaddress.ip_address(literal))
             except ValueError:

@@ -4,6 +4,9 @@
     de.cc.<zone>        LUA  A     ";local p={{'<center>',{'198.18.3.226',...}},{'<next center>',{...}}} ..."
     none.cc.<zone>      TXT  (no A: NODATA) for a country served nowhere (fail closed) or a client not located
 
+A country of several client cells gets one more step (globalaccel.dns.powerdns_cells): `de.cc.<zone>` is a
+LUA CNAME to the client's nearest cell's name, and each cell's name answers as a country's would.
+
 PowerDNS locates the client from EDNS Client Subnet (edns-subnet-processing=yes) or the source
 address through its GeoIP backend; `countryCode()` returns the lowercase ISO code. A country without
 an answer is sent to `none.cc`, which has no address: NOERROR with no answer, never another region's
@@ -27,6 +30,7 @@ here first with LuaJIT (the runtime PowerDNS links) through lupa; nothing invali
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -37,7 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from globalaccel.answers import Answers
+from globalaccel.answers import Answers, Decision, Served
+from globalaccel.cells import Cell
 from globalaccel.dns.backend import ApplyStats
 from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.plan import Changes
@@ -95,12 +100,14 @@ def lua_record(rtype: str, code: str) -> str:
     return f"{rtype} " + " ".join(f'"{segment}"' for segment in segments)
 
 
+@functools.lru_cache(maxsize=16384)  # a table change rewrites a few cells' records; the rest compiled before
 def validate_lua(content: str) -> None:
     """Compile a LUA record's snippet with LuaJIT; raise LuaValidationError with the parser's message."""
     from lupa import luajit21
 
-    _, code = lua_code(content)
-    chunk = code[1:] if code.startswith(";") else f"return {code}"
+    rtype, code = lua_code(content)
+    # A record's snippet is an expression, or statements after ';'; the shared library (type LUA) is statements.
+    chunk = code if rtype == "LUA" else code[1:] if code.startswith(";") else f"return {code}"
     runtime = luajit21.LuaRuntime(register_eval=False)
     error = runtime.eval("function(src) local f, err = loadstring(src) return err end")(chunk)
     if error is not None:
@@ -120,32 +127,61 @@ def canonical_address(address: str, what: str) -> str:
     return str(ip)
 
 
-def lua_for_country(paths: tuple[tuple[str | None, tuple[str, ...]], ...], health_url: str | None) -> str:
-    """One country's answer: its paths in failover order as (health address of the path's center, answer
-    addresses). A chain of one path answers it as is; a longer one asks `ifurlup(health_url,
-    {{center1},{center2},..})` for the first set with a live center. With backupSelector 'all', a lookup
-    where none is live (or PowerDNS has no verdict yet) returns every set's address, so one address back
-    means "this center is the first live one" and anything else means the chosen path."""
+LIBRARY = "_lib.cc"  # the zone's shared Lua (relative to the zone, as include() takes it)
+
+
+def lua_library(health_url: str, parent: str) -> str:
+    """The zone's shared functions, one LUA record that every chain and every nearest-cell record
+    include()s: keeping that code out of 3,000+ cell records keeps them small, which AXFR needs (PowerDNS
+    4.7 packs 100 records into one transfer message, which must stay under 65,535 bytes).
+
+    gachain(p): p = the paths in failover order, {health address, {answer addresses}}. It asks
+    `ifurlup(health_url, {{center1},{center2},..})` for the first set with a live center. With
+    backupSelector 'all', a lookup where none is live (or PowerDNS has no verdict yet) returns every
+    set's address, so one address back means "this center is the first live one" and anything else
+    means the chosen path.
+
+    gacell(c, principal): c = the country's cells {lat, lon, label} in the stack's order; the client's
+    nearest cell's name (globalaccel.dns.powerdns_cells)."""
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+:[0-9]+/[A-Za-z0-9/_.-]*", health_url):
+        raise LuaValidationError(f"a failover chain needs a health URL of the form scheme://name:port/path; got {health_url!r}")
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", parent):
+        raise LuaValidationError(f"refusing to embed name {parent!r} in Lua")
+    return lua_record("LUA", (
+        "function gachain(p) local s={} for i,x in ipairs(p) do s[i]={x[1]} end "
+        f"local u=ifurlup('{health_url}',s,{{backupSelector='all'}}) "
+        "if #u==1 then for _,x in ipairs(p) do if x[1]==u[1] then return x[2] end end end return p[1][2] end "
+        "function gacell(c,principal) "
+        "local a,b=string.match(latlon() or '','^(%S+) (%S+)$') a=tonumber(a) b=tonumber(b) "
+        f"if a==nil or b==nil or (a==0 and b==0) then return principal..'.{parent}' end "
+        "local r,cs,sn=math.rad,math.cos,math.sin "
+        "local x,y,z=cs(r(a))*cs(r(b)),cs(r(a))*sn(r(b)),sn(r(a)) "
+        "local best,top=c[1][3],-2 "
+        "for _,e in ipairs(c) do local p,q=r(e[1]),r(e[2]) "
+        "local d=cs(p)*cs(q)*x+cs(p)*sn(q)*y+sn(p)*z if d>top then top=d best=e[3] end end "
+        f"return best..'.{parent}' end"))
+
+
+def lua_for_country(paths: tuple[tuple[str | None, tuple[str, ...]], ...]) -> str:
+    """One country's (or cell's) answer: its paths in failover order as (health address of the path's
+    center, answer addresses). A chain of one path answers it as is; a longer one calls the zone's
+    `gachain` (lua_library), which answers the first path with a live center."""
     if not paths:
         raise LuaValidationError("a served country needs at least one path")
     parts = []
     for health, addresses in paths:
         listed = "{" + ",".join(repr(canonical_address(a, "answer address")) for a in addresses) + "}"
         parts.append(f"{{{canonical_address(health, 'health address')!r},{listed}}}" if health is not None else f"{{0,{listed}}}")
-    table = f";local p={{{','.join(parts)}}}"
     if len(paths) == 1:
-        return lua_record("A", f"{table} return p[1][2]")
-    if health_url is None or not re.fullmatch(r"https?://[A-Za-z0-9.-]+:[0-9]+/[A-Za-z0-9/_.-]*", health_url) \
-            or any(h is None for h, _ in paths):
-        raise LuaValidationError(f"a failover chain needs a health URL and every center's health address; got {health_url!r}")
-    return lua_record("A", f"{table} local s={{}} for i,x in ipairs(p) do s[i]={{x[1]}} end "
-                           f"local u=ifurlup('{health_url}',s,{{backupSelector='all'}}) "
-                           "if #u==1 then for _,x in ipairs(p) do if x[1]==u[1] then return x[2] end end end return p[1][2]")
+        return lua_record("A", f";local p={{{','.join(parts)}}} return p[1][2]")
+    if any(h is None for h, _ in paths):
+        raise LuaValidationError("a failover chain needs every center's health address")
+    return lua_record("A", f";include('{LIBRARY}') return gachain({{{','.join(parts)}}})")
 
 
 def lua_for_answers(answers: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
     """One path per country, no failover in the data plane: country -> its record's content."""
-    return {code: lua_for_country(((None, addresses),), None) for code, addresses in answers.items()}
+    return {code: lua_for_country(((None, addresses),)) for code, addresses in answers.items()}
 
 
 def lua_dispatch(served: list[str], zone: str) -> str:
@@ -221,13 +257,38 @@ def compile_powerdns(topology: Topology, answers: Answers, ttl: int = RECORD_TTL
                             f"(PowerDNS's ifurlup checks one URL at each center's address); got {sorted(where.values())}")
     scheme, port = bases.pop()
     url = f"{scheme}://health.{topology.zone.rstrip('.')}:{port}/healthz"
+    from globalaccel.dns.powerdns_cells import cell_label, lua_nearest_cell
+
     layout = layout_for(topology)
-    served_codes = [code for code, _ in answers.served_countries()]
-    records = [Record(layout.service, "LUA", (lua_dispatch(served_codes, layout.zone.rstrip(".")),), ttl),
-               Record(layout.nowhere, "TXT", ('"no answer: served nowhere, or not located"',), ttl)]
-    for code, served in answers.served_countries():
-        paths = tuple((parsed[p.center].hostname, p.addresses) for p in served.paths)
-        records.append(Record(layout.country_name(code), "LUA", (lua_for_country(paths, url),), ttl))
+    parent = layout.countries.rstrip(".")
+    records: list[Record] = []
+    served_codes: list[str] = []
+    by_country: dict[str, list[Cell]] = {}
+    for cell in topology.cells:
+        by_country.setdefault(cell.country, []).append(cell)
+
+    def answer(decision: Decision) -> str:
+        assert isinstance(decision, Served)
+        return lua_for_country(tuple((parsed[p.center].hostname, p.addresses) for p in decision.paths))
+
+    for code in sorted(answers.cells_of_country):
+        cell_ids = answers.cells_of_country[code]
+        decisions = [answers.cell(cid) for cid in cell_ids]
+        if not any(isinstance(d, Served) for d in decisions):
+            continue  # the dispatch sends the country to `none`
+        served_codes.append(code)
+        if len(cell_ids) == 1:
+            records.append(Record(layout.country_name(code), "LUA", (answer(decisions[0]),), ttl))
+            continue
+        # Several cells: the country's name picks the client's cell; each cell's name answers for it.
+        records.append(Record(layout.country_name(code), "LUA", (lua_nearest_cell(by_country[code], cell_ids[0]),), ttl))
+        for cid, decision in zip(cell_ids, decisions, strict=True):
+            name = f"{cell_label(cid)}.{layout.countries}"
+            records.append(Record(name, "LUA", (answer(decision),), ttl) if isinstance(decision, Served)
+                           else Record(name, "TXT", (f'"no answer: {decision.state}"',), ttl))
+    records[:0] = [Record(layout.service, "LUA", (lua_dispatch(served_codes, layout.zone.rstrip(".")),), ttl),
+                   Record(layout.nowhere, "TXT", ('"no answer: served nowhere, or not located"',), ttl),
+                   Record(f"{LIBRARY}.{layout.zone}", "LUA", (lua_library(url, parent),), ttl)]
     probe = 'TXT "countryCode()"'
     records.append(Record(layout.geo_probe, "LUA", (probe,), ttl))
     for record in records:
@@ -243,7 +304,7 @@ class PowerDnsBackend:
 
     def __init__(self, api_url: str, api_key: str, layout: PowerDnsLayout, topology: Topology | None = None,
                  server_id: str = "localhost", timeout: float = 10.0,
-                 health: Mapping[str, str] | None = None) -> None:
+                 health: Mapping[str, str] | None = None, max_body: int = 1_800_000) -> None:
         self.base = api_url.rstrip("/") + f"/api/v1/servers/{server_id}"
         self.api_key = api_key
         self.layout = layout
@@ -252,6 +313,7 @@ class PowerDnsBackend:
         self.requests = 0
         self.absent_ok = False  # a dry run reads a zone that does not exist yet as empty
         self.health = health  # where PowerDNS checks each center (compile_powerdns)
+        self.max_body = max_body  # bytes of JSON per PATCH (PowerDNS's webserver-max-bodysize is 2 MB by default)
 
     @property
     def ownership(self) -> PowerDnsLayout:
@@ -269,7 +331,10 @@ class PowerDnsBackend:
         return {}  # a local API with no quota
 
     def estimate(self, changes: Changes) -> dict[str, int]:
-        return {"requests": 1 if changes else 0, "tokens": 0}
+        if not changes:
+            return {"requests": 0, "tokens": 0}
+        rough = sum(200 + sum(len(v) for v in c.record.values) for c in changes.all)  # JSON around each rrset
+        return {"requests": max(1, -(-rough // self.max_body)), "tokens": 0}
 
     def _http(self, method: str, path: str, body: Any | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -326,7 +391,10 @@ class PowerDnsBackend:
         return sorted(found, key=lambda r: r.key)
 
     def apply(self, changes: Changes, stats: ApplyStats) -> None:
-        """One PATCH for the whole change set; PowerDNS applies it at once."""
+        """One PATCH for the whole change set, which PowerDNS applies at once, unless its JSON exceeds
+        `max_body` (PowerDNS refuses bodies over webserver-max-bodysize, 2 MB by default: a first push of
+        prod's cells is about 2 MB). Then several PATCHes, in an order where every name is in place before a
+        name that leads to it: cells' records, then countries', then the service name, deletions last."""
         rrsets: list[dict[str, Any]] = []
         for change in changes.all:
             r = change.record
@@ -340,7 +408,33 @@ class PowerDnsBackend:
                                "records": [{"content": v, "disabled": False} for v in r.values]})
         if not rrsets:
             return
-        stats.attempts += 1
-        self._http("PATCH", f"/zones/{self.layout.zone}", {"rrsets": rrsets})
-        stats.requests += 1
-        stats.batches.append(len(rrsets))
+        for batch in self._batches(rrsets):
+            stats.attempts += 1
+            self._http("PATCH", f"/zones/{self.layout.zone}", {"rrsets": batch})
+            stats.requests += 1
+            stats.batches.append(len(batch))
+
+    def _batches(self, rrsets: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        if len(json.dumps({"rrsets": rrsets})) <= self.max_body:
+            return [rrsets]
+        countries = self.layout.countries
+
+        def stage(rrset: dict[str, Any]) -> int:
+            name = rrset["name"]
+            if rrset["changetype"] == "DELETE":
+                return 3
+            if name == f"{LIBRARY}.{self.layout.zone}":
+                return -1  # every chain and nearest-cell record include()s it
+            if name.endswith("." + countries):
+                return 1 if len(name) == len(countries) + 3 else 0  # `de.cc.` leads to `de-2950159.cc.`
+            return 2
+        out: list[list[dict[str, Any]]] = [[]]
+        size = 0
+        for rrset in sorted(rrsets, key=stage):
+            one = len(json.dumps(rrset)) + 2
+            if out[-1] and size + one > self.max_body - 64:
+                out.append([])
+                size = 0
+            out[-1].append(rrset)
+            size += one
+        return out

@@ -4,7 +4,12 @@ After each cell's best center is chosen, a center whose demand exceeds its `capa
 their next-best allowed center (the one the same exact search picks with the full center forbidden for
 them), least regret first (regret = the cell's extra RTT there), only onto centers with room. Strict
 cells with no other allowed center stay: residency before load. Demand that still does not fit stays
-where it is and is reported per center (plan's `per_center.load_over_capacity`), never hidden. Anchors:
+where it is and is reported per center (plan's `per_center.load_over_capacity`), never hidden.
+
+Load hysteresis: a cell already on a center stays until that center is beyond its capacity, but a cell
+moves onto a limited center from another only while that center stays `return_band` below its capacity.
+Without the band, a center filled to its capacity trades cells with its neighbour every cycle: one
+boundary cell's best flips by noise, the center is over by that cell, another is shed, and back. Anchors:
 NS1's shed-load filter, Cloudflare's least-outstanding-requests steering (both shed by load, neither
 keeps a residency rule while doing it).
 """
@@ -26,6 +31,7 @@ MAX_ROUNDS = 64  # each round moves a cell or finds a center full for one; a bou
 
 class CenterLoad:
     def __init__(self, topology: Topology, cells: Iterable[Cell]) -> None:
+        self.return_band = topology.routing.center_return_band
         self.capacity = np.array([np.inf if c.capacity is None else c.capacity for c in topology.centers], dtype=np.float64)
         self.demand = np.array([c.demand for c in cells], dtype=np.float64)
         self.limited = bool(np.isfinite(self.capacity).any())
@@ -44,13 +50,19 @@ class CenterLoad:
         moved: dict[int, int] = {}
         if not self.limited:
             return moved
+        entry = self.capacity * (1.0 - self.return_band)  # the most a center may carry for a cell to move onto it
         barred = np.zeros_like(allowed)  # (center, cell): the cell left it
         full = np.zeros_like(allowed)  # (center, cell): found without room for the cell, since the last move
         for _ in range(MAX_ROUNDS):
             load = self.load(choice)
-            over = np.flatnonzero(load > self.capacity * (1 + 1e-9))
+            entering = (choice >= 0) & (current >= 0) & (choice != current) if current is not None else np.zeros(choice.size, dtype=bool)
+            has_entering = np.bincount(choice[entering], minlength=self.capacity.size) > 0
+            over = np.flatnonzero((load > self.capacity * (1 + 1e-9)) | (has_entering & (load > entry * (1 + 1e-9))))
             if not over.size:
                 break
+            if current is not None and self._keep_entering_where_they_are(over, entering, load, entry, choice, ranked, ranked_cost,
+                                                                          allowed, select, current, moved, barred):
+                continue  # loads changed: look again
             trial = allowed & ~barred & ~full
             for c in over:
                 trial[c, choice == c] = False  # where would its cells go instead?
@@ -61,11 +73,14 @@ class CenterLoad:
                 mine = np.flatnonzero(choice == c)
                 movable = mine[alt_choice[mine] >= 0]
                 stays = (alt_choice[movable] != current[movable]) if current is not None else np.zeros(movable.size, dtype=bool)
-                for n in movable[np.lexsort((regret[movable], stays))]:
-                    if load[c] <= self.capacity[c]:
+                for n in movable[np.lexsort((regret[movable], stays, ~entering[movable]))]:
+                    if load[c] <= entry[c]:
                         break
+                    if load[c] <= self.capacity[c] and not entering[n]:
+                        continue  # an incumbent: stays while its center is within capacity
                     target = int(alt_choice[n])
                     changed = True
+                    # Room up to capacity: relieving an overload, or back to where the cell was, is not a return.
                     if load[target] + self.demand[n] > self.capacity[target]:
                         full[target, n] = True  # no room there: next round, its next center
                         continue
@@ -80,3 +95,33 @@ class CenterLoad:
             if not changed:
                 break
         return moved
+
+    def _keep_entering_where_they_are(self, over: NDArray[np.intp], entering: NDArray[np.bool_], load: NDArray[np.float64],
+                                      entry: NDArray[np.float64], choice: NDArray[np.intp], ranked: NDArray[np.intp],
+                                      ranked_cost: NDArray[np.float64], allowed: NDArray[np.bool_], select: Select,
+                                      current: NDArray[np.intp], moved: dict[int, int], barred: NDArray[np.bool_]) -> bool:
+        """Cells that would move onto a center over its entry level stay on their current center (where it is
+        still allowed and has room), in cell order, until the center is back within it. Before any cell on the
+        center is shed: shedding those instead, in regret order, would trade cells across the full center
+        every cycle, as measurement noise reorders the regrets. Returns whether any cell stayed."""
+        rows = np.flatnonzero(entering & np.isin(choice, over))
+        if not rows.size:
+            return False
+        trial = np.zeros_like(allowed)
+        trial[current[rows], rows] = allowed[current[rows], rows]
+        back_choice, back_ranked, back_cost = select(trial, rows)
+        kept = False
+        for c in over:
+            for n in rows[choice[rows] == c]:
+                if load[c] <= entry[c] * (1 + 1e-9):
+                    break
+                home = int(back_choice[n])
+                if home < 0 or load[home] + self.demand[n] > self.capacity[home] * (1 + 1e-9):
+                    continue
+                moved.setdefault(int(n), int(c))
+                barred[c, n] = True
+                choice[n], ranked[n], ranked_cost[n] = home, back_ranked[n], back_cost[n]
+                load[c] -= self.demand[n]
+                load[home] += self.demand[n]
+                kept = True
+        return kept
