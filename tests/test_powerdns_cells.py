@@ -158,3 +158,39 @@ def test_a_push_larger_than_the_api_takes_is_split_and_arrives_whole(tmp_path: P
         for location, nets in list(located.sample_networks(1).items())[:50]:
             if location.cell is not None and ":" not in nets[0]:
                 assert ask(port, nets[0]) == expected(location.cell), nets[0]
+
+
+def test_code_that_builds_its_answer_is_a_violation(tmp_path: Path) -> None:
+    """A reviewer's seeds, by hand into the live zone: a German cell's record answers a Singapore edge's
+    address built by joining two strings, and the dispatch turns Russia (fail closed) into Singapore. Neither
+    writes an address or a name whole, so the latent-path check reads nothing in them; PowerDNS answers both.
+    The audit's shape check flags both records as code the compiler does not write."""
+    from globalaccel.audit.powerdns_latent import latent_paths
+    from globalaccel.audit.powerdns_shapes import uncompiled_records
+    from globalaccel.dns.powerdns import lua_record
+
+    assert PROD.client_networks is not None
+    layout = layout_for(PROD)
+    with powerdns_server(tmp_path, geoip=str(PROD.client_networks)) as (port, api, key):
+        provider = PowerDnsBackend(api, key, layout, PROD, health=HEALTH)
+        provider.ensure_zone()
+        backend.publish(provider, ANSWERS)
+        assert not uncompiled_records(provider.records(), layout)
+        german = f"{ANSWERS.cells_of_country['DE'][1]}.{layout.countries}"
+        singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")
+        head, tail = singapore.rsplit(".", 2)[0] + ".", ".".join(singapore.rsplit(".", 2)[1:])
+        built = lua_record("A", f";return {{'{head}'..'{tail}'}}")
+        rtype, dispatch = lua_code(next(r for r in provider.records() if r.name == layout.service).values[0])
+        turned = lua_record(rtype, dispatch.replace("local c=countryCode()", "local c=countryCode() if c=='ru' then c='sg' end", 1))
+        assert turned != lua_record(rtype, dispatch)
+        provider._http("PATCH", f"/zones/{layout.zone}", {"rrsets": [
+            {"name": name, "type": "LUA", "ttl": 60, "changetype": "REPLACE", "records": [{"content": content, "disabled": False}]}
+            for name, content in ((german, built), (layout.service, turned))]})
+        located = locator_for(PROD)
+        assert isinstance(located, NetworkMap)
+        network = next(n[0] for loc, n in located.sample_networks(1).items() if loc.cell == german.split(".")[0] and ":" not in n[0])
+        assert ask(port, network) == {singapore}  # live in the real server
+        health = [h.split("//")[1].split(":")[0] for h in HEALTH.values()]
+        assert not [f for f in latent_paths(PROD, provider.records(), layout, health) if german in f.subject or "dispatch" in f.subject]
+        flagged = {f.subject for f in uncompiled_records(provider.records(), layout) if f.kind == "record_not_compiled"}
+        assert flagged == {german, layout.service}, flagged

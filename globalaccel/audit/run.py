@@ -135,6 +135,7 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         import urllib.parse
 
         from globalaccel.audit.powerdns_latent import latent_paths
+        from globalaccel.audit.powerdns_shapes import uncompiled_records
         from globalaccel.dns.powerdns import compile_powerdns
         from globalaccel.dns.powerdns import layout_for as powerdns_layout
 
@@ -149,6 +150,7 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         # Every path each country's record may answer under any health state, not only the one answered now.
         health = [urllib.parse.urlsplit(u).hostname or "" for u in settings.center_health_endpoints.values()]
         findings += latent_paths(topology, records, pdns_layout, [*health, *(c.address for c in topology.centers)])
+        findings += uncompiled_records(records, pdns_layout)  # code that builds what it answers hides it from the line above
         live_anchor = read_anchor(records, pdns_layout)
         if not any(r.name == pdns_layout.geo_probe for r in records):
             raise AuditCannotRun(f"no {pdns_layout.geo_probe} record in PowerDNS: sync the zone with globalaccel first")
