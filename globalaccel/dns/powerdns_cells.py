@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 
 from globalaccel.cells import Cell
-from globalaccel.dns.powerdns import LIBRARY, LuaValidationError, lua_record
+from globalaccel.dns.powerdns_lua import LIBRARY, LuaValidationError, lua_record
 
 CELL_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
