@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dns.edns
@@ -44,6 +45,16 @@ def pdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         assert provider.ensure_zone()
         backend.publish(provider, ANSWERS)
         yield port
+
+
+@contextmanager
+def fresh_zone(tmp_path: Path, max_body: int = 1_800_000) -> Iterator[tuple[int, PowerDnsBackend, backend.SyncReport]]:
+    """A PowerDNS of its own reading the stack's network database, prod's table pushed: for tests that tamper."""
+    assert PROD.client_networks is not None
+    with powerdns_server(tmp_path, geoip=str(PROD.client_networks)) as (port, api, key):
+        provider = PowerDnsBackend(api, key, layout_for(PROD), PROD, health=HEALTH, max_body=max_body)
+        provider.ensure_zone()
+        yield port, provider, backend.publish(provider, ANSWERS)
 
 
 def ask(port: int, network: str) -> set[str]:
@@ -119,12 +130,8 @@ def test_a_country_record_sending_clients_to_another_countrys_cell_is_found(tmp_
     from globalaccel.audit.powerdns_latent import latent_paths
     from globalaccel.dns.powerdns import lua_record
 
-    assert PROD.client_networks is not None
     layout = layout_for(PROD)
-    with powerdns_server(tmp_path, geoip=str(PROD.client_networks)) as (_, api, key):
-        provider = PowerDnsBackend(api, key, layout, PROD, health=HEALTH)
-        provider.ensure_zone()
-        backend.publish(provider, ANSWERS)
+    with fresh_zone(tmp_path) as (_, provider, _):
         health = [h.split("//")[1].split(":")[0] for h in HEALTH.values()]
         assert not latent_paths(PROD, provider.records(), layout, health)
         germany = layout.country_name("DE")
@@ -143,12 +150,7 @@ def test_a_push_larger_than_the_api_takes_is_split_and_arrives_whole(tmp_path: P
     """PowerDNS refuses a body over webserver-max-bodysize (2 MB by default; prod's first push is about
     1.6 MB of JSON). With the backend's limit lowered to 200 KB, the push takes several PATCHes, the library and the
     cells before the names that lead to them, and the real server then holds every record and answers."""
-    assert PROD.client_networks is not None
-    layout = layout_for(PROD)
-    with powerdns_server(tmp_path, geoip=str(PROD.client_networks)) as (port, api, key):
-        provider = PowerDnsBackend(api, key, layout, PROD, health=HEALTH, max_body=200_000)
-        provider.ensure_zone()
-        result = backend.publish(provider, ANSWERS)
+    with fresh_zone(tmp_path, max_body=200_000) as (port, provider, result):
         assert result.stats.requests >= 5, result.stats
         held = {(r.name, r.type): r.values for r in provider.records()}
         for record in compile_powerdns(PROD, ANSWERS, health=HEALTH):
@@ -169,12 +171,8 @@ def test_code_that_builds_its_answer_is_a_violation(tmp_path: Path) -> None:
     from globalaccel.audit.powerdns_shapes import uncompiled_records
     from globalaccel.dns.powerdns import lua_record
 
-    assert PROD.client_networks is not None
     layout = layout_for(PROD)
-    with powerdns_server(tmp_path, geoip=str(PROD.client_networks)) as (port, api, key):
-        provider = PowerDnsBackend(api, key, layout, PROD, health=HEALTH)
-        provider.ensure_zone()
-        backend.publish(provider, ANSWERS)
+    with fresh_zone(tmp_path) as (port, provider, _):
         assert not uncompiled_records(provider.records(), layout)
         german = f"{ANSWERS.cells_of_country['DE'][1]}.{layout.countries}"
         singapore = next(e for e in PROD.edges if e.country == "SG").address_for("ap-southeast-1")

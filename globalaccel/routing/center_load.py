@@ -84,11 +84,7 @@ class CenterLoad:
                     if load[target] + self.demand[n] > self.capacity[target]:
                         full[target, n] = True  # no room there: next round, its next center
                         continue
-                    moved.setdefault(int(n), int(c))
-                    barred[c, n] = True
-                    choice[n], ranked[n], ranked_cost[n] = target, alt_ranked[n], alt_cost[n]
-                    load[c] -= self.demand[n]
-                    load[target] += self.demand[n]
+                    self._move(int(n), int(c), target, (choice, ranked, ranked_cost), (alt_ranked[n], alt_cost[n]), load, moved, barred)
                     moved_any = True
             if moved_any:
                 full[:] = False  # loads changed: a center full a moment ago may have room now
@@ -118,10 +114,17 @@ class CenterLoad:
                 home = int(back_choice[n])
                 if home < 0 or load[home] + self.demand[n] > self.capacity[home] * (1 + 1e-9):
                     continue
-                moved.setdefault(int(n), int(c))
-                barred[c, n] = True
-                choice[n], ranked[n], ranked_cost[n] = home, back_ranked[n], back_cost[n]
-                load[c] -= self.demand[n]
-                load[home] += self.demand[n]
+                self._move(int(n), int(c), home, (choice, ranked, ranked_cost), (back_ranked[n], back_cost[n]), load, moved, barred)
                 kept = True
         return kept
+
+    def _move(self, n: int, off: int, onto: int, plan: tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]],
+              found: tuple[NDArray[np.intp], NDArray[np.float64]], load: NDArray[np.float64], moved: dict[int, int],
+              barred: NDArray[np.bool_]) -> None:
+        """Cell n leaves center `off` for `onto`, with the ranked edges and costs the search found there."""
+        choice, ranked, ranked_cost = plan
+        moved.setdefault(n, off)
+        barred[off, n] = True
+        choice[n], ranked[n], ranked_cost[n] = onto, found[0], found[1]
+        load[off] -= self.demand[n]
+        load[onto] += self.demand[n]
