@@ -21,7 +21,6 @@ import bisect
 import ipaddress
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import dns.edns
 import dns.exception
@@ -37,6 +36,8 @@ import dns.rrset
 
 from globalaccel.dns import fast_path, spread
 from globalaccel.dns.wire import bad_ecs, has_opt, question_name_end, routable, routable_table, wholly_unroutable
+from globalaccel.dns.zone_snapshot import ServerStats as ServerStats
+from globalaccel.dns.zone_snapshot import ZoneSnapshot as ZoneSnapshot
 from globalaccel.locate import CountryLocator, Location, Locator, country_of
 
 _ROUTABLE = {4: routable_table(4), 6: routable_table(6)}
@@ -47,39 +48,6 @@ OUR_EDNS_PAYLOAD = fast_path.OUR_EDNS_PAYLOAD
 CACHE_BYTES = 8 << 20
 CACHEABLE_QUERY_BYTES = 512
 RENDERED_LOCATIONS_MAX = 65_536
-
-
-@dataclass(frozen=True)
-class ZoneSnapshot:
-    """Everything a query needs, immutable: the server swaps whole snapshots."""
-
-    origin: dns.name.Name
-    service: dns.name.Name
-    ns_host: dns.name.Name
-    ns_address: str
-    answers: Mapping[str, tuple[str, ...]]  # cell -> edge addresses, best first; absent = no answer
-    ttl: int = 60
-    serial: int = 1
-    table_hash: str = ""
-    # cell -> its failover chain, (center, addresses) in order, the chosen center first: a server that
-    # sees a center down answers with the next path whose center it sees up (every one allowed by the rule).
-    paths: Mapping[str, tuple[tuple[str, tuple[str, ...]], ...]] = field(default_factory=dict)
-    # The zone's NS set when it spans the centers (one authoritative server each): (host, address) pairs.
-    # Empty: the one server `ns_host` at `ns_address`.
-    nameservers: tuple[tuple[dns.name.Name, str], ...] = ()
-    # country -> the cell answering clients located only by country; absent: the cell named like the country.
-    principal: Mapping[str, str] = field(default_factory=dict)
-    # cell -> each answer address's share of clients given it first (globalaccel.dns.spread), per mille, in
-    # the order of `answers`; absent: every client gets the order as it is.
-    shares: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-
-    @property
-    def ns_set(self) -> tuple[tuple[dns.name.Name, str], ...]:
-        return self.nameservers or ((self.ns_host, self.ns_address),)
-
-    @property
-    def names(self) -> frozenset[dns.name.Name]:
-        return frozenset({self.origin, self.service, *(host for host, _ in self.ns_set)})
 
 
 def _source_key(source: str) -> int:
@@ -95,21 +63,6 @@ def locate_ip(address: str) -> str | None:
 # The fast path's records for one location: (answer count, authority count, one rendering per address that
 # may come first, running totals of their shares (empty: the one rendering for every client)).
 _Rendered = tuple[int, int, tuple[bytes, ...], tuple[int, ...]]
-
-
-@dataclass
-class ServerStats:
-    queries: int = 0
-    cache_hits: int = 0
-    answered: int = 0
-    nodata: int = 0
-    nxdomain: int = 0
-    refused: int = 0
-    formerr: int = 0
-    dropped: int = 0
-    truncated: int = 0
-    servfail: int = 0
-    by_rcode: dict[str, int] = field(default_factory=dict)
 
 
 class DnsResponder:
