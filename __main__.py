@@ -12,6 +12,7 @@ from pathlib import Path
 import pulumi
 
 from globalaccel.answers import Answers
+from globalaccel.dns.route53_cells import collection_name, routes_by_network
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.dns.route53_validate import validate_records
 from globalaccel.errors import ConfigError
@@ -48,7 +49,8 @@ def kubeconfig(center: str) -> pulumi.Output[str] | None:
 
 
 zone = RoutingZone("routing", RoutingZoneArgs(topology.zone, topology.stack, iac.parent_zone_id, protect=iac.protect,
-                                              allowed_account_ids=allowed_accounts))
+                                              allowed_account_ids=allowed_accounts,
+                                              cidr_collection=collection_name(topology) if routes_by_network(topology) else None))
 prober_urls = {c.id: f"http://prober-{c.id}.{topology.zone}:{CLUSTER_RESULTS_PORT}" for c in topology.centers}
 stack_files = {str(Path(f).resolve().relative_to(stacks_dir)): Path(f).read_text(encoding="utf-8") for f in topology.source_files}
 centers = {
@@ -74,7 +76,8 @@ control = ControlPlane("control", ControlPlaneArgs(stack=topology.stack, zone_id
                                                    state_storage=iac.state_storage,
                                                    control_region=topology.center_by_id[control_center].region,
                                                    aws_provider=zone.provider,
-                                                   health_checks={c: node.health_check.id for c, node in centers.items()}))
+                                                   health_checks={c: node.health_check.id for c, node in centers.items()},
+                                                   cidr_collection_id=zone.cidr_collection.id if zone.cidr_collection else None))
 
 pulumi.export("serviceName", topology.service_name)
 pulumi.export("zoneId", zone.zone.zone_id)

@@ -122,6 +122,8 @@ class BackendSettings:
     wait_insync: bool = setting(False, "wait until Route 53 reports each change INSYNC", flag="--wait-insync")
     health_checks: tuple[str, ...] = setting((), "a center's Route 53 health check, CENTER=ID (repeat; pulumi up passes them)",
                                              flag="--health-check")
+    cidr_collection: str | None = setting(None, "id of the stack's Route 53 CIDR collection (skips looking it up by name; pulumi up "
+                                                "passes it)", flag="--cidr-collection")
     center_health: tuple[str, ...] = setting((), "where PowerDNS checks a center's /healthz, CENTER=SCHEME://ADDRESS:PORT "
                                              "(repeat; default: https on the center's address and the probe port, as Route 53's "
                                              "checks)", flag="--center-health")
@@ -181,6 +183,23 @@ class LoopSettings:
     @property
     def peer_urls(self) -> dict[str, str]:
         return center_pairs(self.peers, "--peer", "CENTER=URL")
+
+
+@dataclass(frozen=True)
+class Route53Settings:
+    """How the Route 53 zone locates clients (the `global-accel:route53:` block; globalaccel.dns.route53_cells).
+
+    AWS documents no quota for CIDR collections (checked 2026-11-26: the Route 53 quotas page lists none; the
+    API takes at most 1,000 blocks per request, CloudFormation at most 1,000 per location). The defaults are
+    the conservative reading; an operator raises them after checking Service Quotas in us-east-1."""
+
+    cidr_cells: int = setting(99, "cells answered by client network (IP-based routing; one record each beside the default "
+                                   "under the service name, which holds at most 100 of one name and type); 0: geolocation only",
+                              lo=0, hi=99)
+    cidr_blocks: int = setting(1000, "CIDR blocks the stack's collection may hold", lo=1, hi=1_000_000)
+    max_records: int = setting(10_000, "records the hosted zone may hold (AWS's default quota; more is charged and on request)",
+                               lo=100, hi=10_000_000)
+    collection: str | None = setting(None, "name of the stack's CIDR collection (default globalaccel-<stack>)")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,16 @@ from globalaccel.errors import ConfigError, ProblemCollector
 from globalaccel.iso3166 import COUNTRY_CODES
 from globalaccel.residency import ResidencyPolicy, Role
 from globalaccel.residency_file import load_residency
-from globalaccel.settings import CellSettings, IacSettings, LatencySettings, LoopSettings, ProbeSettings, RoutingSettings, from_stack
+from globalaccel.settings import (
+    CellSettings,
+    IacSettings,
+    LatencySettings,
+    LoopSettings,
+    ProbeSettings,
+    Route53Settings,
+    RoutingSettings,
+    from_stack,
+)
 from globalaccel.sourcefile import Located, load_yaml, read_csv
 
 NAMESPACE = "global-accel"
@@ -99,6 +108,7 @@ class Topology:
     loop: LoopSettings = field(default_factory=LoopSettings)  # the control loop's settings from the stack file
     iac: IacSettings = field(default_factory=IacSettings)  # what `pulumi up` needs beyond the world
     client_networks: Path | None = None  # the city-level network database (MaxMind DB format), when the stack names one
+    route53: Route53Settings = field(default_factory=Route53Settings)  # how the Route 53 zone locates clients
 
     @cached_property
     def center_by_id(self) -> dict[str, Center]:
@@ -387,6 +397,7 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
     probe = from_stack(ProbeSettings, key("probe"), file, f"config.{NAMESPACE}:probe", problems)
     loop = from_stack(LoopSettings, key("loop"), file, f"config.{NAMESPACE}:loop", problems)
     iac = from_stack(IacSettings, key("iac"), file, f"config.{NAMESPACE}:iac", problems)
+    route53 = from_stack(Route53Settings, key("route53"), file, f"config.{NAMESPACE}:route53", problems)
     cell_settings = from_stack(CellSettings, key("cells"), file, f"config.{NAMESPACE}:cells", problems)
     center_ids = {c.id for c in centers}
     for item in loop.peers:
@@ -447,4 +458,5 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
         loop=loop,
         iac=iac,
         client_networks=networks_file,
+        route53=route53,
     )

@@ -37,6 +37,7 @@ class ControlPlaneArgs:
     control_region: str | None = None  # the control center's region: the loop's pods and volumes stay there
     aws_provider: aws.Provider | None = None  # the account-pinned provider IAM is created through
     health_checks: dict[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)  # center -> Route 53 check id
+    cidr_collection_id: pulumi.Input[str] | None = None  # the zone's CIDR collection, when it routes cells by network
 
 
 def trust_policy(account_id: str, oidc_provider_arn: str | None, namespace: str, service_account: str) -> str:
@@ -55,15 +56,19 @@ def trust_policy(account_id: str, oidc_provider_arn: str | None, namespace: str,
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)
 
 
-def loop_policy(zone_id: str, health_checks: list[str] | tuple[str, ...] = ()) -> str:
+def loop_policy(zone_id: str, health_checks: list[str] | tuple[str, ...] = (), cidr_collection: str | None = None) -> str:
     """Least privilege: records in this one zone, change status, reading the centers' health checks (the
-    loop verifies the ids its failover records name before writing them), nothing else."""
+    loop verifies the ids its failover records name before writing them), reading and changing the blocks of
+    the zone's one CIDR collection (its id is passed: no right to list or create collections), nothing else."""
     statements: list[dict[str, Any]] = [
         {"Sid": "RecordsInOwnZone", "Effect": "Allow",
          "Action": ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
          "Resource": f"arn:aws:route53:::hostedzone/{zone_id}"},
         {"Sid": "ChangeStatus", "Effect": "Allow", "Action": ["route53:GetChange"], "Resource": "arn:aws:route53:::change/*"},
     ]
+    if cidr_collection:
+        statements.append({"Sid": "CellNetworks", "Effect": "Allow", "Action": ["route53:ChangeCidrCollection", "route53:ListCidrBlocks"],
+                           "Resource": f"arn:aws:route53:::cidrcollection/{cidr_collection}"})
     if health_checks:
         statements.append({"Sid": "CentersHealthChecks", "Effect": "Allow", "Action": ["route53:GetHealthCheck"],
                            "Resource": [f"arn:aws:route53:::healthcheck/{c}" for c in sorted(health_checks)]})
@@ -81,8 +86,9 @@ class ControlPlane(pulumi.ComponentResource):
             lambda account: trust_policy(account, args.oidc_provider_arn, ns, account_name)),
             tags={"globalaccel:stack": args.stack}, opts=child)
         self.policy = aws.iam.RolePolicy(f"{name}-route53", role=self.role.id,
-                                         policy=pulumi.Output.all(args.zone_id, pulumi.Output.from_input(args.health_checks)).apply(
-                                             lambda v: loop_policy(v[0], tuple(v[1].values()))), opts=child)
+                                         policy=pulumi.Output.all(args.zone_id, pulumi.Output.from_input(args.health_checks),
+                                                                  args.cidr_collection_id).apply(
+                                             lambda v: loop_policy(v[0], tuple(v[1].values()), v[2])), opts=child)
         on_k8s = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
         self.account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata={"name": account_name, "namespace": ns, "labels": LABELS,
                                                                          "annotations": {"eks.amazonaws.com/role-arn": self.role.arn}},
@@ -107,9 +113,9 @@ class ControlPlane(pulumi.ComponentResource):
             "name": "loop", "image": args.image,
             # The command line is generated from the settings tree (globalaccel.settings), as the CLI parses it.
             # The centers' health checks go with it: every failover leg the loop publishes names one.
-            "args": pulumi.Output.all(args.zone_id, pulumi.Output.from_input(args.health_checks)).apply(lambda v: up_command(
-                args.stack, dataclasses.replace(loop, backend=dataclasses.replace(
-                    loop.backend, kind="route53", zone_id=v[0], create_zone=False,
+            "args": pulumi.Output.all(args.zone_id, pulumi.Output.from_input(args.health_checks), args.cidr_collection_id).apply(
+                lambda v: up_command(args.stack, dataclasses.replace(loop, backend=dataclasses.replace(
+                    loop.backend, kind="route53", zone_id=v[0], create_zone=False, cidr_collection=v[2],
                     health_checks=tuple(f"{c}={check}" for c, check in sorted(v[1].items())))), STACKS_MOUNT, full=True)),
             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                     peer_key_env(loop.peer_key_env)],  # the Secret its center's CenterNode creates in this namespace

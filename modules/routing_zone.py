@@ -17,6 +17,7 @@ class RoutingZoneArgs:
     parent_zone_id: str | None = None  # delegate from this zone when given
     protect: bool = True  # destroying the zone would change its name servers: every resolver would lose it
     allowed_account_ids: list[str] | None = None
+    cidr_collection: str | None = None  # the CIDR collection the loop fills when the zone routes cells by network
 
 
 class RoutingZone(pulumi.ComponentResource):
@@ -37,7 +38,12 @@ class RoutingZone(pulumi.ComponentResource):
         aws.route53.Record(f"{name}-soa", zone_id=self.zone.zone_id, name=args.zone, type="SOA", ttl=RECORD_TTL, allow_overwrite=True,
                            records=[self.zone.primary_name_server.apply(
                                lambda ns: f"{ns}. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 {RECORD_TTL}")], opts=child)
+        # The collection's content is the loop's (globalaccel.dns.route53_cells: derived from the network database);
+        # Pulumi only makes it exist, so that the loop's role needs no right to create or list collections.
+        self.cidr_collection = (aws.route53.CidrCollection(f"{name}-cells", name=args.cidr_collection, opts=child)
+                                if args.cidr_collection else None)
         if args.parent_zone_id:
             aws.route53.Record(f"{name}-delegation", zone_id=args.parent_zone_id, name=args.zone, type="NS", ttl=172800,
                                records=self.zone.name_servers, opts=child)
-        self.register_outputs({"zone_id": self.zone.zone_id, "name_servers": self.zone.name_servers})
+        self.register_outputs({"zone_id": self.zone.zone_id, "name_servers": self.zone.name_servers,
+                               "cidr_collection_id": self.cidr_collection.id if self.cidr_collection else None})

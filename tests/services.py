@@ -56,9 +56,11 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
+    """moto on loopback, with the Route 53 CIDR collections it lacks added as a storage-only test double
+    (tests/moto_cidr.py says what it stores and refuses, and on whose authority)."""
     port = free_port()
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-m", "tests.moto_cidr", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}"

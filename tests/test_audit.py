@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from globalaccel.answers import Answers, Served
+from globalaccel.audit.sources import country_networks
 from globalaccel.dns.backend import sync
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.residency import Role
@@ -23,7 +24,7 @@ from globalaccel.routing.summary import route_table
 from globalaccel.topology import load_stack
 from tests.conftest import ROOT, STACKS
 from tests.services import moto_server, route53_client
-from tests.test_dns_route53 import PROD, PROD_RECORDS, provider
+from tests.test_dns_route53 import PROD, PROD_RECORDS, cidr_provider, prod_cell_records, prod_cells
 from tests.test_up import UpProcess, settled
 
 CLI = str(ROOT / ".venv" / "bin" / "globalaccel")
@@ -80,9 +81,11 @@ def moto() -> Any:
 
 
 def synced_zone(url: str) -> tuple[Any, str]:
+    """Prod's zone as the loop publishes it: cells routed by network (its CIDR collection), the country tree."""
     client = route53_client(url)
     zone = client.create_hosted_zone(Name=PROD.zone, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
-    sync(provider(client, zone), PROD_RECORDS)
+    report = sync(cidr_provider(client, zone), prod_cell_records())
+    assert report.converged
     return client, zone
 
 
@@ -102,9 +105,10 @@ def test_route53_zone_audits_clean_then_each_tampering_is_found() -> None:
             client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
                 "Name": f"de.cc.{PROD.zone}", "Type": "A", "SetIdentifier": set_id, "Weight": 255, "TTL": 60,
                 "ResourceRecords": [{"Value": value}]}}]})
-        # 2. A fallback that fails open: a default geolocation record at the service name.
+        # 2. A fallback that fails open: a default geolocation record where the continents are (the service name
+        #    routes by network; its default leads to world.geo, the country tree).
         client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
-            "Name": PROD.service_name, "Type": "A", "SetIdentifier": "anyone", "GeoLocation": {"CountryCode": "*"}, "TTL": 60,
+            "Name": f"world.geo.{PROD.zone}", "Type": "A", "SetIdentifier": "anyone", "GeoLocation": {"CountryCode": "*"}, "TTL": 60,
             "ResourceRecords": [{"Value": stranger.address_for("ap-southeast-1")}]}}]})
         code, report, _ = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
     assert code == 1
@@ -114,6 +118,36 @@ def test_route53_zone_audits_clean_then_each_tampering_is_found() -> None:
     assert any(v["kind"] == "out_of_region_answer" and stranger.id in v["evidence"] and "ap-southeast-1" in v["evidence"]
                for v in report["violations"])
     assert any(v["kind"] == "edge_jurisdiction" and v["subject"] == "DE" and "BY" in v["evidence"] for v in report["violations"])
+
+
+def test_route53_cidr_tampering_is_found() -> None:
+    """The collection and the IP-based records are live state too (moto + tests/moto_cidr.py, storage only):
+    1. a block of China's address space slipped into a US cell's location: Chinese clients there would get
+       that cell's chain, and China's rule serves nobody;
+    2. the default location's record pointed at a Nigerian cell's chain instead of the country tree: every
+       client outside the blocks, Germany's too, would get it."""
+    with moto_server() as url:
+        client, zone = synced_zone(url)
+        code, report, err = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+        assert code == 0 and report["violations"] == [], (err, report.get("violations"))
+        (collection,) = client.list_cidr_collections()["CidrCollections"]
+        us_cell = next(c for c in prod_cells().cells if c.startswith("us-"))
+        cn_block = country_networks()["CN"][0]
+        client.change_cidr_collection(Id=collection["Id"], Changes=[{"LocationName": us_cell, "Action": "PUT", "CidrList": [cn_block]}])
+        code, report, _ = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+        assert code == 1
+        assert {v["subject"] for v in report["violations"]} == {"CN"}, report["violations"]
+        assert ("record_drift", f"{us_cell}._cidr.{PROD.zone}. CIDR") in {(d["kind"], d["subject"]) for d in report["drift"]}
+        client.change_cidr_collection(Id=collection["Id"], Changes=[{"LocationName": us_cell, "Action": "DELETE_IF_EXISTS",
+                                                                      "CidrList": [cn_block]}])
+        ng_cell = next(c for c in prod_cells().cells if c.startswith("ng-"))
+        default = next(r for page in client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone)
+                       for r in page["ResourceRecordSets"] if r.get("SetIdentifier") == "cidr-default")
+        default["AliasTarget"]["DNSName"] = f"{ng_cell}.cell.{PROD.zone}."
+        client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": default}]})
+        code, report, _ = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+    assert code == 1
+    assert ("out_of_region_answer", "DE") in {(v["kind"], v["subject"]) for v in report["violations"]}
 
 
 def make_bucket(s3: Any, name: str, region: str, center: str | None, *, replicate_to: str | None = None, clean: bool = True) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import uuid
@@ -14,10 +15,12 @@ from botocore.exceptions import ClientError
 from globalaccel.answers import Answers, Served
 from globalaccel.dns.backend import ApplyStats, OwnedZone, claim_record, sync
 from globalaccel.dns.budget import ApiBudget
+from globalaccel.dns.factory import find_collection
 from globalaccel.dns.health_checks import ensure_center_checks
 from globalaccel.dns.plan import Change, plan
 from globalaccel.dns.records import Geo, Record, fqdn
 from globalaccel.dns.route53 import RetryPolicy, Route53Backend, ZoneOwnedByAnother, batches, order_changes
+from globalaccel.dns.route53_cells import CidrSelection, cidr_selection
 from globalaccel.dns.route53_compile import compile_route53, layout_for
 from globalaccel.dns.route53_sim import Client, Route53Simulator
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES, Route53ValidationError, validate_batch, validate_records
@@ -49,6 +52,27 @@ def provider(client: Any, zone_id: str, **kw: Any) -> Route53Backend:
         except AttributeError:
             kw["health_checks"] = {c: f"check-{c}" for c in PROD.center_ids}
     return Route53Backend(client, zone_id, LAYOUT, budget=fast, retry=RetryPolicy(base_s=0.001, cap_s=0.01), **kw)
+
+
+@functools.lru_cache(maxsize=1)
+def prod_cells() -> CidrSelection:
+    """Prod's cells routed by network (reading the stack's network database takes seconds: once per worker)."""
+    selection = cidr_selection(PROD)
+    assert selection is not None and selection.cells
+    return selection
+
+
+def prod_cell_records(table: RoutingTable = PROD_TABLE) -> list[Record]:
+    """Prod's zone as the loop publishes it: the CIDR layout (route53_cells) with its collection's locations."""
+    return [claim_record(LAYOUT), *compile_route53(PROD, Answers.from_table(table, PROD), cells=prod_cells())]
+
+
+def cidr_provider(client: Any, zone_id: str, **kw: Any) -> Route53Backend:
+    """`provider` with the stack's CIDR collection, created as the factory does with --create-zone."""
+    collection = find_collection(client, prod_cells().collection, create=True)
+    backend = provider(client, zone_id, cidr_collection=collection, **kw)
+    backend.cidr_selection = prod_cells()
+    return backend
 
 
 def table_route(table: RoutingTable, code: str) -> Served:

@@ -113,7 +113,7 @@ def test_buckets_are_tagged_versioned_encrypted_private(stack: tuple[str, dict[s
 
 
 def test_loop_policy_grants_nothing_beyond_its_zone(stack: tuple[str, dict[str, Any], list[Res], Path]) -> None:
-    _, _, resources, _ = stack
+    name, _, resources, _ = stack
     zone_id = next(r for r in resources if r.type == "aws:route53/zone:Zone")
     policy = json.loads(next(r for r in resources if r.type == "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     granted = {(a, res) for s in policy["Statement"] for a in s["Action"]
@@ -122,13 +122,32 @@ def test_loop_policy_grants_nothing_beyond_its_zone(stack: tuple[str, dict[str, 
     resources_named = {res for _, res in granted}
     checks = {res for res in resources_named if res.startswith("arn:aws:route53:::healthcheck/")}
     assert len(checks) == 4 and not any("*" in c for c in checks)  # the centers' own checks, read to verify their ids
-    assert len(resources_named - checks) == 2 and "arn:aws:route53:::change/*" in resources_named
-    zone_arn = next(res for res in resources_named - checks if res != "arn:aws:route53:::change/*")
+    # The zone's one CIDR collection (the loop fills it: cells routed by network), by the id Pulumi created it with.
+    # (dev has no network database: no collection, no right to one.)
+    collections = [r for r in resources if r.type == "aws:route53/cidrCollection:CidrCollection"]
+    assert [c.inputs["name"] for c in collections] == (["globalaccel-prod"] if name == "prod" else [])
+    cells = {res for res in resources_named if res.startswith("arn:aws:route53:::cidrcollection/")}
+    assert len(cells) == len(collections) and not any("*" in c for c in cells)
+    assert {a for a, res in granted if res in cells} == ({"route53:ChangeCidrCollection", "route53:ListCidrBlocks"} if cells else set())
+    assert len(resources_named - checks - cells) == 2 and "arn:aws:route53:::change/*" in resources_named
+    zone_arn = next(res for res in resources_named - checks - cells if res != "arn:aws:route53:::change/*")
     assert zone_arn.startswith("arn:aws:route53:::hostedzone/Z") and "*" not in zone_arn
     assert {a for a, _ in granted} == {"route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets", "route53:GetChange",
-                                       "route53:GetHealthCheck"}
+                                       "route53:GetHealthCheck",
+                                       *({"route53:ChangeCidrCollection", "route53:ListCidrBlocks"} if cells else ())}
     assert {a for a, res in granted if res in checks} == {"route53:GetHealthCheck"}
     assert zone_id is not None
+
+
+def test_the_loop_is_started_with_its_cidr_collection(stack: tuple[str, dict[str, Any], list[Res], Path]) -> None:
+    """The loop finds the collection by the id Pulumi created it with (its role may not list collections)."""
+    name, _, resources, out = stack
+    args = yaml.safe_load((out / "manifests" / "control-loop.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]["args"]
+    collections = [r for r in resources if r.type == "aws:route53/cidrCollection:CidrCollection"]
+    if name == "prod":
+        assert args[args.index("--cidr-collection") + 1] == f"{collections[0].name}-id"
+    else:
+        assert "--cidr-collection" not in args and not collections
 
 
 def test_rendered_manifests_pass_schema_validation(stack: tuple[str, dict[str, Any], list[Res], Path]) -> None:

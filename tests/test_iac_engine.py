@@ -290,7 +290,7 @@ def test_iam_documents_pass_parliament() -> None:
                 if not (f.issue == "MALFORMED" and "neither Resource" in str(f.detail))
                 and not (f.issue == "UNKNOWN_FEDERATION_SOURCE" and ":oidc-provider/oidc.eks." in str(f.detail))]
 
-    assert findings(loop_policy("Z0123456789ABC", ("0b1e3c49-9a29-4b5c-9a3e-2f4a6b7c8d9e",))) == []
+    assert findings(loop_policy("Z0123456789ABC", ("0b1e3c49-9a29-4b5c-9a3e-2f4a6b7c8d9e",), "c8c02a84-7d6f-4c5e-9a3b-1f2e3d4c5b6a")) == []
     oidc = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/ABCDEF0123456789"
     trust = json.loads(trust_policy("123456789012", oidc, "globalaccel", "globalaccel-loop"))
     condition = trust["Statement"][0]["Condition"]["StringEquals"]

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from globalaccel.answers import Answers, Served
+from globalaccel.audit.sources import block_countries
 from globalaccel.dns.factory import open_backend
 from globalaccel.dns.records import Geo, Record
 from globalaccel.dns.route53 import Route53Backend, from_route53
@@ -153,7 +154,15 @@ def live_prod_zone() -> Any:
         for check in client.list_health_checks()["HealthChecks"]:
             address = check["HealthCheckConfig"]["IPAddress"]
             checks[next(c.id for c in PROD.centers if c.address == address)] = check["Id"]
-    return answers_view, listed, checks
+        # The collection as boto3 lists it: which countries' clients each location's blocks hold (the country
+        # dataset's placement of each block), keyed as the records name it (collection id, location).
+        (collection,) = client.list_cidr_collections()["CidrCollections"]
+        blocks: dict[str, list[str]] = {}
+        for page in client.get_paginator("list_cidr_blocks").paginate(CollectionId=collection["Id"]):
+            for block in page["CidrBlocks"]:
+                blocks.setdefault(block["LocationName"], []).append(block["CidrBlock"])
+        held = {(collection["Id"], loc): frozenset().union(*(block_countries(b) for b in bs)) for loc, bs in blocks.items()}
+    return answers_view, listed, checks, held
 
 
 def test_every_combination_of_center_checks_keeps_every_country_in_its_allowed_set(live_prod_zone: Any) -> None:
@@ -161,7 +170,7 @@ def test_every_combination_of_center_checks_keeps_every_country_in_its_allowed_s
     read back to (edge, center) through the catalog: the center must be one the country's rule allows and
     the edge one it allows on the path. And the data plane does fail over: whenever some center of the
     country's chain is up, the answer goes through the first such one (no controller involved)."""
-    answers_view, listed, checks = live_prod_zone
+    answers_view, listed, checks, _ = live_prod_zone
     assert set(checks) == set(PROD.center_ids)
     assert {r.health_check for r in listed if r.health_check} == set(checks.values())
     path_of = PROD.path_by_address
@@ -193,7 +202,7 @@ def test_every_combination_of_center_checks_keeps_every_country_in_its_allowed_s
 
 
 def test_nobody_route53_cannot_place_gets_an_answer(live_prod_zone: Any) -> None:
-    _, listed, checks = live_prod_zone
+    _, listed, checks, _ = live_prod_zone
     for n in range(len(PROD.center_ids) + 1):
         for down in itertools.combinations(PROD.center_ids, n):
             sim = Route53Simulator(listed, failing_checks={checks[c] for c in down})
@@ -201,13 +210,44 @@ def test_nobody_route53_cannot_place_gets_an_answer(live_prod_zone: Any) -> None
 
 
 def test_every_possible_answer_of_the_live_zone_is_allowed(live_prod_zone: Any) -> None:
-    """The audit's question on the same zone: any health, any record of any group."""
-    _, listed, _ = live_prod_zone
-    sim = Route53Simulator(listed, every_possible=True)
+    """The audit's question on the same zone: any health, any record of any group, any location whose live
+    blocks hold a network of the country (and the default: its networks in no block)."""
+    _, listed, _, held = live_prod_zone
+    assert len(held) >= 50 and all(len(countries) == 1 for countries in held.values())
+    sim = Route53Simulator(listed, every_possible=True, cidr_countries=held)
+    by_location = 0
     for code, country in PROD.countries.items():
-        for address in sim.resolve(PROD.service_name, Client(code, country.continent)).addresses:
-            _edge, center = PROD.path_by_address[address]
+        resolution = sim.resolve(PROD.service_name, Client(code, country.continent))
+        by_location += sum(1 for step in resolution.path if step.startswith(f"{PROD.service_name}. A cidr-") and "default" not in step)
+        for address in resolution.addresses:
+            edge, center = PROD.path_by_address[address]
             assert PROD.residency.allows(code, center), (code, center)
+            assert PROD.residency.edge_violation(code, edge.country, edge.role) is None, (code, edge.id)
+    assert by_location == len(held)  # every location was reached, by its own country's clients only
+
+
+def test_every_cell_routed_by_network_fails_over_in_its_allowed_set(live_prod_zone: Any) -> None:
+    """A client in a location's block gets that cell's chain: under every combination of center checks, an
+    answer its country allows, through the first center of the cell's chain still up (no controller)."""
+    answers_view, listed, checks, held = live_prod_zone
+    locations = {r.cidr.location: r for r in listed if r.cidr is not None and not r.cidr.is_default}
+    assert len(locations) == len(held)
+    moved = 0
+    for n in range(len(PROD.center_ids) + 1):
+        for down in itertools.combinations(PROD.center_ids, n):
+            sim = Route53Simulator(listed, failing_checks={checks[c] for c in down})
+            for location in locations:
+                cell = PROD.cell_by_id[location]
+                decision = answers_view.cell(location)
+                got = sim.resolve(PROD.service_name, Client(cell.country, None, location=location)).addresses
+                assert isinstance(decision, Served) and got, location
+                centers = {PROD.path_by_address[a][1] for a in got}
+                assert all(PROD.residency.allows(cell.country, c) for c in centers), (down, location, centers)
+                assert set(got) <= {a for p in decision.paths for a in p.addresses}
+                up = [p.center for p in decision.paths if p.center not in down]
+                assert centers == {up[0] if up else decision.center}, (down, location)
+                moved += bool(up) and decision.center in down
+    assert moved > 100
 
 
 def test_a_country_gaining_a_second_center_loses_its_weighted_records_before_its_chain_is_written() -> None:

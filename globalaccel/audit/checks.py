@@ -29,6 +29,7 @@ from globalaccel.answers import Answers, Served
 from globalaccel.audit.findings import CountryResult, Scenario
 from globalaccel.audit.sources import AnswerSource, route53_answers, route53_current
 from globalaccel.control.decisionlog import DecisionEntry, read_entries, replay, verify_chain
+from globalaccel.dns.route53_cells import cidr_selection
 from globalaccel.dns.route53_compile import compile_route53
 from globalaccel.findings import Finding
 from globalaccel.residency import Mode
@@ -201,7 +202,8 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True,
     baseline = route_table(topology, router=router)
     # Served before = answered by the zone all healthy, as Route 53 resolves it (a location Route 53 cannot
     # place gets nothing in every scenario, and does not "lose" service to a failure).
-    baseline_records = compile_route53(topology, Answers.from_table(baseline, topology))
+    cells = cidr_selection(topology)
+    baseline_records = compile_route53(topology, Answers.from_table(baseline, topology), cells=cells)
     baseline_answer = before or route53_answers(baseline_records, topology)[0]
     served_before = {c for c in topology.countries if baseline_answer(c)}
     now = route53_current(baseline_records, topology)
@@ -211,7 +213,7 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True,
     for name, edges, centers, country in cases:
         table = route_table(topology, Health(edges, centers), router)
         answers = Answers.from_table(table, topology)
-        answer, fallbacks = route53_answers(compile_route53(topology, answers), topology)
+        answer, fallbacks = route53_answers(compile_route53(topology, answers, cells=cells), topology)
         results, problems = check_answers(topology, expected_from_table(answers), answer)
         problems += fallbacks
         for p in problems:
@@ -221,7 +223,7 @@ def what_if(topology: Topology, include_edge_scenarios: bool = True,
         # Where traffic goes: each country whose center changes, as the answers after the failure state it
         # (each answered address names the center its edge forwards to).
         moves: dict[str, str] = {}
-        after = route53_current(compile_route53(topology, answers), topology, down_centers)
+        after = route53_current(compile_route53(topology, answers, cells=cells), topology, down_centers)
         for r in results:
             was = centers_of(now.get(r.country, ()))
             goes = centers_of(after.get(r.country, ()))

@@ -16,7 +16,8 @@ from globalaccel.audit.sources import cell_networks, country_networks, ecs_answe
 from globalaccel.audit.stores import check_buckets
 from globalaccel.control.decisionlog import LOG_NAME
 from globalaccel.dns.backend import claim_record, read_anchor
-from globalaccel.dns.records import Record
+from globalaccel.dns.records import CIDR_TYPE, Record
+from globalaccel.dns.route53_cells import cidr_selection
 from globalaccel.dns.route53_compile import compile_route53, layout_for
 from globalaccel.errors import GlobalaccelError
 from globalaccel.findings import Finding
@@ -94,12 +95,12 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         asked = {code: f"ECS queries (A, AAAA) from {len(networks[code])} networks ({' '.join(networks[code])}) to {options.dns}"
                  if code in networks else "no IPv4 network of its own" for code in topology.countries}
     if options.source == "plan":
-        answer, fallbacks = route53_answers(compile_route53(topology, answers), topology)
+        answer, fallbacks = route53_answers(compile_route53(topology, answers, cells=cidr_selection(topology)), topology)
         findings += fallbacks
     elif options.source == "route53":
         try:
             live = _live_records(topology, options.backend or BackendSettings(kind="route53"))
-            records = [r for r in live if r.type in ("A", "AAAA", "CNAME")]
+            records = [r for r in live if r.type in ("A", "AAAA", "CNAME", CIDR_TYPE)]
         except AuditCannotRun:
             raise
         except Exception as exc:
@@ -108,7 +109,8 @@ def run_audit(topology: Topology, options: AuditOptions) -> AuditReport:
         findings += fallbacks
         drift_table, drift_from = _drift_table(topology, options, table)
         layout = layout_for(topology)
-        findings += record_drift(live, [claim_record(layout), *compile_route53(topology, Answers.from_table(drift_table, topology))],
+        findings += record_drift(live, [claim_record(layout), *compile_route53(topology, Answers.from_table(drift_table, topology),
+                                                                                    cells=cidr_selection(topology))],
                                  lambda r: layout.owns(r) and r.name != layout.anchor_name)
         live_anchor = read_anchor(live, layout)
         notes.append(f"drift: the live zone compared with {drift_from}")

@@ -4,11 +4,14 @@ ECS queries to the embedded server or PowerDNS from a representative network of 
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable, Iterable
 
 import iptocc
 
-from globalaccel.dns.records import Record
+from globalaccel.country_grid import ipv4_country_grid
+from globalaccel.dns.records import CIDR_TYPE, Record
+from globalaccel.dns.route53_cells import collection_name
 from globalaccel.dns.route53_sim import AliasChainTooDeep, Client, Route53Simulator
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
 from globalaccel.findings import Finding
@@ -56,16 +59,52 @@ def representative_networks() -> dict[str, str]:
 AnswerSource = Callable[[str], set[str] | None]  # country -> addresses answered (None: cannot be asked)
 
 
+def block_countries(block: str) -> frozenset[str]:
+    """Every country the country dataset places anywhere in a CIDR block: for IPv4 each /24 of it (the grid), for
+    IPv6 its ends and across it (globalaccel.locate.v6_probes). A block whose text is not a network holds anyone."""
+    try:
+        network = ipaddress.ip_network(block)
+    except ValueError:
+        return frozenset({"*"})
+    first, last = int(network.network_address), int(network.broadcast_address)
+    if network.version == 4:
+        grid, codes = ipv4_country_grid()
+        return frozenset(c for i in {int(x) for x in grid[first >> 8:(last >> 8) + 1]} for c in codes[i] if c)
+    from globalaccel.locate import v6_probes
+
+    found = iptocc.country_code([str(ipaddress.IPv6Address(x)) for x in v6_probes(first, last)])
+    return frozenset(str(c) for c in found if c)
+
+
+def location_countries(records: Iterable[Record], topology: Topology) -> dict[tuple[str, str], frozenset[str]]:
+    """(the stack's collection, location) -> the countries whose clients its live blocks may hold (the country
+    dataset's placement; where it says "anyone", every country of the stack)."""
+    collection = collection_name(topology)
+    out: dict[tuple[str, str], frozenset[str]] = {}
+    for r in records:
+        if r.type != CIDR_TYPE:
+            continue
+        held = frozenset().union(*(block_countries(b) for b in r.values)) if r.values else frozenset()
+        out[(collection, r.name.split(".", 1)[0])] = frozenset(topology.countries) if "*" in held else held
+    return out
+
+
 def route53_answers(records: Iterable[Record], topology: Topology) -> tuple[AnswerSource, list[Finding]]:
     """Evaluate a zone's records with Route 53's semantics, every health check failing. Every country is
     resolved here, so the findings returned are complete (fail-open paths included)."""
     records = list(records)
     failing = {r.health_check for r in records if r.health_check}
-    sim = Route53Simulator(records, failing_checks=failing)
+    # The collection's live blocks decide which countries' clients each location's record may answer; locations
+    # are matched without case (the pseudo-records' names are DNS names).
+    held = location_countries(records, topology)
+    records = [r for r in records if r.type != CIDR_TYPE]
+    cidr_countries = {(r.cidr.collection, r.cidr.location): held[(r.cidr.collection, r.cidr.location.lower())]
+                      for r in records if r.cidr is not None and (r.cidr.collection, r.cidr.location.lower()) in held}
+    sim = Route53Simulator(records, failing_checks=failing, cidr_countries=cidr_countries)
     # Every answer Route 53 could give: every record of every routing policy, A and AAAA, and the country
     # placed on any continent (Route 53's own continent for a country may differ from ours, and a record
     # listing it under another continent must not escape the audit).
-    possible = Route53Simulator(records, failing_checks=failing, every_possible=True)
+    possible = Route53Simulator(records, failing_checks=failing, every_possible=True, cidr_countries=cidr_countries)
     findings: list[Finding] = []
     for r in records:
         in_tree = r.name == topology_service(topology) or r.name.endswith(".geo." + topology_zone(topology))
@@ -114,7 +153,10 @@ def _continents_naming(records: list[Record], service: str) -> dict[str, set[str
     for r in records:
         by_name.setdefault(r.name, []).append(r)
     out: dict[str, set[str]] = {}
-    for r in by_name.get(service, []):
+    # The continent records sit at the service name, or (routing by network: route53_cells) wherever its IP-based
+    # records lead.
+    roots = [service, *sorted({r.alias for r in by_name.get(service, []) if r.cidr is not None and r.alias})]
+    for r in (r for root in roots for r in by_name.get(root, [])):
         if r.geo is None or not r.geo.continent:
             continue
         named: set[str] = set()
@@ -129,7 +171,7 @@ def _continents_naming(records: list[Record], service: str) -> dict[str, set[str
                     named.add(child.geo.country or ("*" if child.geo.is_default else child.geo.continent or "*"))
                 if child.alias and child.geo is None:
                     pending.append(child.alias)
-        out[r.geo.continent] = named
+        out.setdefault(r.geo.continent, set()).update(named)
     return out
 
 

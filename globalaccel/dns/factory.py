@@ -80,6 +80,16 @@ def open_backend(topology: Topology, settings: BackendSettings, responder: DnsRe
             missing = [c for c in missing if c.id not in route53.health_checks]
             if missing and settings.create_zone and not dry_run:
                 route53.add_health_checks(ensure_center_checks(route53.client, topology.stack, missing, topology.probe.port))
+        from globalaccel.dns.route53_cells import cidr_selection
+
+        selection = cidr_selection(topology)
+        if selection is not None:
+            route53.cidr_collection = ((selection.collection, settings.cidr_collection) if settings.cidr_collection else
+                                       find_collection(route53.client, selection.collection, settings.create_zone and not dry_run))
+            if route53.cidr_collection is None and not dry_run:
+                raise BackendError(f"no CIDR collection named {selection.collection} (stack route53.collection); pulumi up creates "
+                                   "it, --create-zone creates it here, or set route53.cidrCells: 0 to route by geolocation alone")
+            route53.cidr_selection = selection
         if not dry_run:
             route53.cap_negative_ttl(RECORD_TTL)
         return OwnedZone(route53)
@@ -102,6 +112,30 @@ def open_backend(topology: Topology, settings: BackendSettings, responder: DnsRe
     else:
         raise BackendError(f"unknown DNS backend {settings.kind!r}; expected embedded, route53 or powerdns")
     return OwnedZone(backend)
+
+
+def find_collection(client: Any, name: str, create: bool) -> tuple[str, str] | None:
+    """(name, id) of the account's CIDR collection named `name`; created when missing and `create`."""
+    from botocore.exceptions import ClientError
+
+    kwargs: dict[str, Any] = {}
+    try:
+        while True:
+            page = client.list_cidr_collections(**kwargs)
+            for collection in page.get("CidrCollections", []):
+                if collection["Name"] == name:
+                    return name, str(collection["Id"])
+            if not page.get("NextToken"):
+                break
+            kwargs = {"NextToken": page["NextToken"]}
+        if not create:
+            return None
+        made = client.create_cidr_collection(Name=name, CallerReference=str(uuid.uuid4()))
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        raise BackendError(f"CIDR collection {name}: the Route 53 API refused ({code}); IP-based routing needs it (stack "
+                           "route53.cidrCells; 0 routes by geolocation alone, as an endpoint without the API, moto, requires)") from None
+    return name, str(made["Collection"]["Id"])
 
 
 def open_route53(layout: Route53Layout, settings: BackendSettings, dry_run: bool = False) -> Route53Backend:

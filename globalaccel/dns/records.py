@@ -28,6 +28,26 @@ class Geo:
 
 
 @dataclass(frozen=True)
+class Cidr:
+    """An IP-based routing selector: a location of a CIDR collection, or the default '*' (every client no
+    location's block holds). Compiled records name the collection by name; a live zone holds its id."""
+
+    collection: str
+    location: str  # 1-16 of [0-9A-Za-z_-], or "*"
+
+    @property
+    def is_default(self) -> bool:
+        return self.location == "*"
+
+
+# The CIDR collection's content, carried as records of this pseudo-type so that the plan diffs it with the
+# zone: one per location, named <location>.<CIDR_SUFFIX>.<zone>, its blocks as values. Never a DNS record: the
+# Route 53 backend writes them with ChangeCidrCollection.
+CIDR_TYPE = "CIDR"
+CIDR_SUFFIX = "_cidr"
+
+
+@dataclass(frozen=True)
 class Record:
     name: str  # absolute, lowercase
     type: str  # A, AAAA, TXT, CNAME, NS, SOA
@@ -45,6 +65,7 @@ class Record:
     # Routing policies the compiler never writes, read from live zones so the audit sees them whole:
     multivalue: bool = False
     region: str | None = None  # latency routing: the AWS region the record stands for
+    cidr: Cidr | None = None  # IP-based routing
     # The embedded backend only: each value's share of clients given it first, per mille, in value order
     # (globalaccel.dns.spread); () gives every client the values in their order.
     shares: tuple[int, ...] = ()
@@ -65,6 +86,10 @@ class Record:
             return "multivalue"
         if self.region is not None:
             return "latency"
+        if self.cidr is not None:
+            return "ip-based"
+        if self.type == CIDR_TYPE:
+            return "cidr-location"
         return "simple"
 
     @property

@@ -28,7 +28,8 @@ from globalaccel.dns.backend import ApplyStats, BackendError, NeedsReplan
 from globalaccel.dns.budget import ApiBudget
 from globalaccel.dns.ownership import ZoneOwnedByAnother as ZoneOwnedByAnother
 from globalaccel.dns.plan import Change, Changes
-from globalaccel.dns.records import Geo, Record, fqdn
+from globalaccel.dns.records import CIDR_TYPE, Cidr, Geo, Record, fqdn
+from globalaccel.dns.route53_cells import CidrSelection, location_pseudo_name
 from globalaccel.dns.route53_compile import Route53Layout, compile_route53
 from globalaccel.dns.route53_validate import MAX_BATCH_CHARS, MAX_BATCH_VALUES, validate_batch, validate_records
 from globalaccel.topology import Topology
@@ -77,6 +78,8 @@ def to_route53(record: Record, zone_id: str) -> dict[str, Any]:
         rrset["MultiValueAnswer"] = True
     if record.region is not None:
         rrset["Region"] = record.region
+    if record.cidr is not None:
+        rrset["CidrRoutingConfig"] = {"CollectionId": record.cidr.collection, "LocationName": record.cidr.location}
     return rrset
 
 
@@ -101,6 +104,8 @@ def from_route53(rrset: dict[str, Any]) -> Record:
         failover=rrset.get("Failover"),
         multivalue=bool(rrset.get("MultiValueAnswer", False)),
         region=rrset.get("Region"),
+        cidr=Cidr(rrset["CidrRoutingConfig"]["CollectionId"], rrset["CidrRoutingConfig"]["LocationName"])
+        if "CidrRoutingConfig" in rrset else None,
     )
 
 
@@ -109,8 +114,11 @@ def order_changes(changes: Changes, layout: Route53Layout) -> list[Change]:
 
     Creates go out as UPSERT: idempotent, so a batch re-planned after an ambiguous failure cannot
     fail on a record that meanwhile exists (moto also rejects re-creating a record identical to one
-    deleted earlier, which Route 53 allows). It costs 2 change tokens per record instead of 1."""
-    as_upserts = [Change("UPSERT", c.record) for c in changes.creates] + list(changes.updates)
+    deleted earlier, which Route 53 allows). It costs 2 change tokens per record instead of 1.
+    The CIDR collection's pseudo-records are not DNS changes: Route53Backend.apply writes them apart."""
+    dns_changes = [c for c in changes.all if c.record.type != CIDR_TYPE]
+    creates = [c for c in dns_changes if c.action == "CREATE"]
+    as_upserts = [Change("UPSERT", c.record) for c in creates] + [c for c in dns_changes if c.action == "UPSERT"]
     upserts = sorted(as_upserts, key=lambda c: (layout.depth(c.record.name), c.record.key))
     written = {c.record.key for c in as_upserts}
     policy_at = {(c.record.name, c.record.type): c.record.policy for c in as_upserts}
@@ -118,30 +126,76 @@ def order_changes(changes: Changes, layout: Route53Layout) -> list[Change]:
     def in_the_way(c: Change) -> bool:
         # A record whose routing policy changes is planned as DELETE old + CREATE new under the same key, and a
         # name that changes policy (a country's weighted records giving way to its failover chain, when its rule
-        # comes to allow a second center) must lose its old records first: Route 53 rejects records of another
-        # policy beside failover ones under one name and type. Those deletes come first.
+        # comes to allow a second center; the service name's geolocation records giving way to IP-based ones)
+        # must lose its old records first: Route 53 rejects records of another policy beside them under one
+        # name and type. Those deletes go just before the name's new records, in the same batch (`batches`),
+        # so that the name is never empty between two requests.
         new = policy_at.get((c.record.name, c.record.type))
         return c.record.key in written or (new is not None and new != c.record.policy)
 
-    making_room = sorted((c for c in changes.deletes if in_the_way(c)), key=lambda c: c.record.key)
-    deletes = sorted((c for c in changes.deletes if not in_the_way(c)),
-                     key=lambda c: (-layout.depth(c.record.name), c.record.key))
-    return making_room + upserts + deletes
+    deletes = [c for c in dns_changes if c.action == "DELETE"]
+    making_room: dict[tuple[str, str], list[Change]] = {}
+    for c in sorted((c for c in deletes if in_the_way(c)), key=lambda c: c.record.key):
+        making_room.setdefault((c.record.name, c.record.type), []).append(c)
+    ordered: list[Change] = []
+    for c in upserts:
+        ordered += making_room.pop((c.record.name, c.record.type), [])
+        ordered.append(c)
+    rest = sorted((c for c in deletes if not in_the_way(c)), key=lambda c: (-layout.depth(c.record.name), c.record.key))
+    return ordered + rest
 
 
 def batches(ordered: list[Change], max_values: int = MAX_BATCH_VALUES, max_chars: int = MAX_BATCH_CHARS) -> list[list[Change]]:
+    """Changes packed into requests within Route 53's limits. Consecutive changes of one name and type stay in
+    one request where they fit: a name changing policy loses its old records and gains its new ones at once."""
+    units: list[list[Change]] = []
+    for change in ordered:
+        if units and (units[-1][0].record.name, units[-1][0].record.type) == (change.record.name, change.record.type):
+            units[-1].append(change)
+        else:
+            units.append([change])
     out: list[list[Change]] = []
     current: list[Change] = []
     values = chars = 0
-    for change in ordered:
-        if current and (values + change.values > max_values or chars + change.chars > max_chars):
+    for unit in units:
+        unit_values, unit_chars = sum(c.values for c in unit), sum(c.chars for c in unit)
+        if current and (values + unit_values > max_values or chars + unit_chars > max_chars):
             out.append(current)
             current, values, chars = [], 0, 0
-        current.append(change)
-        values += change.values
-        chars += change.chars
+        for change in unit:  # a unit larger than a whole request is split where it must be
+            if current and (values + change.values > max_values or chars + change.chars > max_chars):
+                out.append(current)
+                current, values, chars = [], 0, 0
+            current.append(change)
+            values += change.values
+            chars += change.chars
     if current:
         out.append(current)
+    return out
+
+
+MAX_COLLECTION_BLOCKS = 1_000  # "The max number of CIDR blocks included in the request is 1000" (ChangeCidrCollection)
+
+
+def _pack_collection(units: list[list[tuple[str, str, str]]]) -> list[list[dict[str, Any]]]:
+    """Units of block changes -> ChangeCidrCollection `Changes` lists of at most MAX_COLLECTION_BLOCKS blocks,
+    a unit (a move: leave, arrive) never split; within a request, leaving before arriving."""
+    requests: list[list[tuple[str, str, str]]] = []
+    current: list[tuple[str, str, str]] = []
+    for unit in units:
+        if current and len(current) + len(unit) > MAX_COLLECTION_BLOCKS:
+            requests.append(current)
+            current = []
+        current += unit
+    if current:
+        requests.append(current)
+    out = []
+    for ops in requests:
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for action, location, block in ops:
+            grouped.setdefault((action, location), []).append(block)
+        order = sorted(grouped, key=lambda k: (k[0] != "DELETE_IF_EXISTS", k[1]))
+        out.append([{"LocationName": loc, "Action": action, "CidrList": grouped[(action, loc)]} for action, loc in order])
     return out
 
 
@@ -163,6 +217,7 @@ class Route53Backend:
         wait_insync: bool = False,
         after_batch: Callable[[int], None] | None = None,
         health_checks: Mapping[str, str] | None = None,
+        cidr_collection: tuple[str, str] | None = None,
     ) -> None:
         self.client = client
         self.zone_id = zone_id.split("/")[-1] if zone_id else None
@@ -182,6 +237,12 @@ class Route53Backend:
         # Asked before every change batch: False stops the apply (a controller that lost its lease mid-publish
         # must not go on writing while another holds it; Route 53 has no fencing token to refuse it for us).
         self.guard: Callable[[], bool] | None = None
+        # The stack's CIDR collection (name, id) when the zone routes cells by network (route53_cells): compiled
+        # records name it, the zone holds its id. Its blocks are read and written with the zone's records.
+        self.cidr_collection = cidr_collection
+        self.cidr_selection: CidrSelection | None = None  # set by the factory with the collection
+        self._live_blocks: dict[str, set[str]] = {}  # location -> its blocks, as last listed
+        self._location_of_label: dict[str, str] = {}  # pseudo-record label -> the live location name (its case)
 
     @property
     def ownership(self) -> Route53Layout:
@@ -193,8 +254,9 @@ class Route53Backend:
     def render(self, answers: Answers) -> list[Record]:
         if self.topology is None:
             raise BackendError("this Route 53 backend was opened without a topology; open it with globalaccel.dns.factory")
-        records = compile_route53(self.topology, answers)
-        validate_records(records, self.layout.zone, self.topology.countries)
+        records = compile_route53(self.topology, answers, cells=self.cidr_selection)
+        settings = self.topology.route53
+        validate_records(records, self.layout.zone, self.topology.countries, settings.max_records, settings.cidr_blocks)
         return records
 
     def add_health_checks(self, checks: Mapping[str, str]) -> None:
@@ -214,6 +276,8 @@ class Route53Backend:
                 raise
 
     def _to_zone(self, record: Record) -> Record:
+        if record.cidr is not None and self.cidr_collection is not None and record.cidr.collection == self.cidr_collection[0]:
+            record = replace(record, cidr=Cidr(self.cidr_collection[1], record.cidr.location))
         check = record.health_check
         if check is None:
             return record
@@ -225,6 +289,8 @@ class Route53Backend:
                            "check (--health-check CENTER=ID) nor a check the zone already uses; nothing was written")
 
     def _from_zone(self, record: Record) -> Record:
+        if record.cidr is not None and self.cidr_collection is not None and record.cidr.collection == self.cidr_collection[1]:
+            record = replace(record, cidr=Cidr(self.cidr_collection[0], record.cidr.location))
         check = record.health_check
         return replace(record, health_check=self._center_of_check[check]) if check in self._center_of_check else record
 
@@ -251,12 +317,34 @@ class Route53Backend:
             kwargs = {"HostedZoneId": self.zone_id, "StartRecordName": page["NextRecordName"], "StartRecordType": page["NextRecordType"]}
             if page.get("NextRecordIdentifier"):
                 kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+        for record in self._locations():
+            found[record.key] = record
         return sorted(found.values(), key=lambda r: r.key)
 
+    def _locations(self) -> list[Record]:
+        """The collection's locations as pseudo-records (records.CIDR_TYPE): listed with the zone, so that the plan
+        diffs them and the audit reads them as they are live."""
+        self._live_blocks = {}
+        if self.cidr_collection is None:
+            return []
+        kwargs: dict[str, Any] = {"CollectionId": self.cidr_collection[1], "MaxResults": "1000"}
+        while True:
+            page = self._call(self.client.list_cidr_blocks, **kwargs)
+            self.list_requests += 1
+            for block in page.get("CidrBlocks", []):
+                self._live_blocks.setdefault(block["LocationName"], set()).add(block["CidrBlock"])
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+        self._location_of_label = {location.lower(): location for location in self._live_blocks}
+        return [Record(location_pseudo_name(location, self.layout.zone), CIDR_TYPE, tuple(sorted(blocks)), None)
+                for location, blocks in sorted(self._live_blocks.items())]
+
     def estimate(self, changes: Changes) -> dict[str, int]:
-        """Requests and change tokens applying `changes` takes (UPSERT counts twice)."""
+        """Requests and change tokens applying `changes` takes (UPSERT counts twice), collection requests included."""
         ordered = order_changes(changes, self.layout)
-        return {"requests": len(batches(ordered)), "tokens": sum(c.tokens for c in ordered)}
+        before, after = self._collection_requests(changes)
+        return {"requests": len(batches(ordered)) + len(before) + len(after), "tokens": sum(c.tokens for c in ordered)}
 
     def apply(self, changes: Changes, stats: ApplyStats) -> None:
         if self.zone_id is None:
@@ -268,6 +356,13 @@ class Route53Backend:
             raise BackendError(f"no Route 53 health check id for center(s) {', '.join(unchecked)}: the failover records "
                                "need one per center (pulumi up creates them; pass --health-check CENTER=ID, or "
                                "--create-zone to create them with the zone); nothing was written")
+        before, after = self._collection_requests(changes)
+        if (before or after) and self.cidr_collection is None:
+            raise BackendError("the plan changes CIDR locations but this backend has no collection; nothing was written")
+        # New and moved blocks first (an IP-based record names a location that exists); blocks of locations no
+        # record answers any more last (after the records naming them are gone).
+        for request in before:
+            self._change_collection(request, stats)
         for number, batch in enumerate(batches(order_changes(changes, self.layout)), start=1):
             if self.guard is not None and not self.guard():
                 raise BackendError(f"stopped before change batch {number}: this controller no longer holds the lease")
@@ -284,6 +379,65 @@ class Route53Backend:
                 self._wait(response["ChangeInfo"]["Id"])
             if self.after_batch is not None:
                 self.after_batch(number)
+        for request in after:
+            self._change_collection(request, stats)
+
+    def _collection_requests(self, changes: Changes) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
+        """ChangeCidrCollection requests for the plan's location changes: (before the records, after them).
+
+        Before: blocks added to a location, and blocks leaving one (for another, or for none) while the location
+        stays; a block moving between locations leaves and arrives in the same request (one transaction, as
+        AWS documents moves). After: the blocks of locations the plan deletes, except those moving to another
+        location (moved before). At most MAX_COLLECTION_BLOCKS blocks per request."""
+        want: dict[str, set[str]] = {}
+        gone: set[str] = set()
+        for c in changes.all:
+            if c.record.type != CIDR_TYPE:
+                continue
+            label = c.record.name.split(".", 1)[0]
+            location = self._location_of_label.get(label, label)
+            if c.action == "DELETE":
+                gone.add(location)
+            else:
+                want[location] = set(c.record.values)
+        home = {b: loc for loc, blocks in self._live_blocks.items() for b in blocks}
+        units: list[list[tuple[str, str, str]]] = []  # [(action, location, block)], never split across requests
+        arriving: set[str] = set()
+        for location in sorted(want):
+            have = self._live_blocks.get(location, set())
+            for block in sorted(want[location] - have):
+                unit = [("PUT", location, block)]
+                if block in home and home[block] != location:
+                    unit.insert(0, ("DELETE_IF_EXISTS", home[block], block))
+                    arriving.add(block)
+                units.append(unit)
+            units += [[("DELETE_IF_EXISTS", location, b)] for b in sorted(have - want[location])
+                      if not any(b in want[o] for o in want if o != location)]
+        late = [[("DELETE_IF_EXISTS", location, b)] for location in sorted(gone) for b in sorted(self._live_blocks.get(location, ()))
+                if b not in arriving]
+        return _pack_collection(units), _pack_collection(late)
+
+    def _change_collection(self, request: list[dict[str, Any]], stats: ApplyStats) -> None:
+        assert self.cidr_collection is not None
+        for attempt in range(self.retry.max_attempts):
+            self.api_budget.requests.acquire(1)
+            stats.attempts += 1
+            try:
+                self.client.change_cidr_collection(Id=self.cidr_collection[1], Changes=request)
+                stats.requests += 1
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in RETRY_SAME:
+                    stats.retries += 1
+                    self.sleep(self.retry.backoff(attempt, self.rng))
+                    continue
+                raise BackendError(f"CIDR collection {self.cidr_collection[0]}: {code or exc}; the zone's records were "
+                                   "not changed after this request") from exc
+            except (ConnectTimeoutError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError) as exc:
+                self.sleep(self.retry.backoff(attempt, self.rng))
+                raise NeedsReplan(f"CIDR collection request failed mid-way: {exc}") from exc
+        raise RuntimeError(f"Route 53 still throttling the CIDR collection after {self.retry.max_attempts} attempts")
 
     def _submit(self, body: dict[str, Any], tokens: int, stats: ApplyStats) -> dict[str, Any]:
         for attempt in range(self.retry.max_attempts):

@@ -33,11 +33,14 @@ Compiled records name a center in `health_check`; the backend maps it to the cen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from globalaccel.answers import Answers, FallbackPath, Served
 from globalaccel.dns.ownership import ZoneOwnership
-from globalaccel.dns.records import RECORD_TTL, Geo, Record, fqdn
+from globalaccel.dns.records import CIDR_SUFFIX, CIDR_TYPE, RECORD_TTL, Geo, Record, fqdn
+from globalaccel.dns.route53_cells import CidrSelection, location_records, service_records
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
 from globalaccel.topology import Topology
 
@@ -51,12 +54,18 @@ TRANSCONTINENTAL = {
 }
 MAX_WEIGHT = 255
 MAX_CHAIN = 16  # centers in one failover chain: far above any stack (4), bounds the depth order
+RESERVED_RECORDS = 4  # the zone's SOA and NS, the ownership claim, the decision log's anchor
 
 
 @dataclass(frozen=True)
 class Route53Layout(ZoneOwnership):
     def continent_name(self, continent: str) -> str:
         return f"{continent.lower()}.geo.{self.zone}"
+
+    @property
+    def geo_root(self) -> str:
+        """Where the continent records live when the service name routes by network (route53_cells)."""
+        return f"world.geo.{self.zone}"
 
     def country_name(self, country: str) -> str:
         return f"{country.lower()}.cc.{self.zone}"
@@ -67,27 +76,53 @@ class Route53Layout(ZoneOwnership):
     def path_name(self, country: str, center: str) -> str:
         return f"{country.lower()}-{center.lower()}.cc.{self.zone}"
 
+    def cell_name(self, cell_id: str) -> str:
+        return f"{cell_id.lower()}.cell.{self.zone}"
+
+    def cell_fallback_name(self, cell_id: str, level: int) -> str:
+        return f"{level}.f.{cell_id.lower()}.cell.{self.zone}"
+
+    def cell_path_name(self, cell_id: str, center: str) -> str:
+        return f"{center.lower()}.p.{cell_id.lower()}.cell.{self.zone}"
+
     def owns(self, record: Record) -> bool:
-        """The controller owns the service name, the geo/cc subtrees and its registry TXT record."""
+        """The controller owns the service name, the geo/cc/cell subtrees, the CIDR collection's locations
+        (pseudo-records) and its registry TXT record."""
         if record.name == self.owner_name:
             return record.type == "TXT"
+        if record.type == CIDR_TYPE:
+            return record.name.endswith(f".{CIDR_SUFFIX}.{self.zone}")
         if record.type != "A":
             return False
-        return record.name == self.service or record.name.endswith(".geo." + self.zone) or record.name.endswith(".cc." + self.zone)
+        return record.name == self.service or any(record.name.endswith(f".{sub}.{self.zone}") for sub in ("geo", "cc", "cell"))
 
     def depth(self, name: str) -> int:
         """Distance from the leaves: aliases must be created after, and deleted before, their targets. The
         ownership claim comes after everything: written in the last batch of a seed, it marks the seed done."""
         if name == self.owner_name:
-            return MAX_CHAIN + 4
-        if name.endswith(".cc." + self.zone):
-            label = name[: -len(".cc." + self.zone)]
-            if "-fallback-" in label:  # deeper levels first: <cc>-fallback-3 before <cc>-fallback-2
-                return 1 + MAX_CHAIN - int(label.rsplit("-", 1)[1])
-            return MAX_CHAIN + 1 if "-" not in label else 0  # <cc> (the chain's head) after every level; paths first
+            return MAX_CHAIN + 5
+        for sub in ("cc", "cell"):
+            if name.endswith(f".{sub}.{self.zone}"):
+                return _chain_depth(name[: -len(f".{sub}.{self.zone}")], cell=sub == "cell")
+        if name == self.geo_root:
+            return MAX_CHAIN + 3
         if name.endswith(".geo." + self.zone):
             return MAX_CHAIN + 2
-        return MAX_CHAIN + 3
+        return MAX_CHAIN + 4
+
+
+def _chain_depth(label: str, cell: bool) -> int:
+    """Weighted paths first, then the chain's levels deepest first (<cc>-fallback-3 before -2), its head last."""
+    if cell:
+        parts = label.split(".")
+        if len(parts) == 3 and parts[1] == "p":
+            return 0
+        if len(parts) == 3 and parts[1] == "f":
+            return 1 + MAX_CHAIN - int(parts[0])
+        return MAX_CHAIN + 1
+    if "-fallback-" in label:
+        return 1 + MAX_CHAIN - int(label.rsplit("-", 1)[1])
+    return MAX_CHAIN + 1 if "-" not in label else 0
 
 
 def layout_for(topology: Topology) -> Route53Layout:
@@ -101,24 +136,48 @@ def weights_to_route53(weights: list[float]) -> list[int]:
     return [max(1, min(MAX_WEIGHT, round(w / top * MAX_WEIGHT))) for w in weights]
 
 
-def compile_route53(topology: Topology, answers: Answers, ttl: int = RECORD_TTL) -> list[Record]:
-    """The record tree for `answers` (the ownership claim is the registry's: globalaccel.dns.backend)."""
+def compile_route53(topology: Topology, answers: Answers, ttl: int = RECORD_TTL,
+                    cells: CidrSelection | None = None) -> list[Record]:
+    """The record tree for `answers` (the ownership claim is the registry's: globalaccel.dns.backend). With
+    `cells` (route53_cells), the service name routes those cells by network and everyone else to the
+    country tree, which then lives under world.geo."""
     layout = layout_for(topology)
+    by_network = cells is not None and bool(cells.cells)
+    root = layout.geo_root if by_network else layout.service
     records: list[Record] = []
     continents_used: set[str] = set()
     for code, served in answers.served_countries():
         # Fail-closed and no-path countries get no record, and there is no default anywhere to fall back to.
         if code in ROUTE53_UNSUPPORTED_COUNTRIES:
             continue  # Route 53 cannot place a client there: no record can exist, so it gets "no answer"
-        records += _country_records(layout, code, served, ttl)
+        records += _chain(served, code, layout.country_name(code), partial(layout.path_name, code),
+                          partial(layout.fallback_name, code), ttl)
         for continent in TRANSCONTINENTAL.get(code, (topology.countries[code].continent,)):
             continents_used.add(continent)
             records.append(Record(layout.continent_name(continent), "A", (), None, set_id=f"{continent}-{code}",
                                   geo=Geo(country=code), alias=layout.country_name(code)))
     for continent in sorted(continents_used):
-        records.append(Record(layout.service, "A", (), None, set_id=continent, geo=Geo(continent=continent),
+        records.append(Record(root, "A", (), None, set_id=continent, geo=Geo(continent=continent),
                               alias=layout.continent_name(continent)))
-    return records
+    if not by_network or not continents_used:
+        return records  # (nothing served anywhere: no default with a tree to lead to, every client fails closed)
+    assert cells is not None
+    # The zone's quota: the country tree first, then the cells' chains by value while they fit; a cell left
+    # without one has its location lead to the country tree, as the default does.
+    room = topology.route53.max_records - RESERVED_RECORDS - len(records) - 1 - len(cells.cells)
+    heads: dict[str, str] = {}
+    for cell_id in cells.cells:
+        decision = answers.cell(cell_id)
+        if not isinstance(decision, Served):
+            continue
+        chain = _chain(decision, cell_id, layout.cell_name(cell_id), partial(layout.cell_path_name, cell_id),
+                       partial(layout.cell_fallback_name, cell_id), ttl)
+        if len(chain) > room:
+            continue
+        room -= len(chain)
+        records += chain
+        heads[cell_id] = layout.cell_name(cell_id)
+    return [*records, *service_records(cells, answers, layout.service, heads, layout.geo_root), *location_records(cells, layout.zone)]
 
 
 def _weighted(name: str, code: str, path: FallbackPath, ttl: int) -> list[Record]:
@@ -127,16 +186,18 @@ def _weighted(name: str, code: str, path: FallbackPath, ttl: int) -> list[Record
             for a, w in zip(path.answers, weights, strict=True)]
 
 
-def _country_records(layout: Route53Layout, code: str, served: Served, ttl: int) -> list[Record]:
-    """The chain under <cc>.cc: one path per allowed center, failover records on the centers' checks."""
+def _chain(served: Served, code: str, head: str, path_name: Callable[[str], str], fallback_name: Callable[[int], str],
+           ttl: int) -> list[Record]:
+    """A chain under `head` (a country's or a cell's): one path per allowed center, failover records on the
+    centers' checks. `code` prefixes the set identifiers, unique across the zone."""
     paths = served.paths
     if len(paths) == 1:  # the rule allows one center: nothing to fail over to, its path is the answer
-        return _weighted(layout.country_name(code), code, paths[0], ttl)
+        return _weighted(head, code, paths[0], ttl)
     if len(paths) > MAX_CHAIN:
         raise ValueError(f"{code}: {len(paths)} centers in one failover chain (at most {MAX_CHAIN})")
     out: list[Record] = []
     for path in paths:
-        out += _weighted(layout.path_name(code, path.center), code, path, ttl)
+        out += _weighted(path_name(path.center), code, path, ttl)
 
     def leg(name: str, role: str, level: int, target: str, check: str | None) -> Record:
         # Route 53 requires EvaluateTargetHealth on failover aliases; the targets hold no checks of their own
@@ -145,12 +206,12 @@ def _country_records(layout: Route53Layout, code: str, served: Served, ttl: int)
                       evaluate_target_health=True, failover=role)
 
     for level in range(len(paths) - 1):
-        name = layout.country_name(code) if level == 0 else layout.fallback_name(code, level)
+        name = head if level == 0 else fallback_name(level)
         here = paths[level]
-        out.append(leg(name, "PRIMARY", level, layout.path_name(code, here.center), here.center))
+        out.append(leg(name, "PRIMARY", level, path_name(here.center), here.center))
         if level == len(paths) - 2:  # the last two centers stand side by side
             last = paths[-1]
-            out.append(leg(name, "SECONDARY", level, layout.path_name(code, last.center), last.center))
+            out.append(leg(name, "SECONDARY", level, path_name(last.center), last.center))
         else:  # the rest of the chain: healthy while any center below is (ETH), so no check of its own
-            out.append(leg(name, "SECONDARY", level, layout.fallback_name(code, level + 1), None))
+            out.append(leg(name, "SECONDARY", level, fallback_name(level + 1), None))
     return out

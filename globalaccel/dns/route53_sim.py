@@ -18,6 +18,12 @@ the API reference of ResourceRecordSet.Failover / AliasTarget.EvaluateTargetHeal
 - multivalue: up to eight healthy records, or up to eight unhealthy ones when none is healthy;
 - latency (client latency unknown here): each healthy record equally, all of them when none is;
 - alias: evaluated at the target name with the same client;
+- IP-based (Developer Guide "IP-based routing"): the record of the location whose block holds the client's
+  network, else the default ('*') location's. With `cidr_countries` (location -> the countries whose clients
+  its live blocks may hold) a country's client may match any location holding its networks, and the default
+  always (its networks outside every block); in the current-answer mode it takes its own location's record
+  (`Client.location`), else the default. A record of a location `cidr_countries` does not know (another
+  collection) may answer anyone;
 - simple: all values.
 
 With `every_possible` (the audit's mode) the question is not "what is answered now" but "what could be
@@ -43,6 +49,7 @@ class AliasChainTooDeep(Exception):
 class Client:
     country: str | None  # None: Route 53 cannot locate the resolver or the ECS network
     continent: str | None
+    location: str | None = None  # the CIDR location whose block holds the client's network, when one does
 
 
 @dataclass
@@ -58,13 +65,15 @@ class Resolution:
 
 class Route53Simulator:
     def __init__(self, records: Iterable[Record], failing_checks: Iterable[str] = (), every_possible: bool = False,
-                 calculated: Mapping[str, tuple[int, tuple[str, ...]]] | None = None) -> None:
+                 calculated: Mapping[str, tuple[int, tuple[str, ...]]] | None = None,
+                 cidr_countries: Mapping[tuple[str, str], frozenset[str]] | None = None) -> None:
         self.by_name: dict[tuple[str, str], list[Record]] = defaultdict(list)
         for r in records:
             self.by_name[(r.name, r.type)].append(r)
         self.failing = set(failing_checks)
         self.every_possible = every_possible
         self.calculated = dict(calculated or {})  # check id -> (healthy children needed, children)
+        self.cidr_countries = dict(cidr_countries or {})  # (collection, location) -> countries its blocks may hold
 
     def check_healthy(self, check: str, depth: int = 0) -> bool:
         if check in self.failing:
@@ -88,8 +97,10 @@ class Route53Simulator:
         if depth > 8:
             raise AliasChainTooDeep(f"alias chain deeper than 8 at {name}")
         group = self.by_name.get((name, rtype), [])
-        if group and group[0].policy == "geolocation":
-            group = self._matching(group, client) if client is not None else group
+        if group and group[0].policy == "geolocation" and client is not None:
+            group = self._matching([r for r in group if r.policy == "geolocation"], client)
+        elif group and group[0].policy == "ip-based" and client is not None:
+            group = self._ip_based([r for r in group if r.policy == "ip-based"], client)
         return any(self.healthy(r, client, depth) for r in group)
 
     def resolve(self, name: str, client: Client, rtype: str = "A") -> Resolution:
@@ -109,9 +120,21 @@ class Route53Simulator:
                 # read, so it is reported as an answer of its own, never as "no answer".
                 out.addresses[f"external:{name}"] = out.addresses.get(f"external:{name}", 0.0) + weight
             return
+        policies = sorted({r.policy for r in group})
+        if len(policies) > 1 and group[0].type != "CNAME":
+            # Route 53 refuses two routing policies under one name and type; a zone read from elsewhere (moto accepts
+            # anything) may still hold them. Every possible answer is each policy's; the current one, the first's.
+            for p in policies if self.every_possible else [group[0].policy]:
+                self._resolve_group([r for r in group if r.policy == p], rtype, client, weight, out, depth)
+            return
+        self._resolve_group(group, rtype, client, weight, out, depth)
+
+    def _resolve_group(self, group: list[Record], rtype: str, client: Client, weight: float, out: Resolution, depth: int) -> None:
         policy = group[0].policy
         if group[0].type == "CNAME":
             picks = [(group[0], 1.0)]
+        elif policy == "ip-based":
+            picks = [(r, 1.0) for r in self._ip_based(group, client)]
         elif self.every_possible and policy != "geolocation":
             # Weighted (weight 0 too), failover, multivalue, latency, and policies we do not model (CIDR,
             # geoproximity read as plain sets): every record can be an answer.
@@ -158,6 +181,19 @@ class Route53Simulator:
             return secondary
         out.failed_open = True  # both unhealthy: Route 53 answers with the primary regardless of its health
         return primary
+
+    def _ip_based(self, group: list[Record], client: Client) -> list[Record]:
+        default = [r for r in group if r.cidr is not None and r.cidr.is_default]
+        if not self.every_possible:
+            mine = [r for r in group if r.cidr is not None and client.location is not None and r.cidr.location == client.location]
+            return (mine or default)[:1]
+
+        def may_match(r: Record) -> bool:
+            assert r.cidr is not None
+            held = self.cidr_countries.get((r.cidr.collection, r.cidr.location))
+            return held is None or (client.country is not None and client.country in held)
+
+        return default + [r for r in group if r.cidr is not None and not r.cidr.is_default and may_match(r)]
 
     @staticmethod
     def _matching(group: list[Record], client: Client) -> list[Record]:

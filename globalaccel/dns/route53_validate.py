@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from globalaccel.dns.plan import Change
-from globalaccel.dns.records import Record
+from globalaccel.dns.records import CIDR_TYPE, Record
 from globalaccel.errors import GlobalaccelError
 from globalaccel.topology import CONTINENTS
 
@@ -16,6 +17,11 @@ MAX_SAME_NAME_TYPE = 100  # geolocation, latency, weighted, multivalue, IP-based
 MAX_RECORDS_PER_ZONE = 10_000
 MAX_BATCH_VALUES = 1_000  # UPSERT counts twice
 MAX_BATCH_CHARS = 32_000  # UPSERT counts twice
+# IP-based routing (Developer Guide "IP-based routing", API reference CidrRoutingConfig / ChangeCidrCollection,
+# checked 2026-11-26): location names, block lengths, blocks per request (and per location in CloudFormation).
+LOCATION_NAME = re.compile(r"[0-9A-Za-z_\-]{1,16}")
+MAX_CIDR_PREFIX = {4: 24, 6: 48}
+MAX_BLOCKS_PER_LOCATION = 1_000
 ROUTE53_EXTRA_COUNTRIES = {"UA", "XK"}  # Route 53 also accepts subdivisions under UA and US; countries are ISO, and Kosovo
 # ISO 3166-1 codes Route 53's ListGeoLocations does not return: a change batch naming one is rejected whole
 # (shared/DESIGN.md, from AWS's geolocation routing documentation). Clients there match no country record.
@@ -39,8 +45,10 @@ class Route53ValidationError(GlobalaccelError, ValueError):
 
 
 def validate_records(records: Iterable[Record], zone: str, countries: Iterable[str],
-                     max_records: int = MAX_RECORDS_PER_ZONE) -> None:
-    records = list(records)
+                     max_records: int = MAX_RECORDS_PER_ZONE, max_blocks: int | None = None) -> None:
+    every = list(records)
+    locations = [r for r in every if r.type == CIDR_TYPE]  # the CIDR collection's content, not DNS records
+    records = [r for r in every if r.type != CIDR_TYPE]
     known_countries = set(countries) | ROUTE53_EXTRA_COUNTRIES
     problems: list[RecordProblem] = []
     seen: set[tuple[str, str, str]] = set()
@@ -60,7 +68,7 @@ def validate_records(records: Iterable[Record], zone: str, countries: Iterable[s
             add(f"outside the zone {zone}")
         if r.type == "CNAME" and r.name == zone:
             add("CNAME at the zone apex")
-        if (r.weight is not None or r.geo is not None or r.failover is not None) and not r.set_id:
+        if (r.weight is not None or r.geo is not None or r.failover is not None or r.cidr is not None) and not r.set_id:
             add("a routing policy needs a SetIdentifier")
         if r.failover is not None and r.failover not in ("PRIMARY", "SECONDARY"):
             add(f"Failover must be PRIMARY or SECONDARY, got {r.failover!r}")
@@ -70,7 +78,7 @@ def validate_records(records: Iterable[Record], zone: str, countries: Iterable[s
             add("EvaluateTargetHealth applies to alias records only")
         if r.set_id is not None and not 1 <= len(r.set_id) <= 128:
             add("SetIdentifier must be 1-128 characters")
-        if r.set_id and r.weight is None and r.geo is None and r.failover is None:
+        if r.set_id and r.weight is None and r.geo is None and r.failover is None and r.cidr is None:
             add("SetIdentifier without a routing policy")
         if r.weight is not None and r.geo is not None:
             add("weighted and geolocation on one record")
@@ -99,6 +107,13 @@ def validate_records(records: Iterable[Record], zone: str, countries: Iterable[s
                     ipaddress.IPv4Address(v)
                 except ValueError:
                     add(f"not an IPv4 address: {v!r}")
+        if r.cidr is not None:
+            if not r.set_id:
+                add("IP-based routing needs a SetIdentifier")
+            if r.weight is not None or r.geo is not None or r.failover is not None:
+                add("IP-based routing beside another routing policy on one record")
+            if r.cidr.location != "*" and not LOCATION_NAME.fullmatch(r.cidr.location):
+                add(f"CIDR location name {r.cidr.location!r} is not 1-16 of [0-9A-Za-z_-]")
         if r.health_check is not None and r.failover is None:
             add("only failover records carry health checks: a checked weighted or geolocation record fails open or "
                 "falls back out of the country (probes are the edges' health checks)")
@@ -117,16 +132,60 @@ def validate_records(records: Iterable[Record], zone: str, countries: Iterable[s
             if roles not in (["PRIMARY"], ["PRIMARY", "SECONDARY"]):
                 problems.append(RecordProblem((name, rtype, ""), f"a failover group needs one PRIMARY and at most one "
                                               f"SECONDARY, got {roles}"))
+        if "ip-based" in policies:
+            collections = {r.cidr.collection for r in group if r.cidr is not None}
+            if len(collections) > 1:
+                problems.append(RecordProblem((name, rtype, ""), f"IP-based records of one name and type reference "
+                                              f"{len(collections)} collections (Route 53 requires one)"))
+            named = [r.cidr.location for r in group if r.cidr is not None]
+            for loc in sorted({x for x in named if named.count(x) > 1}):
+                problems.append(RecordProblem((name, rtype, ""), f"CIDR location {loc!r} has more than one record"))
         if len(group) > MAX_SAME_NAME_TYPE:
             message = f"{len(group)} records with the same name and type (max {MAX_SAME_NAME_TYPE})"
             problems.append(RecordProblem((name, rtype, ""), message))
     for name, types in names_types.items():
         if "CNAME" in types and len(types) > 1:
             problems.append(RecordProblem((name, "CNAME", ""), "CNAME beside other record types"))
+    problems += _location_problems(locations, records, max_blocks)
     if len(records) > max_records:
         problems.append(RecordProblem((zone, "*", ""), f"{len(records)} records exceed the zone quota of {max_records}"))
     if problems:
         raise Route53ValidationError(problems)
+
+
+def _location_problems(locations: list[Record], records: list[Record], max_blocks: int | None) -> list[RecordProblem]:
+    """The collection's locations (pseudo-records): valid blocks, no block twice, within the quotas, and every
+    location answered by a record (Route 53 documents no answer for a location without one) and back."""
+    problems: list[RecordProblem] = []
+    owner: dict[str, str] = {}
+    total = 0
+    for loc in locations:
+        label = loc.name.split(".", 1)[0]
+        if not LOCATION_NAME.fullmatch(label):
+            problems.append(RecordProblem(loc.key, f"CIDR location name {label!r} is not 1-16 of [0-9A-Za-z_-]"))
+        if not 1 <= len(loc.values) <= MAX_BLOCKS_PER_LOCATION:
+            problems.append(RecordProblem(loc.key, f"{len(loc.values)} blocks (a location holds 1-{MAX_BLOCKS_PER_LOCATION})"))
+        total += len(loc.values)
+        for block in loc.values:
+            try:
+                network = ipaddress.ip_network(block)
+            except ValueError:
+                problems.append(RecordProblem(loc.key, f"not a CIDR block (or host bits set): {block!r}"))
+                continue
+            if not 1 <= network.prefixlen <= MAX_CIDR_PREFIX[network.version]:
+                problems.append(RecordProblem(loc.key, f"{block}: IPv{network.version} blocks are /1-/{MAX_CIDR_PREFIX[network.version]}"))
+            if block in owner:
+                problems.append(RecordProblem(loc.key, f"{block} is also in location {owner[block]!r}"))
+            owner[block] = label
+    if max_blocks is not None and total > max_blocks:
+        problems.append(RecordProblem(("collection", CIDR_TYPE, ""), f"{total} blocks exceed the stack's quota of {max_blocks}"))
+    listed = {loc.name.split(".", 1)[0] for loc in locations}
+    referenced = {r.cidr.location for r in records if r.cidr is not None and not r.cidr.is_default}
+    for missing in sorted(referenced - listed):
+        problems.append(RecordProblem(("collection", CIDR_TYPE, missing), "an IP-based record names a location the collection lacks"))
+    for unanswered in sorted(listed - referenced):
+        problems.append(RecordProblem(("collection", CIDR_TYPE, unanswered), "a location no IP-based record answers"))
+    return problems
 
 
 def validate_batch(batch: Iterable[Change]) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
 
 from globalaccel.answers import Answers, Decision, FailClosed, Served
+from globalaccel.dns.records import CIDR_TYPE
 from globalaccel.latency import LatencyModel, PhysicsModel
 from globalaccel.routing import REASON_FAIL_CLOSED, CellRoute, Health, Router, RoutingTable
 from globalaccel.topology import Topology
@@ -83,8 +84,33 @@ def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[s
         "edges_carrying_demand": carrying,
         "edge_demand_share": round(carrying / max(len(topology.edges), 1), 4),
         "country_answers_extra_rtt_ms": country_answers_extra_rtt(topology, table),
+        "route53": route53_summary(topology, table),
         "per_center": per_center,
         "routes": {code: _route_json(decision) for code, decision in Answers.from_table(table, topology).countries()},
+    }
+
+
+def route53_summary(topology: Topology, table: RoutingTable) -> dict[str, Any]:
+    """What the Route 53 zone answers per cell: the cells it routes by network (IP-based routing within the stack's
+    quotas: globalaccel.dns.route53_cells), its records against the zone's quota, and the extra RTT every other
+    cell still pays for its country's answer."""
+    from globalaccel.dns.route53_cells import cidr_selection
+    from globalaccel.dns.route53_compile import compile_route53
+
+    selection = cidr_selection(topology)
+    answers = Answers.from_table(table, topology)
+    records = [r for r in compile_route53(topology, answers, cells=selection) if r.type != CIDR_TYPE]
+    settings = topology.route53
+    # Cells answered by their own chain: those whose location's record leads to it (the rest lead to the country tree).
+    chains = {r.alias.split(".cell.", 1)[0] for r in records if r.cidr is not None and r.alias and ".cell." in r.alias}
+    return {
+        "cells_by_network": len(chains),
+        "cells_chosen": len(selection.cells) if selection else 0,
+        "cidr_blocks": selection.block_count if selection else 0,
+        "cidr_blocks_quota": settings.cidr_blocks,
+        "records": len(records),
+        "records_quota": settings.max_records,
+        "extra_rtt_ms": country_answers_extra_rtt(topology, table, own=chains),
     }
 
 
@@ -102,11 +128,12 @@ def route_rtt_estimator(topology: Topology) -> Callable[[float, float, CellRoute
     return rtt
 
 
-def country_answers_extra_rtt(topology: Topology, table: RoutingTable) -> dict[str, float] | None:
+def country_answers_extra_rtt(topology: Topology, table: RoutingTable, own: Collection[str] = ()) -> dict[str, float] | None:
     """What backends that locate clients only by country (Route 53 geolocation, PowerDNS by country) cost:
-    every cell gets its country's principal cell's answer. Demand-weighted mean and p95 of the extra RTT
-    against the cell's own answer, physics estimate (client -> edge on the public Internet, edge -> center on
-    the backbone). None with one cell per country (nothing lost)."""
+    every cell gets its country's principal cell's answer, but the cells in `own` (answered by network: Route 53's
+    IP-based routing) their own. Demand-weighted mean and p95 of the extra RTT against the cell's own answer,
+    physics estimate (client -> edge on the public Internet, edge -> center on the backbone). None with one
+    cell per country (nothing lost)."""
     if len(topology.cells) == len(topology.countries):
         return None
     rtt = route_rtt_estimator(topology)
@@ -115,10 +142,10 @@ def country_answers_extra_rtt(topology: Topology, table: RoutingTable) -> dict[s
     weights: list[float] = []
     principal = topology.principal_cell
     for cell in topology.cells:
-        own, stand_in = table.routes[cell.id], table.routes[principal[cell.country]]
-        if own.center is None or stand_in.center is None:
+        mine, stand_in = table.routes[cell.id], table.routes[cell.id if cell.id in own else principal[cell.country]]
+        if mine.center is None or stand_in.center is None:
             continue
-        extra.append(max(0.0, rtt(cell.lat, cell.lon, stand_in) - rtt(cell.lat, cell.lon, own)))
+        extra.append(max(0.0, rtt(cell.lat, cell.lon, stand_in) - rtt(cell.lat, cell.lon, mine)))
         weights.append(cell.demand)
     if not extra:
         return None
@@ -154,8 +181,11 @@ def render_text(summary: dict[str, Any]) -> str:
         f"  fail closed (strict, no healthy allowed center): {', '.join(summary['fail_closed']) or 'none'}",
         f"  demand beyond edge capacity shares: {summary['capacity_overflow_share']:.1%}; "
         f"edges carrying demand: {summary['edges_carrying_demand']} ({summary['edge_demand_share']:.1%})",
-        *([f"  answering by country instead of by cell costs: +{x['mean']} ms mean, +{x['p95']} ms p95 (Route 53, PowerDNS by country)"]
+        *([f"  answering by country instead of by cell costs: +{x['mean']} ms mean, +{x['p95']} ms p95 (PowerDNS by country)"]
           if (x := summary["country_answers_extra_rtt_ms"]) else []),
+        *([f"  Route 53: {r['cells_by_network']} cells answered by network ({r['cidr_blocks']}/{r['cidr_blocks_quota']} CIDR blocks, "
+           f"{r['records']}/{r['records_quota']} records); the others' country answers cost +{x['mean']} ms mean, +{x['p95']} ms p95"]
+          if (r := summary["route53"]) and (x := r["extra_rtt_ms"]) else []),
         "  per center: " + ", ".join(f"{c} {v['cells']} cells {v['demand_share']:.1%}"
                                      + (f" ({v['load_over_capacity']:.0%} of capacity)" if v["load_over_capacity"] is not None else "")
                                      for c, v in summary["per_center"].items()),
