@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import boto3
+import pytest
 from botocore.stub import Stubber
 
 from globalaccel.answers import Answers, Served
@@ -185,3 +188,23 @@ def test_a_seeded_country_zone_moves_to_cells_without_an_empty_service_name() ->
     assert report.converged and len(policies_seen) > 3
     assert all(len(p) == 1 for p in policies_seen), policies_seen
     assert policies_seen[0] == {"geolocation"} and policies_seen[-1] == {"ip-based"}
+
+
+def test_the_selection_kept_on_disk_is_the_one_computed_and_a_damaged_copy_is_recomputed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from globalaccel.dns import route53_cells
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(route53_cells, "_SELECTIONS", {})
+    computed = route53_cells.cidr_selection(PROD)
+    (kept,) = (tmp_path / "globalaccel").glob("cidr-selection-*.json")
+    monkeypatch.setattr(route53_cells, "_SELECTIONS", {})
+    assert route53_cells.cidr_selection(PROD) == computed == prod_cells()
+    kept.write_text('{"cells": [')
+    monkeypatch.setattr(route53_cells, "_SELECTIONS", {})
+    assert route53_cells.cidr_selection(PROD) == computed
+    assert json.loads(kept.read_text())["cells"] == list(computed.cells)  # rewritten whole
+    # Any input changing changes the key: a smaller block quota is a different entry, never the kept one.
+    smaller = replace(PROD, route53=replace(PROD.route53, cidr_blocks=100))
+    assert route53_cells.cidr_selection(smaller) != computed
+    assert len(list((tmp_path / "globalaccel").glob("cidr-selection-*.json"))) == 2

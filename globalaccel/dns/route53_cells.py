@@ -36,10 +36,13 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import math
+import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from globalaccel.answers import Answers, Served
 from globalaccel.dns.records import CIDR_SUFFIX, CIDR_TYPE, Cidr, Record
@@ -134,7 +137,7 @@ def select_cidr_cells(topology: Topology, networks: NetworkMap) -> CidrSelection
     return CidrSelection(collection_name(topology), tuple(chosen), blocks, len(candidates), left_out, shared)
 
 
-_SELECTIONS: dict[tuple[object, ...], CidrSelection] = {}
+_SELECTIONS: dict[str, CidrSelection] = {}
 
 
 def routes_by_network(topology: Topology) -> bool:
@@ -144,18 +147,62 @@ def routes_by_network(topology: Topology) -> bool:
 
 def cidr_selection(topology: Topology) -> CidrSelection | None:
     """The stack's selection, or None when its zone routes by geolocation alone (`route53.cidrCells: 0`, or no
-    network database to know cells' networks by). Kept per stack, database file and settings: reading the
-    database takes seconds, and the loop, the audit and its what-if scenarios all ask."""
+    network database to know cells' networks by). Reading the database takes seconds and the loop, the audit
+    and `plan` all ask: kept in memory, and on disk under a key of everything it depends on (the database's
+    bytes, the country dataset's version, the cells, the settings, the rules' fail-closed countries, this
+    module's code), so a change to any of them computes it afresh."""
     if not routes_by_network(topology) or topology.client_networks is None:
         return None
-    path = topology.client_networks
-    key = (topology.stack, str(path), path.stat().st_mtime_ns if path.is_file() else 0, topology.route53,
-           hash(tuple((c.id, c.country) for c in topology.cells)))
-    if key not in _SELECTIONS:
+    key = _selection_key(topology, topology.client_networks)
+    if key in _SELECTIONS:
+        return _SELECTIONS[key]
+    cached = _cache_dir() / f"cidr-selection-{key}.json"
+    selection: CidrSelection | None = None
+    if cached.is_file():
+        try:
+            data = json.loads(cached.read_text(encoding="utf-8"))
+            selection = CidrSelection(data["collection"], tuple(data["cells"]), {k: tuple(v) for k, v in data["blocks"].items()},
+                                      data["considered"], data["blocks_left_out"], data["shared_networks_left_out"])
+        except (OSError, ValueError, KeyError, TypeError):
+            selection = None  # an unreadable cache entry is recomputed (and rewritten) below, never trusted
+    if selection is None:
         networks = locator_for(topology)
         assert isinstance(networks, NetworkMap)
-        _SELECTIONS[key] = select_cidr_cells(topology, networks)
-    return _SELECTIONS[key]
+        selection = select_cidr_cells(topology, networks)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps({**asdict(selection), "blocks": dict(selection.blocks)}), encoding="utf-8")
+            partial.replace(cached)
+        except OSError:
+            pass  # a read-only home: computed again next time, same result
+    _SELECTIONS[key] = selection
+    return selection
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "globalaccel"
+
+
+def _selection_key(topology: Topology, database: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        digest.update(hashlib.sha256(database.read_bytes()).digest())
+    except OSError:
+        digest.update(str(database).encode())  # missing: locator_for names it when the selection is computed
+    digest.update(Path(__file__).read_bytes())
+    digest.update(_iptocc_version().encode())
+    fail_closed = sorted(code for code in topology.countries
+                         if topology.residency.eligibility(code, set(topology.center_ids), topology.center_ids).fail_closed)
+    digest.update(json.dumps([topology.stack, asdict(topology.route53), fail_closed, sorted(topology.principal_cell.items()),
+                              [(c.id, c.country, c.lat, c.lon, c.demand) for c in topology.cells]]).encode())
+    return digest.hexdigest()[:32]
+
+
+def _iptocc_version() -> str:
+    from importlib.metadata import version
+
+    return version("iptocc")
 
 
 def location_pseudo_name(location: str, zone: str) -> str:

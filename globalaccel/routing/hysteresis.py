@@ -33,7 +33,7 @@ def still_valid(prev: CellState, elig: Eligibility, health: Health, allowed_edge
 def decide(
     prev: CellState | None,
     fresh: CellState,
-    fresh_cost: float,
+    fresh_cost: float | Callable[[], float],  # a callable is asked only when the route changes (the router's case)
     prev_cost: Callable[[CellState], float],
     elig: Eligibility,
     health: Health,
@@ -56,6 +56,7 @@ def decide(
         # shares actually served.
         return fresh._replace(weights=prev.weights, last_switch_at=prev.last_switch_at), REASON_BEST
     current_cost = prev_cost(prev)
+    fresh_cost = fresh_cost() if callable(fresh_cost) else fresh_cost
     spread = noise(prev) + noise(fresh) if noise is not None else 0.0
     better = current_cost - fresh_cost >= max(hyst.absolute_ms, hyst.relative * current_cost) + spread
     pending = prev.pending + 1 if better else 0

@@ -160,7 +160,7 @@ class Router:
                 decided, reason = fresh._replace(last_switch_at=now), REASON_CENTER_FULL
             else:
                 judged = partial(self._route_cost, pos, cost_lookup=steady_lookup, latency=latency)
-                decided, reason = decide(prev, fresh, judged(fresh), judged,
+                decided, reason = decide(prev, fresh, partial(judged, fresh), judged,
                                          elig, health, now, self.settings.hysteresis, allowed_edges[pos],
                                          partial(self._route_noise, band=band))
                 if pos in shed and reason == REASON_BEST:
