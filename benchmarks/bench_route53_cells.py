@@ -1,6 +1,6 @@
 """What Route 53 still loses against per-cell answers, in one run on prod's table: clients answered by country
-alone (geolocation), and with the cells Route 53 answers by network (IP-based routing: globalaccel.dns.route53_cells)
-at the stack's quotas and at raised ones.
+alone (geolocation), with US states by geolocation subdivision, and with the cells Route 53 also answers by
+network (IP-based routing: globalaccel.dns.route53_cells) at the stack's quotas and at raised ones.
 
     .venv/bin/python benchmarks/bench_route53_cells.py [--json]
 
@@ -33,10 +33,12 @@ def main() -> None:
     by_country = country_answers_extra_rtt(prod, table)
     assert by_country is not None
     rows: dict[str, dict[str, object]] = {"geolocation only": {"cells_by_network": 0, **by_country}}
-    for label, blocks in (("stack quotas", prod.route53.cidr_blocks), ("10,000 blocks", 10_000), ("100,000 blocks", 100_000)):
-        stack = dataclasses.replace(prod, route53=dataclasses.replace(prod.route53, cidr_blocks=blocks,
-                                                                      max_records=max(prod.route53.max_records, 10**6)
-                                                                      if blocks != prod.route53.cidr_blocks else prod.route53.max_records))
+    cases = (("+ US states", 0, prod.route53.cidr_blocks), ("+ cells, quotas", prod.route53.cidr_cells, prod.route53.cidr_blocks),
+             ("+ 10,000 blocks", prod.route53.cidr_cells, 10_000), ("+ 100,000 blocks", prod.route53.cidr_cells, 100_000))
+    for label, cidr_cells, blocks in cases:
+        raised = blocks != prod.route53.cidr_blocks
+        stack = dataclasses.replace(prod, route53=dataclasses.replace(prod.route53, cidr_cells=cidr_cells, cidr_blocks=blocks,
+                                                                      max_records=10**6 if raised else prod.route53.max_records))
         summary = route53_summary(stack, table)
         extra = summary["extra_rtt_ms"]
         rows[label] = {"cells_by_network": summary["cells_by_network"], "cidr_blocks": summary["cidr_blocks"],

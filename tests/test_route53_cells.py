@@ -21,11 +21,11 @@ from globalaccel.answers import Answers, Served
 from globalaccel.audit.sources import block_countries
 from globalaccel.dns.backend import ApplyStats, OwnedZone, sync
 from globalaccel.dns.plan import plan
-from globalaccel.dns.records import CIDR_TYPE, Record
+from globalaccel.dns.records import CIDR_TYPE, Geo, Record
 from globalaccel.dns.route53 import MAX_COLLECTION_BLOCKS, Route53Backend
 from globalaccel.dns.route53_cells import CIDR_LOCATION_LIMIT, location_pseudo_name
 from globalaccel.dns.route53_compile import compile_route53
-from globalaccel.dns.route53_validate import validate_records
+from globalaccel.dns.route53_validate import Route53ValidationError, validate_records
 from globalaccel.settings import Route53Settings
 from tests.services import moto_server, route53_client
 from tests.test_dns_route53 import LAYOUT, PROD, PROD_TABLE, cidr_provider, new_zone, prod_cell_records, prod_cells
@@ -208,3 +208,34 @@ def test_the_selection_kept_on_disk_is_the_one_computed_and_a_damaged_copy_is_re
     smaller = replace(PROD, route53=replace(PROD.route53, cidr_blocks=100))
     assert route53_cells.cidr_selection(smaller) != computed
     assert len(list((tmp_path / "globalaccel").glob("cidr-selection-*.json"))) == 2
+
+
+def test_each_us_state_gets_its_largest_cells_chain_by_geolocation_subdivision() -> None:
+    """Route 53 supports geolocation subdivisions for US states only (API reference, GeoLocation, checked
+    2026-11-26). A client Route 53 places in a state gets that state's largest cell's chain; one it places only
+    in the US gets the country's record."""
+    from globalaccel.dns.route53_compile import state_cells
+    from globalaccel.dns.route53_sim import Client, Route53Simulator
+
+    records = compile_route53(PROD, answers(), cells=prod_cells())
+    states = {r.geo.subdivision: r for r in records if r.geo is not None and r.geo.subdivision}
+    chosen = state_cells(PROD)
+    assert len(states) == len(chosen) >= 40 and set(states) <= set(chosen)
+    na = [r for r in records if r.name == LAYOUT.continent_name("NA")]
+    assert len(na) <= 100  # one name's quota, states and countries together
+    sim = Route53Simulator(records)
+    us = answers().country("US")
+    assert isinstance(us, Served)
+    for state, record in states.items():
+        assert record.geo is not None and record.geo.country == "US" and record.alias == LAYOUT.cell_name(chosen[state])
+        decision = answers().cell(chosen[state])
+        assert isinstance(decision, Served)
+        got = set(sim.resolve(PROD.service_name, Client("US", "NA", subdivision=state)).addresses)
+        assert got and got <= set(decision.paths[0].addresses), state
+    unplaced = set(sim.resolve(PROD.service_name, Client("US", "NA")).addresses)
+    assert unplaced and unplaced <= set(us.paths[0].addresses)
+    # A subdivision anywhere else is refused, as AWS refuses it.
+    bad = [*records, Record(LAYOUT.continent_name("EU"), "A", (), None, set_id="EU-DE-BY", geo=Geo(country="DE", subdivision="BY"),
+                            alias=LAYOUT.country_name("de"))]
+    with pytest.raises(Route53ValidationError, match="US states only"):
+        validate_records(bad, LAYOUT.zone, PROD.countries, PROD.route53.max_records, PROD.route53.cidr_blocks)

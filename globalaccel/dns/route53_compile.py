@@ -41,7 +41,7 @@ from globalaccel.answers import Answers, FallbackPath, Served
 from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.records import CIDR_SUFFIX, CIDR_TYPE, RECORD_TTL, Geo, Record, fqdn
 from globalaccel.dns.route53_cells import CidrSelection, location_records, service_records
-from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
+from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES, US_STATES
 from globalaccel.topology import Topology
 
 # Countries whose continent Route 53 may assign differently from GeoNames: their record is placed
@@ -140,7 +140,8 @@ def compile_route53(topology: Topology, answers: Answers, ttl: int = RECORD_TTL,
                     cells: CidrSelection | None = None) -> list[Record]:
     """The record tree for `answers` (the ownership claim is the registry's: globalaccel.dns.backend). With
     `cells` (route53_cells), the service name routes those cells by network and everyone else to the
-    country tree, which then lives under world.geo."""
+    country tree, which then lives under world.geo. Each US state whose largest cell is not the country's
+    principal gets that cell's chain by geolocation subdivision (the only subdivisions Route 53 supports)."""
     layout = layout_for(topology)
     by_network = cells is not None and bool(cells.cells)
     root = layout.geo_root if by_network else layout.service
@@ -159,25 +160,58 @@ def compile_route53(topology: Topology, answers: Answers, ttl: int = RECORD_TTL,
     for continent in sorted(continents_used):
         records.append(Record(root, "A", (), None, set_id=continent, geo=Geo(continent=continent),
                               alias=layout.continent_name(continent)))
-    if not by_network or not continents_used:
-        return records  # (nothing served anywhere: no default with a tree to lead to, every client fails closed)
-    assert cells is not None
-    # The zone's quota: the country tree first, then the cells' chains by value while they fit; a cell left
-    # without one has its location lead to the country tree, as the default does.
-    room = topology.route53.max_records - RESERVED_RECORDS - len(records) - 1 - len(cells.cells)
+    if not continents_used:
+        return records  # nothing served anywhere: every client fails closed
+    # The zone's quota: the country tree first, then cells' chains while they fit, US states (each a whole
+    # state's clients) before the cells answered by network. A state without a chain is answered by its
+    # country's record; a location without one leads to the country tree, as the default does.
+    locations = len(cells.cells) + 1 if by_network and cells is not None else 0
+    room = topology.route53.max_records - RESERVED_RECORDS - len(records) - locations
     heads: dict[str, str] = {}
-    for cell_id in cells.cells:
-        decision = answers.cell(cell_id)
-        if not isinstance(decision, Served):
-            continue
-        chain = _chain(decision, cell_id, layout.cell_name(cell_id), partial(layout.cell_path_name, cell_id),
-                       partial(layout.cell_fallback_name, cell_id), ttl)
-        if len(chain) > room:
-            continue
-        room -= len(chain)
-        records += chain
+
+    def add_chain(cell_id: str, extra: int = 0) -> bool:
+        """The cell's chain (unless it is in already) and `extra` records more, when they fit the room left."""
+        nonlocal room
+        chain: list[Record] = []
+        if cell_id not in heads:
+            decision = answers.cell(cell_id)
+            if not isinstance(decision, Served):
+                return False
+            chain = _chain(decision, cell_id, layout.cell_name(cell_id), partial(layout.cell_path_name, cell_id),
+                           partial(layout.cell_fallback_name, cell_id), ttl)
+        if len(chain) + extra > room:
+            return False
+        room -= len(chain) + extra
+        records.extend(chain)
         heads[cell_id] = layout.cell_name(cell_id)
+        return True
+
+    us = topology.countries.get("US")
+    if us is not None and isinstance(answers.country("US"), Served):
+        for state, cell_id in state_cells(topology).items():
+            if add_chain(cell_id, 1):
+                records.append(Record(layout.continent_name(us.continent), "A", (), None, set_id=f"{us.continent}-US-{state}",
+                                      geo=Geo(country="US", subdivision=state), alias=layout.cell_name(cell_id)))
+    if not by_network:
+        return records
+    assert cells is not None
+    for cell_id in cells.cells:
+        add_chain(cell_id)
     return [*records, *service_records(cells, answers, layout.service, heads, layout.geo_root), *location_records(cells, layout.zone)]
+
+
+def state_cells(topology: Topology) -> dict[str, str]:
+    """US state (USPS code) -> its cell with the most demand, for the states whose cell is not the country's
+    principal cell (whose answer the country record already gives), most demand first."""
+    principal = topology.principal_cell.get("US")
+    largest: dict[str, tuple[float, str]] = {}
+    for cell in topology.cells:
+        if cell.country == "US" and cell.subdivision in US_STATES:
+            best = largest.get(cell.subdivision)
+            if best is None or cell.demand > best[0]:
+                largest[cell.subdivision] = (cell.demand, cell.id)
+    ranked = sorted(largest.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    return {state: cell_id for state, (_, cell_id) in ranked if cell_id != principal}
 
 
 def _weighted(name: str, code: str, path: FallbackPath, ttl: int) -> list[Record]:

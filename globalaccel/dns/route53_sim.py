@@ -50,6 +50,7 @@ class Client:
     country: str | None  # None: Route 53 cannot locate the resolver or the ECS network
     continent: str | None
     location: str | None = None  # the CIDR location whose block holds the client's network, when one does
+    subdivision: str | None = None  # the client's US state, when Route 53 knows it (None: only its country)
 
 
 @dataclass
@@ -195,15 +196,18 @@ class Route53Simulator:
 
         return default + [r for r in group if r.cidr is not None and not r.cidr.is_default and may_match(r)]
 
-    @staticmethod
-    def _matching(group: list[Record], client: Client) -> list[Record]:
-        """The geolocation records a client matches, most specific first (country, continent, '*')."""
+    def _matching(self, group: list[Record], client: Client) -> list[Record]:
+        """The geolocation records a client matches, most specific first (subdivision, country, continent, '*')."""
+        possible = self.every_possible
+
         def specificity(r: Record) -> int | None:
             assert r.geo is not None
             if r.geo.subdivision is not None:
-                # Our clients are placed by country only; a subdivision record of the client's country may
-                # match it (the most specific), so it counts as a possible answer.
-                return -1 if client.country is not None and r.geo.country == client.country else None
+                # A subdivision record matches a client of its state, the most specific; a client whose state is
+                # not given may be in any state of its country when every possible answer is asked.
+                same_country = client.country is not None and r.geo.country == client.country
+                in_state = client.subdivision == r.geo.subdivision if client.subdivision is not None else possible
+                return -1 if same_country and in_state else None
             if client.country is not None and r.geo.country == client.country:
                 return 0
             if client.continent is not None and r.geo.continent == client.continent:

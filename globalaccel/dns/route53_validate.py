@@ -22,6 +22,12 @@ MAX_BATCH_CHARS = 32_000  # UPSERT counts twice
 LOCATION_NAME = re.compile(r"[0-9A-Za-z_\-]{1,16}")
 MAX_CIDR_PREFIX = {4: 24, 6: 48}
 MAX_BLOCKS_PER_LOCATION = 1_000
+# Geolocation subdivisions: "the two-letter code for a state of the United States. Route 53 doesn't support any other
+# values for SubdivisionCode ... you must also specify US for CountryCode" (API reference, GeoLocation; checked
+# 2026-11-26). The USPS codes of the 50 states and the District of Columbia.
+_USPS = ("AK AL AR AZ CA CO CT DC DE FL GA HI IA ID IL IN KS KY LA MA MD ME MI MN MO MS MT NC ND NE NH NJ NM NV NY OH OK OR PA RI "
+         "SC SD TN TX UT VA VT WA WI WV WY")
+US_STATES = frozenset(_USPS.split())
 ROUTE53_EXTRA_COUNTRIES = {"UA", "XK"}  # Route 53 also accepts subdivisions under UA and US; countries are ISO, and Kosovo
 # ISO 3166-1 codes Route 53's ListGeoLocations does not return: a change batch naming one is rejected whole
 # (shared/DESIGN.md, from AWS's geolocation routing documentation). Clients there match no country record.
@@ -93,6 +99,8 @@ def validate_records(records: Iterable[Record], zone: str, countries: Iterable[s
                 add(f"unknown country code {r.geo.country!r}")
             elif r.geo.country in ROUTE53_UNSUPPORTED_COUNTRIES:
                 add(f"Route 53 has no geolocation {r.geo.country!r}: AWS rejects the whole change batch")
+            if r.geo.subdivision is not None and (r.geo.country != "US" or r.geo.subdivision not in US_STATES):
+                add(f"subdivision {r.geo.country}-{r.geo.subdivision}: Route 53 supports US states only")
         if r.alias is not None:
             if r.values or r.ttl is not None:
                 add("an alias record has neither values nor TTL")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -101,16 +101,22 @@ def route53_summary(topology: Topology, table: RoutingTable) -> dict[str, Any]:
     answers = Answers.from_table(table, topology)
     records = [r for r in compile_route53(topology, answers, cells=selection) if r.type != CIDR_TYPE]
     settings = topology.route53
-    # Cells answered by their own chain: those whose location's record leads to it (the rest lead to the country tree).
+    # Cells answered by their own chain: those whose location's record leads to it (the rest lead to the country tree);
+    # a US state's cells, by its subdivision record, its largest cell's chain.
     chains = {r.alias.split(".cell.", 1)[0] for r in records if r.cidr is not None and r.alias and ".cell." in r.alias}
+    states = {r.geo.subdivision: r.alias.split(".cell.", 1)[0] for r in records
+              if r.geo is not None and r.geo.country == "US" and r.geo.subdivision and r.alias}
+    stand_in = {c.id: states[c.subdivision] for c in topology.cells if c.country == "US" and c.subdivision in states}
+    stand_in.update({c: c for c in chains})
     return {
         "cells_by_network": len(chains),
+        "us_states_by_subdivision": len(states),
         "cells_chosen": len(selection.cells) if selection else 0,
         "cidr_blocks": selection.block_count if selection else 0,
         "cidr_blocks_quota": settings.cidr_blocks,
         "records": len(records),
         "records_quota": settings.max_records,
-        "extra_rtt_ms": country_answers_extra_rtt(topology, table, own=chains),
+        "extra_rtt_ms": country_answers_extra_rtt(topology, table, stand_in),
     }
 
 
@@ -128,12 +134,13 @@ def route_rtt_estimator(topology: Topology) -> Callable[[float, float, CellRoute
     return rtt
 
 
-def country_answers_extra_rtt(topology: Topology, table: RoutingTable, own: Collection[str] = ()) -> dict[str, float] | None:
+def country_answers_extra_rtt(topology: Topology, table: RoutingTable,
+                              stand_in: Mapping[str, str] | None = None) -> dict[str, float] | None:
     """What backends that locate clients only by country (Route 53 geolocation, PowerDNS by country) cost:
-    every cell gets its country's principal cell's answer, but the cells in `own` (answered by network: Route 53's
-    IP-based routing) their own. Demand-weighted mean and p95 of the extra RTT against the cell's own answer,
-    physics estimate (client -> edge on the public Internet, edge -> center on the backbone). None with one
-    cell per country (nothing lost)."""
+    every cell gets its country's principal cell's answer, but the cells `stand_in` names another's (Route 53:
+    cells answered by network get their own, a US state's cells its largest cell's). Demand-weighted mean and
+    p95 of the extra RTT against the cell's own answer, physics estimate (client -> edge on the public Internet,
+    edge -> center on the backbone). None with one cell per country (nothing lost)."""
     if len(topology.cells) == len(topology.countries):
         return None
     rtt = route_rtt_estimator(topology)
@@ -142,10 +149,10 @@ def country_answers_extra_rtt(topology: Topology, table: RoutingTable, own: Coll
     weights: list[float] = []
     principal = topology.principal_cell
     for cell in topology.cells:
-        mine, stand_in = table.routes[cell.id], table.routes[cell.id if cell.id in own else principal[cell.country]]
-        if mine.center is None or stand_in.center is None:
+        mine, given = table.routes[cell.id], table.routes[(stand_in or {}).get(cell.id, principal[cell.country])]
+        if mine.center is None or given.center is None:
             continue
-        extra.append(max(0.0, rtt(cell.lat, cell.lon, stand_in) - rtt(cell.lat, cell.lon, mine)))
+        extra.append(max(0.0, rtt(cell.lat, cell.lon, given) - rtt(cell.lat, cell.lon, mine)))
         weights.append(cell.demand)
     if not extra:
         return None
@@ -183,8 +190,9 @@ def render_text(summary: dict[str, Any]) -> str:
         f"edges carrying demand: {summary['edges_carrying_demand']} ({summary['edge_demand_share']:.1%})",
         *([f"  answering by country instead of by cell costs: +{x['mean']} ms mean, +{x['p95']} ms p95 (PowerDNS by country)"]
           if (x := summary["country_answers_extra_rtt_ms"]) else []),
-        *([f"  Route 53: {r['cells_by_network']} cells answered by network ({r['cidr_blocks']}/{r['cidr_blocks_quota']} CIDR blocks, "
-           f"{r['records']}/{r['records_quota']} records); the others' country answers cost +{x['mean']} ms mean, +{x['p95']} ms p95"]
+        *([f"  Route 53: {r['cells_by_network']} cells answered by network ({r['cidr_blocks']}/{r['cidr_blocks_quota']} CIDR blocks), "
+           f"{r['us_states_by_subdivision']} US states by subdivision ({r['records']}/{r['records_quota']} records); "
+           f"the others' country answers cost +{x['mean']} ms mean, +{x['p95']} ms p95"]
           if (r := summary["route53"]) and (x := r["extra_rtt_ms"]) else []),
         "  per center: " + ", ".join(f"{c} {v['cells']} cells {v['demand_share']:.1%}"
                                      + (f" ({v['load_over_capacity']:.0%} of capacity)" if v["load_over_capacity"] is not None else "")
