@@ -124,7 +124,9 @@ def test_route53_cidr_tampering_is_found() -> None:
     """The collection and the IP-based records are live state too (moto + tests/moto_cidr.py, storage only):
     1. a block of China's address space slipped into a US cell's location: Chinese clients there would get
        that cell's chain, and China's rule serves nobody;
-    2. the default location's record pointed at a Nigerian cell's chain instead of the country tree: every
+    2. a location named like a Nigerian cell's but for case, holding a Saudi block, its record leading to that
+       cell's chain;
+    3. the default location's record pointed at a Nigerian cell's chain instead of the country tree: every
        client outside the blocks, Germany's too, would get it."""
     with moto_server() as url:
         client, zone = synced_zone(url)
@@ -140,7 +142,28 @@ def test_route53_cidr_tampering_is_found() -> None:
         assert ("record_drift", f"{us_cell}._cidr.{PROD.zone}. CIDR") in {(d["kind"], d["subject"]) for d in report["drift"]}
         client.change_cidr_collection(Id=collection["Id"], Changes=[{"LocationName": us_cell, "Action": "DELETE_IF_EXISTS",
                                                                       "CidrList": [cn_block]}])
+        # 3. A location whose name differs from a real one only in case (Route 53's names are case-sensitive),
+        #    holding a Saudi block, and a record naming it that leads to the Nigerian cell's chain.
         ng_cell = next(c for c in prod_cells().cells if c.startswith("ng-"))
+        twin, sa_block = ng_cell.upper(), country_networks()["SA"][0]
+        client.change_cidr_collection(Id=collection["Id"], Changes=[{"LocationName": twin, "Action": "PUT", "CidrList": [sa_block]}])
+        twin_record = {"Name": PROD.service_name, "Type": "A", "SetIdentifier": "twin",
+                       "CidrRoutingConfig": {"CollectionId": collection["Id"], "LocationName": twin},
+                       "AliasTarget": {"HostedZoneId": zone.split("/")[-1], "DNSName": f"{ng_cell}.cell.{PROD.zone}.",
+                                       "EvaluateTargetHealth": False}}
+        client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE",
+                                                                                        "ResourceRecordSet": twin_record}]})
+        code, report, _ = audit("--stack", "prod", "--source", "route53", "--endpoint-url", url)
+        assert code == 1
+        assert "SA" in {v["subject"] for v in report["violations"]}, report["violations"]
+        assert any(d["kind"] == "record_drift" and d["subject"].startswith(f"{ng_cell}.") and "._cidr." in d["subject"]
+                   and d["subject"] != f"{ng_cell}._cidr.{PROD.zone}. CIDR" for d in report["drift"]), report["drift"]
+        client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": next(
+            r for page in client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone)
+            for r in page["ResourceRecordSets"] if r.get("SetIdentifier") == "twin")}]})
+        client.change_cidr_collection(Id=collection["Id"], Changes=[{"LocationName": twin, "Action": "DELETE_IF_EXISTS",
+                                                                      "CidrList": [sa_block]}])
+        # 4. The default location's record pointed at the Nigerian cell's chain.
         default = next(r for page in client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone)
                        for r in page["ResourceRecordSets"] if r.get("SetIdentifier") == "cidr-default")
         default["AliasTarget"]["DNSName"] = f"{ng_cell}.cell.{PROD.zone}."

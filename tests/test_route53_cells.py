@@ -12,14 +12,15 @@ import json
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import boto3
+import iptocc
 import pytest
 from botocore.stub import Stubber
 
 from globalaccel.answers import Answers, Served
-from globalaccel.audit.sources import block_countries
-from globalaccel.dns.backend import ApplyStats, OwnedZone, sync
+from globalaccel.dns.backend import ApplyStats, BackendError, OwnedZone, claim_record, sync
 from globalaccel.dns.plan import plan
 from globalaccel.dns.records import CIDR_TYPE, Geo, Record
 from globalaccel.dns.route53 import MAX_COLLECTION_BLOCKS, Route53Backend
@@ -36,6 +37,16 @@ def answers() -> Answers:
     return Answers.from_table(PROD_TABLE, PROD)
 
 
+def _asked_directly(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> set[str]:
+    first, size = int(network.network_address), network.num_addresses
+    if network.version == 4:
+        points = [first + base + host for base in range(0, size, 256) for host in (0, 1, 77, 128, 200, 255) if base + host < size]
+    else:
+        points = [first + (size - 1) * k // 64 for k in range(65)]
+    addresses = [str(ipaddress.ip_address(p)) for p in points]
+    return {str(c) for c in iptocc.country_code(addresses) if c}
+
+
 def test_the_chosen_cells_fit_the_quotas_and_hold_only_their_own_countrys_networks() -> None:
     cells = prod_cells()
     assert 0 < len(cells.cells) <= CIDR_LOCATION_LIMIT
@@ -49,8 +60,9 @@ def test_the_chosen_cells_fit_the_quotas_and_hold_only_their_own_countrys_networ
         for block in cells.blocks[cell_id]:
             network = ipaddress.ip_network(block)  # strict: no host bits
             assert 1 <= network.prefixlen <= (24 if network.version == 4 else 48)
-            # The country dataset, asked independently, places the whole block in the cell's country.
-            assert block_countries(block) == {cell.country}, (cell_id, block)
+            # The country dataset, asked directly at several addresses of every /24 (IPv4) or across the block
+            # (IPv6), places all of it in the cell's country.
+            assert _asked_directly(network) == {cell.country}, (cell_id, block)
             assert block not in seen
             seen.add(block)
 
@@ -124,36 +136,58 @@ def test_collection_requests_move_blocks_in_one_transaction_within_the_documente
          Record(location_pseudo_name("bb-2", LAYOUT.zone), CIDR_TYPE, ("198.51.100.0/24", "203.0.113.0/24"), None),
          Record(location_pseudo_name("dd-4", LAYOUT.zone), CIDR_TYPE, tuple(sorted(many)), None)],
         lambda r: True)
-    before, after = backend._collection_requests(changes)
-    assert all(sum(len(c["CidrList"]) for c in request) <= MAX_COLLECTION_BLOCKS for request in before + after)
-    move = [request for request in before if any("198.51.100.0/24" in c["CidrList"] for c in request)]
+    early, arriving = backend._collection_requests(changes)
+    assert all(sum(len(c["CidrList"]) for c in request) <= MAX_COLLECTION_BLOCKS for request in early + arriving)
+    move = [request for request in early if any("198.51.100.0/24" in c["CidrList"] for c in request)]
     assert len(move) == 1
     (request,) = move
     actions = [(c["Action"], c["LocationName"]) for c in request if "198.51.100.0/24" in c["CidrList"]]
     assert actions == [("DELETE_IF_EXISTS", "aa-1"), ("PUT", "bb-2")]  # leave before arrive, one transaction
-    # dd-4 takes blocks cc-3 holds: they move before the records change, so no block is in two locations at once.
-    put = {b for request in before for c in request if c["Action"] == "PUT" and c["LocationName"] == "dd-4" for b in c["CidrList"]}
-    assert put == set(many)
-    assert after == []  # cc-3's blocks all moved to dd-4: nothing left to remove
-    for request in before + after:
+    # dd-4 is new: its blocks arrive later (just before its record), cc-3's ten leaving in the same requests.
+    assert not any(c["LocationName"] == "dd-4" for request in early for c in request)
+    put = {b for request in arriving for c in request if c["Action"] == "PUT" and c["LocationName"] == "dd-4" for b in c["CidrList"]}
+    assert put == set(many) and len(arriving) == 2
+    for block in many[:10]:
+        (holder,) = [r for r in arriving if any(block in c["CidrList"] for c in r)]
+        steps = [(c["Action"], c["LocationName"]) for c in holder if block in c["CidrList"]]
+        assert steps == [("DELETE_IF_EXISTS", "cc-3"), ("PUT", "dd-4")]
+    for request in early + arriving:
         stubber.add_response("change_cidr_collection", {"Id": str(uuid.uuid4())},
                              {"Id": "c8c02a84-7d6f-4c5e-9a3b-1f2e3d4c5b6a", "Changes": request})
     with stubber:
         stats = ApplyStats()
-        for request in before + after:
+        for request in early + arriving:
             backend._change_collection(request, stats)
     stubber.assert_no_pending_responses()
 
 
+def _live_locations(client: Any, zone_id: str) -> tuple[set[str], set[str]]:
+    """(locations holding blocks, locations an IP-based record names), as boto3 lists them."""
+    (collection,) = client.list_cidr_collections()["CidrCollections"]
+    pages = client.get_paginator("list_cidr_blocks").paginate(CollectionId=collection["Id"])
+    holding = {b["LocationName"] for page in pages for b in page["CidrBlocks"]}
+    pages = client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id)
+    named = {r["CidrRoutingConfig"]["LocationName"] for page in pages for r in page["ResourceRecordSets"] if "CidrRoutingConfig" in r}
+    return holding, named
+
+
 def test_the_loop_publishes_cells_by_network_and_a_second_publish_changes_nothing() -> None:
     """moto + tests/moto_cidr.py (storage only): the zone and the collection as the loop leaves them, read back
-    whole; publishing again finds nothing to change."""
+    whole; publishing again finds nothing to change. After every request of the first publish, and of a second
+    one that drops most locations (a smaller block quota), every location holding blocks has its record."""
     with moto_server() as url:
         client = route53_client(url)
         zone_id = new_zone(client)
         backend = cidr_provider(client, zone_id)
+        unanswered: list[set[str]] = []
+
+        def look(_: int) -> None:
+            holding, named = _live_locations(client, zone_id)
+            unanswered.append(holding - named)
+
+        backend.after_batch = look
         first = sync(backend, prod_cell_records())
-        assert first.converged and first.stats.requests > 0
+        assert first.converged and first.stats.requests > 0 and len(unanswered) > 3
         zone = OwnedZone(backend)
         again = plan(zone.records(), zone.with_claim(prod_cell_records()), zone.owns)
         assert len(again) == 0
@@ -161,20 +195,59 @@ def test_the_loop_publishes_cells_by_network_and_a_second_publish_changes_nothin
         blocks = client.get_paginator("list_cidr_blocks").paginate(CollectionId=collection["Id"])
         listed = {(b["LocationName"], b["CidrBlock"]) for page in blocks for b in page["CidrBlocks"]}
         assert listed == {(c, b) for c in prod_cells().cells for b in prod_cells().blocks[c]}
+        # Fewer blocks: most locations go, their blocks first.
+        smaller = replace(PROD, route53=replace(PROD.route53, cidr_blocks=150))
+        from globalaccel.dns.route53_cells import cidr_selection
+
+        fewer = cidr_selection(smaller)
+        assert fewer is not None and 0 < len(fewer.cells) < len(prod_cells().cells)
+        backend.cidr_selection = fewer
+        records = [claim_record(LAYOUT), *compile_route53(smaller, answers(), cells=fewer)]
+        second = sync(backend, records)
+        assert second.converged
+        holding, named = _live_locations(client, zone_id)
+        assert holding == set(fewer.cells) and named - {"*"} == holding
+    assert all(not gap for gap in unanswered), [g for g in unanswered if g][:3]
+
+
+def test_a_controller_without_the_lease_changes_no_block() -> None:
+    """The lease guard stops collection requests as it stops record batches: nothing is written."""
+    with moto_server() as url:
+        client = route53_client(url)
+        zone_id = new_zone(client)
+        backend = cidr_provider(client, zone_id)
+        backend.guard = lambda: False
+        with pytest.raises(BackendError, match="no longer holds the lease"):
+            sync(backend, prod_cell_records())
+        holding, named = _live_locations(client, zone_id)
+    assert holding == set() and named == set()
+
+
+def test_a_zone_quota_too_small_for_the_locations_answers_by_geolocation_alone() -> None:
+    """The IP-based records come all or none: a quota that holds the country tree but not one record per location
+    gives the geolocation layout (no location, so the collection empties), never a zone the validator refuses."""
+    country_only = [r for r in compile_route53(PROD, answers()) if ".cell." not in r.name and not (r.geo and r.geo.subdivision)]
+    quota = len(country_only) + 4 + 10
+    tight = replace(PROD, route53=replace(PROD.route53, max_records=quota))
+    records = compile_route53(tight, answers(), cells=prod_cells())
+    assert not [r for r in records if r.cidr is not None or r.type == CIDR_TYPE]
+    assert {r.name for r in records if r.geo is not None and r.geo.continent} == {LAYOUT.service}
+    validate_records(records, LAYOUT.zone, PROD.countries, quota - 4)
+    with pytest.raises(Route53ValidationError, match="exceed the zone quota"):
+        validate_records(records, LAYOUT.zone, PROD.countries, len(records) - 1)
 
 
 def test_a_seeded_country_zone_moves_to_cells_without_an_empty_service_name() -> None:
     """Pulumi seeds the country tree (geolocation at the service name); the loop then routes cells by network.
     Route 53 refuses IP-based records beside geolocation ones: the old records go in the same request as the new
     ones arrive. After every request, the service name holds records, of one routing policy."""
-    from globalaccel.dns.route53_compile import compile_route53 as country_tree
     from tests.test_dns_route53 import PROD_RECORDS, provider
 
     with moto_server() as url:
         client = route53_client(url)
         zone_id = new_zone(client)
         assert sync(provider(client, zone_id), PROD_RECORDS).converged
-        assert country_tree(PROD, answers())  # (the seed is the country tree alone)
+        assert not [r for r in PROD_RECORDS if r.cidr is not None]  # the seed is the country tree alone
         policies_seen: list[set[str]] = []
 
         def look(_: int) -> None:

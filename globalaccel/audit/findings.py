@@ -93,4 +93,4 @@ COMPLIANT, VIOLATIONS, NOT_VERIFIED = "COMPLIANT", "VIOLATIONS FOUND", "NOT VERI
 STATUSES = ("served", "fail_closed", "lost_service", "no_path", "not_locatable", "not_logged")
 # Findings that say live state differs from the table without any answer leaving the allowed set: reported
 # as drift, never as a residency violation, and they do not fail the audit.
-DRIFT_KINDS = frozenset({"answer_not_in_table", "lost_service", "record_drift"})
+DRIFT_KINDS = frozenset({"answer_not_in_table", "lost_service", "record_drift", "cidr_location_unanswered"})

@@ -11,7 +11,7 @@ import iptocc
 
 from globalaccel.country_grid import ipv4_country_grid
 from globalaccel.dns.records import CIDR_TYPE, Record
-from globalaccel.dns.route53_cells import collection_name
+from globalaccel.dns.route53_cells import collection_name, location_label, pseudo_label
 from globalaccel.dns.route53_sim import AliasChainTooDeep, Client, Route53Simulator
 from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES
 from globalaccel.findings import Finding
@@ -77,15 +77,15 @@ def block_countries(block: str) -> frozenset[str]:
 
 
 def location_countries(records: Iterable[Record], topology: Topology) -> dict[tuple[str, str], frozenset[str]]:
-    """(the stack's collection, location) -> the countries whose clients its live blocks may hold (the country
-    dataset's placement; where it says "anyone", every country of the stack)."""
+    """(the stack's collection, location label: route53_cells.location_label) -> the countries whose clients its
+    live blocks may hold (the country dataset's placement; where it says "anyone", every country of the stack)."""
     collection = collection_name(topology)
     out: dict[tuple[str, str], frozenset[str]] = {}
     for r in records:
         if r.type != CIDR_TYPE:
             continue
         held = frozenset().union(*(block_countries(b) for b in r.values)) if r.values else frozenset()
-        out[(collection, r.name.split(".", 1)[0])] = frozenset(topology.countries) if "*" in held else held
+        out[(collection, pseudo_label(r.name))] = frozenset(topology.countries) if "*" in held else held
     return out
 
 
@@ -98,14 +98,23 @@ def route53_answers(records: Iterable[Record], topology: Topology) -> tuple[Answ
     # are matched without case (the pseudo-records' names are DNS names).
     held = location_countries(records, topology)
     records = [r for r in records if r.type != CIDR_TYPE]
-    cidr_countries = {(r.cidr.collection, r.cidr.location): held[(r.cidr.collection, r.cidr.location.lower())]
-                      for r in records if r.cidr is not None and (r.cidr.collection, r.cidr.location.lower()) in held}
+    cidr_countries = {(r.cidr.collection, r.cidr.location): held[(r.cidr.collection, location_label(r.cidr.location))]
+                      for r in records if r.cidr is not None and (r.cidr.collection, location_label(r.cidr.location)) in held}
+    findings: list[Finding] = []
+    for r in records:
+        if r.cidr is not None and not r.cidr.is_default and (r.cidr.collection, r.cidr.location) not in cidr_countries:
+            findings.append(Finding("cidr_location_unknown", f"{r.name} {r.set_id}", f"IP-based record names location "
+                                    f"{r.cidr.location!r} of collection {r.cidr.collection!r}, whose blocks were not read (not the "
+                                    "stack's collection, or no such location): judged as answering any client"))
+    answered = {(r.cidr.collection, location_label(r.cidr.location)) for r in records if r.cidr is not None}
+    for key in sorted(set(held) - answered):
+        findings.append(Finding("cidr_location_unanswered", key[1], f"location {key[1]!r} of collection {key[0]!r} holds blocks "
+                                "but no IP-based record names it: Route 53 documents no answer for its clients"))
     sim = Route53Simulator(records, failing_checks=failing, cidr_countries=cidr_countries)
     # Every answer Route 53 could give: every record of every routing policy, A and AAAA, and the country
     # placed on any continent (Route 53's own continent for a country may differ from ours, and a record
     # listing it under another continent must not escape the audit).
     possible = Route53Simulator(records, failing_checks=failing, every_possible=True, cidr_countries=cidr_countries)
-    findings: list[Finding] = []
     for r in records:
         in_tree = r.name == topology_service(topology) or r.name.endswith(".geo." + topology_zone(topology))
         if r.geo is not None and r.geo.is_default and in_tree:

@@ -29,8 +29,8 @@ from globalaccel.dns.budget import ApiBudget
 from globalaccel.dns.ownership import ZoneOwnedByAnother as ZoneOwnedByAnother
 from globalaccel.dns.plan import Change, Changes
 from globalaccel.dns.records import CIDR_TYPE, Cidr, Geo, Record, fqdn
-from globalaccel.dns.route53_cells import CidrSelection, location_pseudo_name
-from globalaccel.dns.route53_compile import Route53Layout, compile_route53
+from globalaccel.dns.route53_cells import CidrSelection, location_label, location_pseudo_name, pseudo_label
+from globalaccel.dns.route53_compile import RESERVED_RECORDS, Route53Layout, compile_route53
 from globalaccel.dns.route53_validate import MAX_BATCH_CHARS, MAX_BATCH_VALUES, validate_batch, validate_records
 from globalaccel.topology import Topology
 
@@ -256,7 +256,9 @@ class Route53Backend:
             raise BackendError("this Route 53 backend was opened without a topology; open it with globalaccel.dns.factory")
         records = compile_route53(self.topology, answers, cells=self.cidr_selection)
         settings = self.topology.route53
-        validate_records(records, self.layout.zone, self.topology.countries, settings.max_records, settings.cidr_blocks)
+        # The zone also holds its SOA and NS, the ownership claim and the decision log's anchor.
+        validate_records(records, self.layout.zone, self.topology.countries, settings.max_records - RESERVED_RECORDS,
+                         settings.cidr_blocks)
         return records
 
     def add_health_checks(self, checks: Mapping[str, str]) -> None:
@@ -336,15 +338,15 @@ class Route53Backend:
             if not page.get("NextToken"):
                 break
             kwargs["NextToken"] = page["NextToken"]
-        self._location_of_label = {location.lower(): location for location in self._live_blocks}
+        self._location_of_label = {location_label(location): location for location in self._live_blocks}
         return [Record(location_pseudo_name(location, self.layout.zone), CIDR_TYPE, tuple(sorted(blocks)), None)
                 for location, blocks in sorted(self._live_blocks.items())]
 
     def estimate(self, changes: Changes) -> dict[str, int]:
         """Requests and change tokens applying `changes` takes (UPSERT counts twice), collection requests included."""
         ordered = order_changes(changes, self.layout)
-        before, after = self._collection_requests(changes)
-        return {"requests": len(batches(ordered)) + len(before) + len(after), "tokens": sum(c.tokens for c in ordered)}
+        early, arriving = self._collection_requests(changes)
+        return {"requests": len(batches(ordered)) + len(early) + len(arriving), "tokens": sum(c.tokens for c in ordered)}
 
     def apply(self, changes: Changes, stats: ApplyStats) -> None:
         if self.zone_id is None:
@@ -356,14 +358,23 @@ class Route53Backend:
             raise BackendError(f"no Route 53 health check id for center(s) {', '.join(unchecked)}: the failover records "
                                "need one per center (pulumi up creates them; pass --health-check CENTER=ID, or "
                                "--create-zone to create them with the zone); nothing was written")
-        before, after = self._collection_requests(changes)
-        if (before or after) and self.cidr_collection is None:
+        early, arriving = self._collection_requests(changes)
+        if (early or arriving) and self.cidr_collection is None:
             raise BackendError("the plan changes CIDR locations but this backend has no collection; nothing was written")
-        # New and moved blocks first (an IP-based record names a location that exists); blocks of locations no
-        # record answers any more last (after the records naming them are gone).
-        for request in before:
-            self._change_collection(request, stats)
-        for number, batch in enumerate(batches(order_changes(changes, self.layout)), start=1):
+        # Blocks leave first (a location the plan drops loses its blocks before its record goes: its clients get
+        # the default at once, never a location without a record) and move between locations that keep their
+        # records. Blocks of locations that are new arrive just before the request that writes the records naming
+        # them (a record may only name a location that exists; a location holds at least one block).
+        ordered = batches(order_changes(changes, self.layout))
+        new = {self._location_of_label.get(label, label) for label in self._new_labels(changes)}
+        first_naming = next((i for i, batch in enumerate(ordered)
+                             if any(c.record.cidr is not None and c.record.cidr.location in new for c in batch)), 0)
+        self._guarded_collection(early, "before the first change batch", stats)
+        if first_naming == 0:
+            self._guarded_collection(arriving, "before the first change batch", stats)
+        for number, batch in enumerate(ordered, start=1):
+            if number - 1 == first_naming and first_naming > 0:
+                self._guarded_collection(arriving, f"before change batch {number}", stats)
             if self.guard is not None and not self.guard():
                 raise BackendError(f"stopped before change batch {number}: this controller no longer holds the lease")
             validate_batch(batch)
@@ -379,43 +390,53 @@ class Route53Backend:
                 self._wait(response["ChangeInfo"]["Id"])
             if self.after_batch is not None:
                 self.after_batch(number)
-        for request in after:
+
+    def _guarded_collection(self, requests: list[list[dict[str, Any]]], where: str, stats: ApplyStats) -> None:
+        for request in requests:
+            if self.guard is not None and not self.guard():
+                raise BackendError(f"stopped {where} (a CIDR collection request): this controller no longer holds the lease")
             self._change_collection(request, stats)
 
-    def _collection_requests(self, changes: Changes) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
-        """ChangeCidrCollection requests for the plan's location changes: (before the records, after them).
+    def _new_labels(self, changes: Changes) -> set[str]:
+        """Labels of locations the plan creates (no live blocks)."""
+        return {pseudo_label(c.record.name) for c in changes.all
+                if c.record.type == CIDR_TYPE and c.action != "DELETE" and pseudo_label(c.record.name) not in self._location_of_label}
 
-        Before: blocks added to a location, and blocks leaving one (for another, or for none) while the location
-        stays; a block moving between locations leaves and arrives in the same request (one transaction, as
-        AWS documents moves). After: the blocks of locations the plan deletes, except those moving to another
-        location (moved before). At most MAX_COLLECTION_BLOCKS blocks per request."""
+    def _collection_requests(self, changes: Changes) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
+        """ChangeCidrCollection requests for the plan's location changes: (early, arriving).
+
+        Early: blocks leaving a location (for another location, or for none, the location staying or going),
+        and blocks added to locations that exist. Arriving: blocks added to locations that do not exist yet.
+        A block moving between locations leaves and arrives in the same request (one transaction, as AWS
+        documents moves). At most MAX_COLLECTION_BLOCKS blocks per request."""
         want: dict[str, set[str]] = {}
         gone: set[str] = set()
         for c in changes.all:
             if c.record.type != CIDR_TYPE:
                 continue
-            label = c.record.name.split(".", 1)[0]
+            label = pseudo_label(c.record.name)
             location = self._location_of_label.get(label, label)
             if c.action == "DELETE":
                 gone.add(location)
             else:
                 want[location] = set(c.record.values)
         home = {b: loc for loc, blocks in self._live_blocks.items() for b in blocks}
-        units: list[list[tuple[str, str, str]]] = []  # [(action, location, block)], never split across requests
-        arriving: set[str] = set()
+        early: list[list[tuple[str, str, str]]] = []  # [(action, location, block)], never split across requests
+        arriving: list[list[tuple[str, str, str]]] = []
+        moving: set[str] = set()
         for location in sorted(want):
             have = self._live_blocks.get(location, set())
             for block in sorted(want[location] - have):
                 unit = [("PUT", location, block)]
                 if block in home and home[block] != location:
                     unit.insert(0, ("DELETE_IF_EXISTS", home[block], block))
-                    arriving.add(block)
-                units.append(unit)
-            units += [[("DELETE_IF_EXISTS", location, b)] for b in sorted(have - want[location])
+                    moving.add(block)
+                (early if location in self._live_blocks else arriving).append(unit)
+            early += [[("DELETE_IF_EXISTS", location, b)] for b in sorted(have - want[location])
                       if not any(b in want[o] for o in want if o != location)]
-        late = [[("DELETE_IF_EXISTS", location, b)] for location in sorted(gone) for b in sorted(self._live_blocks.get(location, ()))
-                if b not in arriving]
-        return _pack_collection(units), _pack_collection(late)
+        early += [[("DELETE_IF_EXISTS", location, b)] for location in sorted(gone) for b in sorted(self._live_blocks.get(location, ()))
+                  if b not in moving]
+        return _pack_collection(early), _pack_collection(arriving)
 
     def _change_collection(self, request: list[dict[str, Any]], stats: ApplyStats) -> None:
         assert self.cidr_collection is not None

@@ -29,7 +29,11 @@ the cell's country. A network where the country dataset also names another count
 (the geolocation tree, Route 53's own placement, as before): no location answers it with a path one of its
 countries may not take. A chosen cell without an answer (its centers lost, a rule that refuses every center
 left) has its record alias the geolocation tree, as the default does: its country's record there fails
-closed the same way. (Route 53 documents no answer for a location with no record; every location has one.)
+closed the same way. Route 53 documents no answer for a location with no record, so every location has one:
+a publish removes a location's blocks before its record, and adds a new location's blocks just before the
+request that writes its record (a record may only name a location that exists, and a location holds at
+least one block). Between those two requests its clients get what Route 53 gives a location without a
+record: the default (the country tree) or no answer, both lawful.
 """
 
 from __future__ import annotations
@@ -205,8 +209,21 @@ def _iptocc_version() -> str:
     return version("iptocc")
 
 
+def location_label(location: str) -> str:
+    """A location's label among the pseudo-records: its name in lower case (records' names are DNS names), and,
+    when the name has capitals (never one the compiler writes), a digest of the exact name after it. Route 53's
+    location names are case-sensitive: two differing only in case stay two records, never one hiding the other."""
+    low = location.lower()
+    return low if location == low else f"{low}.{hashlib.sha256(location.encode()).hexdigest()[:8]}"
+
+
 def location_pseudo_name(location: str, zone: str) -> str:
-    return f"{location.lower()}.{CIDR_SUFFIX}.{zone}"
+    return f"{location_label(location)}.{CIDR_SUFFIX}.{zone}"
+
+
+def pseudo_label(name: str) -> str:
+    """The location label of a pseudo-record's name (location_label)."""
+    return name.split(f".{CIDR_SUFFIX}.", 1)[0]
 
 
 def location_records(selection: CidrSelection, zone: str) -> list[Record]:

@@ -143,8 +143,6 @@ def compile_route53(topology: Topology, answers: Answers, ttl: int = RECORD_TTL,
     country tree, which then lives under world.geo. Each US state whose largest cell is not the country's
     principal gets that cell's chain by geolocation subdivision (the only subdivisions Route 53 supports)."""
     layout = layout_for(topology)
-    by_network = cells is not None and bool(cells.cells)
-    root = layout.geo_root if by_network else layout.service
     records: list[Record] = []
     continents_used: set[str] = set()
     for code, served in answers.served_countries():
@@ -157,16 +155,21 @@ def compile_route53(topology: Topology, answers: Answers, ttl: int = RECORD_TTL,
             continents_used.add(continent)
             records.append(Record(layout.continent_name(continent), "A", (), None, set_id=f"{continent}-{code}",
                                   geo=Geo(country=code), alias=layout.country_name(code)))
+    if not continents_used:
+        return records  # nothing served anywhere: every client fails closed
+    # The zone's quota: the country tree first; then the IP-based records, one per location and the default
+    # (all or none: when they do not fit, the zone answers by geolocation alone and the collection empties);
+    # then cells' chains while they fit, US states (each a whole state's clients) before the cells answered by
+    # network. A state without a chain is answered by its country's record; a location without one leads to
+    # the country tree, as the default does.
+    room = topology.route53.max_records - RESERVED_RECORDS - len(records) - len(continents_used)
+    locations = len(cells.cells) + 1 if cells is not None and cells.cells else 0
+    by_network = 0 < locations <= room
+    room -= locations if by_network else 0
+    root = layout.geo_root if by_network else layout.service
     for continent in sorted(continents_used):
         records.append(Record(root, "A", (), None, set_id=continent, geo=Geo(continent=continent),
                               alias=layout.continent_name(continent)))
-    if not continents_used:
-        return records  # nothing served anywhere: every client fails closed
-    # The zone's quota: the country tree first, then cells' chains while they fit, US states (each a whole
-    # state's clients) before the cells answered by network. A state without a chain is answered by its
-    # country's record; a location without one leads to the country tree, as the default does.
-    locations = len(cells.cells) + 1 if by_network and cells is not None else 0
-    room = topology.route53.max_records - RESERVED_RECORDS - len(records) - locations
     heads: dict[str, str] = {}
 
     def add_chain(cell_id: str, extra: int = 0) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from globalaccel.dns.plan import Change
 from globalaccel.dns.records import CIDR_TYPE, Record
+from globalaccel.dns.route53_cells import location_label, pseudo_label
 from globalaccel.errors import GlobalaccelError
 from globalaccel.topology import CONTINENTS
 
@@ -168,7 +169,7 @@ def _location_problems(locations: list[Record], records: list[Record], max_block
     owner: dict[str, str] = {}
     total = 0
     for loc in locations:
-        label = loc.name.split(".", 1)[0]
+        label = pseudo_label(loc.name)
         if not LOCATION_NAME.fullmatch(label):
             problems.append(RecordProblem(loc.key, f"CIDR location name {label!r} is not 1-16 of [0-9A-Za-z_-]"))
         if not 1 <= len(loc.values) <= MAX_BLOCKS_PER_LOCATION:
@@ -187,8 +188,8 @@ def _location_problems(locations: list[Record], records: list[Record], max_block
             owner[block] = label
     if max_blocks is not None and total > max_blocks:
         problems.append(RecordProblem(("collection", CIDR_TYPE, ""), f"{total} blocks exceed the stack's quota of {max_blocks}"))
-    listed = {loc.name.split(".", 1)[0] for loc in locations}
-    referenced = {r.cidr.location for r in records if r.cidr is not None and not r.cidr.is_default}
+    listed = {pseudo_label(loc.name) for loc in locations}
+    referenced = {location_label(r.cidr.location) for r in records if r.cidr is not None and not r.cidr.is_default}
     for missing in sorted(referenced - listed):
         problems.append(RecordProblem(("collection", CIDR_TYPE, missing), "an IP-based record names a location the collection lacks"))
     for unanswered in sorted(listed - referenced):
