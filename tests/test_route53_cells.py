@@ -312,3 +312,15 @@ def test_each_us_state_gets_its_largest_cells_chain_by_geolocation_subdivision()
                             alias=LAYOUT.country_name("de"))]
     with pytest.raises(Route53ValidationError, match="US states only"):
         validate_records(bad, LAYOUT.zone, PROD.countries, PROD.route53.max_records, PROD.route53.cidr_blocks)
+
+
+def test_states_never_push_their_continents_name_past_the_per_name_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    """North America's countries and the states share `na.geo`: with a lower limit, the least populous states go."""
+    from globalaccel.dns import route53_compile
+
+    monkeypatch.setattr(route53_compile, "MAX_SAME_NAME_TYPE", 60)
+    records = compile_route53(PROD, answers(), cells=prod_cells())
+    na = [r for r in records if r.name == LAYOUT.continent_name("NA")]
+    states = [r.geo.subdivision for r in na if r.geo is not None and r.geo.subdivision]
+    assert len(na) == 60 and 0 < len(states) < len(route53_compile.state_cells(PROD))
+    assert states == list(route53_compile.state_cells(PROD))[: len(states)]  # the most populous first

@@ -41,7 +41,7 @@ from globalaccel.answers import Answers, FallbackPath, Served
 from globalaccel.dns.ownership import ZoneOwnership
 from globalaccel.dns.records import CIDR_SUFFIX, CIDR_TYPE, RECORD_TTL, Geo, Record, fqdn
 from globalaccel.dns.route53_cells import CidrSelection, location_records, service_records
-from globalaccel.dns.route53_validate import ROUTE53_UNSUPPORTED_COUNTRIES, US_STATES
+from globalaccel.dns.route53_validate import MAX_SAME_NAME_TYPE, ROUTE53_UNSUPPORTED_COUNTRIES, US_STATES
 from globalaccel.topology import Topology
 
 # Countries whose continent Route 53 may assign differently from GeoNames: their record is placed
@@ -191,8 +191,11 @@ def compile_route53(topology: Topology, answers: Answers, ttl: int = RECORD_TTL,
 
     us = topology.countries.get("US")
     if us is not None and isinstance(answers.country("US"), Served):
+        # The states share their continent's name with its countries: at most 100 records of one name and type.
+        free = MAX_SAME_NAME_TYPE - sum(1 for r in records if r.name == layout.continent_name(us.continent))
         for state, cell_id in state_cells(topology).items():
-            if add_chain(cell_id, 1):
+            if free > 0 and add_chain(cell_id, 1):
+                free -= 1
                 records.append(Record(layout.continent_name(us.continent), "A", (), None, set_id=f"{us.continent}-US-{state}",
                                       geo=Geo(country="US", subdivision=state), alias=layout.cell_name(cell_id)))
     if not by_network:
