@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -50,12 +49,12 @@ from pathlib import Path
 
 from globalaccel.answers import Answers, Served
 from globalaccel.dns.records import CIDR_SUFFIX, CIDR_TYPE, Cidr, Record
+from globalaccel.geo import great_circle_km
 from globalaccel.locate import NetworkMap, locator_for
 from globalaccel.topology import Topology
 
 LOCATION_NAME = re.compile(r"[0-9A-Za-z_\-]{1,16}")
 MAX_BLOCK_PREFIX = {4: 24, 6: 48}
-EARTH_RADIUS_KM = 6371.0
 CIDR_LOCATION_LIMIT = 99  # records of one name and type beside the default
 
 
@@ -90,12 +89,6 @@ class CidrSelection:
         return sum(len(b) for b in self.blocks.values())
 
 
-def _distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
-
-
 def select_cidr_cells(topology: Topology, networks: NetworkMap) -> CidrSelection:
     settings = topology.route53
     principal = topology.principal_cell
@@ -124,7 +117,7 @@ def select_cidr_cells(topology: Topology, networks: NetworkMap) -> CidrSelection
         v4 = [n for n in nets if n.version == 4]
         v6 = [n for n in nets if n.version == 6]
         collapsed = [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
-        value = cell.demand * _distance_km(cell.lat, cell.lon, home.lat, home.lon)
+        value = cell.demand * great_circle_km(cell.lat, cell.lon, home.lat, home.lon)
         candidates.append((value, cell_id, tuple(str(n) for n in collapsed)))
     candidates.sort(key=lambda c: (-c[0] / max(1, len(c[2])), c[1]))
     chosen: list[str] = []
