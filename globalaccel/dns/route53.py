@@ -28,9 +28,13 @@ from globalaccel.dns.backend import ApplyStats, BackendError, NeedsReplan
 from globalaccel.dns.budget import ApiBudget
 from globalaccel.dns.ownership import ZoneOwnedByAnother as ZoneOwnedByAnother
 from globalaccel.dns.plan import Change, Changes
-from globalaccel.dns.records import CIDR_TYPE, Cidr, Geo, Record, fqdn
-from globalaccel.dns.route53_cells import CidrSelection, location_label, location_pseudo_name, pseudo_label
+from globalaccel.dns.records import CIDR_TYPE, Cidr, Record
+from globalaccel.dns.route53_cells import CidrSelection, location_label, location_pseudo_name
+from globalaccel.dns.route53_collection import MAX_COLLECTION_BLOCKS as MAX_COLLECTION_BLOCKS
+from globalaccel.dns.route53_collection import collection_requests, new_labels
 from globalaccel.dns.route53_compile import RESERVED_RECORDS, Route53Layout, compile_route53
+from globalaccel.dns.route53_rrsets import from_route53 as from_route53
+from globalaccel.dns.route53_rrsets import to_route53 as to_route53
 from globalaccel.dns.route53_validate import MAX_BATCH_CHARS, MAX_BATCH_VALUES, validate_batch, validate_records
 from globalaccel.topology import Topology
 
@@ -46,67 +50,6 @@ class RetryPolicy:
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
         return rng.uniform(0.0, min(self.cap_s, self.base_s * 2**attempt))
-
-
-def to_route53(record: Record, zone_id: str) -> dict[str, Any]:
-    rrset: dict[str, Any] = {"Name": record.name, "Type": record.type}
-    if record.set_id is not None:
-        rrset["SetIdentifier"] = record.set_id
-    if record.weight is not None:
-        rrset["Weight"] = record.weight
-    if record.geo is not None:
-        geo: dict[str, str] = {}
-        if record.geo.continent:
-            geo["ContinentCode"] = record.geo.continent
-        elif record.geo.country:
-            geo["CountryCode"] = record.geo.country
-            if record.geo.subdivision:
-                geo["SubdivisionCode"] = record.geo.subdivision
-        else:
-            geo["CountryCode"] = "*"
-        rrset["GeoLocation"] = geo
-    if record.alias is not None:
-        rrset["AliasTarget"] = {"HostedZoneId": zone_id, "DNSName": record.alias, "EvaluateTargetHealth": record.evaluate_target_health}
-    else:
-        rrset["TTL"] = record.ttl
-        rrset["ResourceRecords"] = [{"Value": v} for v in record.values]
-    if record.health_check is not None:
-        rrset["HealthCheckId"] = record.health_check
-    if record.failover is not None:
-        rrset["Failover"] = record.failover
-    if record.multivalue:
-        rrset["MultiValueAnswer"] = True
-    if record.region is not None:
-        rrset["Region"] = record.region
-    if record.cidr is not None:
-        rrset["CidrRoutingConfig"] = {"CollectionId": record.cidr.collection, "LocationName": record.cidr.location}
-    return rrset
-
-
-def from_route53(rrset: dict[str, Any]) -> Record:
-    geo = None
-    if "GeoLocation" in rrset:
-        g = rrset["GeoLocation"]
-        country = g.get("CountryCode")
-        geo = Geo(continent=g.get("ContinentCode"), country=None if country == "*" else country, subdivision=g.get("SubdivisionCode"))
-    alias = rrset.get("AliasTarget")
-    return Record(
-        name=fqdn(rrset["Name"]),
-        type=rrset["Type"],
-        values=tuple(v["Value"] for v in rrset.get("ResourceRecords", [])) if alias is None else (),
-        ttl=None if alias is not None else int(rrset["TTL"]),
-        set_id=rrset.get("SetIdentifier"),
-        weight=int(rrset["Weight"]) if "Weight" in rrset else None,
-        geo=geo,
-        alias=fqdn(alias["DNSName"]) if alias is not None else None,
-        health_check=rrset.get("HealthCheckId"),
-        evaluate_target_health=bool(alias.get("EvaluateTargetHealth", False)) if alias is not None else False,
-        failover=rrset.get("Failover"),
-        multivalue=bool(rrset.get("MultiValueAnswer", False)),
-        region=rrset.get("Region"),
-        cidr=Cidr(rrset["CidrRoutingConfig"]["CollectionId"], rrset["CidrRoutingConfig"]["LocationName"])
-        if "CidrRoutingConfig" in rrset else None,
-    )
 
 
 def order_changes(changes: Changes, layout: Route53Layout) -> list[Change]:
@@ -171,31 +114,6 @@ def batches(ordered: list[Change], max_values: int = MAX_BATCH_VALUES, max_chars
             chars += change.chars
     if current:
         out.append(current)
-    return out
-
-
-MAX_COLLECTION_BLOCKS = 1_000  # "The max number of CIDR blocks included in the request is 1000" (ChangeCidrCollection)
-
-
-def _pack_collection(units: list[list[tuple[str, str, str]]]) -> list[list[dict[str, Any]]]:
-    """Units of block changes -> ChangeCidrCollection `Changes` lists of at most MAX_COLLECTION_BLOCKS blocks,
-    a unit (a move: leave, arrive) never split; within a request, leaving before arriving."""
-    requests: list[list[tuple[str, str, str]]] = []
-    current: list[tuple[str, str, str]] = []
-    for unit in units:
-        if current and len(current) + len(unit) > MAX_COLLECTION_BLOCKS:
-            requests.append(current)
-            current = []
-        current += unit
-    if current:
-        requests.append(current)
-    out = []
-    for ops in requests:
-        grouped: dict[tuple[str, str], list[str]] = {}
-        for action, location, block in ops:
-            grouped.setdefault((action, location), []).append(block)
-        order = sorted(grouped, key=lambda k: (k[0] != "DELETE_IF_EXISTS", k[1]))
-        out.append([{"LocationName": loc, "Action": action, "CidrList": grouped[(action, loc)]} for action, loc in order])
     return out
 
 
@@ -398,45 +316,10 @@ class Route53Backend:
             self._change_collection(request, stats)
 
     def _new_labels(self, changes: Changes) -> set[str]:
-        """Labels of locations the plan creates (no live blocks)."""
-        return {pseudo_label(c.record.name) for c in changes.all
-                if c.record.type == CIDR_TYPE and c.action != "DELETE" and pseudo_label(c.record.name) not in self._location_of_label}
+        return new_labels(changes, self._location_of_label)
 
     def _collection_requests(self, changes: Changes) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
-        """ChangeCidrCollection requests for the plan's location changes: (early, arriving).
-
-        Early: blocks leaving a location (for another location, or for none, the location staying or going),
-        and blocks added to locations that exist. Arriving: blocks added to locations that do not exist yet.
-        A block moving between locations leaves and arrives in the same request (one transaction, as AWS
-        documents moves). At most MAX_COLLECTION_BLOCKS blocks per request."""
-        want: dict[str, set[str]] = {}
-        gone: set[str] = set()
-        for c in changes.all:
-            if c.record.type != CIDR_TYPE:
-                continue
-            label = pseudo_label(c.record.name)
-            location = self._location_of_label.get(label, label)
-            if c.action == "DELETE":
-                gone.add(location)
-            else:
-                want[location] = set(c.record.values)
-        home = {b: loc for loc, blocks in self._live_blocks.items() for b in blocks}
-        early: list[list[tuple[str, str, str]]] = []  # [(action, location, block)], never split across requests
-        arriving: list[list[tuple[str, str, str]]] = []
-        moving: set[str] = set()
-        for location in sorted(want):
-            have = self._live_blocks.get(location, set())
-            for block in sorted(want[location] - have):
-                unit = [("PUT", location, block)]
-                if block in home and home[block] != location:
-                    unit.insert(0, ("DELETE_IF_EXISTS", home[block], block))
-                    moving.add(block)
-                (early if location in self._live_blocks else arriving).append(unit)
-            early += [[("DELETE_IF_EXISTS", location, b)] for b in sorted(have - want[location])
-                      if not any(b in want[o] for o in want if o != location)]
-        early += [[("DELETE_IF_EXISTS", location, b)] for location in sorted(gone) for b in sorted(self._live_blocks.get(location, ()))
-                  if b not in moving]
-        return _pack_collection(early), _pack_collection(arriving)
+        return collection_requests(changes, self._live_blocks, self._location_of_label)
 
     def _change_collection(self, request: list[dict[str, Any]], stats: ApplyStats) -> None:
         assert self.cidr_collection is not None
