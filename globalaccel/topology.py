@@ -137,6 +137,9 @@ class Topology:
         return {address: (e, center) for e in self.edges for center, address in e.center_addresses}
 
 
+_COLLECTION_NAME = re.compile(r"[0-9A-Za-z_\-]{1,64}")
+
+
 def stack_file(stacks_dir: Path, stack: str) -> Path:
     return stacks_dir / f"Pulumi.{stack}.yaml"
 
@@ -398,6 +401,9 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
     loop = from_stack(LoopSettings, key("loop"), file, f"config.{NAMESPACE}:loop", problems)
     iac = from_stack(IacSettings, key("iac"), file, f"config.{NAMESPACE}:iac", problems)
     route53 = from_stack(Route53Settings, key("route53"), file, f"config.{NAMESPACE}:route53", problems)
+    if route53.collection is not None and not _COLLECTION_NAME.fullmatch(route53.collection):  # CreateCidrCollection's Name
+        problems.add(file, key("route53").get("collection").line, f"config.{NAMESPACE}:route53.collection",  # type: ignore[union-attr]
+                     f"{route53.collection!r} is not 1-64 of [0-9A-Za-z_-] (a Route 53 CIDR collection name)")
     cell_settings = from_stack(CellSettings, key("cells"), file, f"config.{NAMESPACE}:cells", problems)
     center_ids = {c.id for c in centers}
     for item in loop.peers:

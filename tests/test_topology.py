@@ -208,3 +208,13 @@ def test_two_centers_on_one_address_are_refused(stacks_copy: Path) -> None:
     line = _replace_line(stacks_copy / "Pulumi.dev.yaml", r"address: 198.19.255.4", "      address: 198.19.255.3")
     assert (f"Pulumi.dev.yaml:{line}: config.global-accel:centers[3].address: 198.19.255.3 is already center me-central-1's "
             "address") in str(_error(stacks_copy))
+
+
+def test_route53_block_is_checked_with_its_line(stacks_copy: Path) -> None:
+    """A collection name Route 53 would refuse, and a cell count beyond one name's records, are named before anything runs."""
+    prod = stacks_copy / "Pulumi.prod.yaml"
+    line = _replace_line(prod, r"^\s+cidrCells: 99", "    cidrCells: 99\n    collection: cells of prod")
+    message = str(_error(stacks_copy, "prod"))
+    assert f"Pulumi.prod.yaml:{line + 1}: config.global-accel:route53.collection: 'cells of prod' is not 1-64 of" in message
+    _replace_line(prod, r"^\s+cidrCells: 99", "    cidrCells: 150")
+    assert "config.global-accel:route53.cidrCells" in str(_error(stacks_copy, "prod"))
