@@ -14,7 +14,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from globalaccel.cells import Cell
-from globalaccel.routing.table import CellRoute
 from globalaccel.topology import Topology
 
 
@@ -23,6 +22,7 @@ class CapacityPlanner:
         self.cells: tuple[Cell, ...] = tuple(cells)
         self.settings = topology.routing
         self._edge_ids = tuple(e.id for e in topology.edges)
+        self._edge_pos = {eid: i for i, eid in enumerate(self._edge_ids)}
         self._edge_capacity = np.array([e.capacity for e in topology.edges], dtype=np.float64)
         self._demand = np.array([c.demand for c in self.cells], dtype=np.float64)
 
@@ -36,24 +36,31 @@ class CapacityPlanner:
         return {self._edge_ids[i]: float(self._edge_capacity[i] * scale) for i in healthy_idx}
 
     def allocate(
-        self, ranked: list[NDArray[np.intp]], routable: NDArray[np.bool_], budget: Mapping[str, float]
+        self, ranked: NDArray[np.intp], routable: NDArray[np.bool_], budget: Mapping[str, float]
     ) -> list[dict[str, float]]:
-        """Split each cell's demand over its answers. Unconstrained first (best k, equal shares); if
-        that overloads edges, the cells using them are re-placed greedily, largest demand first, by
-        rank within what budget the other cells leave."""
+        """Split each cell's demand over its answers. `ranked`: (N, ranks) each cell's candidate edges (catalog
+        positions), best first, -1 past its last. Unconstrained first (best k, equal shares); if that overloads
+        edges, the cells using them are re-placed greedily, largest demand first, by rank within what budget
+        the other cells leave."""
         k = self.settings.answers
         edge_ids = self._edge_ids
         demand_of = self._demand.tolist()
-        routed = np.nonzero(routable)[0].tolist()
+        top = ranked[:, :k]
+        offered = (top >= 0) & routable[:, None]
+        count = offered.sum(axis=1)
+        share = 1.0 / np.maximum(count, 1)
+        # Each edge's load from every cell's best-k split: summed in cell order, as a loop over cells would.
+        flat = (self._demand * share)[:, None] * np.ones(top.shape[1])
+        load_of = np.bincount(top[offered], weights=flat[offered], minlength=len(edge_ids))
+        tops, shares, counts = top.tolist(), share.tolist(), count.tolist()
         alloc: list[dict[str, float]] = [{} for _ in self.cells]
-        load: dict[str, float] = {}
+        routed = np.nonzero(routable & (count > 0))[0].tolist()
         for n in routed:
-            top = ranked[n][:k].tolist()
-            share = 1.0 / len(top)
-            alloc[n] = {edge_ids[i]: share for i in top}
-            for e in alloc[n]:
-                load[e] = load.get(e, 0.0) + demand_of[n] * share
-        overloaded = {e for e, v in load.items() if v > budget.get(e, 0.0) * (1 + 1e-9)}
+            alloc[n] = dict.fromkeys([edge_ids[i] for i in tops[n][: counts[n]]], shares[n])
+        limit = np.zeros(len(edge_ids))
+        for e, value in budget.items():
+            limit[self._edge_pos[e]] = value
+        overloaded = {edge_ids[i] for i in np.flatnonzero(load_of > limit * (1 + 1e-9))}
         if not overloaded:
             return alloc
         # Only cells that use an overloaded edge are re-placed; the others keep their best-k split,
@@ -63,12 +70,13 @@ class CapacityPlanner:
         remaining = dict(budget)
         for n in routed:
             if n not in moving_set:
-                for e, share in alloc[n].items():
-                    remaining[e] -= demand_of[n] * share
+                for e, part in alloc[n].items():
+                    remaining[e] -= demand_of[n] * part
+        rows = ranked.tolist()
         max_answers = self.settings.max_answers
         for n in sorted(moving, key=lambda n: (-demand_of[n], self.cells[n].id)):
             demand = demand_of[n]
-            candidates = ranked[n].tolist()
+            candidates = [i for i in rows[n] if i >= 0]
             per_answer = demand / min(k, len(candidates))
             left = demand
             taken: dict[str, float] = {}
@@ -84,8 +92,8 @@ class CapacityPlanner:
                 remaining[eid] = room - amount
                 left -= amount
             if not taken:  # every ranked edge is full: keep the best k and report the overflow
-                top = candidates[:k]
-                taken = {edge_ids[i]: demand / len(top) for i in top}
+                best_k = candidates[:k]
+                taken = {edge_ids[i]: demand / len(best_k) for i in best_k}
                 left = 0.0
             if left > demand * 1e-9:
                 # Demand that fits nowhere within max_answers goes over budget, pro rata, and shows up
@@ -95,10 +103,12 @@ class CapacityPlanner:
             alloc[n] = {e: v / demand for e, v in taken.items()}
         return alloc
 
-    def load(self, routes: Mapping[str, CellRoute]) -> dict[str, float]:
-        demand = {c.id: c.demand for c in self.cells}
-        load: dict[str, float] = {}
-        for cid, route in routes.items():
-            for a in route.answers:
-                load[a.edge_id] = load.get(a.edge_id, 0.0) + demand[cid] * a.weight
-        return load
+    def load(self, cells: NDArray[np.intp], edges: NDArray[np.intp], weights: NDArray[np.float64]) -> dict[str, float]:
+        """Demand carried per edge by the routes served: `cells` (R,), their edges (R, M) as catalog positions
+        (-1 padded) and shares (R, M). Summed in row order, as a loop over the routes would."""
+        used = edges >= 0
+        carried = self._demand[cells][:, None] * weights
+        load = np.bincount(edges[used], weights=carried[used], minlength=len(self._edge_ids))
+        present = np.zeros(len(self._edge_ids), dtype=bool)
+        present[edges[used]] = True
+        return {self._edge_ids[i]: float(load[i]) for i in np.flatnonzero(present)}

@@ -13,10 +13,23 @@ rule no longer allows, moves at once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
+
+import numpy as np
+from numpy.typing import NDArray
 
 from globalaccel.residency import Eligibility
 from globalaccel.routing.table import REASON_BEST, REASON_HELD, CellState, Health
 from globalaccel.settings import HysteresisSettings
+
+
+class Case(Enum):
+    """What a cell's current route is, against its fresh one, before any cost is compared."""
+
+    FIRST = "first"  # no current route: the fresh one is placed (a cell's very first is not a switch)
+    INVALID = "invalid"  # the current route may not stay (down, or no longer allowed): it moves at once
+    SAME = "same"  # the fresh route is the current one
+    JUDGE = "judge"  # both valid and different: costs decide (judge)
 
 
 def still_valid(prev: CellState, elig: Eligibility, health: Health, allowed_edges: frozenset[str] | None = None,
@@ -25,15 +38,52 @@ def still_valid(prev: CellState, elig: Eligibility, health: Health, allowed_edge
     otherwise it moves at once. Its center must be in the preferred tier, unless the fresh route is itself
     spilled to a later tier (a full center): then any healthy center the rule allows may hold it, or every
     cycle would move spilled cells afresh, edges and all."""
-    centers = {c for tier in elig.tiers for c in tier} if spilled else set(elig.centers)
-    return (prev.center in centers and bool(prev.edges) and all(e in health.edges for e in prev.edges)
-            and (allowed_edges is None or all(e in allowed_edges for e in prev.edges)))
+    allowed = any(prev.center in tier for tier in elig.tiers) if spilled else prev.center in elig.centers
+    return (allowed and bool(prev.edges) and health.edges.issuperset(prev.edges)
+            and (allowed_edges is None or allowed_edges.issuperset(prev.edges)))
+
+
+def classify(prev: CellState | None, fresh: CellState, elig: Eligibility, health: Health,
+             allowed_edges: frozenset[str] | None = None) -> Case:
+    if prev is None or prev.center is None:
+        return Case.FIRST
+    if not still_valid(prev, elig, health, allowed_edges, spilled=fresh.center not in elig.centers):
+        return Case.INVALID
+    if (prev.center, prev.edges) == (fresh.center, fresh.edges):
+        return Case.SAME
+    return Case.JUDGE
+
+
+def settle(case: Case, prev: CellState | None, fresh: CellState, now: float) -> CellState:
+    """The route of a cell whose case is not JUDGE. (Constructed, not _replace'd: this runs for every cell of
+    every cycle, and _replace costs several times as much.)"""
+    if case is Case.FIRST:
+        return CellState(fresh.center, fresh.edges, fresh.weights, fresh.pending, None if prev is None else now)
+    if case is Case.INVALID or prev is None:
+        return CellState(fresh.center, fresh.edges, fresh.weights, fresh.pending, now)
+    # Same route: keep its capacity shares. The greedy split is sensitive to rank order, and measurement
+    # noise must not churn the table (a new generation, a republish). Shares are recomputed whenever the
+    # route itself changes; overflow is always reported from the shares actually served.
+    return CellState(fresh.center, fresh.edges, prev.weights, fresh.pending, prev.last_switch_at)
+
+
+def judge(current_cost: NDArray[np.float64], fresh_cost: NDArray[np.float64], spread: NDArray[np.float64],
+          pending: NDArray[np.int64], last_switch_at: NDArray[np.float64], now: float,
+          hyst: HysteresisSettings) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """For cells whose current and fresh routes are both valid and differ (arrays, one entry per cell):
+    (switch now, the pending count it keeps). The fresh route must be better by max(absolute ms, relative %)
+    plus both routes' noise, for `consecutive` evaluations in a row, and not within the hold-down after the
+    last switch (`last_switch_at` NaN: never switched)."""
+    better = current_cost - fresh_cost >= np.maximum(hyst.absolute_ms, hyst.relative * current_cost) + spread
+    new_pending = np.where(better, pending + 1, 0)
+    held_down = ~np.isnan(last_switch_at) & (now - last_switch_at < hyst.hold_down_s)
+    return better & (new_pending >= hyst.consecutive) & ~held_down, new_pending
 
 
 def decide(
     prev: CellState | None,
     fresh: CellState,
-    fresh_cost: float | Callable[[], float],  # a callable is asked only when the route changes (the router's case)
+    fresh_cost: float | Callable[[], float],  # a callable is asked only when the route changes
     prev_cost: Callable[[CellState], float],
     elig: Eligibility,
     health: Health,
@@ -42,25 +92,16 @@ def decide(
     allowed_edges: frozenset[str] | None = None,  # edges the cell's rule lets on its path (None: all)
     noise: Callable[[CellState], float] | None = None,  # a route's measured spread in ms (None: no measurements)
 ) -> tuple[CellState, str]:
-    """Keep a valid current route unless the fresh one is better by the margin for `consecutive`
-    evaluations in a row and the hold-down since the last switch has passed."""
-    if prev is None or prev.center is None:
-        first_placement = prev is None  # a cell's first route is not a switch
-        return fresh._replace(last_switch_at=None if first_placement else now), REASON_BEST
-    if not still_valid(prev, elig, health, allowed_edges, spilled=fresh.center not in elig.centers):
-        return fresh._replace(last_switch_at=now), REASON_BEST
-    if (prev.center, prev.edges) == (fresh.center, fresh.edges):
-        # Same route: keep its capacity shares. The greedy split is sensitive to rank order, and
-        # measurement noise must not churn the table (a new generation, a republish). Shares are
-        # recomputed whenever the route itself changes; overflow is always reported from the
-        # shares actually served.
-        return fresh._replace(weights=prev.weights, last_switch_at=prev.last_switch_at), REASON_BEST
-    current_cost = prev_cost(prev)
-    fresh_cost = fresh_cost() if callable(fresh_cost) else fresh_cost
+    """One cell: keep a valid current route unless the fresh one is better by the margin for `consecutive`
+    evaluations in a row and the hold-down since the last switch has passed. (The router decides every cell
+    at once with classify, settle and judge; this is the same rule for one.)"""
+    case = classify(prev, fresh, elig, health, allowed_edges)
+    if case is not Case.JUDGE or prev is None:
+        return settle(case, prev, fresh, now), REASON_BEST
     spread = noise(prev) + noise(fresh) if noise is not None else 0.0
-    better = current_cost - fresh_cost >= max(hyst.absolute_ms, hyst.relative * current_cost) + spread
-    pending = prev.pending + 1 if better else 0
-    held_down = prev.last_switch_at is not None and now - prev.last_switch_at < hyst.hold_down_s
-    if better and pending >= hyst.consecutive and not held_down:
+    switch, pending = judge(np.array([prev_cost(prev)]), np.array([fresh_cost() if callable(fresh_cost) else fresh_cost]),
+                            np.array([spread]), np.array([prev.pending]),
+                            np.array([np.nan if prev.last_switch_at is None else prev.last_switch_at]), now, hyst)
+    if switch[0]:
         return fresh._replace(last_switch_at=now), REASON_BEST
-    return prev._replace(pending=pending), REASON_HELD
+    return prev._replace(pending=int(pending[0])), REASON_HELD

@@ -120,13 +120,13 @@ class RoutingTable:
 def table_hash(routes: Mapping[str, CellRoute]) -> str:
     """Hash of routing decisions only (not of the latency figures that change every cycle). Weights
     enter by their exact shortest repr: the same inputs give bit-identical weights."""
-    digest = hashlib.sha256()
+    lines = []
     for cid in sorted(routes):
         r = routes[cid]
-        edges = " ".join(a.edge_id for a in r.answers)
-        weights = " ".join(repr(a.weight) for a in r.answers)
-        digest.update(f"{cid}\t{r.center}\t{edges}\t{weights}\t{' '.join(r.fallback)}\n".encode())
-    return digest.hexdigest()
+        edges = " ".join([a.edge_id for a in r.answers])
+        weights = " ".join([repr(a.weight) for a in r.answers])
+        lines.append(f"{cid}\t{r.center}\t{edges}\t{weights}\t{' '.join(r.fallback)}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 # Ties (co-located edges have exactly equal costs) break by edge position: the key adds

@@ -1,0 +1,91 @@
+"""Costs of many routes at once: each answer's client -> edge -> center RTT, a route's weighted cost and its
+measured noise, as arrays over cells (one row per route, answers padded to `max_answers`).
+
+The router costs every cell's current and fresh route each cycle; one numpy pass over all of them replaces a
+Python call per route and answer (prod: about 50 ms of a 0.3 s cycle, measured with cProfile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from globalaccel.cells import Cell
+from globalaccel.geo import EARTH_RADIUS_KM
+from globalaccel.latency import PhysicsModel
+from globalaccel.routing.table import CellState
+from globalaccel.topology import Topology
+
+
+class RouteColumns:
+    """Routes as arrays: center position (R,), edge positions (R, M) padded with -1, weights (R, M) padded
+    with 0, and the cells they belong to (R,)."""
+
+    def __init__(self, cells: NDArray[np.intp], center: NDArray[np.intp], edges: NDArray[np.intp],
+                 weights: NDArray[np.float64]) -> None:
+        self.cells, self.center, self.edges, self.weights = cells, center, edges, weights
+
+
+class RouteCosts:
+    """Per topology and cells: costs routes in bulk. Geometry is kept; latencies come with each call."""
+
+    def __init__(self, topology: Topology, cells: Sequence[Cell], physics: PhysicsModel) -> None:
+        self._center_pos = {c: i for i, c in enumerate(topology.center_ids)}
+        self._edge_pos = {e.id: i for i, e in enumerate(topology.edges)}
+        self._cell_lat = np.array([c.lat for c in cells], dtype=np.float64)
+        self._cell_lon = np.array([c.lon for c in cells], dtype=np.float64)
+        self._edge_lat = np.array([e.lat for e in topology.edges], dtype=np.float64)
+        self._edge_lon = np.array([e.lon for e in topology.edges], dtype=np.float64)
+        self._physics = physics
+        self.width = max(1, topology.routing.max_answers)
+
+    def columns(self, cells: Sequence[int], routes: Sequence[CellState]) -> RouteColumns:
+        """The routes (each with a center) of `cells`, as arrays."""
+        width = max([self.width, *(len(r.edges) for r in routes)])
+        edge_pos, center_pos = self._edge_pos, self._center_pos
+        pad, zero = [-1] * width, [0.0] * width
+        flat_edges: list[int] = []
+        flat_weights: list[float] = []
+        for route in routes:  # one flat list each, converted once: a numpy assignment per row costs more
+            n = len(route.edges)
+            flat_edges += [edge_pos[e] for e in route.edges]
+            flat_edges += pad[: width - n]
+            flat_weights += route.weights
+            flat_weights += zero[: width - n]
+        edges = np.array(flat_edges, dtype=np.intp).reshape(len(routes), width)
+        weights = np.array(flat_weights, dtype=np.float64).reshape(len(routes), width)
+        center = np.array([center_pos[r.center] for r in routes if r.center is not None], dtype=np.intp)
+        if center.size != len(routes):
+            raise ValueError("every route costed must have a center")
+        return RouteColumns(np.asarray(cells, dtype=np.intp), center, edges, weights)
+
+    def client_leg(self, cells: NDArray[np.intp], edges: NDArray[np.intp]) -> NDArray[np.float64]:
+        """(R, M) physics RTT from each cell to each of its edges (haversine, as PhysicsModel.rtt_ms); 0 where
+        padded."""
+        e = np.where(edges >= 0, edges, 0)
+        p1 = np.radians(self._cell_lat[cells])[:, None]
+        p2 = np.radians(self._edge_lat[e])
+        dl = np.radians(self._edge_lon[e] - self._cell_lon[cells][:, None])
+        h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+        km = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+        rtt = km * self._physics.ms_per_km + self._physics.settings.overhead_ms
+        return np.where(edges >= 0, rtt, 0.0)
+
+    def per_answer(self, routes: RouteColumns, lookup: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(R, M) each answer's client -> edge -> center RTT, with `lookup` (C, E) as the edge's leg plus its
+        own delay; 0 where padded."""
+        legs = lookup[routes.center[:, None], np.where(routes.edges >= 0, routes.edges, 0)]
+        return np.where(routes.edges >= 0, self.client_leg(routes.cells, routes.edges) + legs, 0.0)
+
+    def weighted(self, routes: RouteColumns, lookup: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(R,) each route's cost: its answers' RTTs weighted by their shares."""
+        out: NDArray[np.float64] = (routes.weights * self.per_answer(routes, lookup)).sum(axis=1)
+        return out
+
+    def noise(self, routes: RouteColumns, band: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(R,) each route's measured spread: its edge legs' noise bands (C, E), weighted like its cost."""
+        bands = band[routes.center[:, None], np.where(routes.edges >= 0, routes.edges, 0)]
+        out: NDArray[np.float64] = (routes.weights * np.where(routes.edges >= 0, bands, 0.0)).sum(axis=1)
+        return out
