@@ -1,0 +1,70 @@
+"""The router's bulk arithmetic against its one-cell definitions: routing.route_costs against
+PhysicsModel.rtt_ms (haversine, one pair at a time) and a plain loop over the answers, and
+hysteresis.judge against the rule written out for one cell. Pure computation: nothing to mock."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from globalaccel.latency import PhysicsModel
+from globalaccel.routing.hysteresis import judge
+from globalaccel.routing.route_costs import RouteCosts
+from globalaccel.routing.table import CellState
+from globalaccel.topology import load_stack
+from tests.conftest import STACKS
+
+DEV = load_stack("dev", STACKS)
+PHYSICS = PhysicsModel(DEV.latency)
+COSTS = RouteCosts(DEV, DEV.cells, PHYSICS)
+
+
+@st.composite
+def routes(draw: st.DrawFn) -> tuple[list[int], list[CellState], np.ndarray]:
+    n = draw(st.integers(1, 12))
+    cells = [draw(st.integers(0, len(DEV.cells) - 1)) for _ in range(n)]
+    out = []
+    for _ in range(n):
+        edges = draw(st.lists(st.sampled_from([e.id for e in DEV.edges]), min_size=1, max_size=DEV.routing.max_answers, unique=True))
+        raw = [draw(st.floats(0.01, 1.0)) for _ in edges]
+        out.append(CellState(draw(st.sampled_from(DEV.center_ids)), tuple(edges), tuple(w / sum(raw) for w in raw)))
+    lookup = np.array(draw(st.lists(st.floats(0.0, 300.0), min_size=len(DEV.center_ids) * len(DEV.edges),
+                                    max_size=len(DEV.center_ids) * len(DEV.edges)))).reshape(len(DEV.center_ids), len(DEV.edges))
+    return cells, out, lookup
+
+
+@settings(max_examples=60, deadline=None)
+@given(routes())
+def test_bulk_costs_equal_the_per_answer_definition(case: tuple[list[int], list[CellState], np.ndarray]) -> None:
+    cells, states, lookup = case
+    columns = COSTS.columns(cells, states)
+    per_answer = COSTS.per_answer(columns, lookup)
+    weighted = COSTS.weighted(columns, lookup)
+    noise = COSTS.noise(columns, lookup / 10)
+    edge_pos = {e.id: i for i, e in enumerate(DEV.edges)}
+    for row, (n, route) in enumerate(zip(cells, states, strict=True)):
+        cell, ci = DEV.cells[n], DEV.center_ids.index(route.center or "")
+        expected = [PHYSICS.rtt_ms(cell.lat, cell.lon, DEV.edges[edge_pos[e]].lat, DEV.edges[edge_pos[e]].lon)
+                    + lookup[ci, edge_pos[e]] for e in route.edges]
+        assert np.allclose(per_answer[row, : len(expected)], expected, rtol=1e-12, atol=1e-9)
+        assert not per_answer[row, len(expected):].any()  # padding costs nothing
+        assert math.isclose(weighted[row], sum(w * c for w, c in zip(route.weights, expected, strict=True)), rel_tol=1e-12)
+        assert math.isclose(noise[row], sum(w * lookup[ci, edge_pos[e]] / 10 for e, w in zip(route.edges, route.weights, strict=True)),
+                            rel_tol=1e-12, abs_tol=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(1.0, 400.0), st.floats(1.0, 400.0), st.floats(0.0, 30.0), st.integers(0, 5),
+       st.one_of(st.none(), st.floats(0.0, 2000.0)), st.floats(0.0, 2000.0))
+def test_judge_is_the_one_cell_rule(current: float, fresh: float, spread: float, pending: int, last: float | None, now: float) -> None:
+    hyst = DEV.routing.hysteresis
+    switch, kept = judge(np.array([current]), np.array([fresh]), np.array([spread]), np.array([pending]),
+                         np.array([np.nan if last is None else last]), now, hyst)
+    better = current - fresh >= max(hyst.absolute_ms, hyst.relative * current) + spread
+    count = pending + 1 if better else 0
+    held_down = last is not None and now - last < hyst.hold_down_s
+    assert bool(switch[0]) == (better and count >= hyst.consecutive and not held_down)
+    assert int(kept[0]) == count
