@@ -68,3 +68,18 @@ def test_judge_is_the_one_cell_rule(current: float, fresh: float, spread: float,
     held_down = last is not None and now - last < hyst.hold_down_s
     assert bool(switch[0]) == (better and count >= hyst.consecutive and not held_down)
     assert int(kept[0]) == count
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.floats(0.0, 500.0), st.just(float("nan"))), min_size=5, max_size=5), min_size=1, max_size=20))
+def test_row_medians_are_numpys_nanmedian(rows: list[list[float]]) -> None:
+    """latency.nanmedian_rows (one sort) gives np.nanmedian's figures exactly, NaN for a row of NaNs."""
+    import warnings
+
+    from globalaccel.latency import nanmedian_rows
+
+    values = np.array(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmedian warns on an all-NaN row
+        expected = np.nanmedian(values, axis=1)
+    assert np.array_equal(nanmedian_rows(values), expected, equal_nan=True)

@@ -64,43 +64,44 @@ class CapacityPlanner:
         if not overloaded:
             return alloc
         # Only cells that use an overloaded edge are re-placed; the others keep their best-k split,
-        # and their load comes off the budgets first.
+        # and their load comes off the budgets first. Budgets by catalog position (0: not healthy).
         moving = [n for n in routed if not overloaded.isdisjoint(alloc[n])]
         moving_set = set(moving)
-        remaining = dict(budget)
+        remaining = limit.tolist()
+        edge_pos = self._edge_pos
         for n in routed:
             if n not in moving_set:
                 for e, part in alloc[n].items():
-                    remaining[e] -= demand_of[n] * part
-        rows = ranked.tolist()
+                    remaining[edge_pos[e]] -= demand_of[n] * part
+        rows = dict(zip(moving, ranked[moving].tolist(), strict=True))
         max_answers = self.settings.max_answers
         for n in sorted(moving, key=lambda n: (-demand_of[n], self.cells[n].id)):
             demand = demand_of[n]
             candidates = [i for i in rows[n] if i >= 0]
             per_answer = demand / min(k, len(candidates))
             left = demand
-            taken: dict[str, float] = {}
+            tiny = demand * 1e-9
+            taken: dict[int, float] = {}
             for i in candidates:
-                if left <= demand * 1e-9 or len(taken) >= max_answers:
+                if left <= tiny or len(taken) >= max_answers:
                     break
-                eid = edge_ids[i]
-                room = remaining.get(eid, 0.0)
-                if room <= demand * 1e-9:
+                room = remaining[i]
+                if room <= tiny:
                     continue
                 amount = min(room, per_answer, left)
-                taken[eid] = amount
-                remaining[eid] = room - amount
+                taken[i] = amount
+                remaining[i] = room - amount
                 left -= amount
             if not taken:  # every ranked edge is full: keep the best k and report the overflow
                 best_k = candidates[:k]
-                taken = {edge_ids[i]: demand / len(best_k) for i in best_k}
+                taken = {i: demand / len(best_k) for i in best_k}
                 left = 0.0
-            if left > demand * 1e-9:
+            if left > tiny:
                 # Demand that fits nowhere within max_answers goes over budget, pro rata, and shows up
                 # as overflow in the table rather than silently.
                 placed = sum(taken.values())
-                taken = {e: v + left * v / placed for e, v in taken.items()}
-            alloc[n] = {e: v / demand for e, v in taken.items()}
+                taken = {i: v + left * v / placed for i, v in taken.items()}
+            alloc[n] = {edge_ids[i]: v / demand for i, v in taken.items()}
         return alloc
 
     def load(self, cells: NDArray[np.intp], edges: NDArray[np.intp], weights: NDArray[np.float64]) -> dict[str, float]:
