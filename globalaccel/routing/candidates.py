@@ -109,21 +109,28 @@ class CandidateSearch:
         hyst = self.settings.hysteresis
         return np.maximum(hyst.absolute_ms, hyst.relative * cost)
 
-    def sticky(self, state: RouterState, healthy_idx: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    def sticky(self, state: RouterState, healthy_idx: NDArray[np.intp],
+               known: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """Each cell's current center (-1 if none) and current edges as positions in the healthy
         subset (-1 padded). Candidate generation favours them by the hysteresis margin, so noise
-        cannot reshuffle near-equal choices; whether to switch is then _decide's business."""
-        position = np.full(len(self._edge_ids), -1, dtype=np.intp)
+        cannot reshuffle near-equal choices; whether to switch is then _decide's business.
+        `known`: the same read off `state` already, as (center, edges as catalog positions), by the router
+        that returned `state` (no loop over its cells)."""
+        position = np.full(len(self._edge_ids) + 1, -1, dtype=np.intp)  # the last entry: -1 stays -1
         position[healthy_idx] = np.arange(healthy_idx.size)
+        width = max(1, self.settings.max_answers)
+        if known is not None:
+            prefer, catalog = known
+            return prefer.copy(), position[catalog[:, :width]]
         center_pos = {c: i for i, c in enumerate(self._center_ids)}
         prefer = np.full(len(self.cells), -1, dtype=np.intp)
-        prev_edges = np.full((len(self.cells), max(1, self.settings.max_answers)), -1, dtype=np.intp)
+        prev_edges = np.full((len(self.cells), width), -1, dtype=np.intp)
         for n, cell in enumerate(self.cells):
             prev = state.cells.get(cell.id)
             if prev is None or prev.center is None:
                 continue
             prefer[n] = center_pos.get(prev.center, -1)
-            for j, edge in enumerate(prev.edges[: prev_edges.shape[1]]):
+            for j, edge in enumerate(prev.edges[:width]):
                 prev_edges[n, j] = position[self._edge_pos[edge]] if edge in self._edge_pos else -1
         return prefer, prev_edges
 

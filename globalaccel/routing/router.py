@@ -51,7 +51,8 @@ from globalaccel.routing.table import (
     Health,
     RouterState,
     RoutingTable,
-    table_hash,
+    hash_lines,
+    route_line,
 )
 from globalaccel.topology import Topology
 
@@ -100,6 +101,10 @@ class Router:
         self._countries = sorted({c.country for c in self.cells})
         country_pos = {code: k for k, code in enumerate(self._countries)}
         self._cell_country = np.array([country_pos[c.country] for c in self.cells], dtype=np.intp)
+        # cell -> (center, edges, weights, fallback) last hashed, and its line of the table hash
+        self._lines: dict[str, tuple[tuple[str, tuple[str, ...], tuple[float, ...], tuple[str, ...]], str]] = {}
+        # The state this router returned last, with its cells' centers and edges as arrays (CandidateSearch.sticky)
+        self._known: tuple[RouterState, tuple[NDArray[np.intp], NDArray[np.intp]]] | None = None
         self.costs = RouteCosts(topology, self.cells, PhysicsModel(topology.latency))
         # center -> edge id -> the address that takes a client through that edge to that center
         self._addresses = {c: {e.id: e.address_for(c) for e in topology.edges if c in dict(e.center_addresses)}
@@ -137,7 +142,7 @@ class Router:
         allowed, lawful = self._center_masks(eligibility)
         allowed_edges: list[frozenset[str] | None] = [self.groups[g].allowed_ids for g in self._cell_group]
         if healthy_idx.size:
-            prefer, prev_edges = self.search.sticky(state, healthy_idx)
+            prefer, prev_edges = self.search.sticky(state, healthy_idx, self._known[1] if self._known and self._known[0] is state else None)
             edge_ok, cell_group = (self._edge_ok, self._cell_group) if self._constrained else (None, None)
             choice, ranked_idx, ranked_cost = self.search.select(latency, healthy_idx, center_edge, penalty, allowed, prefer,
                                                                  edge_ok, cell_group)
@@ -163,6 +168,7 @@ class Router:
 
         routes: dict[str, CellRoute] = {}
         new_cells: dict[str, CellState] = {}
+        lines: dict[str, str] = {}  # each cell's line of the table hash
         # Hysteresis judges on the measured distribution: each leg's recent median (not the moving average,
         # which one spike moves for several cycles), and how far its figure moves with noise alone: its edge
         # leg's band, plus the band of the edge's penalty (the median over vantages, as the penalty itself),
@@ -181,6 +187,7 @@ class Router:
             if not routable[pos] or center is None:
                 reason = REASON_FAIL_CLOSED if elig.fail_closed else REASON_NO_PATH
                 routes[cell.id] = CellRoute(cell.id, cell.country, None, (), reason)
+                lines[cell.id] = route_line(cell.id, None, (), (), ())
                 switched_at = now if prev is not None and prev.center is not None else (prev.last_switch_at if prev else None)
                 new_cells[cell.id] = CellState(None, (), (), 0, switched_at)
                 continue
@@ -224,18 +231,31 @@ class Router:
             assert decided.center is not None
             by_edge = address[decided.center]
             answers = tuple([Answer(e, by_edge[e], w, c) for e, w, c in zip(decided.edges, decided.weights, costs, strict=False)])
-            routes[cell.id] = CellRoute(cell.id, cell.country, decided.center, answers, reason,
-                                        self.fallback.after(cell, decided.center))
+            fallback = self.fallback.after(cell, decided.center)
+            routes[cell.id] = CellRoute(cell.id, cell.country, decided.center, answers, reason, fallback)
             new_cells[cell.id] = decided
+            # The hash's line of a cell whose decision is unchanged (most, most cycles) is not formatted again.
+            key = (decided.center, decided.edges, decided.weights, fallback)
+            known = self._lines.get(cell.id)
+            if known is None or known[0] != key:
+                known = self._lines[cell.id] = (key, route_line(cell.id, *key))
+            lines[cell.id] = known[1]
 
         load = self.capacity.load(served.cells, served.edges, served.weights)
         # Excess within float rounding of the budget (the greedy fills edges exactly) is not overflow.
         # fsum: the same total whatever order the edges come in.
         overflow = math.fsum(max(0.0, v - budget.get(e, 0.0) * (1 + 1e-9)) for e, v in load.items())
-        digest = table_hash(routes)
+        digest = hash_lines(lines)
         generation = state.generation + 1 if digest != state.content_hash else state.generation
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
-        return table, RouterState(generation, digest, new_cells)
+        out = RouterState(generation, digest, new_cells)
+        # What sticky reads off `out` next cycle, from the arrays at hand: each cell's center and edges.
+        known_center = np.full(len(self.cells), -1, dtype=np.intp)
+        known_center[served.cells] = served.center
+        known_edges = np.full((len(self.cells), served.edges.shape[1]), -1, dtype=np.intp)
+        known_edges[served.cells] = served.edges
+        self._known = (out, (known_center, known_edges))
+        return table, out
 
     def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, CellState, str]],
                                        now: float) -> list[tuple[int, CellState, CellState, str]]:

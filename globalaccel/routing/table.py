@@ -117,16 +117,22 @@ class RoutingTable:
         return sorted({r.country for r in self.routes.values() if r.reason == REASON_FAIL_CLOSED})
 
 
+def route_line(cell_id: str, center: str | None, edge_ids: tuple[str, ...], weights: tuple[float, ...],
+               fallback: tuple[str, ...]) -> str:
+    """One cell's decision as table_hash reads it."""
+    return f"{cell_id}\t{center}\t{' '.join(edge_ids)}\t{' '.join([repr(w) for w in weights])}\t{' '.join(fallback)}\n"
+
+
 def table_hash(routes: Mapping[str, CellRoute]) -> str:
     """Hash of routing decisions only (not of the latency figures that change every cycle). Weights
     enter by their exact shortest repr: the same inputs give bit-identical weights."""
-    lines = []
-    for cid in sorted(routes):
-        r = routes[cid]
-        edges = " ".join([a.edge_id for a in r.answers])
-        weights = " ".join([repr(a.weight) for a in r.answers])
-        lines.append(f"{cid}\t{r.center}\t{edges}\t{weights}\t{' '.join(r.fallback)}\n")
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+    return hash_lines({cid: route_line(cid, r.center, tuple([a.edge_id for a in r.answers]), tuple([a.weight for a in r.answers]),
+                                       r.fallback) for cid, r in routes.items()})
+
+
+def hash_lines(lines: Mapping[str, str]) -> str:
+    """table_hash from each cell's route_line."""
+    return hashlib.sha256("".join([lines[cid] for cid in sorted(lines)]).encode()).hexdigest()
 
 
 # Ties (co-located edges have exactly equal costs) break by edge position: the key adds
