@@ -37,11 +37,11 @@ class CapacityPlanner:
 
     def allocate(
         self, ranked: NDArray[np.intp], routable: NDArray[np.bool_], budget: Mapping[str, float]
-    ) -> list[dict[str, float]]:
-        """Split each cell's demand over its answers. `ranked`: (N, ranks) each cell's candidate edges (catalog
-        positions), best first, -1 past its last. Unconstrained first (best k, equal shares); if that overloads
-        edges, the cells using them are re-placed greedily, largest demand first, by rank within what budget
-        the other cells leave."""
+    ) -> list[tuple[tuple[str, ...], tuple[float, ...]]]:
+        """Split each cell's demand over its answers: per cell, (its edges, each one's share), best first.
+        `ranked`: (N, ranks) each cell's candidate edges (catalog positions), best first, -1 past its last.
+        Unconstrained first (best k, equal shares); if that overloads edges, the cells using them are re-placed
+        greedily, largest demand first, by rank within what budget the other cells leave."""
         k = self.settings.answers
         edge_ids = self._edge_ids
         demand_of = self._demand.tolist()
@@ -53,10 +53,10 @@ class CapacityPlanner:
         flat = (self._demand * share)[:, None] * np.ones(top.shape[1])
         load_of = np.bincount(top[offered], weights=flat[offered], minlength=len(edge_ids))
         tops, shares, counts = top.tolist(), share.tolist(), count.tolist()
-        alloc: list[dict[str, float]] = [{} for _ in self.cells]
+        alloc: list[tuple[tuple[str, ...], tuple[float, ...]]] = [((), ())] * len(self.cells)
         routed = np.nonzero(routable & (count > 0))[0].tolist()
         for n in routed:
-            alloc[n] = dict.fromkeys([edge_ids[i] for i in tops[n][: counts[n]]], shares[n])
+            alloc[n] = tuple([edge_ids[i] for i in tops[n][: counts[n]]]), (shares[n],) * counts[n]
         limit = np.zeros(len(edge_ids))
         for e, value in budget.items():
             limit[self._edge_pos[e]] = value
@@ -65,13 +65,13 @@ class CapacityPlanner:
             return alloc
         # Only cells that use an overloaded edge are re-placed; the others keep their best-k split,
         # and their load comes off the budgets first. Budgets by catalog position (0: not healthy).
-        moving = [n for n in routed if not overloaded.isdisjoint(alloc[n])]
+        moving = [n for n in routed if not overloaded.isdisjoint(alloc[n][0])]
         moving_set = set(moving)
         remaining = limit.tolist()
         edge_pos = self._edge_pos
         for n in routed:
             if n not in moving_set:
-                for e, part in alloc[n].items():
+                for e, part in zip(*alloc[n], strict=True):
                     remaining[edge_pos[e]] -= demand_of[n] * part
         rows = dict(zip(moving, ranked[moving].tolist(), strict=True))
         max_answers = self.settings.max_answers
@@ -101,7 +101,7 @@ class CapacityPlanner:
                 # as overflow in the table rather than silently.
                 placed = sum(taken.values())
                 taken = {i: v + left * v / placed for i, v in taken.items()}
-            alloc[n] = {edge_ids[i]: v / demand for i, v in taken.items()}
+            alloc[n] = tuple([edge_ids[i] for i in taken]), tuple([v / demand for v in taken.values()])
         return alloc
 
     def load(self, cells: NDArray[np.intp], edges: NDArray[np.intp], weights: NDArray[np.float64]) -> dict[str, float]:

@@ -191,7 +191,7 @@ class Router:
                 switched_at = now if prev is not None and prev.center is not None else (prev.last_switch_at if prev else None)
                 new_cells[cell.id] = CellState(None, (), (), 0, switched_at)
                 continue
-            fresh = CellState(center, tuple(alloc[pos].keys()), tuple(alloc[pos].values()))
+            fresh = CellState(center, *alloc[pos])
             if pos in shed and prev is not None and prev.center == self._center_ids[shed[pos]]:
                 # Moved off a center beyond its capacity: like a center lost, no hysteresis holds it there.
                 decisions.append((pos, fresh, fresh._replace(last_switch_at=now), REASON_CENTER_FULL))
