@@ -124,7 +124,8 @@ class LatencyModel:
         self.physics_center_edge = self.backbone.rtt_from_angles(angles_between(self._center_xyz, self._edge_xyz))
         # The same windows as the paths' PathStats, for center -> edge paths, as one array the router reads
         # every cycle without a Python loop over 12,800 paths: (C, E, window) samples (NaN: a loss, or not yet
-        # recorded), the slot each path writes next, and when it was last recorded (NaN: never).
+        # recorded), the slot each path writes next, and when it was last recorded (NaN: never). Only record and
+        # load_json write paths and these arrays, together: `paths` is not to be edited from outside.
         window = topology.latency.window
         self._ring = np.full((len(centers), len(edges), window), np.nan)
         self._ring_next = np.zeros((len(centers), len(edges)), dtype=np.intp)
@@ -169,12 +170,11 @@ class LatencyModel:
         cis, eis = np.nonzero(fresh)
         width = self._ring.shape[2]
         rolled = (self._ring_next[cis, eis][:, None] + np.arange(width)) % width  # oldest slot first
-        window = np.take_along_axis(self._ring[cis, eis], rolled, axis=1)
-        gaps = np.isnan(window)
+        samples = np.take_along_axis(self._ring[cis, eis], rolled, axis=1)  # a new array: compacted in place below
+        gaps = np.isnan(samples)
         holed = np.flatnonzero(gaps.any(axis=1))  # losses, or a window not yet full: compact those rows only
         kept = np.argsort(gaps[holed], axis=1, kind="stable")  # samples first, in order; the NaNs after
-        samples = window
-        samples[holed] = np.take_along_axis(window[holed], kept, axis=1)
+        samples[holed] = np.take_along_axis(samples[holed], kept, axis=1)
         some = ~np.isnan(samples[:, 0])
         return cis[some], eis[some], samples[some]
 
@@ -219,3 +219,8 @@ class LatencyModel:
             stats.ewma = float(ewma)  # type: ignore[arg-type]
             stats.last_update = None if last is None else float(last)  # type: ignore[arg-type]
             self.paths[(str(v), str(t))] = stats
+            ci, ei = self._center_index.get(str(v)), self._edge_index.get(str(t))
+            if ci is not None and ei is not None:  # the path's window starts empty again, in the array as in stats
+                self._ring[ci, ei] = np.nan
+                self._ring_next[ci, ei] = 0
+                self._ring_updated[ci, ei] = np.nan

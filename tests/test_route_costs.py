@@ -19,7 +19,7 @@ from tests.conftest import STACKS
 
 DEV = load_stack("dev", STACKS)
 PHYSICS = PhysicsModel(DEV.latency)
-COSTS = RouteCosts(DEV, DEV.cells, PHYSICS)
+COSTS = RouteCosts(DEV, DEV.cells)
 
 
 @st.composite
@@ -41,8 +41,8 @@ def routes(draw: st.DrawFn) -> tuple[list[int], list[CellState], np.ndarray]:
 def test_bulk_costs_equal_the_per_answer_definition(case: tuple[list[int], list[CellState], np.ndarray]) -> None:
     cells, states, lookup = case
     columns = COSTS.columns(cells, states)
-    per_answer = COSTS.per_answer(columns, lookup)
-    weighted = COSTS.weighted(columns, lookup)
+    per_answer = COSTS.per_answer(columns, lookup, PHYSICS)
+    weighted = COSTS.weighted(columns, lookup, PHYSICS)
     noise = COSTS.noise(columns, lookup / 10)
     edge_pos = {e.id: i for i, e in enumerate(DEV.edges)}
     for row, (n, route) in enumerate(zip(cells, states, strict=True)):
@@ -51,7 +51,8 @@ def test_bulk_costs_equal_the_per_answer_definition(case: tuple[list[int], list[
                     + lookup[ci, edge_pos[e]] for e in route.edges]
         assert np.allclose(per_answer[row, : len(expected)], expected, rtol=1e-12, atol=1e-9)
         assert not per_answer[row, len(expected):].any()  # padding costs nothing
-        assert math.isclose(weighted[row], sum(w * c for w, c in zip(route.weights, expected, strict=True)), rel_tol=1e-12)
+        # Summed in the answers' order, as sum() does: equal to the last bit on these very terms.
+        assert weighted[row] == sum(w * c for w, c in zip(route.weights, per_answer[row].tolist(), strict=False))
         assert math.isclose(noise[row], sum(w * lookup[ci, edge_pos[e]] / 10 for e, w in zip(route.edges, route.weights, strict=True)),
                             rel_tol=1e-12, abs_tol=1e-12)
 
@@ -83,3 +84,47 @@ def test_row_medians_are_numpys_nanmedian(rows: list[list[float]]) -> None:
         warnings.simplefilter("ignore", RuntimeWarning)  # nanmedian warns on an all-NaN row
         expected = np.nanmedian(values, axis=1)
     assert np.array_equal(nanmedian_rows(values), expected, equal_nan=True)
+
+
+def test_a_route_whose_weights_do_not_match_its_edges_is_refused_by_name() -> None:
+    """A hand-edited state file: the router names the cell rather than shifting weights between routes."""
+    import pytest
+
+    from globalaccel.routing.table import RouterState
+
+    edges = tuple(e.id for e in DEV.edges[:3])
+    good = CellState(DEV.center_ids[0], edges, (0.5, 0.5, 0.0))
+    bad = CellState(DEV.center_ids[0], edges, (0.5, 0.5))
+    with pytest.raises(ValueError, match="cell 1: 3 edges but 2 weights"):
+        COSTS.columns([0, 1], [good, bad])
+    with pytest.raises(ValueError, match="cell DE: 3 edges but 2 weights"):
+        RouterState.from_json({"cells": {"DE": {"center": bad.center, "edges": list(edges), "weights": [0.5, 0.5],
+                                                "pending": 0, "last_switch_at": None}}})
+
+
+def test_cells_with_the_same_id_are_refused() -> None:
+    import dataclasses
+
+    import pytest
+
+    from globalaccel.routing import Router
+
+    twin = dataclasses.replace(DEV.cells[1], id=DEV.cells[0].id)
+    with pytest.raises(ValueError, match=f"given more than once: {DEV.cells[0].id}"):
+        Router(DEV, (DEV.cells[0], twin, *DEV.cells[2:]))
+
+
+def test_reloaded_figures_leave_no_old_window_behind() -> None:
+    """load_json replaces a path's figures: its window starts empty, so the steady level is physics again until
+    new samples come (the array the router reads and the path's PathStats agree)."""
+    from globalaccel.latency import LatencyModel
+
+    latency = LatencyModel(DEV)
+    center, edge = DEV.center_ids[0], DEV.edges[0].id
+    for t in range(5):
+        latency.record(center, edge, 400.0, float(t))
+    steady, _ = latency.center_edge_steady_ms(5.0)
+    assert steady[0, 0] == 400.0
+    latency.load_json([[center, edge, 123.0, 5.0]])
+    steady, _ = latency.center_edge_steady_ms(5.0)
+    assert steady[0, 0] == latency.physics_center_edge[0, 0]

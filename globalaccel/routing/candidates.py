@@ -29,6 +29,9 @@ TIE_BREAK_MS = 1e-9
 # Below this many (cell, edge) pairs a dense score of every edge beats k-d queries (measured on the
 # prod stack: 249 x 3200 dense 24 ms, k-d path 41 ms); above it the k-d tree wins by far.
 DENSE_LIMIT = 2_000_000
+# Nearest-edge answers kept per width while health stays the same, up to this many (cell, edge) entries
+# (16 bytes each: 100,000 cells at 64 edges is 102 MB).
+NEAR_CACHE_ENTRIES = 8_000_000
 DENSE_CHUNK = 2_000  # rows per dense block: bounds memory at ~50 MB per (rows x edges) matrix
 
 
@@ -98,12 +101,38 @@ class CandidateSearch:
         self._edge_xyz = unit_vectors(np.array([e.lat for e in topology.edges]), np.array([e.lon for e in topology.edges]))
         self._cell_xyz = unit_vectors(np.array([c.lat for c in self.cells]), np.array([c.lon for c in self.cells]))
         self._tree_cache: tuple[frozenset[int], cKDTree] | None = None
+        # width -> (chords (N, width), positions (N, width), which rows are filled), for the tree cached above
+        self._near_cache: dict[int, tuple[NDArray[np.float64], NDArray[np.intp], NDArray[np.bool_]]] = {}
 
     def _tree(self, healthy_idx: NDArray[np.intp]) -> cKDTree:
         key = frozenset(int(i) for i in healthy_idx)
         if self._tree_cache is None or self._tree_cache[0] != key:
             self._tree_cache = (key, cKDTree(self._edge_xyz[healthy_idx]))
+            self._near_cache.clear()
         return self._tree_cache[1]
+
+    def _nearest(self, healthy_idx: NDArray[np.intp], rows: NDArray[np.intp],
+                 width: int) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        """(chord, position in the healthy subset) of each row's `width` nearest healthy edges, nearest first.
+        Geometry only: while the healthy set stays the same, a width's answers are kept for the rows asked
+        before (the loop asks every cycle; the widest balls, rarely asked, are not kept)."""
+        tree = self._tree(healthy_idx)
+        if len(self.cells) * width > NEAR_CACHE_ENTRIES:
+            chord, near = tree.query(self._cell_xyz[rows], k=width, workers=-1)
+            return (np.asarray(chord, dtype=np.float64).reshape(rows.size, width),
+                    np.asarray(near, dtype=np.intp).reshape(rows.size, width))
+        cached = self._near_cache.get(width)
+        if cached is None:
+            cached = self._near_cache[width] = (np.zeros((len(self.cells), width)), np.zeros((len(self.cells), width), dtype=np.intp),
+                                                np.zeros(len(self.cells), dtype=bool))
+        chords, nears, known = cached
+        missing = rows[~known[rows]]
+        if missing.size:
+            chord, near = tree.query(self._cell_xyz[missing], k=width, workers=-1)
+            chords[missing] = np.asarray(chord, dtype=np.float64).reshape(missing.size, width)
+            nears[missing] = np.asarray(near, dtype=np.intp).reshape(missing.size, width)
+            known[missing] = True
+        return chords[rows], nears[rows]
 
     def margin(self, cost: NDArray[np.float64]) -> NDArray[np.float64]:
         hyst = self.settings.hysteresis
@@ -220,9 +249,8 @@ class CandidateSearch:
                         scoring: Scoring) -> tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Select among each cell's `width` nearest healthy edges; report which cells that proves."""
         healthy_idx, latency, center_edge, penalty, allowed, prefer = scoring[:6]
-        chord, near = self._tree(healthy_idx).query(self._cell_xyz[rows], k=width, workers=-1)
-        near = np.asarray(near, dtype=np.intp).reshape(rows.size, width)
-        angle = 2.0 * np.arcsin(np.clip(np.asarray(chord, dtype=np.float64).reshape(rows.size, width) / 2.0, 0.0, 1.0))
+        chord, near = self._nearest(healthy_idx, rows, width)
+        angle = 2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
         key_base = latency.physics.rtt_from_angles(angle) + penalty[healthy_idx][near] + near * TIE_BREAK_MS  # (R, W)
         # A forbidden edge in the ball costs infinity for that cell. The bound below (over every edge outside
         # the ball) stays a valid lower bound: forbidding edges only raises the true best cost.

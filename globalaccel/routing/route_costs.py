@@ -31,14 +31,13 @@ class RouteColumns:
 class RouteCosts:
     """Per topology and cells: costs routes in bulk. Geometry is kept; latencies come with each call."""
 
-    def __init__(self, topology: Topology, cells: Sequence[Cell], physics: PhysicsModel) -> None:
+    def __init__(self, topology: Topology, cells: Sequence[Cell]) -> None:
         self._center_pos = {c: i for i, c in enumerate(topology.center_ids)}
         self._edge_pos = {e.id: i for i, e in enumerate(topology.edges)}
         self._cell_lat = np.array([c.lat for c in cells], dtype=np.float64)
         self._cell_lon = np.array([c.lon for c in cells], dtype=np.float64)
         self._edge_lat = np.array([e.lat for e in topology.edges], dtype=np.float64)
         self._edge_lon = np.array([e.lon for e in topology.edges], dtype=np.float64)
-        self._physics = physics
         self.width = max(1, topology.routing.max_answers)
 
     def columns(self, cells: Sequence[int], routes: Sequence[CellState]) -> RouteColumns:
@@ -48,8 +47,10 @@ class RouteCosts:
         pad, zero = [-1] * width, [0.0] * width
         flat_edges: list[int] = []
         flat_weights: list[float] = []
-        for route in routes:  # one flat list each, converted once: a numpy assignment per row costs more
+        for cell, route in zip(cells, routes, strict=True):  # one flat list each, converted once: cheaper per row
             n = len(route.edges)
+            if len(route.weights) != n:
+                raise ValueError(f"cell {cell}: {n} edges but {len(route.weights)} weights in its route")
             flat_edges += [edge_pos[e] for e in route.edges]
             flat_edges += pad[: width - n]
             flat_weights += route.weights
@@ -61,31 +62,38 @@ class RouteCosts:
             raise ValueError("every route costed must have a center")
         return RouteColumns(np.asarray(cells, dtype=np.intp), center, edges, weights)
 
-    def client_leg(self, cells: NDArray[np.intp], edges: NDArray[np.intp]) -> NDArray[np.float64]:
-        """(R, M) physics RTT from each cell to each of its edges (haversine, as PhysicsModel.rtt_ms); 0 where
-        padded."""
+    def client_leg(self, cells: NDArray[np.intp], edges: NDArray[np.intp], physics: PhysicsModel) -> NDArray[np.float64]:
+        """(R, M) physics RTT from each cell to each of its edges (haversine, as PhysicsModel.rtt_ms, to within
+        an ulp: numpy's sin and cos are not libm's); 0 where padded."""
         e = np.where(edges >= 0, edges, 0)
         p1 = np.radians(self._cell_lat[cells])[:, None]
         p2 = np.radians(self._edge_lat[e])
         dl = np.radians(self._edge_lon[e] - self._cell_lon[cells][:, None])
         h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
         km = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
-        rtt = km * self._physics.ms_per_km + self._physics.settings.overhead_ms
+        rtt = km * physics.ms_per_km + physics.settings.overhead_ms
         return np.where(edges >= 0, rtt, 0.0)
 
-    def per_answer(self, routes: RouteColumns, lookup: NDArray[np.float64]) -> NDArray[np.float64]:
+    def per_answer(self, routes: RouteColumns, lookup: NDArray[np.float64], physics: PhysicsModel) -> NDArray[np.float64]:
         """(R, M) each answer's client -> edge -> center RTT, with `lookup` (C, E) as the edge's leg plus its
-        own delay; 0 where padded."""
+        own delay and `physics` for the client leg (the latency model's); 0 where padded."""
         legs = lookup[routes.center[:, None], np.where(routes.edges >= 0, routes.edges, 0)]
-        return np.where(routes.edges >= 0, self.client_leg(routes.cells, routes.edges) + legs, 0.0)
+        return np.where(routes.edges >= 0, self.client_leg(routes.cells, routes.edges, physics) + legs, 0.0)
 
-    def weighted(self, routes: RouteColumns, lookup: NDArray[np.float64]) -> NDArray[np.float64]:
+    def weighted(self, routes: RouteColumns, lookup: NDArray[np.float64], physics: PhysicsModel) -> NDArray[np.float64]:
         """(R,) each route's cost: its answers' RTTs weighted by their shares."""
-        out: NDArray[np.float64] = (routes.weights * self.per_answer(routes, lookup)).sum(axis=1)
-        return out
+        return _sum_in_order(routes.weights * self.per_answer(routes, lookup, physics))
 
     def noise(self, routes: RouteColumns, band: NDArray[np.float64]) -> NDArray[np.float64]:
         """(R,) each route's measured spread: its edge legs' noise bands (C, E), weighted like its cost."""
         bands = band[routes.center[:, None], np.where(routes.edges >= 0, routes.edges, 0)]
-        out: NDArray[np.float64] = (routes.weights * np.where(routes.edges >= 0, bands, 0.0)).sum(axis=1)
-        return out
+        return _sum_in_order(routes.weights * np.where(routes.edges >= 0, bands, 0.0))
+
+
+def _sum_in_order(terms: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Each row's sum, first column to last, as Python's sum() adds a route's answers (numpy's own reduction
+    adds in another order: a last-bit difference that can tip a decision sitting exactly at the margin)."""
+    out = np.zeros(terms.shape[0])
+    for column in terms.T:
+        out = out + column
+    return out

@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import gc
 import math
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from globalaccel.cells import Cell
-from globalaccel.latency import LatencyModel, PhysicsModel
+from globalaccel.latency import LatencyModel
 from globalaccel.residency import Eligibility, Role
 from globalaccel.routing.candidates import CandidateSearch
 from globalaccel.routing.capacity import CapacityPlanner
@@ -60,7 +62,8 @@ from globalaccel.topology import Topology
 @contextmanager
 def cycle_collection_paused() -> Iterator[None]:
     """Python's cycle collector off for the block, back as it was after (reference counting still frees
-    everything that is not in a cycle)."""
+    everything that is not in a cycle). Process-wide: another thread's gc.disable() during the block is
+    undone when it ends (nothing in globalaccel does that)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -84,6 +87,9 @@ class Router:
     def __init__(self, topology: Topology, cells: Iterable[Cell] | None = None) -> None:
         self.topology = topology
         self.cells: tuple[Cell, ...] = tuple(cells) if cells is not None else topology.cells
+        twice = sorted(cid for cid, n in Counter(c.id for c in self.cells).items() if n > 1)
+        if twice:  # a table holds one route per id: a second cell of the same id would be routed unseen
+            raise ValueError(f"cell ids must be unique; given more than once: {', '.join(twice[:10])}")
         self.settings = topology.routing
         self._center_ids = topology.center_ids
         self._edge_ids = tuple(e.id for e in topology.edges)
@@ -105,7 +111,7 @@ class Router:
         self._lines: dict[str, tuple[tuple[str, tuple[str, ...], tuple[float, ...], tuple[str, ...]], str]] = {}
         # The state this router returned last, with its cells' centers and edges as arrays (CandidateSearch.sticky)
         self._known: tuple[RouterState, tuple[NDArray[np.intp], NDArray[np.intp]]] | None = None
-        self.costs = RouteCosts(topology, self.cells, PhysicsModel(topology.latency))
+        self.costs = RouteCosts(topology, self.cells)
         # center -> edge id -> the address that takes a client through that edge to that center
         self._addresses = {c: {e.id: e.address_for(c) for e in topology.edges if c in dict(e.center_addresses)}
                            for c in self._center_ids}
@@ -206,7 +212,8 @@ class Router:
             rows = [decisions[i][0] for i, _, _ in judged]
             current = self.costs.columns(rows, [prev for _, prev, _ in judged])
             candidate = self.costs.columns(rows, [fresh for _, _, fresh in judged])
-            switch, pending = judge(self.costs.weighted(current, steady_lookup), self.costs.weighted(candidate, steady_lookup),
+            switch, pending = judge(self.costs.weighted(current, steady_lookup, latency.physics),
+                                    self.costs.weighted(candidate, steady_lookup, latency.physics),
                                     self.costs.noise(current, band) + self.costs.noise(candidate, band),
                                     np.array([prev.pending for _, prev, _ in judged], dtype=np.int64),
                                     np.array([np.nan if prev.last_switch_at is None else prev.last_switch_at
@@ -221,7 +228,7 @@ class Router:
             decisions = self._release_holds_beyond_capacity(decisions, now)
         # Each answer's RTT with the latest figures, for every routed cell at once.
         served = self.costs.columns([pos for pos, _, _, _ in decisions], [decided for _, _, decided, _ in decisions])
-        answer_costs = self.costs.per_answer(served, center_edge + penalty[None, :]).tolist()
+        answer_costs = self.costs.per_answer(served, center_edge + penalty[None, :], latency.physics).tolist()
         address = self._addresses
         for (pos, _, decided, reason), costs in zip(decisions, answer_costs, strict=True):
             cell = self.cells[pos]
@@ -248,7 +255,8 @@ class Router:
         digest = hash_lines(lines)
         generation = state.generation + 1 if digest != state.content_hash else state.generation
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
-        out = RouterState(generation, digest, new_cells)
+        # Read-only: the arrays kept below describe exactly these cells (a caller cannot edit them in place).
+        out = RouterState(generation, digest, MappingProxyType(new_cells))
         # What sticky reads off `out` next cycle, from the arrays at hand: each cell's center and edges.
         known_center = np.full(len(self.cells), -1, dtype=np.intp)
         known_center[served.cells] = served.center

@@ -98,6 +98,9 @@ class RouterState:
                          v["last_switch_at"])
             for k, v in cells_raw.items()
         }
+        for k, cell in cells.items():
+            if len(cell.edges) != len(cell.weights):
+                raise ValueError(f"router state, cell {k}: {len(cell.edges)} edges but {len(cell.weights)} weights")
         return cls(int(data.get("generation", 0)), str(data.get("content_hash", "")), cells)  # type: ignore[call-overload]
 
 
