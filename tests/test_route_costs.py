@@ -1,6 +1,7 @@
 """The router's bulk arithmetic against its one-cell definitions: routing.route_costs against
-PhysicsModel.rtt_ms (haversine, one pair at a time) and a plain loop over the answers, and
-hysteresis.judge against the rule written out for one cell. Pure computation: nothing to mock."""
+PhysicsModel.rtt_ms (haversine, one pair at a time) and a plain loop over the answers, to the last bit (a
+last bit can tip a decision sitting exactly at the hysteresis margin), and hysteresis.judge against the
+rule written out for one cell. Pure computation: nothing to mock."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def test_bulk_costs_equal_the_per_answer_definition(case: tuple[list[int], list[
         cell, ci = DEV.cells[n], DEV.center_ids.index(route.center or "")
         expected = [PHYSICS.rtt_ms(cell.lat, cell.lon, DEV.edges[edge_pos[e]].lat, DEV.edges[edge_pos[e]].lon)
                     + lookup[ci, edge_pos[e]] for e in route.edges]
-        assert np.allclose(per_answer[row, : len(expected)], expected, rtol=1e-12, atol=1e-9)
+        assert per_answer[row, : len(expected)].tolist() == expected  # PhysicsModel.rtt_ms to the last bit
         assert not per_answer[row, len(expected):].any()  # padding costs nothing
         # Summed in the answers' order, as sum() does: equal to the last bit on these very terms.
         assert weighted[row] == sum(w * c for w, c in zip(route.weights, per_answer[row].tolist(), strict=False))
@@ -95,7 +96,7 @@ def test_a_route_whose_weights_do_not_match_its_edges_is_refused_by_name() -> No
     edges = tuple(e.id for e in DEV.edges[:3])
     good = CellState(DEV.center_ids[0], edges, (0.5, 0.5, 0.0))
     bad = CellState(DEV.center_ids[0], edges, (0.5, 0.5))
-    with pytest.raises(ValueError, match="cell 1: 3 edges but 2 weights"):
+    with pytest.raises(ValueError, match=f"cell {DEV.cells[1].id}: 3 edges but 2 weights"):
         COSTS.columns([0, 1], [good, bad])
     with pytest.raises(ValueError, match="cell DE: 3 edges but 2 weights"):
         RouterState.from_json({"cells": {"DE": {"center": bad.center, "edges": list(edges), "weights": [0.5, 0.5],
@@ -128,3 +129,19 @@ def test_reloaded_figures_leave_no_old_window_behind() -> None:
     latency.load_json([[center, edge, 123.0, 5.0]])
     steady, _ = latency.center_edge_steady_ms(5.0)
     assert steady[0, 0] == latency.physics_center_edge[0, 0]
+
+
+def test_the_table_hash_is_table_hash_whatever_type_the_weights_had() -> None:
+    """The router keeps each cell's line of the hash while its decision is unchanged; a state handed in with
+    whole-number weights (1, not 1.0: equal, but another repr) must not reuse the line of 1.0."""
+    from globalaccel.latency import LatencyModel
+    from globalaccel.routing import Router, RouterState
+    from globalaccel.routing.table import table_hash
+
+    router, latency = Router(DEV), LatencyModel(DEV)
+    table, state = router.compute(latency, now=0.0)
+    assert table.content_hash == table_hash(table.routes)
+    whole = {cid: cell._replace(weights=tuple(int(w) if w == int(w) else w for w in cell.weights)) for cid, cell in state.cells.items()}
+    assert any(type(w) is int for cell in whole.values() for w in cell.weights)
+    again, _ = router.compute(latency, now=1.0, state=RouterState(state.generation, state.content_hash, whole))
+    assert again.content_hash == table_hash(again.routes)

@@ -122,6 +122,8 @@ class CandidateSearch:
             return (np.asarray(chord, dtype=np.float64).reshape(rows.size, width),
                     np.asarray(near, dtype=np.intp).reshape(rows.size, width))
         cached = self._near_cache.get(width)
+        if cached is None and sum(c[0].size for c in self._near_cache.values()) + len(self.cells) * width > NEAR_CACHE_ENTRIES:
+            self._near_cache.clear()  # the bound holds for every width kept together
         if cached is None:
             cached = self._near_cache[width] = (np.zeros((len(self.cells), width)), np.zeros((len(self.cells), width), dtype=np.intp),
                                                 np.zeros(len(self.cells), dtype=bool))
@@ -138,19 +140,13 @@ class CandidateSearch:
         hyst = self.settings.hysteresis
         return np.maximum(hyst.absolute_ms, hyst.relative * cost)
 
-    def sticky(self, state: RouterState, healthy_idx: NDArray[np.intp],
-               known: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    def sticky(self, state: RouterState, healthy_idx: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """Each cell's current center (-1 if none) and current edges as positions in the healthy
         subset (-1 padded). Candidate generation favours them by the hysteresis margin, so noise
-        cannot reshuffle near-equal choices; whether to switch is then _decide's business.
-        `known`: the same read off `state` already, as (center, edges as catalog positions), by the router
-        that returned `state` (no loop over its cells)."""
-        position = np.full(len(self._edge_ids) + 1, -1, dtype=np.intp)  # the last entry: -1 stays -1
+        cannot reshuffle near-equal choices; whether to switch is then _decide's business."""
+        position = np.full(len(self._edge_ids), -1, dtype=np.intp)
         position[healthy_idx] = np.arange(healthy_idx.size)
         width = max(1, self.settings.max_answers)
-        if known is not None:
-            prefer, catalog = known
-            return prefer.copy(), position[catalog[:, :width]]
         center_pos = {c: i for i, c in enumerate(self._center_ids)}
         prefer = np.full(len(self.cells), -1, dtype=np.intp)
         prev_edges = np.full((len(self.cells), width), -1, dtype=np.intp)

@@ -78,6 +78,9 @@ class CapacityPlanner:
         for n in sorted(moving, key=lambda n: (-demand_of[n], self.cells[n].id)):
             demand = demand_of[n]
             candidates = [i for i in rows[n] if i >= 0]
+            if demand <= 0:  # nothing to place: its best k, in equal shares (the split below divides by demand)
+                alloc[n] = tuple([edge_ids[i] for i in candidates[:k]]), (1.0 / len(candidates[:k]),) * len(candidates[:k])
+                continue
             per_answer = demand / min(k, len(candidates))
             left = demand
             tiny = demand * 1e-9

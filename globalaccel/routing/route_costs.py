@@ -13,10 +13,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from globalaccel.cells import Cell
-from globalaccel.geo import EARTH_RADIUS_KM
 from globalaccel.latency import PhysicsModel
 from globalaccel.routing.table import CellState
 from globalaccel.topology import Topology
+
+LEG_CACHE_ENTRIES = 20_000_000  # (cell, edge) client legs kept, 16 bytes each; beyond it the cache starts over
 
 
 class RouteColumns:
@@ -34,11 +35,15 @@ class RouteCosts:
     def __init__(self, topology: Topology, cells: Sequence[Cell]) -> None:
         self._center_pos = {c: i for i, c in enumerate(topology.center_ids)}
         self._edge_pos = {e.id: i for i, e in enumerate(topology.edges)}
-        self._cell_lat = np.array([c.lat for c in cells], dtype=np.float64)
-        self._cell_lon = np.array([c.lon for c in cells], dtype=np.float64)
-        self._edge_lat = np.array([e.lat for e in topology.edges], dtype=np.float64)
-        self._edge_lon = np.array([e.lon for e in topology.edges], dtype=np.float64)
+        self._cell_ids = [c.id for c in cells]
+        self._cell_lat_list, self._cell_lon_list = [c.lat for c in cells], [c.lon for c in cells]
+        self._edge_lat_list, self._edge_lon_list = [e.lat for e in topology.edges], [e.lon for e in topology.edges]
+        self._edge_count = len(topology.edges)
         self.width = max(1, topology.routing.max_answers)
+        # Client legs computed so far: (cell position * edges + edge position), sorted, and each one's RTT.
+        self._leg_physics: PhysicsModel | None = None
+        self._leg_keys: NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self._leg_values: NDArray[np.float64] = np.empty(0)
 
     def columns(self, cells: Sequence[int], routes: Sequence[CellState]) -> RouteColumns:
         """The routes (each with a center) of `cells`, as arrays."""
@@ -50,7 +55,7 @@ class RouteCosts:
         for cell, route in zip(cells, routes, strict=True):  # one flat list each, converted once: cheaper per row
             n = len(route.edges)
             if len(route.weights) != n:
-                raise ValueError(f"cell {cell}: {n} edges but {len(route.weights)} weights in its route")
+                raise ValueError(f"cell {self._cell_ids[cell]}: {n} edges but {len(route.weights)} weights in its route")
             flat_edges += [edge_pos[e] for e in route.edges]
             flat_edges += pad[: width - n]
             flat_weights += route.weights
@@ -63,16 +68,37 @@ class RouteCosts:
         return RouteColumns(np.asarray(cells, dtype=np.intp), center, edges, weights)
 
     def client_leg(self, cells: NDArray[np.intp], edges: NDArray[np.intp], physics: PhysicsModel) -> NDArray[np.float64]:
-        """(R, M) physics RTT from each cell to each of its edges (haversine, as PhysicsModel.rtt_ms, to within
-        an ulp: numpy's sin and cos are not libm's); 0 where padded."""
-        e = np.where(edges >= 0, edges, 0)
-        p1 = np.radians(self._cell_lat[cells])[:, None]
-        p2 = np.radians(self._edge_lat[e])
-        dl = np.radians(self._edge_lon[e] - self._cell_lon[cells][:, None])
-        h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-        km = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
-        rtt = km * physics.ms_per_km + physics.settings.overhead_ms
-        return np.where(edges >= 0, rtt, 0.0)
+        """(R, M) physics RTT from each cell to each of its edges, 0 where padded: PhysicsModel.rtt_ms itself,
+        to the last bit (numpy's sin and cos are not libm's, and a last bit can tip a decision sitting exactly
+        at the hysteresis margin). Each (cell, edge) pair is computed once and kept, sorted, for lookup in
+        bulk: geometry never changes, and routes reuse the same pairs cycle after cycle."""
+        if physics != self._leg_physics or self._leg_keys.size > LEG_CACHE_ENTRIES:
+            self._leg_physics = physics
+            self._leg_keys, self._leg_values = np.empty(0, dtype=np.int64), np.empty(0)
+        used = edges >= 0
+        wanted = (cells.astype(np.int64)[:, None] * self._edge_count + edges)[used]
+        at = self._find(wanted)
+        if (at < 0).any():
+            new = np.unique(wanted[at < 0])
+            rtt = physics.rtt_ms
+            lat, lon, edge_lat, edge_lon = self._cell_lat_list, self._cell_lon_list, self._edge_lat_list, self._edge_lon_list
+            values = [rtt(lat[c], lon[c], edge_lat[e], edge_lon[e])
+                      for c, e in zip((new // self._edge_count).tolist(), (new % self._edge_count).tolist(), strict=True)]
+            keys = np.concatenate([self._leg_keys, new])
+            order = np.argsort(keys, kind="stable")
+            self._leg_keys, self._leg_values = keys[order], np.concatenate([self._leg_values, values])[order]
+            at = self._find(wanted)
+        out = np.zeros(edges.shape)
+        out[used] = self._leg_values[at]
+        return out
+
+    def _find(self, keys: NDArray[np.int64]) -> NDArray[np.intp]:
+        """Where each key is among the kept pairs; -1 where it is not kept."""
+        at = np.searchsorted(self._leg_keys, keys)
+        inside = at < self._leg_keys.size
+        hit = np.zeros(keys.size, dtype=bool)
+        hit[inside] = self._leg_keys[at[inside]] == keys[inside]
+        return np.where(hit, at, -1)
 
     def per_answer(self, routes: RouteColumns, lookup: NDArray[np.float64], physics: PhysicsModel) -> NDArray[np.float64]:
         """(R, M) each answer's client -> edge -> center RTT, with `lookup` (C, E) as the edge's leg plus its

@@ -25,7 +25,6 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
@@ -109,8 +108,6 @@ class Router:
         self._cell_country = np.array([country_pos[c.country] for c in self.cells], dtype=np.intp)
         # cell -> (center, edges, weights, fallback) last hashed, and its line of the table hash
         self._lines: dict[str, tuple[tuple[str, tuple[str, ...], tuple[float, ...], tuple[str, ...]], str]] = {}
-        # The state this router returned last, with its cells' centers and edges as arrays (CandidateSearch.sticky)
-        self._known: tuple[RouterState, tuple[NDArray[np.intp], NDArray[np.intp]]] | None = None
         self.costs = RouteCosts(topology, self.cells)
         # center -> edge id -> the address that takes a client through that edge to that center
         self._addresses = {c: {e.id: e.address_for(c) for e in topology.edges if c in dict(e.center_addresses)}
@@ -148,7 +145,7 @@ class Router:
         allowed, lawful = self._center_masks(eligibility)
         allowed_edges: list[frozenset[str] | None] = [self.groups[g].allowed_ids for g in self._cell_group]
         if healthy_idx.size:
-            prefer, prev_edges = self.search.sticky(state, healthy_idx, self._known[1] if self._known and self._known[0] is state else None)
+            prefer, prev_edges = self.search.sticky(state, healthy_idx)
             edge_ok, cell_group = (self._edge_ok, self._cell_group) if self._constrained else (None, None)
             choice, ranked_idx, ranked_cost = self.search.select(latency, healthy_idx, center_edge, penalty, allowed, prefer,
                                                                  edge_ok, cell_group)
@@ -244,7 +241,9 @@ class Router:
             # The hash's line of a cell whose decision is unchanged (most, most cycles) is not formatted again.
             key = (decided.center, decided.edges, decided.weights, fallback)
             known = self._lines.get(cell.id)
-            if known is None or known[0] != key:
+            # The very weights tuple hashed before (a held or unchanged route keeps it), not one that compares
+            # equal: 1 == 1.0, but their reprs differ, and the line holds the repr.
+            if known is None or known[0][2] is not decided.weights or known[0] != key:
                 known = self._lines[cell.id] = (key, route_line(cell.id, *key))
             lines[cell.id] = known[1]
 
@@ -255,14 +254,7 @@ class Router:
         digest = hash_lines(lines)
         generation = state.generation + 1 if digest != state.content_hash else state.generation
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
-        # Read-only: the arrays kept below describe exactly these cells (a caller cannot edit them in place).
-        out = RouterState(generation, digest, MappingProxyType(new_cells))
-        # What sticky reads off `out` next cycle, from the arrays at hand: each cell's center and edges.
-        known_center = np.full(len(self.cells), -1, dtype=np.intp)
-        known_center[served.cells] = served.center
-        known_edges = np.full((len(self.cells), served.edges.shape[1]), -1, dtype=np.intp)
-        known_edges[served.cells] = served.edges
-        self._known = (out, (known_center, known_edges))
+        out = RouterState(generation, digest, new_cells)
         return table, out
 
     def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, CellState, str]],
