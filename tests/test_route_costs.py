@@ -6,6 +6,7 @@ rule written out for one cell. Pure computation: nothing to mock."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
@@ -145,3 +146,22 @@ def test_the_table_hash_is_table_hash_whatever_type_the_weights_had() -> None:
     assert any(type(w) is int for cell in whole.values() for w in cell.weights)
     again, _ = router.compute(latency, now=1.0, state=RouterState(state.generation, state.content_hash, whole))
     assert again.content_hash == table_hash(again.routes)
+
+
+def test_a_saved_state_with_mismatched_weights_is_refused_naming_its_file(tmp_path: Path) -> None:
+    """The loop (and the audit's drift check) read the router state through StateStore: a hand-edited file
+    gets an operator's error naming the file and the cell, not a traceback."""
+    import json
+
+    import pytest
+
+    from globalaccel.control.state import StateError, StateStore
+
+    edges = [e.id for e in DEV.edges[:2]]
+    (tmp_path / "state.json").write_text(json.dumps({"stack": DEV.stack, "router": {"cells": {
+        "FR": {"center": DEV.center_ids[0], "edges": edges, "weights": [1.0], "pending": 0, "last_switch_at": None}}}}))
+    store = StateStore(tmp_path)
+    data = store.load()
+    assert data is not None
+    with pytest.raises(StateError, match=r"state\.json: router state is invalid \(router state, cell FR: 2 edges but 1 weights\)"):
+        store.router_state(data)

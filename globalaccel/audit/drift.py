@@ -18,16 +18,16 @@ from globalaccel.dns.records import Record
 from globalaccel.findings import Finding
 from globalaccel.routing import REASON_NO_PATH, Answer, CellRoute, RoutingTable
 from globalaccel.routing.fallback import FallbackOrder
-from globalaccel.routing.table import RouterState
 from globalaccel.topology import Topology
 
 
 def published_table(state_dir: Path, topology: Topology) -> RoutingTable | None:
     """The table in the loop's saved state, or None when the folder holds no state of this stack."""
-    data = StateStore(state_dir).load()
+    store = StateStore(state_dir)
+    data = store.load()
     if not data or data.get("stack") != topology.stack:
         return None
-    state = RouterState.from_json(data["router"])
+    state = store.router_state(data)
     routes: dict[str, CellRoute] = {}
     fallback = FallbackOrder(topology)
     for cell in topology.cells:

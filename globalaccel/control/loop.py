@@ -212,7 +212,7 @@ class ControlLoop:
         data = self.store.load()
         if not data or data.get("stack") != self.topology.stack:
             return False
-        self.router_state = RouterState.from_json(data["router"])
+        self.router_state = self.store.router_state(data)
         self._last_hash = data.get("table_hash") or ""
         self.health.load_json(data["health"])
         self.latency.load_json(data.get("latency", []))

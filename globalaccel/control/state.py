@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from globalaccel.errors import GlobalaccelError
+from globalaccel.routing.table import RouterState
 
 
 class StateError(GlobalaccelError):
@@ -34,6 +35,13 @@ class StateStore:
             return data
         except json.JSONDecodeError as exc:
             raise StateError(f"{self.path}: state file is corrupt ({exc.msg} at line {exc.lineno}); move it aside to start fresh") from exc
+
+    def router_state(self, data: dict[str, Any]) -> RouterState:
+        """The router's hysteresis memory in loaded state `data`, or a StateError naming this file."""
+        try:
+            return RouterState.from_json(data["router"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"{self.path}: router state is invalid ({exc}); move the file aside to start fresh") from exc
 
     def save(self, state: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
