@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from globalaccel.latency import LatencyModel
 from globalaccel.routing import REASON_HELD, Health, Router, RouterState
 from globalaccel.topology import Topology, load_stack
@@ -18,7 +20,11 @@ def congest(topo: Topology, latency: LatencyModel, edge_id: str, extra_ms: float
 
 
 def setup() -> tuple[Topology, Router, LatencyModel, RouterState, tuple[str, ...]]:
+    """The dev stack with edge budgets that never bind: these tests are about the latency rule. (dev's budgets
+    are tight around DE: with them, a switch off a congested edge may only go where there is room, which
+    test_capacity_holds covers.)"""
     topo = load_stack("dev", STACKS)
+    topo = dataclasses.replace(topo, routing=dataclasses.replace(topo.routing, capacity_headroom=1000.0))
     router, latency = Router(topo), LatencyModel(topo)
     table, state = router.compute(latency, now=0.0)
     return topo, router, latency, state, table.routes[CELL].edge_ids

@@ -47,7 +47,12 @@ def classify(prev: CellState | None, fresh: CellState, elig: Eligibility, health
              allowed_edges: frozenset[str] | None = None) -> Case:
     if prev is None or prev.center is None:
         return Case.FIRST
-    if not still_valid(prev, elig, health, allowed_edges, spilled=fresh.center not in elig.centers):
+    return compare(prev, fresh, still_valid(prev, elig, health, allowed_edges, spilled=fresh.center not in elig.centers))
+
+
+def compare(prev: CellState, fresh: CellState, valid: bool) -> Case:
+    """The case of a cell with a current route whose validity (still_valid) is known."""
+    if not valid:
         return Case.INVALID
     if (prev.center, prev.edges) == (fresh.center, fresh.edges):
         return Case.SAME

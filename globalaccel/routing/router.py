@@ -37,7 +37,7 @@ from globalaccel.routing.candidates import CandidateSearch
 from globalaccel.routing.capacity import CapacityPlanner
 from globalaccel.routing.center_load import CenterLoad
 from globalaccel.routing.fallback import FallbackOrder
-from globalaccel.routing.hysteresis import Case, classify, judge, settle
+from globalaccel.routing.hysteresis import Case, compare, judge, settle, still_valid
 from globalaccel.routing.route_costs import RouteCosts
 from globalaccel.routing.table import (
     REASON_BEST,
@@ -165,9 +165,16 @@ class Router:
             ranked[choice < 0] = -1
         routable = choice >= 0
         fresh_center = [self._center_ids[c] if c >= 0 else None for c in choice.tolist()]
+        # Cells whose current route may stay (hysteresis decides whether it does): the capacity plan keeps their
+        # current load in place and fits each one's fresh route around everyone else's.
+        valid = self._still_valid(state, eligibility, health, allowed_edges, fresh_center)
+        holding_rows = [pos for pos, ok in enumerate(valid) if ok]
+        holding = (self.costs.columns(holding_rows, [state.cells[self.cells[pos].id] for pos in holding_rows])
+                   if holding_rows else None)
 
         budget = self.capacity.budgets(healthy_idx, routable)
-        alloc = self.capacity.allocate(ranked, routable, budget)
+        allocation = self.capacity.allocate(ranked, routable, budget, holding)
+        alloc = allocation.routes
 
         routes: dict[str, CellRoute] = {}
         new_cells: dict[str, CellState] = {}
@@ -199,7 +206,7 @@ class Router:
                 # Moved off a center beyond its capacity: like a center lost, no hysteresis holds it there.
                 decisions.append((pos, fresh, fresh._replace(last_switch_at=now), REASON_CENTER_FULL))
                 continue
-            case = classify(prev, fresh, elig, health, allowed_edges[pos])
+            case = Case.FIRST if prev is None or prev.center is None else compare(prev, fresh, valid[pos])
             if case is Case.JUDGE and prev is not None:
                 judged.append((len(decisions), prev, fresh))
                 decisions.append((pos, fresh, prev, REASON_HELD))  # until judged below
@@ -215,6 +222,8 @@ class Router:
                                     np.array([prev.pending for _, prev, _ in judged], dtype=np.int64),
                                     np.array([np.nan if prev.last_switch_at is None else prev.last_switch_at
                                               for _, prev, _ in judged], dtype=np.float64), now, hyst)
+            # A switch earned on latency takes effect only where the edges it moves onto still have room.
+            switch &= self.capacity.admit(allocation, current, candidate, switch)
             for (i, prev, fresh), moves, count in zip(judged, switch.tolist(), pending.tolist(), strict=True):
                 pos = decisions[i][0]
                 decisions[i] = ((pos, fresh, fresh._replace(last_switch_at=now), REASON_BEST) if moves
@@ -280,6 +289,19 @@ class Router:
             load[c] -= demand[pos]
             load[index[fresh.center]] += demand[pos]  # type: ignore[index]
             out[i] = (pos, fresh, fresh._replace(last_switch_at=now), REASON_CENTER_FULL)
+        return out
+
+    def _still_valid(self, state: RouterState, eligibility: dict[str, Eligibility], health: Health,
+                     allowed_edges: list[frozenset[str] | None], fresh_center: list[str | None]) -> list[bool]:
+        """Per cell: it has a current route, it is routable now, and that route may stay (hysteresis.still_valid)."""
+        out = [False] * len(self.cells)
+        for pos, cell in enumerate(self.cells):
+            prev = state.cells.get(cell.id)
+            center = fresh_center[pos]
+            if prev is None or prev.center is None or center is None:
+                continue
+            elig = eligibility[cell.country]
+            out[pos] = still_valid(prev, elig, health, allowed_edges[pos], spilled=center not in elig.centers)
         return out
 
     # ----------------------------------------------------------------------------------------------

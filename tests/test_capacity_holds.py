@@ -1,0 +1,75 @@
+"""Capacity with held routes: a switch never counts on room a held cell still uses, and a large cell's answers
+are not spent on slivers of nearly full edges. Real Router and CapacityPlanner on small in-memory worlds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from globalaccel.latency import LatencyModel
+from globalaccel.residency import Mode
+from globalaccel.routing import Router, RouterState
+from globalaccel.routing.capacity import CapacityPlanner
+from globalaccel.routing.route_costs import RouteCosts
+from globalaccel.routing.table import CellState
+from globalaccel.settings import HysteresisSettings
+from tests.worlds import make_topology
+
+EAGER = HysteresisSettings(absolute_ms=5.0, relative=0.1, consecutive=1, hold_down_s=0.0)
+
+
+def test_a_switch_does_not_take_room_a_held_cell_still_uses() -> None:
+    """AA sits on e0 but e2 is far better for it; it switched 5 s ago, so the hold-down keeps it on e0. AB sits
+    on e1, far away. Planned as if every cell took its fresh route, AA would be on e2 and AB would get e0; but
+    AA is still on e0, which fits one cell: AB must take the room that is really free (e2), not e0."""
+    hold_down = HysteresisSettings(absolute_ms=5.0, relative=0.1, consecutive=1, hold_down_s=300.0)
+    topo = make_topology(
+        [(0.0, 0.0)],
+        [(10.0, 0.0, 1.0, 0), (10.0, -40.0, 1.0, 0), (10.0, 10.0, 1.0, 0)],  # e0, e1 (far from both), e2
+        [(10.0, 9.0, 1), (10.0, -1.0, 1)],  # AA near e2; AB near e0
+        [(Mode.OPEN, ())] * 2, answers=1, max_answers=1, headroom=1.5, hysteresis=hold_down)
+    router = Router(topo)
+    plan, _ = router.compute(LatencyModel(topo))
+    assert plan.routes["AA"].edge_ids == ("e2",) and plan.routes["AB"].edge_ids == ("e0",)
+    held = RouterState(1, "", {"AA": CellState("c0", ("e0",), (1.0,), 0, 95.0), "AB": CellState("c0", ("e1",), (1.0,))})
+    table, _ = router.compute(LatencyModel(topo), now=100.0, state=held)
+    assert table.routes["AA"].edge_ids == ("e0",), "AA is within its hold-down: held"
+    assert table.routes["AB"].edge_ids == ("e2",), "AB moves, but only into room that is free"
+    assert table.overflow == 0
+    assert all(load <= table.edge_budget[e] * (1 + 1e-9) for e, load in table.edge_load.items())
+
+
+def test_contested_room_goes_to_one_switch() -> None:
+    """AB and AC both sit far away and both would gain by moving onto e0, which fits one of them: one moves, the
+    other stays until there is room (it keeps its pending count), and no edge goes over budget."""
+    topo = make_topology(
+        [(0.0, 0.0)],
+        [(10.0, 0.0, 1.0, 0), (10.0, -20.0, 1.0, 0), (10.0, 20.0, 1.0, 0)],  # e0 near both; e1, e2 far
+        [(10.0, -0.5, 1), (10.0, 0.5, 1)],
+        [(Mode.OPEN, ())] * 2, answers=1, max_answers=1, headroom=1.5, hysteresis=EAGER)
+    router = Router(topo)
+    held = RouterState(1, "", {"AA": CellState("c0", ("e1",), (1.0,)), "AB": CellState("c0", ("e2",), (1.0,))})
+    table, state = router.compute(LatencyModel(topo), now=100.0, state=held)
+    on_e0 = [c for c in ("AA", "AB") if table.routes[c].edge_ids == ("e0",)]
+    assert len(on_e0) == 1, table.routes
+    other = "AB" if on_e0 == ["AA"] else "AA"
+    assert table.routes[other].reason == "held" and state.cells[other].pending >= 1
+    assert table.overflow == 0
+
+
+def test_a_large_cell_does_not_spend_its_answers_on_slivers() -> None:
+    """e0 and e1 are nearly full (held by AB); the large cell AA ranks them first. Taking their slivers would
+    use both of its two answers and push most of its demand over budget; it takes e2 and e3, which fit it."""
+    topo = make_topology(
+        [(0.0, 0.0)],
+        [(10.0, 0.0, 1.0, 0), (10.0, 0.1, 1.0, 0), (10.0, 0.2, 1.0, 0), (10.0, 0.3, 1.0, 0)],
+        [(10.0, 0.0, 8), (10.0, 0.05, 8)],
+        [(Mode.OPEN, ())] * 2, answers=2, max_answers=2, headroom=1.0)
+    planner = CapacityPlanner(topo, topo.cells)
+    budget = {e.id: 4.0 for e in topo.edges}  # room for 16, the whole demand
+    # AB holds 3.99 on e0 and 3.99 on e1 (shares of its demand of 8; the other 0.02 does not matter here)
+    holding = RouteCosts(topo, topo.cells).columns([1], [CellState("c0", ("e0", "e1"), (3.99 / 8, 3.99 / 8))])
+    ranked = np.array([[0, 1, 2, 3], [0, 1, 2, 3]], dtype=np.intp)
+    allocation = planner.allocate(ranked, np.array([True, True]), budget, holding)
+    edges, shares = allocation.routes[0]
+    assert edges == ("e2", "e3") and abs(sum(shares) - 1) < 1e-12
+    assert float(allocation.room.min()) >= -1e-9, "nothing over budget"
