@@ -74,6 +74,8 @@ def overview() -> db.Dashboard:
                     .with_target(q(f"sum by (reason) (rate(globalaccel_route_changes_total{{{S}}}[$__rate_interval]))", "{{reason}}")))
         .with_panel(timeseries.Panel().title("Table generation").span(12)
                     .with_target(q(f"max by (stack) (globalaccel_table_generation{{{S}}})", "{{stack}}")))
+        .with_panel(timeseries.Panel().title("Demand beyond edge budgets").unit("percentunit").span(12)
+                    .with_target(q(f"max by (stack) (globalaccel_capacity_overflow_ratio{{{S}}})", "{{stack}}")))
         .with_panel(timeseries.Panel().title("Probe coverage").unit("percentunit").span(12)
                     .with_target(q(f"min by (stack) (globalaccel_probe_coverage_ratio{{{S}}})", "{{stack}}")))
         .with_panel(timeseries.Panel().title("Loop cycle time p95").unit("s").span(12)

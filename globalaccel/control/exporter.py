@@ -12,7 +12,9 @@ Signals the alerts are built on (monitoring/rules.yml):
   its recovery never count);
 - countries without an answer, by cause: their rule's own (strict, no allowed center exists) or an
   outage (an allowed center or edge should serve them but none is healthy);
-- per country: the estimated client RTT of its answers, for the latency regression alert.
+- per country: the estimated client RTT of its answers, for the latency regression alert;
+- capacity: the share of routed demand the table carries beyond edge budgets, and each limited center's load
+  against its capacity (issue 11, point 8: what `plan` reports, on the live table).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class CycleExporter:
         self.metrics = metrics
         self.backend = backend
         self.region = region_of(topology)
+        self._demand = {c.id: c.demand for c in topology.cells}
         # Countries a strict rule never serves, whatever is healthy: unserved by the rule's own choice.
         self.unserved_by_rule = frozenset(c for c in topology.countries if not topology.residency.permitted_centers(c, topology.center_ids))
         self._initialise()
@@ -63,6 +66,10 @@ class CycleExporter:
         m.edges_configured.set(len(topo.edges))
         m.countries_unserved.labels("rule").set(len(self.unserved_by_rule))
         m.countries_unserved.labels("outage").set(0)
+        m.capacity_overflow.set(0)
+        for center in topo.centers:
+            if center.capacity is not None:
+                m.center_load.labels(center.id).set(0)
 
     def export(self, health: HealthTracker, latency: LatencyModel, table: RoutingTable, states: dict[str, str],
                health_changes: dict[str, tuple[str, str]], changed: Iterable[str], now: float) -> None:
@@ -82,6 +89,18 @@ class CycleExporter:
         self._probers(health, now)
         self._flapping(health, now)
         self._countries(table)
+        self._capacity(table)
+
+    def _capacity(self, table: RoutingTable) -> None:
+        routed = sum(table.edge_load.values())
+        self.metrics.capacity_overflow.set(table.overflow / routed if routed > 0 else 0.0)
+        load: dict[str, float] = {}
+        for cid, route in table.routes.items():
+            if route.center is not None:
+                load[route.center] = load.get(route.center, 0.0) + self._demand.get(cid, 0.0)
+        for center in self.topology.centers:
+            if center.capacity is not None:
+                self.metrics.center_load.labels(center.id).set(load.get(center.id, 0.0) / center.capacity)
 
     def _probers(self, health: HealthTracker, now: float) -> None:
         settings = health.settings
@@ -122,7 +141,7 @@ class CycleExporter:
             self.metrics.flapping.labels(kind).set(n)
 
     def _countries(self, table: RoutingTable) -> None:
-        demand = {c.id: c.demand for c in self.topology.cells}
+        demand = self._demand
         weighted: dict[str, tuple[float, float]] = {}  # country -> (sum demand * rtt, sum demand) over served cells
         unserved = set()
         for cid, route in table.routes.items():

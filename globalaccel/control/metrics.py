@@ -65,6 +65,11 @@ class LoopMetrics:
         self.country_rtt = Gauge("globalaccel_country_rtt_seconds", "Estimated client RTT of a country's answers (demand-weighted)",
                                  ["country", "region"], registry=r)
         self.edges_configured = Gauge("globalaccel_edges_configured", "Edges in the stack's catalog", registry=r)
+        self.capacity_overflow = Gauge("globalaccel_capacity_overflow_ratio",
+                                       "Share of the routed demand carried beyond edge budgets (capacity share x headroom)",
+                                       registry=r)
+        self.center_load = Gauge("globalaccel_center_load_ratio", "Demand routed to a center over its capacity (centers with one)",
+                                 ["center"], registry=r)
 
     def series_count(self) -> int:
         return sum(len(m.samples) for m in self.registry.collect())

@@ -1,0 +1,43 @@
+"""The loop exports what `plan` reports about capacity, for the live table: the share of routed demand beyond
+edge budgets and each limited center's load against its capacity. Real exporter, router and prod stack;
+values read back from the private registry the way Prometheus would scrape them."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from globalaccel.control.exporter import CycleExporter
+from globalaccel.control.metrics import LoopMetrics
+from globalaccel.latency import LatencyModel
+from globalaccel.measure.health import tracker_for
+from globalaccel.routing import Router
+from globalaccel.topology import load_stack
+from tests.conftest import STACKS
+
+
+def scraped(metrics: LoopMetrics) -> dict[str, float]:
+    out = {}
+    for line in generate_latest(metrics.registry).decode().splitlines():
+        if line.startswith(("globalaccel_capacity_overflow_ratio", "globalaccel_center_load_ratio")):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_capacity_gauges_match_the_table() -> None:
+    topo = load_stack("prod", STACKS)
+    table, _ = Router(topo).compute(LatencyModel(topo))
+    metrics = LoopMetrics()
+    exporter = CycleExporter(topo, metrics, "embedded")
+    assert scraped(metrics)["globalaccel_capacity_overflow_ratio"] == 0.0  # exists from the first scrape
+    health = tracker_for(topo.center_ids, (e.id for e in topo.edges))
+    exporter.export(health, LatencyModel(topo), table, {}, {}, (), 0.0)
+    values = scraped(metrics)
+    routed = sum(table.edge_load.values())
+    assert table.overflow > 0 and abs(values["globalaccel_capacity_overflow_ratio"] - table.overflow / routed) < 1e-9
+    demand = {c.id: c.demand for c in topo.cells}
+    for center in topo.centers:
+        assert center.capacity is not None  # prod gives every center one
+        load = sum(demand[cid] for cid, r in table.routes.items() if r.center == center.id)
+        got = values[f'globalaccel_center_load_ratio{{center="{center.id}"}}']
+        assert abs(got - load / center.capacity) < 1e-9 and 0 < got <= 1 + 1e-9
