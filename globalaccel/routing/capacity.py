@@ -5,13 +5,15 @@ best-k split overloads edges, the cells using them are re-placed greedily (large
 up to `max_answers` edges; demand that still does not fit is carried over budget and reported as
 overflow, never hidden.
 
-Cells that hysteresis may hold on their current route are not re-planned with everyone else: their current
-routes stay where they are in the budgets, and each one's fresh route is the best it could take on its own,
-with the room the others leave (its own current load freed). A switch it then earns on latency is admitted
-only while that room is still there (`admit`). Planning every cell afresh, as if all would move, made the
-routes of capacity-limited cells depend on which of their neighbours moved first: one neighbour's noise
-re-ordered the greedy, freed an edge on paper that the held neighbour still used, and dozens of cells
-switched in one cycle (prod, real loop: 36 % of cells per hour, no fault at all).
+Cells that hysteresis may hold on their current route are planned apart from the cells that must move (no
+current route, or one that may not stay): the held routes stay in the budgets and the moving cells are placed in
+the room really left; the holding cells' fresh routes are then planned together in what the moving cells leave,
+as if every holding cell moved. Hysteresis decides who would switch, and `admit` lets through only the switches
+that fit together with every cell that stays where it is. Planning every cell afresh and admitting every
+switch hysteresis granted made a cell's fresh route count on room a held neighbour still used: one neighbour's
+noise re-ordered the greedy, the neighbour stayed, the cell moved in anyway, and dozens of cells switched in
+one cycle (prod, real loop: 36 % of cells per hour, no fault at all). Admitting switches one at a time instead
+would lock two cells on each other's edges forever (each fits only once the other has left).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from globalaccel.cells import Cell
 from globalaccel.routing.route_costs import RouteColumns
 from globalaccel.topology import Topology
 
+SLIVER = 0.25  # room below this share of an answer's demand is taken only when nothing larger is left (see _greedy_one)
 Route = tuple[tuple[str, ...], tuple[float, ...]]  # a cell's edges, best first, and each one's share of its demand
 
 
@@ -58,24 +61,26 @@ class CapacityPlanner:
         """Split each cell's demand over its answers: per cell, (its edges, each one's share), best first.
         `ranked`: (N, ranks) each cell's candidate edges (catalog positions), best first, -1 past its last.
         `holding`: the current routes of the cells hysteresis may keep on them (None: no cell has one).
-        The other routable cells are placed around them: unconstrained first (best k, equal shares); if that
-        overloads edges, the cells using them are re-placed greedily, largest demand first, by rank within
-        what budget the other cells leave. Then each holding cell gets the best route it could take alone."""
+        The cells that must move are placed first, around the held routes; then the holding cells are planned
+        together in what is left. Each plan: unconstrained first (best k, equal shares); if that overloads edges,
+        the cells using them are re-placed greedily, largest demand first, by rank within what budget the other
+        cells leave."""
         limit = np.zeros(len(self._edge_ids))
         for e, value in budget.items():
             limit[self._edge_pos[e]] = value
-        held_load = np.zeros(len(self._edge_ids))
-        moving = routable
-        if holding is not None and holding.cells.size:
-            used = holding.edges >= 0
-            carried = self._demand[holding.cells][:, None] * holding.weights
-            held_load = np.asarray(np.bincount(holding.edges[used], weights=carried[used], minlength=len(self._edge_ids)),
-                                   dtype=np.float64)
-            moving = routable.copy()
-            moving[holding.cells] = False
-        routes, room = self._place(ranked, moving, limit - held_load, limit)
-        if holding is not None and holding.cells.size:
-            self._fit_alone(ranked, holding, room, limit, routes)
+        if holding is None or not holding.cells.size:
+            routes, room = self._place(ranked, routable, limit, limit)
+            return Allocation(routes, room, limit)
+        used = holding.edges >= 0
+        carried = self._demand[holding.cells][:, None] * holding.weights
+        held_load = np.asarray(np.bincount(holding.edges[used], weights=carried[used], minlength=len(self._edge_ids)),
+                               dtype=np.float64)
+        held = np.zeros(len(self.cells), dtype=bool)
+        held[holding.cells] = True
+        routes, room = self._place(ranked, routable & ~held, limit - held_load, limit)
+        planned, _ = self._place(ranked, routable & held, room + held_load, limit)
+        for n in holding.cells.tolist():
+            routes[n] = planned[n]
         return Allocation(routes, room, limit)
 
     def _place(self, ranked: NDArray[np.intp], routable: NDArray[np.bool_], limit: NDArray[np.float64],
@@ -118,39 +123,6 @@ class CapacityPlanner:
                 remaining[i] -= amount
         return alloc, np.array(remaining)
 
-    def _fit_alone(self, ranked: NDArray[np.intp], holding: RouteColumns, room: NDArray[np.float64],
-                   limit: NDArray[np.float64], routes: list[Route]) -> None:
-        """Each holding cell's fresh route: the best it could take with every other cell where it is now (its own
-        current load freed, `room` left untouched): its best k in equal shares where they fit, else the greedy
-        of `_place` over its ranks. Cells are fitted independently; `admit` settles who gets contested room."""
-        k = self.settings.answers
-        edge_ids = self._edge_ids
-        rows = holding.cells
-        top = ranked[rows, :k]
-        offered = top >= 0
-        count = offered.sum(axis=1)
-        demand = self._demand[rows]
-        # Each holding cell's own current load on each of its best k edges.
-        mine = (top[:, :, None] == holding.edges[:, None, :]) & offered[:, :, None]
-        own = demand[:, None] * np.where(mine, holding.weights[:, None, :], 0.0).sum(axis=2)
-        need = (demand / np.maximum(count, 1))[:, None]
-        fits = ((need <= room[top] + own + limit[top] * 1e-9) | ~offered).all(axis=1)
-        max_answers = self.settings.max_answers
-        for j, n in enumerate(rows.tolist()):
-            c = int(count[j])
-            if c == 0:
-                continue
-            if fits[j] or demand[j] <= 0:
-                routes[n] = tuple([edge_ids[i] for i in top[j, :c].tolist()]), (1.0 / c,) * c
-                continue
-            freed = {int(e): float(demand[j] * w) for e, w in zip(holding.edges[j].tolist(), holding.weights[j].tolist(),
-                                                                  strict=True) if e >= 0}
-            def room_alone(i: int, freed: dict[int, float] = freed) -> float:
-                return float(room[i]) + freed.get(i, 0.0)
-
-            routes[n], _ = self._greedy_one(float(demand[j]), [i for i in ranked[n].tolist() if i >= 0], room_alone, k,
-                                            max_answers)
-
     def _greedy_one(self, demand: float, candidates: list[int], room_of: Callable[[int], float], k: int,
                     max_answers: int) -> tuple[Route, dict[int, float]]:
         """One cell's greedy split: by rank, at most its equal share of the best k per edge, within each edge's
@@ -163,12 +135,11 @@ class CapacityPlanner:
         per_answer = demand / min(k, len(candidates))
         left, tiny = demand, demand * 1e-9
         taken: dict[int, float] = {}
-        # First pass: only edges with room for at least the share each of `max_answers` edges must carry for the
-        # demand to fit. A sliver left on a nearly full edge would take one of the cell's few answers and carry
-        # almost nothing: with measured latencies interleaving many cities' edges in the ranks, slivers filled
-        # the answers of the largest cells and pushed 20 % of prod's demand over budget (0-20 ms of jitter).
-        # Second pass: any room left, by rank, in the answers still free.
-        for least in (demand / max_answers, tiny):
+        # First pass: no slivers. Room under SLIVER of an answer's share left on a nearly full edge would take one
+        # of the cell's few answers and carry almost nothing: with measured latencies interleaving many cities'
+        # edges in the ranks, slivers (0.3 % of a cell's demand) filled the answers of prod's largest cells and
+        # left their demand over budget. Second pass: any room left, by rank, in the answers still free.
+        for least in (per_answer * SLIVER, tiny):
             for i in candidates:
                 if left <= tiny or len(taken) >= max_answers:
                     break
@@ -194,35 +165,40 @@ class CapacityPlanner:
     def admit(self, allocation: Allocation, current: RouteColumns, fresh: RouteColumns,
               switching: NDArray[np.bool_]) -> NDArray[np.bool_]:
         """Of the switches hysteresis granted (`switching`, per row of `current` and `fresh`: the same cells),
-        those the budgets still admit. Each fresh route was fitted as if no other cell moved, so two switches may
-        have counted on the same room: taken largest demand first, a switch is admitted only if it adds no more
-        overflow, over the edges it leaves and joins, than it would have added alone. (A switch that overflows
-        even alone, off a congested edge into a full region, is the same as it would have been before anyone
-        else moved: latency decides it, and the overflow is reported.)"""
+        those that fit together with every cell that stays: all of them where no edge they move onto ends
+        beyond its budget and beyond where it was; else the smallest (by demand) switch onto such an edge is
+        withdrawn, and again, until none is. Judged together, so that two cells may trade places."""
+        rows = np.flatnonzero(switching).tolist()
         admitted = np.zeros(switching.shape, dtype=bool)
-        rows = np.flatnonzero(switching)
-        if not rows.size:
+        if not rows:
             return admitted
-        start, limit = allocation.room, allocation.limit
-        room = start.copy()
+        before, limit = allocation.room, allocation.limit
         demand = self._demand[current.cells]
-
-        def added_excess(room_of: NDArray[np.float64], delta: dict[int, float]) -> float:
-            return float(sum(max(0.0, d - room_of[e]) - max(0.0, -room_of[e]) for e, d in delta.items()))
-
-        for r in sorted(rows.tolist(), key=lambda r: (-demand[r], self.cells[int(current.cells[r])].id)):
-            delta: dict[int, float] = {}
+        delta: dict[int, dict[int, float]] = {}
+        for r in rows:
+            change: dict[int, float] = {}
             for e, w in zip(fresh.edges[r].tolist(), fresh.weights[r].tolist(), strict=True):
                 if e >= 0:
-                    delta[e] = delta.get(e, 0.0) + demand[r] * w
+                    change[e] = change.get(e, 0.0) + demand[r] * w
             for e, w in zip(current.edges[r].tolist(), current.weights[r].tolist(), strict=True):
                 if e >= 0:
-                    delta[e] = delta.get(e, 0.0) - demand[r] * w
-            tolerance = demand[r] * 1e-9 + sum(limit[e] for e in delta) * 1e-9
-            if added_excess(room, delta) <= added_excess(start, delta) + tolerance:
-                admitted[r] = True
-                for e, d in delta.items():
-                    room[e] -= d
+                    change[e] = change.get(e, 0.0) - demand[r] * w
+            delta[r] = change
+        after = before.copy()
+        for change in delta.values():
+            for e, d in change.items():
+                after[e] -= d
+        # Withdraw the smallest first: the plan placed the largest first.
+        order = sorted(rows, key=lambda r: (demand[r], self.cells[int(current.cells[r])].id), reverse=True)
+        while True:
+            over = {e for change in delta.values() for e in change
+                    if after[e] < min(before[e], 0.0) - (limit[e] + 1.0) * 1e-9}
+            if not over:
+                break
+            r = next(r for r in reversed(order) if r in delta and any(delta[r].get(e, 0.0) > 0 for e in over))
+            for e, d in delta.pop(r).items():
+                after[e] += d
+        admitted[list(delta)] = True
         return admitted
 
     def load(self, cells: NDArray[np.intp], edges: NDArray[np.intp], weights: NDArray[np.float64]) -> dict[str, float]:

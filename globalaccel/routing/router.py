@@ -168,7 +168,10 @@ class Router:
         # Cells whose current route may stay (hysteresis decides whether it does): the capacity plan keeps their
         # current load in place and fits each one's fresh route around everyone else's.
         valid = self._still_valid(state, eligibility, health, allowed_edges, fresh_center)
-        holding_rows = [pos for pos, ok in enumerate(valid) if ok]
+        # Cells shed off their current center move whatever hysteresis says: placed with the cells that must move.
+        leaving = {pos for pos, c in shed.items()
+                   if getattr(state.cells.get(self.cells[pos].id), "center", None) == self._center_ids[c]}
+        holding_rows = [pos for pos, ok in enumerate(valid) if ok and pos not in leaving]
         holding = (self.costs.columns(holding_rows, [state.cells[self.cells[pos].id] for pos in holding_rows])
                    if holding_rows else None)
 
