@@ -133,24 +133,18 @@ class CapacityPlanner:
             best = candidates[:k]
             return (tuple([self._edge_ids[i] for i in best]), (1.0 / len(best),) * len(best)), {}
         per_answer = demand / min(k, len(candidates))
-        left, tiny = demand, demand * 1e-9
-        taken: dict[int, float] = {}
-        # First pass: no slivers. Room under SLIVER of an answer's share left on a nearly full edge would take one
-        # of the cell's few answers and carry almost nothing: with measured latencies interleaving many cities'
-        # edges in the ranks, slivers (0.3 % of a cell's demand) filled the answers of prod's largest cells and
-        # left their demand over budget. Second pass: any room left, by rank, in the answers still free.
-        for least in (per_answer * SLIVER, tiny):
-            for i in candidates:
-                if left <= tiny or len(taken) >= max_answers:
-                    break
-                if i in taken:
-                    continue
-                room = room_of(i)
-                if room <= tiny or room < min(least, left):
-                    continue
-                amount = min(room, per_answer, left)
-                taken[i] = amount
-                left -= amount
+        tiny = demand * 1e-9
+        taken, left = self._fill(demand, candidates, room_of, per_answer, max_answers, (tiny,))
+        if left > tiny:
+            # It does not fit: try again without slivers first. Room under SLIVER of an answer's share, left on a
+            # nearly full edge, takes one of the cell's few answers and carries almost nothing: with measured
+            # latencies interleaving many cities' edges in the ranks, slivers (0.3 % of a cell's demand) filled
+            # the answers of prod's largest cells and left their demand over budget. Only when it places more:
+            # skipping near slivers sends demand further out, which is worth it only against overflow.
+            spared, spared_left = self._fill(demand, candidates, room_of, per_answer, max_answers,
+                                             (per_answer * SLIVER, tiny))
+            if spared_left < left - tiny:
+                taken, left = spared, spared_left
         if not taken:
             best = candidates[:k]
             taken = {i: demand / len(best) for i in best}
@@ -162,12 +156,35 @@ class CapacityPlanner:
         taken = dict(sorted(taken.items(), key=lambda item: rank[item[0]]))  # answers best first
         return (tuple([self._edge_ids[i] for i in taken]), tuple([v / demand for v in taken.values()])), taken
 
+    @staticmethod
+    def _fill(demand: float, candidates: list[int], room_of: Callable[[int], float], per_answer: float, max_answers: int,
+              passes: tuple[float, ...]) -> tuple[dict[int, float], float]:
+        """By rank, at most `per_answer` on an edge, within its room, up to `max_answers` edges; each pass takes only
+        edges with at least its least room (or what is left to place). Returns the demand put on each edge and
+        what is left."""
+        left, tiny = demand, demand * 1e-9
+        taken: dict[int, float] = {}
+        for least in passes:
+            for i in candidates:
+                if left <= tiny or len(taken) >= max_answers:
+                    break
+                if i in taken:
+                    continue
+                room = room_of(i)
+                if room <= tiny or room < min(least, left):
+                    continue
+                amount = min(room, per_answer, left)
+                taken[i] = amount
+                left -= amount
+        return taken, left
+
     def admit(self, allocation: Allocation, current: RouteColumns, fresh: RouteColumns,
-              switching: NDArray[np.bool_]) -> NDArray[np.bool_]:
+              switching: NDArray[np.bool_], escaping: NDArray[np.bool_] | None = None) -> NDArray[np.bool_]:
         """Of the switches hysteresis granted (`switching`, per row of `current` and `fresh`: the same cells),
         those that fit together with every cell that stays: all of them where no edge they move onto ends
         beyond its budget and beyond where it was; else the smallest (by demand) switch onto such an edge is
-        withdrawn, and again, until none is. Judged together, so that two cells may trade places."""
+        withdrawn, and again, until none is. Judged together, so that two cells may trade places. Switches marked
+        `escaping` are never withdrawn (what they add beyond budgets is reported as overflow)."""
         rows = np.flatnonzero(switching).tolist()
         admitted = np.zeros(switching.shape, dtype=bool)
         if not rows:
@@ -195,7 +212,10 @@ class CapacityPlanner:
                     if after[e] < min(before[e], 0.0) - (limit[e] + 1.0) * 1e-9}
             if not over:
                 break
-            r = next(r for r in reversed(order) if r in delta and any(delta[r].get(e, 0.0) > 0 for e in over))
+            r = next((r for r in reversed(order) if r in delta and not (escaping is not None and escaping[r])
+                      and any(delta[r].get(e, 0.0) > 0 for e in over)), -1)
+            if r < 0:  # only escaping switches add to what is over
+                break
             for e, d in delta.pop(r).items():
                 after[e] += d
         admitted[list(delta)] = True
