@@ -12,10 +12,11 @@ its group forbids costing infinity for it.
 Steps, each vectorised over cells:
 1. candidates (routing.candidates): the allowed center with the cheapest best path and its ranked
    edges, proven exact;
-2. capacity (routing.capacity): each cell's demand split over its answers within edge budgets,
-   overflow reported, never hidden;
+2. capacity (routing.capacity): each cell's demand split over its answers within edge budgets, the
+   routes hysteresis may hold kept in place, overflow reported, never hidden;
 3. hysteresis (routing.hysteresis): a valid current route is only replaced when the new one is better
-   by max(absolute ms, relative %) for N evaluations in a row, and not within the hold-down.
+   by max(absolute ms, relative %) for N evaluations in a row, and not within the hold-down; the switches
+   granted take effect together where they fit the edge budgets (capacity.admit).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class Router:
         routable = choice >= 0
         fresh_center = [self._center_ids[c] if c >= 0 else None for c in choice.tolist()]
         # Cells whose current route may stay (hysteresis decides whether it does): the capacity plan keeps their
-        # current load in place and fits each one's fresh route around everyone else's.
+        # current load in place, places the cells that must move around it, then plans these in what is left.
         valid = self._still_valid(state, eligibility, health, allowed_edges, fresh_center)
         # Cells shed off their current center move whatever hysteresis says: placed with the cells that must move.
         leaving = {pos for pos, c in shed.items()
