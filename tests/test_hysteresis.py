@@ -19,10 +19,10 @@ def congest(topo: Topology, latency: LatencyModel, edge_id: str, extra_ms: float
         latency.record(center, edge_id, float(latency.physics_center_edge[ci, ei]) + extra_ms, now)
 
 
-def setup(budgets_bind: bool = True) -> tuple[Topology, Router, LatencyModel, RouterState, tuple[str, ...]]:
-    """The dev stack. Its edge budgets are tight around DE: a switch off a congested edge needs room other cells
-    keep, and goes through only when it gains `overloadEscape` times its margin. `budgets_bind=False` lifts them,
-    for tests of the latency rule alone (with them, a switch gaining less stays where it is: test_capacity_holds)."""
+def setup(budgets_bind: bool = False) -> tuple[Topology, Router, LatencyModel, RouterState, tuple[str, ...]]:
+    """The dev stack, by default with edge budgets that never bind: these tests are about the latency rule. (dev's
+    budgets are tight around DE: with them, a switch off a congested edge needs room that other cells keep, and
+    capacity comes first: test_congested_cell_in_a_full_region_stays_within_budgets.)"""
     topo = load_stack("dev", STACKS)
     if not budgets_bind:
         topo = dataclasses.replace(topo, routing=dataclasses.replace(topo.routing, capacity_headroom=1000.0))
@@ -118,7 +118,7 @@ def test_a_route_better_only_within_its_measured_noise_is_held_and_a_steady_one_
     route must win beyond the noise of the measurements, not on the moving average's wobble."""
     outcomes = {}
     for kind in ("steady", "noisy"):
-        topo, router, latency, state, edges = setup(budgets_bind=False)  # 24 ms on one of 4 edges: not an escape
+        topo, router, latency, state, edges = setup()
         hyst = topo.routing.hysteresis
         moved = False
         for step in range(4 * hyst.consecutive + 8):
@@ -168,3 +168,18 @@ def test_a_route_spilled_to_a_later_tier_is_held_while_the_fresh_route_is_spille
     back = CellState("eu-central-1", tuple(edges[2:4]), (0.5, 0.5))
     moved, reason = decide(prev, back, 100.0, lambda route: 100.0, elig, health, 1000.0, hyst)
     assert (moved.center, reason) == ("eu-central-1", REASON_BEST)
+
+
+def test_congested_cell_in_a_full_region_stays_within_budgets() -> None:
+    """dev's real budgets: every edge near DE is full. Its first edge congests by 150 ms; the better route would
+    need room other cells keep, so DE stays (held) and no switch adds to what is beyond budgets. The trade is
+    deliberate (capacity.admit): letting such switches through re-opened the cascades on the real loop."""
+    topo, router, latency, state, edges = setup(budgets_bind=True)
+    hyst = topo.routing.hysteresis
+    first, _ = router.compute(latency, now=0.0, state=state)
+    for step in range(3 * hyst.consecutive):
+        now = hyst.hold_down_s + 1 + step
+        congest(topo, latency, edges[0], 150.0, now)
+        table, state = router.compute(latency, now=now, state=state)
+        assert table.routes[CELL].edge_ids == edges and table.routes[CELL].reason == REASON_HELD
+        assert table.overflow <= first.overflow * (1 + 1e-9)

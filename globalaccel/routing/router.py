@@ -39,7 +39,7 @@ from globalaccel.routing.capacity import CapacityPlanner
 from globalaccel.routing.center_load import CenterLoad
 from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.hysteresis import Case, compare, judge, settle, still_valid
-from globalaccel.routing.route_costs import RouteColumns, RouteCosts
+from globalaccel.routing.route_costs import RouteCosts
 from globalaccel.routing.table import (
     REASON_BEST,
     REASON_CENTER_FULL,
@@ -188,8 +188,7 @@ class Router:
         # leg's band, plus the band of the edge's penalty (the median over vantages, as the penalty itself),
         # which the client leg carries.
         steady, leg_band = latency.center_edge_steady_ms(now)
-        steady_penalty = latency.edge_penalty_ms(now, steady)
-        steady_lookup = steady + steady_penalty[None, :]
+        steady_lookup = steady + latency.edge_penalty_ms(now, steady)[None, :]
         band = leg_band + np.median(leg_band, axis=0)[None, :]
         hyst = self.settings.hysteresis
         # One decision per routable cell, in cell order: (position, fresh route, decided route, reason).
@@ -228,13 +227,10 @@ class Router:
                                     np.array([prev.pending for _, prev, _ in judged], dtype=np.int64),
                                     np.array([np.nan if prev.last_switch_at is None else prev.last_switch_at
                                               for _, prev, _ in judged], dtype=np.float64), now, hyst)
-            # A switch earned on latency takes effect where its edges have room with every cell that stays where
-            # it is. One that needs room others keep goes through only to escape edges that degraded: congestion
-            # users feel now, worse than a budget overrun (which the table reports). Not for a cell merely placed
-            # further out by capacity: that is where the budgets put it.
-            margin = np.maximum(hyst.absolute_ms, hyst.relative * current_cost) + spread
-            escaping = self._degradation(current, steady_penalty, healthy_idx) >= margin
-            switch &= self.capacity.admit(allocation, current, candidate, switch, escaping)
+            # A switch earned on latency takes effect only together with the others that fit the edge budgets, every
+            # cell that stays where it is counted (a cell on a congested edge in a full region therefore stays: see
+            # capacity.admit).
+            switch &= self.capacity.admit(allocation, current, candidate, switch)
             for (i, prev, fresh), moves, count in zip(judged, switch.tolist(), pending.tolist(), strict=True):
                 pos = decisions[i][0]
                 decisions[i] = ((pos, fresh, fresh._replace(last_switch_at=now), REASON_BEST) if moves
@@ -301,17 +297,6 @@ class Router:
             load[index[fresh.center]] += demand[pos]  # type: ignore[index]
             out[i] = (pos, fresh, fresh._replace(last_switch_at=now), REASON_CENTER_FULL)
         return out
-
-    @staticmethod
-    def _degradation(routes: RouteColumns, penalty: NDArray[np.float64], healthy_idx: NDArray[np.intp]) -> NDArray[np.float64]:
-        """Per route: the delay its edges add beyond what edges typically add (their measured penalty over the median
-        healthy edge's), weighted like its cost and counted on both legs, as the cost counts it (the center leg
-        measures it, the client leg is charged the penalty). Systematic measurement offsets cancel in the median."""
-        typical = float(np.median(penalty[healthy_idx])) if healthy_idx.size else 0.0
-        excess = np.clip(penalty - typical, 0.0, None)
-        used = routes.edges >= 0
-        return np.asarray((routes.weights * np.where(used, 2.0 * excess[np.where(used, routes.edges, 0)], 0.0)).sum(axis=1),
-                          dtype=np.float64)
 
     def _still_valid(self, state: RouterState, eligibility: dict[str, Eligibility], health: Health,
                      allowed_edges: list[frozenset[str] | None], fresh_center: list[str | None]) -> list[bool]:
