@@ -8,7 +8,7 @@ import numpy as np
 
 from globalaccel.latency import LatencyModel
 from globalaccel.residency import Mode
-from globalaccel.routing import Router, RouterState
+from globalaccel.routing import Health, Router, RouterState
 from globalaccel.routing.capacity import CapacityPlanner
 from globalaccel.routing.route_costs import RouteCosts
 from globalaccel.routing.table import CellState
@@ -89,3 +89,22 @@ def test_a_large_cell_does_not_spend_its_answers_on_slivers() -> None:
     edges, shares = allocation.routes[0]
     assert edges == ("e2", "e3") and abs(sum(shares) - 1) < 1e-12
     assert float(allocation.room.min()) >= -1e-9, "nothing over budget"
+
+
+def test_a_switch_that_lowers_overflow_in_total_goes_through() -> None:
+    """(A reviewer's case.) AA (demand 9) lives by e1 and e2; they go down, AA moves onto e0, far over its budget;
+    they come back. Returning puts e1 and e2 over their budgets (AA alone is more than two edges' worth), but
+    lowers the overflow in total: AA returns, and the table ends where a fresh plan is."""
+    topo = make_topology([(10.0, 0.0)], [(10.0, 0.0, 1.0, 0), (10.0, 20.0, 1.0, 0), (10.0, 21.0, 1.0, 0)],
+                         [(10.0, 20.5, 9), (10.0, 0.0, 1)], [(Mode.OPEN, ())] * 2,
+                         answers=1, max_answers=2, headroom=1.0, hysteresis=EAGER)
+    router, latency = Router(topo), LatencyModel(topo)
+    everything = Health.all_up(topo)
+    state = None
+    for cycle, down in enumerate([set(), {"e1", "e2"}, set(), set()]):
+        table, state = router.compute(latency, Health(everything.edges - down, everything.centers), now=100.0 * cycle, state=state)
+        if cycle == 1:
+            assert table.routes["AA"].edge_ids == ("e0",)
+    plan, _ = Router(topo).compute(latency, everything, now=1000.0)
+    assert table.routes["AA"].edge_ids == plan.routes["AA"].edge_ids == ("e1", "e2")
+    assert abs(table.overflow - plan.overflow) < 1e-9

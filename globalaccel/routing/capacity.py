@@ -18,6 +18,7 @@ would lock two cells on each other's edges forever (each fits only once the othe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
@@ -181,9 +182,10 @@ class CapacityPlanner:
     def admit(self, allocation: Allocation, current: RouteColumns, fresh: RouteColumns,
               switching: NDArray[np.bool_]) -> NDArray[np.bool_]:
         """Of the switches hysteresis granted (`switching`, per row of `current` and `fresh`: the same cells),
-        those that fit together with every cell that stays: all of them where no edge they move onto ends
-        beyond its budget and beyond where it was; else the smallest (by demand) switch onto such an edge is
-        withdrawn, and again, until none is. Judged together, so that two cells may trade places.
+        those that fit together with every cell that stays: all of them where, over the edges they touch, they
+        add no demand beyond budgets in total; else the smallest (by demand) switch onto an edge that ends beyond
+        its budget and beyond where it was is withdrawn, and again, until they add none. Judged together, so that
+        two cells may trade places.
 
         Capacity before latency for a route that may stay: a cell whose edge congests in a region whose edges are all
         full stays until room appears (the old split let it move and reported the overrun). Letting switches from
@@ -211,12 +213,17 @@ class CapacityPlanner:
                 after[e] -= d
         # Withdraw the smallest first: the plan placed the largest first.
         order = sorted(rows, key=lambda r: (demand[r], self.cells[int(current.cells[r])].id), reverse=True)
-        while True:
-            over = {e for change in delta.values() for e in change
-                    if after[e] < min(before[e], 0.0) - (limit[e] + 1.0) * 1e-9}
-            if not over:
+        touched = sorted({e for change in delta.values() for e in change})
+        excess_before = math.fsum(max(0.0, -before[e]) for e in touched)
+        tolerance = math.fsum(limit[e] + 1.0 for e in touched) * 1e-9
+        while delta:
+            # The switches left add no overflow in total over the edges they touch: admitted, even where one edge
+            # ends further over than it was (a cell leaving an edge far over budget for one a little over).
+            if math.fsum(max(0.0, -after[e]) for e in touched) <= excess_before + tolerance:
                 break
-            r = next(r for r in reversed(order) if r in delta and any(delta[r].get(e, 0.0) > 0 for e in over))
+            over = {e for e in touched if after[e] < min(before[e], 0.0) - (limit[e] + 1.0) * 1e-9}
+            r = next((r for r in reversed(order) if r in delta and any(delta[r].get(e, 0.0) > 0 for e in over)),
+                     next(r for r in reversed(order) if r in delta))
             for e, d in delta.pop(r).items():
                 after[e] += d
         admitted[list(delta)] = True
