@@ -26,6 +26,7 @@ from globalaccel.control.metrics import LoopMetrics
 from globalaccel.latency import LatencyModel
 from globalaccel.measure.health import DOWN, UNKNOWN, UP, HealthTracker
 from globalaccel.routing import REASON_BEST, REASON_FAIL_CLOSED, REASON_FALLBACK, REASON_HELD, REASON_NO_PATH, RoutingTable
+from globalaccel.routing.summary import center_demand
 from globalaccel.topology import Topology
 
 ROUTE_REASONS = (REASON_BEST, REASON_HELD, REASON_FALLBACK, REASON_FAIL_CLOSED, REASON_NO_PATH)
@@ -94,10 +95,7 @@ class CycleExporter:
     def _capacity(self, table: RoutingTable) -> None:
         routed = sum(table.edge_load.values())
         self.metrics.capacity_overflow.set(table.overflow / routed if routed > 0 else 0.0)
-        load: dict[str, float] = {}
-        for cid, route in table.routes.items():
-            if route.center is not None:
-                load[route.center] = load.get(route.center, 0.0) + self._demand.get(cid, 0.0)
+        load = center_demand(table, self._demand)
         for center in self.topology.centers:
             if center.capacity is not None:
                 self.metrics.center_load.labels(center.id).set(load.get(center.id, 0.0) / center.capacity)

@@ -36,6 +36,15 @@ def compute_table(topology: Topology, health: Health | None = None) -> tuple[Rou
     return table, summarise(topology, table, health)
 
 
+def center_demand(table: RoutingTable, demand: dict[str, float]) -> dict[str, float]:
+    """Demand routed to each center (by the cells' demand), for `plan` and the loop's metrics alike."""
+    load: dict[str, float] = {}
+    for cid, route in table.routes.items():
+        if route.center is not None:
+            load[route.center] = load.get(route.center, 0.0) + demand.get(cid, 0.0)
+    return load
+
+
 def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[str, Any]:
     demand = {c.id: c.demand for c in topology.cells}
     routed = [r for r in table.routes.values() if r.center is not None]
@@ -43,9 +52,10 @@ def summarise(topology: Topology, table: RoutingTable, health: Health) -> dict[s
     weights = [demand[r.cell_id] for r in routed]
     total_routed = sum(weights) or 1.0
     per_center: dict[str, dict[str, Any]] = {}
+    by_center = center_demand(table, demand)
     for center in topology.center_ids:
         mine = [r for r in routed if r.center == center]
-        load = sum(demand[r.cell_id] for r in mine)
+        load = by_center.get(center, 0.0)
         capacity = topology.center_by_id[center].capacity
         per_center[center] = {"cells": len(mine), "demand_share": round(load / total_routed, 4), "demand": round(load),
                               "capacity": capacity, "load_over_capacity": round(load / capacity, 4) if capacity else None}
