@@ -49,6 +49,8 @@ class HysteresisSettings:
     relative: float = setting(0.10, "... and by this fraction of the current RTT (whichever is larger)", lo=0, hi=1)
     consecutive: int = setting(3, "for this many evaluations in a row", lo=1, hi=100)
     hold_down_s: float = setting(300.0, "and never within this long after the cell's last switch", lo=0, hi=86400)
+    steady_samples: int = setting(16, "both routes judged on each path's median of its last this many samples (at most the "
+                                  "latency window's)", lo=1, hi=10000)
 
 
 @dataclass(frozen=True)

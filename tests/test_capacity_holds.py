@@ -4,6 +4,8 @@ in-memory worlds."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from globalaccel.latency import LatencyModel
@@ -108,3 +110,28 @@ def test_a_switch_that_lowers_overflow_in_total_goes_through() -> None:
     plan, _ = Router(topo).compute(latency, everything, now=1000.0)
     assert table.routes["AA"].edge_ids == plan.routes["AA"].edge_ids == ("e1", "e2")
     assert abs(table.overflow - plan.overflow) < 1e-9
+
+
+
+def test_a_cell_let_go_by_a_full_center_is_placed_in_the_room_really_left() -> None:
+    """(A reviewer's case.) Center c0 (capacity 100) holds AA (60) and AB (50), both within their hold-down. AB lives
+    by c1 and e1, where it would go but for its hold-down; c0 beyond capacity lets it go anyway. AC holds e1, which
+    fits one cell, and stays. Let go only after hysteresis, AB took e1 with no budget check: 50 beyond budget for
+    good. Let go before the capacity plan, it is placed where there is room (e2): nothing over budget, c0 within
+    capacity, and the next cycles change nothing."""
+    hold_down = HysteresisSettings(absolute_ms=5.0, relative=0.1, consecutive=1, hold_down_s=300.0)
+    topo = make_topology([(0.0, 0.0), (0.0, 40.0)],
+                         [(1.0, 1.0, 120.0, 0), (1.0, 39.0, 50.0, 0), (1.0, 41.0, 60.0, 0)],  # e0 by c0; e1, e2 by c1
+                         [(2.0, 0.5, 60), (2.0, 39.2, 50), (2.0, 40.8, 50)], [(Mode.OPEN, ())] * 3,
+                         answers=1, max_answers=2, headroom=230.0 / 160.0, hysteresis=hold_down)
+    topo = dataclasses.replace(topo, centers=(dataclasses.replace(topo.centers[0], capacity=100.0), topo.centers[1]))
+    router = Router(topo)
+    state = RouterState(1, "", {"AA": CellState("c0", ("e0",), (1.0,), 0, 990.0), "AB": CellState("c0", ("e0",), (1.0,), 0, 990.0),
+                                "AC": CellState("c1", ("e1",), (1.0,), 0, 990.0)})
+    table, state = router.compute(LatencyModel(topo), now=1000.0, state=state)
+    assert table.routes["AB"].center == "c1" and table.routes["AB"].reason == "center_capacity"
+    assert table.routes["AB"].edge_ids == ("e2",) and table.routes["AC"].edge_ids == ("e1",), table.routes
+    assert table.overflow == 0
+    for now in (1060.0, 1400.0):
+        again, state = router.compute(LatencyModel(topo), now=now, state=state)
+        assert again.content_hash == table.content_hash and again.overflow == 0

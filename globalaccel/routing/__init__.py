@@ -8,6 +8,7 @@ through all of them), `summary` (the table computed from a stack's files, summar
 from globalaccel.routing.router import Router
 from globalaccel.routing.table import (
     REASON_BEST,
+    REASON_CENTER_FULL,
     REASON_FAIL_CLOSED,
     REASON_FALLBACK,
     REASON_HELD,
@@ -22,6 +23,7 @@ from globalaccel.routing.table import (
 )
 
 __all__ = [
-    "REASON_BEST", "REASON_FAIL_CLOSED", "REASON_FALLBACK", "REASON_HELD", "REASON_NO_PATH", "Answer", "CellRoute", "CellState",
+    "REASON_BEST", "REASON_CENTER_FULL", "REASON_FAIL_CLOSED", "REASON_FALLBACK", "REASON_HELD", "REASON_NO_PATH", "Answer",
+    "CellRoute", "CellState",
     "Health", "Router", "RouterState", "RoutingTable", "table_hash",
 ]

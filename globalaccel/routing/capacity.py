@@ -194,16 +194,7 @@ class CapacityPlanner:
             return admitted
         before, limit = allocation.room, allocation.limit
         demand = self._demand[current.cells]
-        delta: dict[int, dict[int, float]] = {}
-        for r in rows:
-            change: dict[int, float] = {}
-            for e, w in zip(fresh.edges[r].tolist(), fresh.weights[r].tolist(), strict=True):
-                if e >= 0:
-                    change[e] = change.get(e, 0.0) + demand[r] * w
-            for e, w in zip(current.edges[r].tolist(), current.weights[r].tolist(), strict=True):
-                if e >= 0:
-                    change[e] = change.get(e, 0.0) - demand[r] * w
-            delta[r] = change
+        delta = {r: self._switch_delta(r, demand[r], current, fresh) for r in rows}
         after = before.copy()
         for change in delta.values():
             for e, d in change.items():
@@ -225,6 +216,18 @@ class CapacityPlanner:
                 after[e] += d
         admitted[list(delta)] = True
         return admitted
+
+    @staticmethod
+    def _switch_delta(r: int, demand: float, current: RouteColumns, fresh: RouteColumns) -> dict[int, float]:
+        """Demand row r's switch from its current route to its fresh one adds per edge (negative: takes off)."""
+        change: dict[int, float] = {}
+        for e, w in zip(fresh.edges[r].tolist(), fresh.weights[r].tolist(), strict=True):
+            if e >= 0:
+                change[e] = change.get(e, 0.0) + demand * w
+        for e, w in zip(current.edges[r].tolist(), current.weights[r].tolist(), strict=True):
+            if e >= 0:
+                change[e] = change.get(e, 0.0) - demand * w
+        return change
 
     def load(self, cells: NDArray[np.intp], edges: NDArray[np.intp], weights: NDArray[np.float64]) -> dict[str, float]:
         """Demand carried per edge by the routes served: `cells` (R,), their edges (R, M) as catalog positions

@@ -172,6 +172,10 @@ class Router:
         # Cells shed off their current center move whatever hysteresis says: placed with the cells that must move.
         leaving = {pos for pos, c in shed.items()
                    if getattr(state.cells.get(self.cells[pos].id), "center", None) == self._center_ids[c]}
+        if self.center_load.limited:
+            # So are the held cells a center beyond its capacity must let go: placed in the room really left, before
+            # hysteresis (afterwards, only a backstop is left: _release_holds_beyond_capacity).
+            leaving |= self._holds_beyond_center_capacity(state, valid, fresh_center, leaving)
         holding_rows = [pos for pos, ok in enumerate(valid) if ok and pos not in leaving]
         holding = (self.costs.columns(holding_rows, [state.cells[self.cells[pos].id] for pos in holding_rows])
                    if holding_rows else None)
@@ -187,10 +191,10 @@ class Router:
         # which one spike moves for several cycles), and how far its figure moves with noise alone: its edge
         # leg's band, plus the band of the edge's penalty (the median over vantages, as the penalty itself),
         # which the client leg carries.
-        steady, leg_band = latency.center_edge_steady_ms(now)
+        hyst = self.settings.hysteresis
+        steady, leg_band = latency.center_edge_steady_ms(now, hyst.steady_samples)
         steady_lookup = steady + latency.edge_penalty_ms(now, steady)[None, :]
         band = leg_band + np.median(leg_band, axis=0)[None, :]
-        hyst = self.settings.hysteresis
         # One decision per routable cell, in cell order: (position, fresh route, decided route, reason).
         decisions: list[tuple[int, CellState, CellState, str]] = []
         judged: list[tuple[int, CellState, CellState]] = []  # (decision index, current, fresh): costs decide
@@ -206,7 +210,7 @@ class Router:
                 new_cells[cell.id] = CellState(None, (), (), 0, switched_at)
                 continue
             fresh = CellState(center, *alloc[pos])
-            if pos in shed and prev is not None and prev.center == self._center_ids[shed[pos]]:
+            if pos in leaving:
                 # Moved off a center beyond its capacity: like a center lost, no hysteresis holds it there.
                 decisions.append((pos, fresh, fresh._replace(last_switch_at=now), REASON_CENTER_FULL))
                 continue
@@ -273,11 +277,41 @@ class Router:
         out = RouterState(generation, digest, new_cells)
         return table, out
 
+    def _holds_beyond_center_capacity(self, state: RouterState, valid: list[bool], fresh_center: list[str | None],
+                                      leaving: set[int]) -> set[int]:
+        """Cells that may hold their current center, where every such cell holding it would leave a center beyond its
+        capacity: the largest first, until it fits (the center shed planned them elsewhere)."""
+        index = {c: i for i, c in enumerate(self._center_ids)}
+        demand = self.center_load.demand
+        capacity = self.center_load.capacity
+        load = np.zeros(len(self._center_ids))
+        staying: list[tuple[int, int, int]] = []  # (cell position, its current center, its fresh one)
+        for pos, center in enumerate(fresh_center):
+            if center is None:
+                continue
+            prev = state.cells.get(self.cells[pos].id)
+            if valid[pos] and pos not in leaving and prev is not None and prev.center is not None:
+                load[index[prev.center]] += demand[pos]
+                if prev.center != center:
+                    staying.append((pos, index[prev.center], index[center]))
+            else:
+                load[index[center]] += demand[pos]
+        out: set[int] = set()
+        for pos, c, fresh in sorted(staying, key=lambda s: (-demand[s[0]], self.cells[s[0]].id)):
+            if load[c] <= capacity[c] * (1 + 1e-9):
+                continue
+            load[c] -= demand[pos]
+            load[fresh] += demand[pos]
+            out.add(pos)
+        return out
+
     def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, CellState, str]],
                                        now: float) -> list[tuple[int, CellState, CellState, str]]:
-        """Hysteresis may hold a cell on a center the shed planned it off (or that others filled meanwhile):
-        where that leaves a center beyond its capacity, its held cells take their fresh route (which the shed
-        fitted), largest demand first, until it fits. A hold is for noise, never for overload."""
+        """The backstop of _holds_beyond_center_capacity: switches hysteresis granted onto a center may fill it beyond
+        its capacity while cells held there were counted as staying. Then its held cells take their fresh route (which
+        the shed fitted), largest demand first, until it fits. A hold is for noise, never for overload. These moves come
+        after the edge budgets' admission: center capacity first, what they put beyond edge budgets reported as
+        overflow."""
         index = {c: i for i, c in enumerate(self._center_ids)}
         demand = self.center_load.demand
         load = np.zeros(len(self._center_ids))
