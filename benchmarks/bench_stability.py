@@ -66,6 +66,7 @@ def main() -> int:
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         finally:
             done.set()
+        ended = time.time()
         log = (state / "decisions.jsonl").read_text()
         if args.keep_log is not None:
             args.keep_log.write_text(log)
@@ -75,7 +76,8 @@ def main() -> int:
         raise SystemExit("the loop logged no generation")
     first = cycles[0]["time"]
     after = [e for e in cycles if e["time"] - first >= args.warmup_minutes * 60]
-    observed_s = max(1.0, cycles[-1]["time"] - first - args.warmup_minutes * 60)
+    # From the end of warm-up to the end of the run (not to the last generation logged: a quiet end is observed too).
+    observed_s = max(1.0, ended - first - args.warmup_minutes * 60)
     reasons: Counter[str] = Counter()
     cells: set[str] = set()
     changes = 0
