@@ -25,19 +25,9 @@ from collections.abc import Iterable
 from globalaccel.control.metrics import LoopMetrics
 from globalaccel.latency import LatencyModel
 from globalaccel.measure.health import DOWN, UNKNOWN, UP, HealthTracker
-from globalaccel.routing import (
-    REASON_BEST,
-    REASON_CENTER_FULL,
-    REASON_FAIL_CLOSED,
-    REASON_FALLBACK,
-    REASON_HELD,
-    REASON_NO_PATH,
-    RoutingTable,
-)
+from globalaccel.routing import REASONS, RoutingTable
 from globalaccel.routing.summary import center_demand
 from globalaccel.topology import Topology
-
-ROUTE_REASONS = (REASON_BEST, REASON_HELD, REASON_FALLBACK, REASON_FAIL_CLOSED, REASON_NO_PATH, REASON_CENTER_FULL)
 
 
 def region_of(topology: Topology) -> dict[str, str]:
@@ -67,7 +57,7 @@ class CycleExporter:
             m.flapping.labels(kind).set(0)
             for to in (UP, DOWN, UNKNOWN):
                 m.health_changes.labels(kind, to)
-        for reason in ROUTE_REASONS:
+        for reason in REASONS:
             m.route_changes.labels(reason)
         for vantage in topo.center_ids:
             for result in ("ok", "lost"):

@@ -13,6 +13,7 @@ from globalaccel.routing.table import (
     REASON_FALLBACK,
     REASON_HELD,
     REASON_NO_PATH,
+    REASONS,
     Answer,
     CellRoute,
     CellState,
@@ -23,7 +24,6 @@ from globalaccel.routing.table import (
 )
 
 __all__ = [
-    "REASON_BEST", "REASON_CENTER_FULL", "REASON_FAIL_CLOSED", "REASON_FALLBACK", "REASON_HELD", "REASON_NO_PATH", "Answer",
-    "CellRoute", "CellState",
-    "Health", "Router", "RouterState", "RoutingTable", "table_hash",
+    "REASONS", "REASON_BEST", "REASON_CENTER_FULL", "REASON_FAIL_CLOSED", "REASON_FALLBACK", "REASON_HELD", "REASON_NO_PATH",
+    "Answer", "CellRoute", "CellState", "Health", "Router", "RouterState", "RoutingTable", "table_hash",
 ]
