@@ -178,10 +178,11 @@ class LatencyModel:
         some = ~np.isnan(samples[:, 0])
         return cis[some], eis[some], samples[some]
 
-    def center_edge_steady_ms(self, now: float, recent: int = 5) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def center_edge_steady_ms(self, now: float, recent: int = 16) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """What the hysteresis judges routes on, from the measured distribution rather than the moving average:
-        (C, E) each fresh path's median of its last `recent` samples (one spike moves it not at all; a real
-        change of level does within a few samples), physics elsewhere; and (C, E) its noise band, half the
+        (C, E) each fresh path's median of its last `recent` measured samples (losses are not samples: on a lossy
+        path they span more cycles; a shift over fewer than half of them moves it not at all, a real change of
+        level does once it holds more than half), physics elsewhere; and (C, E) its noise band, half the
         median absolute step between successive samples of its window (jitter shows in every step, a change
         of level in one), 0 where a path has fewer than two samples (physics does not jitter)."""
         level = self.physics_center_edge.copy()

@@ -50,7 +50,7 @@ class HysteresisSettings:
     consecutive: int = setting(3, "for this many evaluations in a row", lo=1, hi=100)
     hold_down_s: float = setting(300.0, "and never within this long after the cell's last switch", lo=0, hi=86400)
     steady_samples: int = setting(16, "both routes judged on each path's median of its last this many samples (at most the "
-                                  "latency window's)", lo=1, hi=10000)
+                                  "latency window; a shift lasting under half of them moves no route)", lo=3, hi=10000)
 
 
 @dataclass(frozen=True)

@@ -397,6 +397,12 @@ def load_stack(stack: str, stacks_dir: Path = Path("stacks")) -> Topology:
     centers = _parse_centers(key("centers"), file, problems)
     routing = _parse_routing(key("routing"), file, problems)
     latency = from_stack(LatencySettings, key("latency"), file, f"config.{NAMESPACE}:latency", problems)
+    if routing.hysteresis.steady_samples > latency.window:  # a median of more samples than a path keeps would be capped unseen
+        hysteresis = key("routing").get("hysteresis") if key("routing") is not None else None  # type: ignore[union-attr]
+        steady = hysteresis.get("steadySamples") if hysteresis is not None else None
+        problems.add(file, steady.line if steady is not None else None, f"config.{NAMESPACE}:routing.hysteresis.steadySamples",
+                     f"must be at most latency.window ({latency.window}): a path keeps no more samples; got "
+                     f"{routing.hysteresis.steady_samples}")
     probe = from_stack(ProbeSettings, key("probe"), file, f"config.{NAMESPACE}:probe", problems)
     loop = from_stack(LoopSettings, key("loop"), file, f"config.{NAMESPACE}:loop", problems)
     iac = from_stack(IacSettings, key("iac"), file, f"config.{NAMESPACE}:iac", problems)

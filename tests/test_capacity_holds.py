@@ -135,3 +135,24 @@ def test_a_cell_let_go_by_a_full_center_is_placed_in_the_room_really_left() -> N
     for now in (1060.0, 1400.0):
         again, state = router.compute(LatencyModel(topo), now=now, state=state)
         assert again.content_hash == table.content_hash and again.overflow == 0
+
+
+def test_cells_let_go_along_a_chain_of_full_centers_leave_none_beyond_capacity() -> None:
+    """(A reviewer's case.) Four centers of capacity 100, every route within its hold-down. c0 holds 105 (X, 35, lives
+    by c1), c1 holds 85 (Y, 45, lives by c2), c2 holds 90 (W, 50, lives by c3), c3 nothing; every cell on its best
+    center fits (70, 75, 85, 50). Letting X go fills c1 beyond capacity after Y was passed over, and so on along the
+    chain: one pass left c2 at 135 while c3 was empty. Passes repeat until nothing moves: the first cycle is within
+    capacity everywhere, with no demand beyond edge budgets."""
+    centers = [(0.0, 0.0), (0.0, 40.0), (0.0, 80.0), (0.0, 120.0)]
+    topo = make_topology(centers, [(1.0, lon, 100.0, 0) for _, lon in centers],
+                         [(2.0, 0.0, 70), (2.0, 32.0, 35), (2.0, 40.0, 40), (2.0, 72.0, 45), (2.0, 80.0, 40), (2.0, 112.0, 50)],
+                         [(Mode.OPEN, ())] * 6, answers=1, max_answers=2, headroom=1.25,
+                         hysteresis=HysteresisSettings(absolute_ms=5.0, relative=0.1, consecutive=3, hold_down_s=300.0))
+    topo = dataclasses.replace(topo, centers=tuple(dataclasses.replace(c, capacity=100.0) for c in topo.centers))
+    held = {"AA": "c0", "AB": "c0", "AC": "c1", "AD": "c1", "AE": "c2", "AF": "c2"}
+    state = RouterState(1, "", {cid: CellState(c, (f"e{c[1]}",), (1.0,), 0, 990.0) for cid, c in held.items()})
+    table, _ = Router(topo).compute(LatencyModel(topo), now=1000.0, state=state)
+    demand = {c.id: c.demand for c in topo.cells}
+    load = {c: sum(demand[cid] for cid, r in table.routes.items() if r.center == c) for c in topo.center_ids}
+    assert load == {"c0": 70, "c1": 75, "c2": 85, "c3": 50}, load
+    assert table.overflow == 0

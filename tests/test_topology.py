@@ -218,3 +218,11 @@ def test_route53_block_is_checked_with_its_line(stacks_copy: Path) -> None:
     assert f"Pulumi.prod.yaml:{line + 1}: config.global-accel:route53.collection: 'cells of prod' is not 1-64 of" in message
     _replace_line(prod, r"^\s+cidrCells: 99", "    cidrCells: 150")
     assert "config.global-accel:route53.cidrCells" in str(_error(stacks_copy, "prod"))
+
+
+def test_steady_samples_beyond_the_latency_window_is_refused(stacks_copy: Path) -> None:
+    """A median of more samples than a path keeps would be capped unseen (a reviewer loaded 64 over a window of 8)."""
+    line = _replace_line(stacks_copy / "Pulumi.dev.yaml", r"^\s+consecutive: 3", "      consecutive: 3\n      steadySamples: 64")
+    text = str(_error(stacks_copy))
+    assert (f"Pulumi.dev.yaml:{line + 1}: config.global-accel:routing.hysteresis.steadySamples: must be at most latency.window (32)"
+            in text), text

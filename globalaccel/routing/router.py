@@ -298,13 +298,20 @@ class Router:
             else:
                 load[index[center]] += demand[pos]
         out: set[int] = set()
-        for pos, c, fresh in sorted(staying, key=lambda s: (-demand[s[0]], self.cells[s[0]].id)):
-            if load[c] <= capacity[c] * (1 + 1e-9):
-                continue
-            load[c] -= demand[pos]
-            load[fresh] += demand[pos]
-            out.add(pos)
-        return out
+        order = sorted(staying, key=lambda s: (-demand[s[0]], self.cells[s[0]].id))
+        # Again until nothing moves: a cell let go onto its fresh center can fill it beyond capacity after one held
+        # there was passed over (a reviewer's chain of three centers).
+        while True:
+            moved = False
+            for pos, c, fresh in order:
+                if pos in out or load[c] <= capacity[c] * (1 + 1e-9):
+                    continue
+                load[c] -= demand[pos]
+                load[fresh] += demand[pos]
+                out.add(pos)
+                moved = True
+            if not moved:
+                return out
 
     def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, CellState, str]],
                                        now: float) -> list[tuple[int, CellState, CellState, str]]:
