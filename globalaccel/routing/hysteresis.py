@@ -3,10 +3,10 @@
 A route is replaced only when the new one is better by max(absolute ms, relative %) beyond the noise
 of both routes' measurements, for N evaluations in a row, and not within the hold-down after the
 cell's last switch. The noise is each route's measured jitter (half the median step between successive
-samples of its paths, weighted like its cost), and both routes are costed on each path's median of its last `steady_samples`
-(router: LatencyModel.center_edge_steady_ms): a better route must win on the measured distribution,
-not on one noisy sample or a moving average's wobble (NS1's Performance Stabilize band
-does the same for its answers). A route whose edge or center went down, or whose center or edge the
+samples of its paths, weighted like its cost), and both routes are costed on each path's median of its
+last `steady_samples` (router: LatencyModel.center_edge_steady_ms): a better route must win on the
+measured distribution, not on one noisy sample, a few slow cycles or a moving average's wobble (NS1's
+Performance Stabilize band does the same for its answers). A route whose edge or center went down, or whose center or edge the
 rule no longer allows, moves at once.
 """
 
