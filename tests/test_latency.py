@@ -54,3 +54,31 @@ def test_measured_overrides_physics_until_stale() -> None:
     stale = topo.latency.stale_after_s + 1
     assert model.center_edge_ms(now=stale)[0, 0] == pytest.approx(physics)
     assert model.measured(center, edge, now=stale) is None
+
+
+def test_center_edge_matrix_is_each_paths_fresh_ewma_after_losses_and_a_restart() -> None:
+    """center_edge_ms reads arrays kept beside the PathStats: every entry must be the path's own fresh EWMA
+    (`measured`), physics where it has none, through losses, staleness and a restart's load_json."""
+    topo = load_stack("dev", STACKS)
+    model = LatencyModel(topo)
+    stale_after = topo.latency.stale_after_s
+    plan = [(0, 0, None, 0.0), (0, 0, 50.0, 1.0), (0, 0, None, 2.0), (1, 2, 80.0, 0.0), (2, 1, 30.0, 0.0),
+            (2, 1, 35.0, stale_after + 5.0), (3, 3, None, 1.0)]
+    for ci, ei, rtt, at in plan:
+        model.record(topo.center_ids[ci], topo.edges[ei].id, rtt, at)
+
+    def agrees(m: LatencyModel, now: float) -> None:
+        matrix = m.center_edge_ms(now)
+        for ci, center in enumerate(topo.center_ids):
+            for ei, edge in enumerate(topo.edges[:4]):
+                measured = m.measured(center, edge.id, now)
+                expected = m.physics_center_edge[ci, ei] if measured is None else measured
+                assert matrix[ci, ei] == expected, (center, edge.id, now)
+
+    for now in (2.0, stale_after + 1.5, stale_after + 2.5, stale_after + 6.0, 3 * stale_after):
+        agrees(model, now)
+    restarted = LatencyModel(topo)
+    restarted.load_json(model.to_json())
+    for now in (2.0, stale_after + 2.5, stale_after + 6.0):
+        agrees(restarted, now)
+    assert restarted.center_edge_ms(stale_after + 6.0)[2, 1] != restarted.physics_center_edge[2, 1]  # not all physics

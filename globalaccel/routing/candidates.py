@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 from globalaccel.cells import Cell
 from globalaccel.geo import unit_vectors
 from globalaccel.latency import LatencyModel
+from globalaccel.routing.ball_scores import ball_best, ball_ranks
 from globalaccel.routing.table import RouterState
 from globalaccel.topology import Topology
 
@@ -44,6 +45,11 @@ def _top_k(key: NDArray[np.float64], k: int) -> NDArray[np.intp]:
         part = np.broadcast_to(np.arange(key.shape[-1]), key.shape).copy()
     order = np.argsort(np.take_along_axis(key, part, axis=-1), axis=-1)
     return np.take_along_axis(part, order, axis=-1)
+
+
+def _angle(chord: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Great-circle angle (radians) of a chord between unit vectors."""
+    return np.asarray(2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0)), dtype=np.float64)
 
 
 def _choose(best: NDArray[np.float64], allowed: NDArray[np.bool_], prefer: NDArray[np.intp] | None = None,
@@ -112,29 +118,30 @@ class CandidateSearch:
         return self._tree_cache[1]
 
     def _nearest(self, healthy_idx: NDArray[np.intp], rows: NDArray[np.intp],
-                 width: int) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
-        """(chord, position in the healthy subset) of each row's `width` nearest healthy edges, nearest first.
-        Geometry only: while the healthy set stays the same, a width's answers are kept for the rows asked
-        before (the loop asks every cycle; the widest balls, rarely asked, are not kept)."""
+                 width: int) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+        """(angle in radians, position in the healthy subset) of each row's `width` nearest healthy edges, nearest
+        first, as lines of two arrays, and which line is each row's. Geometry only: while the healthy set stays the
+        same, a width's answers are kept for every row asked before (the loop asks every cycle; the widest balls,
+        rarely asked, are not kept), and the rows' lines are the cells' own (no copy)."""
         tree = self._tree(healthy_idx)
         if len(self.cells) * width > NEAR_CACHE_ENTRIES:
             chord, near = tree.query(self._cell_xyz[rows], k=width, workers=-1)
-            return (np.asarray(chord, dtype=np.float64).reshape(rows.size, width),
-                    np.asarray(near, dtype=np.intp).reshape(rows.size, width))
+            return (_angle(np.asarray(chord, dtype=np.float64).reshape(rows.size, width)),
+                    np.asarray(near, dtype=np.int64).reshape(rows.size, width), np.arange(rows.size, dtype=np.int64))
         cached = self._near_cache.get(width)
         if cached is None and sum(c[0].size for c in self._near_cache.values()) + len(self.cells) * width > NEAR_CACHE_ENTRIES:
             self._near_cache.clear()  # the bound holds for every width kept together
         if cached is None:
-            cached = self._near_cache[width] = (np.zeros((len(self.cells), width)), np.zeros((len(self.cells), width), dtype=np.intp),
+            cached = self._near_cache[width] = (np.zeros((len(self.cells), width)), np.zeros((len(self.cells), width), dtype=np.int64),
                                                 np.zeros(len(self.cells), dtype=bool))
-        chords, nears, known = cached
+        angles, nears, known = cached
         missing = rows[~known[rows]]
         if missing.size:
             chord, near = tree.query(self._cell_xyz[missing], k=width, workers=-1)
-            chords[missing] = np.asarray(chord, dtype=np.float64).reshape(missing.size, width)
-            nears[missing] = np.asarray(near, dtype=np.intp).reshape(missing.size, width)
+            angles[missing] = _angle(np.asarray(chord, dtype=np.float64).reshape(missing.size, width))
+            nears[missing] = np.asarray(near, dtype=np.int64).reshape(missing.size, width)
             known[missing] = True
-        return chords[rows], nears[rows]
+        return angles, nears, np.asarray(rows, dtype=np.int64)
 
     def margin(self, cost: NDArray[np.float64]) -> NDArray[np.float64]:
         hyst = self.settings.hysteresis
@@ -245,36 +252,32 @@ class CandidateSearch:
                         scoring: Scoring) -> tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Select among each cell's `width` nearest healthy edges; report which cells that proves."""
         healthy_idx, latency, center_edge, penalty, allowed, prefer = scoring[:6]
-        chord, near = self._nearest(healthy_idx, rows, width)
-        angle = 2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
-        key_base = latency.physics.rtt_from_angles(angle) + penalty[healthy_idx][near] + near * TIE_BREAK_MS  # (R, W)
+        angle, near, at = self._nearest(healthy_idx, rows, width)
         # A forbidden edge in the ball costs infinity for that cell. The bound below (over every edge outside
         # the ball) stays a valid lower bound: forbidding edges only raises the true best cost.
-        blocked = scoring.blocked(rows, near)
-        if blocked is not None:
-            key_base = np.where(blocked, np.inf, key_base)
-        bound = self._ball_bounds(rows, angle[:, -1], healthy_idx, latency, center_edge, penalty)  # (C, R)
-        n_centers = len(self._center_ids)
-        best = np.full((n_centers, rows.size), np.inf)
-        proven = np.ones(rows.size, dtype=bool)
+        if scoring.edge_ok is not None and scoring.cell_group is not None:
+            edge_ok, group = scoring.edge_ok, scoring.cell_group[rows].astype(np.int64)
+        else:
+            edge_ok, group = np.ones((1, 1), dtype=bool), np.empty(0, dtype=np.int64)
+        bound = self._ball_bounds(rows, angle[at, -1], healthy_idx, latency, center_edge, penalty)  # (C, R)
+        center_edge_t = np.ascontiguousarray(center_edge[:, healthy_idx].T)  # (H, C): a ball edge's legs together
+        key_base = np.empty((rows.size, width))
+        best = np.empty((len(self._center_ids), rows.size))
+        physics = latency.physics
+        ball_best(angle, near, at, physics.ms_per_radian, physics.settings.overhead_ms, penalty[healthy_idx], TIE_BREAK_MS,
+                  center_edge_t, edge_ok, group, healthy_idx.astype(np.int64), key_base, best)
         allowed_rows = allowed[:, rows]
-        for ci in range(n_centers):
-            best[ci] = (key_base + center_edge[ci, healthy_idx][near]).min(axis=1)
-            # Every allowed center's best path must be proven, or the center choice could be wrong.
-            proven &= ~allowed_rows[ci] | (best[ci] < bound[ci] - 1e-9)
+        # Every allowed center's best path must be proven, or the center choice could be wrong.
+        proven = np.all(~allowed_rows | (best < bound - 1e-9), axis=0)
         choice = _choose(best, allowed_rows, prefer[rows], self.margin)
-        ranked = np.zeros((rows.size, keep), dtype=np.intp)
+        ranked = np.zeros((rows.size, keep), dtype=np.int64)
         ranked_cost = np.zeros((rows.size, keep), dtype=np.float64)
+        ball_ranks(key_base, near, at, choice.astype(np.int64), center_edge_t, ranked, ranked_cost)
+        # And the chosen center's best `max_answers` edges.
         need = min(self.settings.max_answers, keep)
-        for ci in np.unique(choice[choice >= 0]):
-            mine = np.nonzero(choice == ci)[0]
-            key = key_base[mine] + center_edge[ci, healthy_idx][near[mine]]
-            order = _top_k(key, keep)
-            ranked[mine] = np.take_along_axis(near[mine], order, axis=1)
-            ranked_cost[mine] = np.take_along_axis(key, order, axis=1)
-            need_key = ranked_cost[mine, need - 1]
-            proven[mine] &= need_key < bound[ci, mine] - 1e-9
-        return proven, choice, ranked, ranked_cost
+        chosen = choice >= 0
+        proven[chosen] &= ranked_cost[chosen, need - 1] < bound[choice[chosen], np.flatnonzero(chosen)] - 1e-9
+        return proven, choice, ranked.astype(np.intp, copy=False), ranked_cost
 
     def _ball_bounds(
         self,

@@ -19,17 +19,18 @@ would lock two cells on each other's edges forever (each fits only once the othe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from globalaccel.cells import Cell
+from globalaccel.routing.greedy import place_in_order
 from globalaccel.routing.route_costs import RouteColumns
 from globalaccel.topology import Topology
 
-SLIVER = 0.25  # room below this share of an answer's demand is taken only when nothing larger is left (see _greedy_one)
+SLIVER = 0.25  # room below this share of an answer's demand is taken only when nothing larger is left (see routing.greedy)
 Route = tuple[tuple[str, ...], tuple[float, ...]]  # a cell's edges, best first, and each one's share of its demand
 
 
@@ -37,6 +38,8 @@ class Allocation(NamedTuple):
     routes: list[Route]  # per cell; ((), ()) for a cell with nothing to place
     room: NDArray[np.float64]  # (E,) budget left per edge with the held routes and the placed ones in it
     limit: NDArray[np.float64]  # (E,) each edge's budget (0: not healthy)
+    edges: NDArray[np.intp]  # (N, W) the same routes' edges as catalog positions, -1 padded
+    weights: NDArray[np.float64]  # (N, W) and their shares, 0 padded
 
 
 class CapacityPlanner:
@@ -47,6 +50,7 @@ class CapacityPlanner:
         self._edge_pos = {eid: i for i, eid in enumerate(self._edge_ids)}
         self._edge_capacity = np.array([e.capacity for e in topology.edges], dtype=np.float64)
         self._demand = np.array([c.demand for c in self.cells], dtype=np.float64)
+        self._id_rank = np.argsort(np.argsort(np.array([c.id for c in self.cells], dtype=object), kind="stable"))
 
     def budgets(self, healthy_idx: NDArray[np.intp], routable: NDArray[np.bool_]) -> dict[str, float]:
         """Each healthy edge may carry its capacity share of the routed demand, times the headroom."""
@@ -70,24 +74,24 @@ class CapacityPlanner:
         for e, value in budget.items():
             limit[self._edge_pos[e]] = value
         if holding is None or not holding.cells.size:
-            routes, room = self._place(ranked, routable, limit, limit)
-            return Allocation(routes, room, limit)
+            routes, room, edges, weights = self._place(ranked, routable, limit, limit)
+            return Allocation(routes, room, limit, edges, weights)
         held_load = self._carried(holding.cells, holding.edges, holding.weights)
         held = np.zeros(len(self.cells), dtype=bool)
         held[holding.cells] = True
-        routes, room = self._place(ranked, routable & ~held, limit - held_load, limit)
-        planned, _ = self._place(ranked, routable & held, room + held_load, limit)
+        routes, room, edges, weights = self._place(ranked, routable & ~held, limit - held_load, limit)
+        planned, _, planned_edges, planned_weights = self._place(ranked, routable & held, room + held_load, limit)
         for n in holding.cells.tolist():
             routes[n] = planned[n]
-        return Allocation(routes, room, limit)
+        edges[holding.cells], weights[holding.cells] = planned_edges[holding.cells], planned_weights[holding.cells]
+        return Allocation(routes, room, limit, edges, weights)
 
     def _place(self, ranked: NDArray[np.intp], routable: NDArray[np.bool_], limit: NDArray[np.float64],
-               budget: NDArray[np.float64]) -> tuple[list[Route], NDArray[np.float64]]:
+               budget: NDArray[np.float64]) -> tuple[list[Route], NDArray[np.float64], NDArray[np.intp], NDArray[np.float64]]:
         """The routable cells placed together within `limit` (per edge; what the held routes leave of `budget`,
-        by which float rounding is judged): their routes, and the room left."""
+        by which float rounding is judged): their routes, the room left, and the routes as arrays (Allocation)."""
         k = self.settings.answers
         edge_ids = self._edge_ids
-        demand_of = self._demand.tolist()
         top = ranked[:, :k]
         offered = (top >= 0) & routable[:, None]
         count = offered.sum(axis=1)
@@ -100,81 +104,37 @@ class CapacityPlanner:
         routed = np.nonzero(routable & (count > 0))[0].tolist()
         for n in routed:
             alloc[n] = tuple([edge_ids[i] for i in tops[n][: counts[n]]]), (shares[n],) * counts[n]
-        overloaded = {edge_ids[i] for i in np.flatnonzero(load_of > limit + budget * 1e-9)}
-        if not overloaded:
-            return alloc, limit - load_of
-        # Only cells that use an overloaded edge are re-placed; the others keep their best-k split,
-        # and their load comes off the budgets first. Budgets by catalog position (0: not healthy).
-        moving = [n for n in routed if not overloaded.isdisjoint(alloc[n][0])]
-        moving_set = set(moving)
-        remaining = limit.tolist()
-        edge_pos = self._edge_pos
-        for n in routed:
-            if n not in moving_set:
-                for e, part in zip(*alloc[n], strict=True):
-                    remaining[edge_pos[e]] -= demand_of[n] * part
-        rows = dict(zip(moving, ranked[moving].tolist(), strict=True))
-        max_answers = self.settings.max_answers
-        for n in sorted(moving, key=lambda n: (-demand_of[n], self.cells[n].id)):
-            alloc[n], taken = self._greedy_one(demand_of[n], [i for i in rows[n] if i >= 0], remaining.__getitem__, k, max_answers)
-            for i, amount in taken.items():
-                remaining[i] -= amount
-        return alloc, np.array(remaining)
-
-    def _greedy_one(self, demand: float, candidates: list[int], room_of: Callable[[int], float], k: int,
-                    max_answers: int) -> tuple[Route, dict[int, float]]:
-        """One cell's greedy split: by rank, at most its equal share of the best k per edge, within each edge's
-        room, up to `max_answers` edges. Demand that fits nowhere goes over budget pro rata on the edges taken
-        (reported as overflow in the table rather than hidden); every ranked edge full: its best k, over budget.
-        Returns the route and the demand it puts on each edge (catalog positions)."""
-        if demand <= 0:  # nothing to place: its best k, in equal shares (the split below divides by demand)
-            best = candidates[:k]
-            return (tuple([self._edge_ids[i] for i in best]), (1.0 / len(best),) * len(best)), {}
-        per_answer = demand / min(k, len(candidates))
-        tiny = demand * 1e-9
-        taken, left = self._fill(demand, candidates, room_of, per_answer, max_answers, (tiny,))
-        if left > tiny:
-            # It does not fit: try again without slivers first. Room under SLIVER of an answer's share, left on a
-            # nearly full edge, takes one of the cell's few answers and carries almost nothing: with measured
-            # latencies interleaving many cities' edges in the ranks, slivers (0.3 % of a cell's demand) filled
-            # the answers of prod's largest cells and left their demand over budget. Only when it places more:
-            # skipping near slivers sends demand further out, which is worth it only against overflow.
-            spared, spared_left = self._fill(demand, candidates, room_of, per_answer, max_answers,
-                                             (per_answer * SLIVER, tiny))
-            if spared_left < left - tiny:
-                taken, left = spared, spared_left
-        if not taken:
-            best = candidates[:k]
-            taken = {i: demand / len(best) for i in best}
-            left = 0.0
-        if left > tiny:
-            placed = sum(taken.values())
-            taken = {i: v + left * v / placed for i, v in taken.items()}
-        rank = {i: r for r, i in enumerate(candidates)}
-        taken = dict(sorted(taken.items(), key=lambda item: rank[item[0]]))  # answers best first
-        return (tuple([self._edge_ids[i] for i in taken]), tuple([v / demand for v in taken.values()])), taken
-
-    @staticmethod
-    def _fill(demand: float, candidates: list[int], room_of: Callable[[int], float], per_answer: float, max_answers: int,
-              passes: tuple[float, ...]) -> tuple[dict[int, float], float]:
-        """By rank, at most `per_answer` on an edge, within its room, up to `max_answers` edges; each pass takes only
-        edges with at least its least room (or what is left to place). Returns the demand put on each edge and
-        what is left."""
-        left, tiny = demand, demand * 1e-9
-        taken: dict[int, float] = {}
-        for least in passes:
-            for i in candidates:
-                if left <= tiny or len(taken) >= max_answers:
-                    break
-                if i in taken:
-                    continue
-                room = room_of(i)
-                if room <= tiny or room < min(least, left):
-                    continue
-                amount = min(room, per_answer, left)
-                taken[i] = amount
-                left -= amount
-        return taken, left
+        width = max(k, self.settings.max_answers)
+        edges = np.full((len(self.cells), width), -1, dtype=np.intp)
+        weights = np.zeros((len(self.cells), width))
+        edges[:, : top.shape[1]] = np.where(offered, top, -1)
+        weights[:, : top.shape[1]] = np.where(offered, share[:, None], 0.0)
+        overloaded = load_of > limit + budget * 1e-9
+        if not overloaded.any():
+            return alloc, limit - load_of, edges, weights
+        # Only cells that use an overloaded edge are re-placed; the others keep their best-k split, and their load
+        # comes off the budgets first, in cell order (np.subtract.at applies each in turn, as a loop would).
+        # Budgets by catalog position (0: not healthy).
+        routed_mask = np.zeros(len(self.cells), dtype=bool)
+        routed_mask[routed] = True
+        on_overloaded = offered & overloaded[np.where(offered, top, 0)]
+        moving_mask = routed_mask & on_overloaded.any(axis=1)
+        staying = routed_mask & ~moving_mask
+        remaining = limit.copy()
+        stay_offered = offered & staying[:, None]
+        np.subtract.at(remaining, top[stay_offered], flat[stay_offered])
+        moving = np.flatnonzero(moving_mask)
+        # Largest demand first, ties by cell id.
+        moving = moving[np.lexsort((self._id_rank[moving], -self._demand[moving]))]
+        out_edges = np.full((moving.size, width), -1, dtype=np.int64)
+        out_shares = np.zeros((moving.size, width))
+        out_count = np.zeros(moving.size, dtype=np.int64)
+        place_in_order(np.ascontiguousarray(ranked[moving], dtype=np.int64), self._demand[moving], remaining, k,
+                       self.settings.max_answers, SLIVER, out_edges, out_shares, out_count)
+        for n, row, parts, taken in zip(moving.tolist(), out_edges.tolist(), out_shares.tolist(), out_count.tolist(), strict=True):
+            alloc[n] = tuple([edge_ids[i] for i in row[:taken]]), tuple(parts[:taken])
+        edges[moving], weights[moving] = out_edges, out_shares
+        return alloc, remaining, edges, weights
 
     def admit(self, allocation: Allocation, current: RouteColumns, fresh: RouteColumns,
               switching: NDArray[np.bool_]) -> NDArray[np.bool_]:

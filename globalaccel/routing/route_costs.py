@@ -28,6 +28,25 @@ class RouteColumns:
                  weights: NDArray[np.float64]) -> None:
         self.cells, self.center, self.edges, self.weights = cells, center, edges, weights
 
+    def take(self, rows: NDArray[np.intp]) -> RouteColumns:
+        """These rows only, in this order."""
+        return RouteColumns(self.cells[rows], self.center[rows], self.edges[rows], self.weights[rows])
+
+    @staticmethod
+    def pick(first: RouteColumns, second: RouteColumns, use_second: NDArray[np.bool_]) -> RouteColumns:
+        """Row by row, the route of `first` or of `second`, padded to the wider."""
+        width = max(first.edges.shape[1], second.edges.shape[1])
+
+        def widen(cols: RouteColumns) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+            extra = width - cols.edges.shape[1]
+            return (np.pad(cols.edges, ((0, 0), (0, extra)), constant_values=-1),
+                    np.pad(cols.weights, ((0, 0), (0, extra)), constant_values=0.0))
+
+        (edges_a, weights_a), (edges_b, weights_b) = widen(first), widen(second)
+        take = use_second[:, None]
+        return RouteColumns(np.where(use_second, second.cells, first.cells), np.where(use_second, second.center, first.center),
+                            np.where(take, edges_b, edges_a), np.where(take, weights_b, weights_a))
+
 
 class RouteCosts:
     """Per topology and cells: costs routes in bulk. Geometry is kept; latencies come with each call."""

@@ -39,7 +39,7 @@ from globalaccel.routing.capacity import CapacityPlanner
 from globalaccel.routing.center_load import CenterLoad
 from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.hysteresis import Case, compare, judge, settle, still_valid
-from globalaccel.routing.route_costs import RouteCosts
+from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import (
     REASON_BEST,
     REASON_CENTER_FULL,
@@ -179,10 +179,15 @@ class Router:
         holding_rows = [pos for pos, ok in enumerate(valid) if ok and pos not in leaving]
         holding = (self.costs.columns(holding_rows, [state.cells[self.cells[pos].id] for pos in holding_rows])
                    if holding_rows else None)
+        hold_at = np.full(len(self.cells), -1, dtype=np.intp)  # each cell's row in `holding` (-1: none)
+        hold_at[holding_rows] = np.arange(len(holding_rows))
 
         budget = self.capacity.budgets(healthy_idx, routable)
         allocation = self.capacity.allocate(ranked, routable, budget, holding)
         alloc = allocation.routes
+        # The fresh routes as arrays too (rows: cells), for costing them without converting them back.
+        fresh_routes = RouteColumns(np.arange(len(self.cells), dtype=np.intp), np.maximum(choice, 0), allocation.edges,
+                                    allocation.weights)
 
         routes: dict[str, CellRoute] = {}
         new_cells: dict[str, CellState] = {}
@@ -222,9 +227,11 @@ class Router:
             else:
                 decisions.append((pos, fresh, settle(case, prev, fresh, now), REASON_BEST))
         if judged:
-            rows = [decisions[i][0] for i, _, _ in judged]
-            current = self.costs.columns(rows, [prev for _, prev, _ in judged])
-            candidate = self.costs.columns(rows, [fresh for _, _, fresh in judged])
+            rows = np.array([decisions[i][0] for i, _, _ in judged], dtype=np.intp)
+            # Judged cells may hold their route, so it is in `holding`.
+            assert holding is not None and bool((hold_at[rows] >= 0).all())
+            current = holding.take(hold_at[rows])
+            candidate = fresh_routes.take(rows)
             current_cost = self.costs.weighted(current, steady_lookup, latency.physics)
             fresh_cost = self.costs.weighted(candidate, steady_lookup, latency.physics)
             spread = self.costs.noise(current, band) + self.costs.noise(candidate, band)
@@ -245,7 +252,7 @@ class Router:
         if self.center_load.limited:
             decisions = self._release_holds_beyond_capacity(decisions, now)
         # Each answer's RTT with the latest figures, for every routed cell at once.
-        served = self.costs.columns([pos for pos, _, _, _ in decisions], [decided for _, _, decided, _ in decisions])
+        served = self._served(decisions, state, holding, hold_at, fresh_routes)
         answer_costs = self.costs.per_answer(served, center_edge + penalty[None, :], latency.physics).tolist()
         address = self._addresses
         for (pos, _, decided, reason), costs in zip(decisions, answer_costs, strict=True):
@@ -277,6 +284,22 @@ class Router:
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
         out = RouterState(generation, digest, new_cells)
         return table, out
+
+    def _served(self, decisions: list[tuple[int, CellState, CellState, str]], state: RouterState,
+                holding: RouteColumns | None, hold_at: NDArray[np.intp], fresh_routes: RouteColumns) -> RouteColumns:
+        """The decided routes as arrays, row by row from those already built: a decided route is the cell's current
+        one (held, or the same route keeping its shares) or its fresh one."""
+        positions = np.array([pos for pos, _, _, _ in decisions], dtype=np.intp)
+        fresh = fresh_routes.take(positions)
+        if holding is None:
+            return fresh
+        held_rows = hold_at[positions]
+        on_current = np.zeros(len(decisions), dtype=bool)
+        for i, ((pos, _, decided, _), row) in enumerate(zip(decisions, held_rows.tolist(), strict=True)):
+            if row >= 0:
+                prev = state.cells[self.cells[pos].id]
+                on_current[i] = (decided.center, decided.edges, decided.weights) == (prev.center, prev.edges, prev.weights)
+        return RouteColumns.pick(holding.take(np.maximum(held_rows, 0)), fresh, ~on_current)
 
     def _holds_beyond_center_capacity(self, state: RouterState, valid: list[bool], fresh_center: list[str | None],
                                       leaving: set[int]) -> set[int]:
