@@ -20,7 +20,7 @@ from globalaccel.cells import Cell
 from globalaccel.geo import unit_vectors
 from globalaccel.latency import LatencyModel
 from globalaccel.routing.ball_scores import ball_best, ball_ranks
-from globalaccel.routing.table import RouterState
+from globalaccel.routing.current import CurrentRoutes
 from globalaccel.topology import Topology
 
 # Ties (co-located edges have exactly equal costs) break by edge position: the key adds
@@ -147,23 +147,16 @@ class CandidateSearch:
         hyst = self.settings.hysteresis
         return np.maximum(hyst.absolute_ms, hyst.relative * cost)
 
-    def sticky(self, state: RouterState, healthy_idx: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-        """Each cell's current center (-1 if none) and current edges as positions in the healthy
-        subset (-1 padded). Candidate generation favours them by the hysteresis margin, so noise
-        cannot reshuffle near-equal choices; whether to switch is then _decide's business."""
+    def sticky(self, current: CurrentRoutes, healthy_idx: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """Each cell's current center (-1 if none, or one the stack no longer has) and current edges as positions in
+        the healthy subset (-1 padded, and for an edge not healthy). Candidate generation favours them by the
+        hysteresis margin, so noise cannot reshuffle near-equal choices; whether to switch is then _decide's business."""
         position = np.full(len(self._edge_ids), -1, dtype=np.intp)
         position[healthy_idx] = np.arange(healthy_idx.size)
         width = max(1, self.settings.max_answers)
-        center_pos = {c: i for i, c in enumerate(self._center_ids)}
-        prefer = np.full(len(self.cells), -1, dtype=np.intp)
-        prev_edges = np.full((len(self.cells), width), -1, dtype=np.intp)
-        for n, cell in enumerate(self.cells):
-            prev = state.cells.get(cell.id)
-            if prev is None or prev.center is None:
-                continue
-            prefer[n] = center_pos.get(prev.center, -1)
-            for j, edge in enumerate(prev.edges[:width]):
-                prev_edges[n, j] = position[self._edge_pos[edge]] if edge in self._edge_pos else -1
+        prefer = np.where(current.center >= 0, current.center, -1)
+        edges = current.edges[:, :width]
+        prev_edges = np.where(edges >= 0, position[np.maximum(edges, 0)], -1)
         return prefer, prev_edges
 
     def favour_current_edges(self, choice: NDArray[np.intp], prefer: NDArray[np.intp], prev_edges: NDArray[np.intp],

@@ -19,7 +19,7 @@ would lock two cells on each other's edges forever (each fits only once the othe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -32,6 +32,12 @@ from globalaccel.topology import Topology
 
 SLIVER = 0.25  # room below this share of an answer's demand is taken only when nothing larger is left (see routing.greedy)
 Route = tuple[tuple[str, ...], tuple[float, ...]]  # a cell's edges, best first, and each one's share of its demand
+
+
+def id_ranks(cells: Sequence[Cell]) -> NDArray[np.intp]:
+    """(N,) each cell's place in id order: ties between equal demands break by id, as in sorted(..., key=(-demand, id))."""
+    ranks: NDArray[np.intp] = np.argsort(np.argsort(np.array([c.id for c in cells], dtype=object), kind="stable"))
+    return ranks
 
 
 class Allocation(NamedTuple):
@@ -50,7 +56,7 @@ class CapacityPlanner:
         self._edge_pos = {eid: i for i, eid in enumerate(self._edge_ids)}
         self._edge_capacity = np.array([e.capacity for e in topology.edges], dtype=np.float64)
         self._demand = np.array([c.demand for c in self.cells], dtype=np.float64)
-        self._id_rank = np.argsort(np.argsort(np.array([c.id for c in self.cells], dtype=object), kind="stable"))
+        self._id_rank = id_ranks(self.cells)
 
     def budgets(self, healthy_idx: NDArray[np.intp], routable: NDArray[np.bool_]) -> dict[str, float]:
         """Each healthy edge may carry its capacity share of the routed demand, times the headroom."""

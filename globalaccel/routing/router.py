@@ -35,10 +35,11 @@ from globalaccel.cells import Cell
 from globalaccel.latency import LatencyModel
 from globalaccel.residency import Eligibility, Role
 from globalaccel.routing.candidates import CandidateSearch
-from globalaccel.routing.capacity import CapacityPlanner
+from globalaccel.routing.capacity import CapacityPlanner, id_ranks
 from globalaccel.routing.center_load import CenterLoad
+from globalaccel.routing.current import CurrentRoutes, current_routes
 from globalaccel.routing.fallback import FallbackOrder
-from globalaccel.routing.hysteresis import Case, compare, judge, settle, still_valid
+from globalaccel.routing.hysteresis import Case, compare, judge, settle
 from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import (
     REASON_BEST,
@@ -94,6 +95,8 @@ class Router:
         self._center_ids = topology.center_ids
         self._edge_ids = tuple(e.id for e in topology.edges)
         self._edge_pos = {eid: i for i, eid in enumerate(self._edge_ids)}
+        self._center_pos = {c: i for i, c in enumerate(self._center_ids)}
+        self._id_rank = id_ranks(self.cells)
         self.groups = self._edge_groups()
         self.search = CandidateSearch(topology, self.cells)
         self._edge_ok = np.array([g.edge_mask for g in self.groups], dtype=bool)  # (G, E)
@@ -144,9 +147,9 @@ class Router:
         # (N, ranks) each cell's candidate edges (catalog positions), best first, -1 past its last
         ranked = np.full((len(self.cells), 1), -1, dtype=np.intp)
         allowed, lawful = self._center_masks(eligibility)
-        allowed_edges: list[frozenset[str] | None] = [self.groups[g].allowed_ids for g in self._cell_group]
+        present = current_routes(state, self.cells, self._center_pos, self._edge_pos, max(1, self.settings.max_answers))
         if healthy_idx.size:
-            prefer, prev_edges = self.search.sticky(state, healthy_idx)
+            prefer, prev_edges = self.search.sticky(present, healthy_idx)
             edge_ok, cell_group = (self._edge_ok, self._cell_group) if self._constrained else (None, None)
             choice, ranked_idx, ranked_cost = self.search.select(latency, healthy_idx, center_edge, penalty, allowed, prefer,
                                                                  edge_ok, cell_group)
@@ -168,19 +171,21 @@ class Router:
         fresh_center = [self._center_ids[c] if c >= 0 else None for c in choice.tolist()]
         # Cells whose current route may stay (hysteresis decides whether it does): the capacity plan keeps their
         # current load in place, places the cells that must move around it, then plans these in what is left.
-        valid = self._still_valid(state, eligibility, health, allowed_edges, fresh_center)
+        valid_mask = self._still_valid(present, healthy_idx, allowed, lawful, choice)
         # Cells shed off their current center move whatever hysteresis says: placed with the cells that must move.
-        leaving = {pos for pos, c in shed.items()
-                   if getattr(state.cells.get(self.cells[pos].id), "center", None) == self._center_ids[c]}
+        leaving = {pos for pos, c in shed.items() if present.center[pos] == c}
         if self.center_load.limited:
             # So are the held cells a center beyond its capacity must let go: placed in the room really left, before
             # hysteresis (afterwards, only a backstop is left: _release_holds_beyond_capacity).
-            leaving |= self._holds_beyond_center_capacity(state, valid, fresh_center, leaving)
-        holding_rows = [pos for pos, ok in enumerate(valid) if ok and pos not in leaving]
-        holding = (self.costs.columns(holding_rows, [state.cells[self.cells[pos].id] for pos in holding_rows])
-                   if holding_rows else None)
+            leaving |= self._holds_beyond_center_capacity(present, valid_mask, choice, leaving)
+        holding_mask = valid_mask.copy()
+        holding_mask[list(leaving)] = False
+        holding_rows = np.flatnonzero(holding_mask)
+        holding = (RouteColumns(holding_rows, present.center[holding_rows], present.edges[holding_rows],
+                                present.weights[holding_rows]) if holding_rows.size else None)
         hold_at = np.full(len(self.cells), -1, dtype=np.intp)  # each cell's row in `holding` (-1: none)
-        hold_at[holding_rows] = np.arange(len(holding_rows))
+        hold_at[holding_rows] = np.arange(holding_rows.size)
+        valid = valid_mask.tolist()
 
         budget = self.capacity.budgets(healthy_idx, routable)
         allocation = self.capacity.allocate(ranked, routable, budget, holding)
@@ -301,27 +306,22 @@ class Router:
                 on_current[i] = (decided.center, decided.edges, decided.weights) == (prev.center, prev.edges, prev.weights)
         return RouteColumns.pick(holding.take(np.maximum(held_rows, 0)), fresh, ~on_current)
 
-    def _holds_beyond_center_capacity(self, state: RouterState, valid: list[bool], fresh_center: list[str | None],
+    def _holds_beyond_center_capacity(self, current: CurrentRoutes, valid: NDArray[np.bool_], choice: NDArray[np.intp],
                                       leaving: set[int]) -> set[int]:
         """Cells that may hold their current center, where every such cell holding it would leave a center beyond its
         capacity: the largest first, until it fits (the center shed planned them elsewhere)."""
-        index = {c: i for i, c in enumerate(self._center_ids)}
         demand = self.center_load.demand
         capacity = self.center_load.capacity
-        load = np.zeros(len(self._center_ids))
-        staying: list[tuple[int, int, int]] = []  # (cell position, its current center, its fresh one)
-        for pos, center in enumerate(fresh_center):
-            if center is None:
-                continue
-            prev = state.cells.get(self.cells[pos].id)
-            if valid[pos] and pos not in leaving and prev is not None and prev.center is not None:
-                load[index[prev.center]] += demand[pos]
-                if prev.center != center:
-                    staying.append((pos, index[prev.center], index[center]))
-            else:
-                load[index[center]] += demand[pos]
+        routed = choice >= 0
+        stays = valid & routed  # a valid route has a known current center
+        stays[list(leaving)] = False
+        at = np.where(stays, current.center, choice)
+        # Summed in cell order, as a loop over the cells would.
+        load = np.bincount(at[routed], weights=demand[routed], minlength=len(self._center_ids)).astype(np.float64)
+        moved_rows = np.flatnonzero(stays & (current.center != choice))
+        moved_rows = moved_rows[np.lexsort((self._id_rank[moved_rows], -demand[moved_rows]))]
+        order = list(zip(moved_rows.tolist(), current.center[moved_rows].tolist(), choice[moved_rows].tolist(), strict=True))
         out: set[int] = set()
-        order = sorted(staying, key=lambda s: (-demand[s[0]], self.cells[s[0]].id))
         # Again until nothing moves: a cell let go onto its fresh center can fill it beyond capacity after one held
         # there was passed over (a reviewer's chain of three centers).
         while True:
@@ -363,18 +363,22 @@ class Router:
             out[i] = (pos, fresh, fresh._replace(last_switch_at=now), REASON_CENTER_FULL)
         return out
 
-    def _still_valid(self, state: RouterState, eligibility: dict[str, Eligibility], health: Health,
-                     allowed_edges: list[frozenset[str] | None], fresh_center: list[str | None]) -> list[bool]:
-        """Per cell: it has a current route, it is routable now, and that route may stay (hysteresis.still_valid)."""
-        out = [False] * len(self.cells)
-        for pos, cell in enumerate(self.cells):
-            prev = state.cells.get(cell.id)
-            center = fresh_center[pos]
-            if prev is None or prev.center is None or center is None:
-                continue
-            elig = eligibility[cell.country]
-            out[pos] = still_valid(prev, elig, health, allowed_edges[pos], spilled=center not in elig.centers)
-        return out
+    def _still_valid(self, current: CurrentRoutes, healthy_idx: NDArray[np.intp], allowed: NDArray[np.bool_],
+                     lawful: NDArray[np.bool_], choice: NDArray[np.intp]) -> NDArray[np.bool_]:
+        """Per cell: it has a current route, it is routable now, and that route may stay (hysteresis.still_valid, for
+        every cell at once): its center allowed right now (any lawful one when the fresh route is itself spilled to a
+        later tier), every edge healthy and allowed on the cell's path."""
+        cells = np.arange(len(self.cells))
+        known = (current.center >= 0) & (choice >= 0)
+        at, fresh = np.maximum(current.center, 0), np.maximum(choice, 0)
+        spilled = ~allowed[fresh, cells]
+        center_ok = np.where(spilled, lawful[at, cells], allowed[at, cells])
+        healthy = np.zeros(len(self._edge_ids), dtype=bool)
+        healthy[healthy_idx] = True
+        valid = known & center_ok & current.all_edges(lambda e: healthy[e])
+        if self._constrained:
+            valid &= current.all_edges(lambda e: self._edge_ok[self._cell_group[:, None], e])
+        return valid
 
     # ----------------------------------------------------------------------------------------------
     def _edge_groups(self) -> list[_EdgeGroup]:

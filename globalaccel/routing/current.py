@@ -1,0 +1,63 @@
+"""Each cell's current route (the router state fed back) as arrays, read once per evaluation.
+
+Candidate search favours current centers and edges, hysteresis asks whether each current route may stay, and the
+capacity plan keeps the routes that may stay in place: three per-cell loops over the state became one conversion
+here and array operations there. A state can name what the stack no longer has (a restart after an edge or center
+was removed): such a center or edge is UNKNOWN, never mistaken for another or for padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from globalaccel.cells import Cell
+from globalaccel.routing.table import RouterState
+
+NONE = -1  # no current center / padding after a route's last edge
+UNKNOWN = -2  # a center or edge the stack does not have
+
+
+class CurrentRoutes(NamedTuple):
+    center: NDArray[np.intp]  # (N,) catalog position of each cell's current center; NONE, or UNKNOWN
+    edges: NDArray[np.intp]  # (N, W) its edges' catalog positions, best first; NONE after the last, UNKNOWN
+    weights: NDArray[np.float64]  # (N, W) their shares, 0 after the last
+    lengths: NDArray[np.intp]  # (N,) how many edges
+
+    def all_edges(self, good: Callable[[NDArray[np.intp]], NDArray[np.bool_]]) -> NDArray[np.bool_]:
+        """(N,) every edge of the cell's route is known and good (`good`: catalog positions (N, W) -> bool (N, W));
+        False for a route with no edge."""
+        fine = (self.edges == NONE) | ((self.edges >= 0) & good(np.maximum(self.edges, 0)))
+        out: NDArray[np.bool_] = fine.all(axis=1) & (self.lengths > 0)
+        return out
+
+
+def current_routes(state: RouterState, cells: Sequence[Cell], center_pos: Mapping[str, int], edge_pos: Mapping[str, int],
+                   width: int) -> CurrentRoutes:
+    """The state's route of each of `cells` (rows in that order), at least `width` columns wide."""
+    routes = [state.cells.get(cell.id) for cell in cells]
+    width = max([width, *(len(r.edges) for r in routes if r is not None)])
+    pad, zero = [NONE] * width, [0.0] * width
+    center = np.full(len(cells), NONE, dtype=np.intp)
+    flat_edges: list[int] = []
+    flat_weights: list[float] = []
+    count = np.zeros(len(cells), dtype=np.intp)
+    for n, route in enumerate(routes):
+        if route is None or route.center is None:
+            flat_edges += pad
+            flat_weights += zero
+            continue
+        k = len(route.edges)
+        if len(route.weights) != k:
+            raise ValueError(f"router state, cell {cells[n].id}: {k} edges but {len(route.weights)} weights")
+        center[n] = center_pos.get(route.center, UNKNOWN)
+        count[n] = k
+        flat_edges += [edge_pos.get(e, UNKNOWN) for e in route.edges]
+        flat_edges += pad[: width - k]
+        flat_weights += route.weights
+        flat_weights += zero[: width - k]
+    return CurrentRoutes(center, np.array(flat_edges, dtype=np.intp).reshape(len(cells), width),
+                         np.array(flat_weights, dtype=np.float64).reshape(len(cells), width), count)
