@@ -88,7 +88,7 @@ def test_a_large_cell_does_not_spend_its_answers_on_slivers() -> None:
     holding = RouteCosts(topo, topo.cells).columns([1], [CellState("c0", ("e0", "e1"), (3.99 / 8, 3.99 / 8))])
     ranked = np.array([[0, 1, 2, 3], [0, 1, 2, 3]], dtype=np.intp)
     allocation = planner.allocate(ranked, np.array([True, True]), budget, holding)
-    edges, shares = allocation.routes[0]
+    edges, shares = allocation.route(0, [e.id for e in topo.edges])
     assert edges == ("e2", "e3") and abs(sum(shares) - 1) < 1e-12
     assert float(allocation.room.min()) >= -1e-9, "nothing over budget"
 

@@ -165,3 +165,32 @@ def test_a_saved_state_with_mismatched_weights_is_refused_naming_its_file(tmp_pa
     assert data is not None
     with pytest.raises(StateError, match=r"state\.json: router state is invalid \(router state, cell FR: 2 edges but 1 weights\)"):
         store.router_state(data)
+
+
+def test_a_state_whose_cells_were_replaced_is_read_anew_not_from_the_arrays_kept_with_it() -> None:
+    """The router keeps its own routes as arrays with the state it returns and takes them back next time instead of
+    reading the state cell by cell. The loop replaces a state's cells (dataclasses.replace after a restart), which
+    carries those arrays over: they must then be ignored, and the result be the same as for a state built afresh.
+    The cells it hands out cannot be changed in place."""
+    import dataclasses
+
+    import pytest
+
+    from globalaccel.latency import LatencyModel
+    from globalaccel.routing import Router, RouterState
+
+    router, latency = Router(DEV), LatencyModel(DEV)
+    _, state = router.compute(latency, now=0.0)
+    with pytest.raises(TypeError):
+        state.cells[next(iter(state.cells))] = CellState(None, (), ())  # type: ignore[index]
+    # Every routed cell moved onto another edge of the catalog, its center kept: valid routes the router must judge.
+    spare = DEV.edges[-1].id
+    moved = {cid: cell._replace(edges=(spare,), weights=(1.0,), last_switch_at=0.0) if cell.center else cell
+             for cid, cell in state.cells.items()}
+    replaced = dataclasses.replace(state, cells=moved)
+    assert replaced.columns is state.columns  # carried over: the case this test is about
+    fresh_state = RouterState(state.generation, state.content_hash, moved)
+    got, got_state = router.compute(latency, now=1000.0, state=replaced)
+    want, want_state = Router(DEV).compute(latency, now=1000.0, state=fresh_state)
+    assert got.routes == want.routes and dict(got_state.cells) == dict(want_state.cells)
+    assert got.edge_load == want.edge_load

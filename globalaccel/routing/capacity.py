@@ -41,11 +41,16 @@ def id_ranks(cells: Sequence[Cell]) -> NDArray[np.intp]:
 
 
 class Allocation(NamedTuple):
-    routes: list[Route]  # per cell; ((), ()) for a cell with nothing to place
     room: NDArray[np.float64]  # (E,) budget left per edge with the held routes and the placed ones in it
     limit: NDArray[np.float64]  # (E,) each edge's budget (0: not healthy)
-    edges: NDArray[np.intp]  # (N, W) the same routes' edges as catalog positions, -1 padded
-    weights: NDArray[np.float64]  # (N, W) and their shares, 0 padded
+    edges: NDArray[np.intp]  # (N, W) each cell's planned edges as catalog positions, best first, -1 after the last
+    weights: NDArray[np.float64]  # (N, W) and each one's share of the cell's demand, 0 after the last
+
+    def route(self, n: int, edge_ids: Sequence[str]) -> Route:
+        """Cell n's planned route as ids and shares (built only for the cells that need one as objects)."""
+        row = self.edges[n]
+        count = int(np.count_nonzero(row >= 0))
+        return tuple([edge_ids[i] for i in row[:count].tolist()]), tuple(self.weights[n, :count].tolist())
 
 
 class CapacityPlanner:
@@ -80,22 +85,20 @@ class CapacityPlanner:
         for e, value in budget.items():
             limit[self._edge_pos[e]] = value
         if holding is None or not holding.cells.size:
-            routes, room, edges, weights = self._place(ranked, routable, limit, limit)
-            return Allocation(routes, room, limit, edges, weights)
+            room, edges, weights = self._place(ranked, routable, limit, limit)
+            return Allocation(room, limit, edges, weights)
         held_load = self._carried(holding.cells, holding.edges, holding.weights)
         held = np.zeros(len(self.cells), dtype=bool)
         held[holding.cells] = True
-        routes, room, edges, weights = self._place(ranked, routable & ~held, limit - held_load, limit)
-        planned, _, planned_edges, planned_weights = self._place(ranked, routable & held, room + held_load, limit)
-        for n in holding.cells.tolist():
-            routes[n] = planned[n]
+        room, edges, weights = self._place(ranked, routable & ~held, limit - held_load, limit)
+        _, planned_edges, planned_weights = self._place(ranked, routable & held, room + held_load, limit)
         edges[holding.cells], weights[holding.cells] = planned_edges[holding.cells], planned_weights[holding.cells]
-        return Allocation(routes, room, limit, edges, weights)
+        return Allocation(room, limit, edges, weights)
 
     def _place(self, ranked: NDArray[np.intp], routable: NDArray[np.bool_], limit: NDArray[np.float64],
-               budget: NDArray[np.float64]) -> tuple[list[Route], NDArray[np.float64], NDArray[np.intp], NDArray[np.float64]]:
+               budget: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.intp], NDArray[np.float64]]:
         """The routable cells placed together within `limit` (per edge; what the held routes leave of `budget`,
-        by which float rounding is judged): their routes, the room left, and the routes as arrays (Allocation)."""
+        by which float rounding is judged): the room left, and their routes as arrays (see Allocation)."""
         k = self.settings.answers
         edge_ids = self._edge_ids
         top = ranked[:, :k]
@@ -105,11 +108,6 @@ class CapacityPlanner:
         # Each edge's load from every cell's best-k split: summed in cell order, as a loop over cells would.
         flat = (self._demand * share)[:, None] * np.ones(top.shape[1])
         load_of = np.bincount(top[offered], weights=flat[offered], minlength=len(edge_ids))
-        tops, shares, counts = top.tolist(), share.tolist(), count.tolist()
-        alloc: list[Route] = [((), ())] * len(self.cells)
-        routed = np.nonzero(routable & (count > 0))[0].tolist()
-        for n in routed:
-            alloc[n] = tuple([edge_ids[i] for i in tops[n][: counts[n]]]), (shares[n],) * counts[n]
         width = max(k, self.settings.max_answers)
         edges = np.full((len(self.cells), width), -1, dtype=np.intp)
         weights = np.zeros((len(self.cells), width))
@@ -117,12 +115,11 @@ class CapacityPlanner:
         weights[:, : top.shape[1]] = np.where(offered, share[:, None], 0.0)
         overloaded = load_of > limit + budget * 1e-9
         if not overloaded.any():
-            return alloc, limit - load_of, edges, weights
+            return limit - load_of, edges, weights
         # Only cells that use an overloaded edge are re-placed; the others keep their best-k split, and their load
         # comes off the budgets first, in cell order (np.subtract.at applies each in turn, as a loop would).
         # Budgets by catalog position (0: not healthy).
-        routed_mask = np.zeros(len(self.cells), dtype=bool)
-        routed_mask[routed] = True
+        routed_mask = routable & (count > 0)
         on_overloaded = offered & overloaded[np.where(offered, top, 0)]
         moving_mask = routed_mask & on_overloaded.any(axis=1)
         staying = routed_mask & ~moving_mask
@@ -137,10 +134,8 @@ class CapacityPlanner:
         out_count = np.zeros(moving.size, dtype=np.int64)
         place_in_order(np.ascontiguousarray(ranked[moving], dtype=np.int64), self._demand[moving], remaining, k,
                        self.settings.max_answers, SLIVER, out_edges, out_shares, out_count)
-        for n, row, parts, taken in zip(moving.tolist(), out_edges.tolist(), out_shares.tolist(), out_count.tolist(), strict=True):
-            alloc[n] = tuple([edge_ids[i] for i in row[:taken]]), tuple(parts[:taken])
         edges[moving], weights[moving] = out_edges, out_shares
-        return alloc, remaining, edges, weights
+        return remaining, edges, weights
 
     def admit(self, allocation: Allocation, current: RouteColumns, fresh: RouteColumns,
               switching: NDArray[np.bool_]) -> NDArray[np.bool_]:

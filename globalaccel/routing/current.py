@@ -15,7 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from globalaccel.cells import Cell
-from globalaccel.routing.table import RouterState
+from globalaccel.routing.route_costs import RouteColumns
+from globalaccel.routing.table import CellState, RouterState
 
 NONE = -1  # no current center / padding after a route's last edge
 UNKNOWN = -2  # a center or edge the stack does not have
@@ -35,9 +36,37 @@ class CurrentRoutes(NamedTuple):
         return out
 
 
+class StateColumns(NamedTuple):
+    """A router's own routes of a state it made, as arrays, kept with that state (RouterState.columns)."""
+
+    owner: object  # the router's token: only it knows the cells (rows) and catalog (positions) they refer to
+    cells: Mapping[str, CellState]  # the very mapping they were made with (read-only): a state with other cells is read anew
+    routes: CurrentRoutes
+
+
+def served_as_current(served: RouteColumns, cells: int) -> CurrentRoutes:
+    """The routes decided this evaluation (rows: `served.cells`) as every cell's current route for the next one; NONE
+    for the cells without a route."""
+    center = np.full(cells, NONE, dtype=np.intp)
+    edges = np.full((cells, served.edges.shape[1]), NONE, dtype=np.intp)
+    weights = np.zeros((cells, served.edges.shape[1]))
+    center[served.cells], edges[served.cells], weights[served.cells] = served.center, served.edges, served.weights
+    lengths: NDArray[np.intp] = np.count_nonzero(edges >= 0, axis=1).astype(np.intp)
+    return CurrentRoutes(center, edges, weights, lengths)
+
+
 def current_routes(state: RouterState, cells: Sequence[Cell], center_pos: Mapping[str, int], edge_pos: Mapping[str, int],
-                   width: int) -> CurrentRoutes:
-    """The state's route of each of `cells` (rows in that order), at least `width` columns wide."""
+                   width: int, owner: object = None) -> CurrentRoutes:
+    """The state's route of each of `cells` (rows in that order), at least `width` columns wide. A state that the router
+    `owner` made itself, with its cells untouched since, gives the arrays kept with it."""
+    kept = state.columns
+    if owner is not None and isinstance(kept, StateColumns) and kept.owner is owner and kept.cells is state.cells:
+        arrays = kept.routes
+        extra = width - arrays.edges.shape[1]
+        if extra <= 0:
+            return arrays
+        return arrays._replace(edges=np.pad(arrays.edges, ((0, 0), (0, extra)), constant_values=NONE),
+                               weights=np.pad(arrays.weights, ((0, 0), (0, extra))))
     routes = [state.cells.get(cell.id) for cell in cells]
     width = max([width, *(len(r.edges) for r in routes if r is not None)])
     pad, zero = [NONE] * width, [0.0] * width

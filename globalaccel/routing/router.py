@@ -26,6 +26,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
@@ -37,9 +38,9 @@ from globalaccel.residency import Eligibility, Role
 from globalaccel.routing.candidates import CandidateSearch
 from globalaccel.routing.capacity import CapacityPlanner, id_ranks
 from globalaccel.routing.center_load import CenterLoad
-from globalaccel.routing.current import CurrentRoutes, current_routes
+from globalaccel.routing.current import NONE, CurrentRoutes, StateColumns, current_routes, served_as_current
 from globalaccel.routing.fallback import FallbackOrder
-from globalaccel.routing.hysteresis import Case, compare, judge, settle
+from globalaccel.routing.hysteresis import Case, judge, settle
 from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import (
     REASON_BEST,
@@ -58,6 +59,18 @@ from globalaccel.routing.table import (
     route_line,
 )
 from globalaccel.topology import Topology
+
+# Each cell's case before costs are compared (hysteresis.Case, plus the router's own two).
+_NOT_ROUTABLE, _LEAVING, _FIRST, _INVALID, _SAME, _JUDGE = range(6)
+
+
+def _same_rows(a: NDArray[np.intp], b: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """(N,) whether row n of a equals row n of b, both -1 padded (to different widths, maybe)."""
+    width = max(a.shape[1], b.shape[1])
+    pad_a = np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-1)
+    pad_b = np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1)
+    out: NDArray[np.bool_] = (pad_a == pad_b).all(axis=1)
+    return out
 
 
 @contextmanager
@@ -97,6 +110,7 @@ class Router:
         self._edge_pos = {eid: i for i, eid in enumerate(self._edge_ids)}
         self._center_pos = {c: i for i, c in enumerate(self._center_ids)}
         self._id_rank = id_ranks(self.cells)
+        self._token = object()  # marks the states this router made, whose routes as arrays it may take as they are
         self.groups = self._edge_groups()
         self.search = CandidateSearch(topology, self.cells)
         self._edge_ok = np.array([g.edge_mask for g in self.groups], dtype=bool)  # (G, E)
@@ -147,7 +161,8 @@ class Router:
         # (N, ranks) each cell's candidate edges (catalog positions), best first, -1 past its last
         ranked = np.full((len(self.cells), 1), -1, dtype=np.intp)
         allowed, lawful = self._center_masks(eligibility)
-        present = current_routes(state, self.cells, self._center_pos, self._edge_pos, max(1, self.settings.max_answers))
+        present = current_routes(state, self.cells, self._center_pos, self._edge_pos, max(1, self.settings.max_answers),
+                                 self._token)
         if healthy_idx.size:
             prefer, prev_edges = self.search.sticky(present, healthy_idx)
             edge_ok, cell_group = (self._edge_ok, self._cell_group) if self._constrained else (None, None)
@@ -185,14 +200,16 @@ class Router:
                                 present.weights[holding_rows]) if holding_rows.size else None)
         hold_at = np.full(len(self.cells), -1, dtype=np.intp)  # each cell's row in `holding` (-1: none)
         hold_at[holding_rows] = np.arange(holding_rows.size)
-        valid = valid_mask.tolist()
 
         budget = self.capacity.budgets(healthy_idx, routable)
         allocation = self.capacity.allocate(ranked, routable, budget, holding)
-        alloc = allocation.routes
-        # The fresh routes as arrays too (rows: cells), for costing them without converting them back.
+        # The fresh routes as arrays (rows: cells), costed as they are; as objects only for the cells that take one.
         fresh_routes = RouteColumns(np.arange(len(self.cells), dtype=np.intp), np.maximum(choice, 0), allocation.edges,
                                     allocation.weights)
+        edge_ids = self._edge_ids
+
+        def fresh_of(pos: int) -> CellState:
+            return CellState(fresh_center[pos], *allocation.route(pos, edge_ids))
 
         routes: dict[str, CellRoute] = {}
         new_cells: dict[str, CellState] = {}
@@ -206,31 +223,49 @@ class Router:
         steady, leg_band = latency.center_edge_steady_ms(now, hyst.steady_samples)
         steady_lookup = steady + latency.edge_penalty_ms(now, steady)[None, :]
         band = leg_band + np.median(leg_band, axis=0)[None, :]
+        # Each cell's case before any cost is compared (hysteresis.compare, for every cell at once).
+        moving_off = np.zeros(len(self.cells), dtype=bool)
+        moving_off[list(leaving)] = True
+        same = valid_mask & (present.center == choice) & _same_rows(present.edges, allocation.edges)
+        case = np.select([~routable, moving_off, present.center == NONE, ~valid_mask, same],
+                         [_NOT_ROUTABLE, _LEAVING, _FIRST, _INVALID, _SAME], _JUDGE).tolist()
         # One decision per routable cell, in cell order: (position, fresh route, decided route, reason).
         decisions: list[tuple[int, CellState, CellState, str]] = []
+        on_current: list[bool] = []  # per decision: its route is the cell's current one (its shares too)
         judged: list[tuple[int, CellState, CellState]] = []  # (decision index, current, fresh): costs decide
+        current_of = state.cells
         for pos, cell in enumerate(self.cells):
-            elig = eligibility[cell.country]
-            prev = state.cells.get(cell.id)
-            center = fresh_center[pos]
-            if not routable[pos] or center is None:
-                reason = REASON_FAIL_CLOSED if elig.fail_closed else REASON_NO_PATH
+            kind = case[pos]
+            if kind == _SAME:
+                # The fresh route is the current one: it keeps its capacity shares (hysteresis.settle), and the very
+                # objects it had when nothing else changed. Its fresh slot holds the same route (nothing reads its shares).
+                prev = current_of[cell.id]
+                decided = prev if prev.pending == 0 else CellState(prev.center, prev.edges, prev.weights, 0, prev.last_switch_at)
+                decisions.append((pos, decided, decided, REASON_BEST))
+                on_current.append(True)
+            elif kind == _NOT_ROUTABLE:
+                was = current_of.get(cell.id)
+                reason = REASON_FAIL_CLOSED if eligibility[cell.country].fail_closed else REASON_NO_PATH
                 routes[cell.id] = CellRoute(cell.id, cell.country, None, (), reason)
                 lines[cell.id] = route_line(cell.id, None, (), (), ())
-                switched_at = now if prev is not None and prev.center is not None else (prev.last_switch_at if prev else None)
+                switched_at = now if was is not None and was.center is not None else (was.last_switch_at if was else None)
                 new_cells[cell.id] = CellState(None, (), (), 0, switched_at)
-                continue
-            fresh = CellState(center, *alloc[pos])
-            if pos in leaving:
-                # Moved off a center beyond its capacity: like a center lost, no hysteresis holds it there.
-                decisions.append((pos, fresh, fresh._replace(last_switch_at=now), REASON_CENTER_FULL))
-                continue
-            case = Case.FIRST if prev is None or prev.center is None else compare(prev, fresh, valid[pos])
-            if case is Case.JUDGE and prev is not None:
+            elif kind == _JUDGE:
+                prev = current_of[cell.id]
+                fresh = fresh_of(pos)
                 judged.append((len(decisions), prev, fresh))
                 decisions.append((pos, fresh, prev, REASON_HELD))  # until judged below
-            else:
-                decisions.append((pos, fresh, settle(case, prev, fresh, now), REASON_BEST))
+                on_current.append(True)
+            elif kind == _LEAVING:
+                # Moved off a center beyond its capacity: like a center lost, no hysteresis holds it there.
+                fresh = fresh_of(pos)
+                decisions.append((pos, fresh, fresh._replace(last_switch_at=now), REASON_CENTER_FULL))
+                on_current.append(False)
+            else:  # FIRST (a cell's very first route is not a switch) or INVALID: the fresh route at once
+                fresh = fresh_of(pos)
+                decisions.append((pos, fresh, settle(Case.FIRST if kind == _FIRST else Case.INVALID, current_of.get(cell.id), fresh, now),
+                                  REASON_BEST))
+                on_current.append(False)
         if judged:
             rows = np.array([decisions[i][0] for i, _, _ in judged], dtype=np.intp)
             # Judged cells may hold their route, so it is in `holding`.
@@ -252,12 +287,15 @@ class Router:
                 pos = decisions[i][0]
                 decisions[i] = ((pos, fresh, fresh._replace(last_switch_at=now), REASON_BEST) if moves
                                 else (pos, fresh, prev._replace(pending=count), REASON_HELD))
+                on_current[i] = not moves
         decisions = [(pos, fresh, decided, REASON_CENTER_FULL if pos in shed and reason == REASON_BEST else reason)
                      for pos, fresh, decided, reason in decisions]
         if self.center_load.limited:
-            decisions = self._release_holds_beyond_capacity(decisions, now)
+            released = self._release_holds_beyond_capacity(decisions, now)
+            on_current = [kept and after is before for kept, after, before in zip(on_current, released, decisions, strict=True)]
+            decisions = released
         # Each answer's RTT with the latest figures, for every routed cell at once.
-        served = self._served(decisions, state, holding, hold_at, fresh_routes)
+        served = self._served(decisions, on_current, holding, hold_at, fresh_routes)
         answer_costs = self.costs.per_answer(served, center_edge + penalty[None, :], latency.physics).tolist()
         address = self._addresses
         for (pos, _, decided, reason), costs in zip(decisions, answer_costs, strict=True):
@@ -287,24 +325,25 @@ class Router:
         digest = hash_lines(lines)
         generation = state.generation + 1 if digest != state.content_hash else state.generation
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
-        out = RouterState(generation, digest, new_cells)
+        # Read-only: the routes as arrays kept with it are only good for these very cells (routing.current).
+        cells_view = MappingProxyType(new_cells)
+        out = RouterState(generation, digest, cells_view, StateColumns(self._token, cells_view, served_as_current(served, len(self.cells))))
         return table, out
 
-    def _served(self, decisions: list[tuple[int, CellState, CellState, str]], state: RouterState,
-                holding: RouteColumns | None, hold_at: NDArray[np.intp], fresh_routes: RouteColumns) -> RouteColumns:
+    @staticmethod
+    def _served(decisions: list[tuple[int, CellState, CellState, str]], on_current: list[bool], holding: RouteColumns | None,
+                hold_at: NDArray[np.intp], fresh_routes: RouteColumns) -> RouteColumns:
         """The decided routes as arrays, row by row from those already built: a decided route is the cell's current
-        one (held, or the same route keeping its shares) or its fresh one."""
+        one (held, or the same route keeping its shares: then the cell may hold it, so it is in `holding`) or its
+        fresh one."""
         positions = np.array([pos for pos, _, _, _ in decisions], dtype=np.intp)
         fresh = fresh_routes.take(positions)
-        if holding is None:
+        current = np.array(on_current, dtype=bool)
+        if holding is None or not current.any():
             return fresh
         held_rows = hold_at[positions]
-        on_current = np.zeros(len(decisions), dtype=bool)
-        for i, ((pos, _, decided, _), row) in enumerate(zip(decisions, held_rows.tolist(), strict=True)):
-            if row >= 0:
-                prev = state.cells[self.cells[pos].id]
-                on_current[i] = (decided.center, decided.edges, decided.weights) == (prev.center, prev.edges, prev.weights)
-        return RouteColumns.pick(holding.take(np.maximum(held_rows, 0)), fresh, ~on_current)
+        assert bool((held_rows[current] >= 0).all()), "a route kept as it is must be one the cell may hold"
+        return RouteColumns.pick(holding.take(np.maximum(held_rows, 0)), fresh, ~current)
 
     def _holds_beyond_center_capacity(self, current: CurrentRoutes, valid: NDArray[np.bool_], choice: NDArray[np.intp],
                                       leaving: set[int]) -> set[int]:

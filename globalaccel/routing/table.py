@@ -78,6 +78,9 @@ class RouterState:
     generation: int = 0
     content_hash: str = ""
     cells: Mapping[str, CellState] = field(default_factory=dict)
+    # The same routes as arrays, as the router that made this state keeps them (routing.current.StateColumns), so that
+    # its next evaluation need not read them back cell by cell. Not part of the state's value.
+    columns: object = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, object]:
         return {
