@@ -30,9 +30,10 @@ TIE_BREAK_MS = 1e-9
 # Below this many (cell, edge) pairs a dense score of every edge beats k-d queries (measured on the
 # prod stack: 249 x 3200 dense 24 ms, k-d path 41 ms); above it the k-d tree wins by far.
 DENSE_LIMIT = 2_000_000
-# Nearest-edge answers kept per width while health stays the same, up to this many (cell, edge) entries
-# (16 bytes each: 100,000 cells at 64 edges is 102 MB).
-NEAR_CACHE_ENTRIES = 8_000_000
+# Nearest-edge answers kept per width while health stays the same, up to this many (cell, edge) entries, 16 bytes
+# each: at most 192 MB. 100,000 cells at 64 edges and the 7,343 of them their ball does not prove at 512 take 10.2
+# million; asking the tree again for those every cycle cost 0.2 s of a 1.4 s evaluation (benchmarks/bench_cells.py).
+NEAR_CACHE_ENTRIES = 12_000_000
 DENSE_CHUNK = 2_000  # rows per dense block: bounds memory at ~50 MB per (rows x edges) matrix
 
 
@@ -94,6 +95,42 @@ class Scoring(NamedTuple):
         return ~self.edge_ok[groups[:, None], catalog]
 
 
+class _KeptBalls:
+    """The nearest-edge balls of one width asked so far: line_of[cell] is the cell's line of angles and nears (-1: not
+    asked). Lines are added, never moved; the arrays grow as the caller says (by doubling, within its bound)."""
+
+    def __init__(self, line_of: NDArray[np.int64], angles: NDArray[np.float64], nears: NDArray[np.int64]) -> None:
+        self.line_of, self._angles, self._nears, self.used = line_of, angles, nears, 0
+
+    @classmethod
+    def empty(cls, cells: int, width: int) -> _KeptBalls:
+        return cls(np.full(cells, -1, dtype=np.int64), np.zeros((0, width)), np.zeros((0, width), dtype=np.int64))
+
+    @property
+    def capacity(self) -> int:
+        """Lines allocated (kept or room for more)."""
+        return int(self._angles.shape[0])
+
+    @property
+    def angles(self) -> NDArray[np.float64]:
+        return self._angles[: self.used]
+
+    @property
+    def nears(self) -> NDArray[np.int64]:
+        return self._nears[: self.used]
+
+    def add(self, rows: NDArray[np.intp], size: int, angles: NDArray[np.float64], nears: NDArray[np.int64]) -> None:
+        """Keep these rows' balls, growing to `size` lines if they do not fit."""
+        end = self.used + rows.size
+        if end > self._angles.shape[0]:
+            grown_angles, grown_nears = np.zeros((size, angles.shape[1])), np.zeros((size, angles.shape[1]), dtype=np.int64)
+            grown_angles[: self.used], grown_nears[: self.used] = self.angles, self.nears
+            self._angles, self._nears = grown_angles, grown_nears
+        self._angles[self.used : end], self._nears[self.used : end] = angles, nears
+        self.line_of[rows] = np.arange(self.used, end)
+        self.used = end
+
+
 class CandidateSearch:
     """Geometry of one topology and its cells, cached across cycles."""
 
@@ -107,8 +144,7 @@ class CandidateSearch:
         self._edge_xyz = unit_vectors(np.array([e.lat for e in topology.edges]), np.array([e.lon for e in topology.edges]))
         self._cell_xyz = unit_vectors(np.array([c.lat for c in self.cells]), np.array([c.lon for c in self.cells]))
         self._tree_cache: tuple[frozenset[int], cKDTree] | None = None
-        # width -> (chords (N, width), positions (N, width), which rows are filled), for the tree cached above
-        self._near_cache: dict[int, tuple[NDArray[np.float64], NDArray[np.intp], NDArray[np.bool_]]] = {}
+        self._near_cache: dict[int, _KeptBalls] = {}  # width -> the balls asked of the tree cached above
 
     def _tree(self, healthy_idx: NDArray[np.intp]) -> cKDTree:
         key = frozenset(int(i) for i in healthy_idx)
@@ -121,27 +157,30 @@ class CandidateSearch:
                  width: int) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
         """(angle in radians, position in the healthy subset) of each row's `width` nearest healthy edges, nearest
         first, as lines of two arrays, and which line is each row's. Geometry only: while the healthy set stays the
-        same, a width's answers are kept for every row asked before (the loop asks every cycle; the widest balls,
-        rarely asked, are not kept), and the rows' lines are the cells' own (no copy)."""
+        same, each row's answer for a width is kept once asked (the loop asks mostly the same rows every cycle), up to
+        NEAR_CACHE_ENTRIES (cell, edge) entries over all widths; rows beyond that are asked without keeping them."""
         tree = self._tree(healthy_idx)
-        if len(self.cells) * width > NEAR_CACHE_ENTRIES:
-            chord, near = tree.query(self._cell_xyz[rows], k=width, workers=-1)
-            return (_angle(np.asarray(chord, dtype=np.float64).reshape(rows.size, width)),
-                    np.asarray(near, dtype=np.int64).reshape(rows.size, width), np.arange(rows.size, dtype=np.int64))
-        cached = self._near_cache.get(width)
-        if cached is None and sum(c[0].size for c in self._near_cache.values()) + len(self.cells) * width > NEAR_CACHE_ENTRIES:
-            self._near_cache.clear()  # the bound holds for every width kept together
-        if cached is None:
-            cached = self._near_cache[width] = (np.zeros((len(self.cells), width)), np.zeros((len(self.cells), width), dtype=np.int64),
-                                                np.zeros(len(self.cells), dtype=bool))
-        angles, nears, known = cached
-        missing = rows[~known[rows]]
+        kept = self._near_cache.get(width)
+        missing = rows if kept is None else rows[kept.line_of[rows] < 0]
         if missing.size:
+            held = sum(k.capacity * w for w, k in self._near_cache.items())
+            capacity, used = (0, 0) if kept is None else (kept.capacity, kept.used)
+            end = used + missing.size
+            spare_lines = (NEAR_CACHE_ENTRIES - held) // width  # lines this width may still add
+            if end - capacity > spare_lines:
+                # No room: asked without keeping. What is kept stays (the narrow balls, asked of every cell every cycle,
+                # are asked first), until the healthy set changes.
+                chord, near = tree.query(self._cell_xyz[rows], k=width, workers=-1)
+                return (_angle(np.asarray(chord, dtype=np.float64).reshape(rows.size, width)),
+                        np.asarray(near, dtype=np.int64).reshape(rows.size, width), np.arange(rows.size, dtype=np.int64))
+            if kept is None:
+                kept = self._near_cache[width] = _KeptBalls.empty(len(self.cells), width)
             chord, near = tree.query(self._cell_xyz[missing], k=width, workers=-1)
-            angles[missing] = _angle(np.asarray(chord, dtype=np.float64).reshape(missing.size, width))
-            nears[missing] = np.asarray(near, dtype=np.int64).reshape(missing.size, width)
-            known[missing] = True
-        return angles, nears, np.asarray(rows, dtype=np.int64)
+            size = max(end, min(2 * capacity, capacity + spare_lines))
+            kept.add(missing, size, _angle(np.asarray(chord, dtype=np.float64).reshape(missing.size, width)),
+                     np.asarray(near, dtype=np.int64).reshape(missing.size, width))
+        assert kept is not None
+        return kept.angles, kept.nears, kept.line_of[rows]
 
     def margin(self, cost: NDArray[np.float64]) -> NDArray[np.float64]:
         hyst = self.settings.hysteresis
