@@ -1,13 +1,15 @@
-"""The router's compiled kernels (numba) against the rules they replaced, written here in plain Python and numpy as
-they were in the router before (globalaccel 016b1cd). The kernels are a speed-up only: every figure must be the same
-to the last bit, or a decision sitting exactly at a margin could tip. Random worlds via hypothesis; the router's own
-behaviour is tested elsewhere (test_capacity_holds, test_center_capacity, test_hysteresis, ...)."""
+"""The router's speed-ups are invisible: its compiled kernels (numba) against the rules they replaced, written here in
+plain Python and numpy as they were in the router before (globalaccel 016b1cd), and its kept nearest-edge balls against
+asking the tree every time. Every figure must be the same to the last bit, or a decision sitting exactly at a margin
+could tip. Random worlds via hypothesis; the router's own behaviour is tested elsewhere (test_capacity_holds,
+test_center_capacity, test_hysteresis, ...)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
@@ -173,3 +175,45 @@ def test_ball_kernels_read_each_row_from_its_own_line() -> None:
               np.empty(0, dtype=np.int64), np.arange(3, dtype=np.int64), key_base, best)
     assert key_base[0].tolist() == [0.05 * 100.0 + 1.0 + 0.0 + 1 * TIE_BREAK_MS, 0.06 * 100.0 + 1.0 + 0.0 + 2 * TIE_BREAK_MS]
     assert best[0, 1] == 0.1 * 100.0 + 1.0 + 0.0 + 0 * TIE_BREAK_MS + 10.0
+
+
+@pytest.mark.parametrize("entries", [0, 150_000, 96_000 + 1_472 * 512])
+def test_nearest_balls_kept_within_any_bound_give_the_same_tables(entries: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Candidate search keeps each row's nearest-edge ball once asked, within NEAR_CACHE_ENTRIES, and asks the tree
+    without keeping what does not fit. Whatever the bound (nothing kept, some widths or rows kept, everything), the
+    tables over cycles with moving latencies and a lost edge are the very same. (1,500 cells: 96,000 entries at 64
+    edges, and about 1,470 of them at 512: the last bound keeps the first cycle's 512-edge balls and no more.)"""
+    import random
+
+    import globalaccel.routing.candidates as candidates
+    from globalaccel.cells import Cell
+    from globalaccel.latency import LatencyModel
+    from globalaccel.routing import Router, RouterState
+    from globalaccel.routing.table import Health
+    from globalaccel.topology import load_stack
+    from tests.conftest import STACKS
+
+    topo = load_stack("prod", STACKS)  # 3,200 edges: the nearest-edge balls of 64 and 512
+    spread = random.Random(3)
+    cells = [Cell(f"g{i}", e.country, e.lat + spread.uniform(-1, 1), e.lon + spread.uniform(-1, 1), float(spread.randint(1, 100)))
+             for i, e in enumerate(spread.choices(topo.edges, k=1500))]
+
+    def run() -> list[tuple[str, object]]:
+        router, latency, rng = Router(topo, cells), LatencyModel(topo), random.Random(5)
+        state: RouterState | None = None
+        out: list[tuple[str, object]] = []
+        for cycle in range(4):
+            for ci, center in enumerate(topo.center_ids):
+                for ei, edge in enumerate(topo.edges):
+                    latency.record(center, edge.id, float(latency.physics_center_edge[ci, ei]) + rng.uniform(0, 20), 5.0 * cycle)
+            health = Health.all_up(topo)
+            if cycle == 2:
+                health = Health(health.edges - {topo.edges[0].id}, health.centers)
+            table, state = router.compute(latency, health, 5.0 * cycle, state)
+            out.append((table.content_hash, sorted(table.routes.items())))
+        return out
+
+    monkeypatch.setattr(candidates, "NEAR_CACHE_ENTRIES", 10**9)
+    reference = run()
+    monkeypatch.setattr(candidates, "NEAR_CACHE_ENTRIES", entries)
+    assert run() == reference
