@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from globalaccel.routing.ball_scores import ball_best, ball_ranks
 from globalaccel.routing.candidates import TIE_BREAK_MS, _top_k
 from globalaccel.routing.capacity import SLIVER
+from globalaccel.routing.final_ranks import final_ranks
 from globalaccel.routing.greedy import place_in_order
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -217,3 +218,50 @@ def test_nearest_balls_kept_within_any_bound_give_the_same_tables(entries: int, 
     reference = run()
     monkeypatch.setattr(candidates, "NEAR_CACHE_ENTRIES", entries)
     assert run() == reference
+
+
+def _numpy_final_ranks(ranked: NDArray[np.int64], cost: NDArray[np.float64], choice: NDArray[np.int64], prefer: NDArray[np.int64],
+                       current: NDArray[np.int64], absolute_ms: float, relative: float, healthy_idx: NDArray[np.int64],
+                       edge_ok: NDArray[np.bool_] | None, group: NDArray[np.int64]) -> NDArray[np.int64]:
+    """candidates.favour_current_edges and the router's drop of forbidden ranks, as at 016b1cd."""
+    same = (choice >= 0) & (choice == prefer)
+    if same.any():
+        hit = (ranked[:, :, None] == current[:, None, :]).any(axis=2) & same[:, None]
+        with np.errstate(invalid="ignore"):  # infinity's margin: NaN, as in the router
+            adjusted = cost - np.where(hit, np.maximum(absolute_ms, relative * cost), 0.0)
+        ranked = np.take_along_axis(ranked, np.argsort(adjusted, axis=1, kind="stable"), axis=1)
+    out = healthy_idx[ranked]
+    if edge_ok is not None:
+        ok = edge_ok[group[:, None], out]
+        order = np.argsort(~ok, axis=1, kind="stable")
+        out = np.where(np.take_along_axis(ok, order, axis=1), np.take_along_axis(out, order, axis=1), -1)
+    out[choice < 0] = -1
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans(), st.booleans())
+def test_final_ranks_kernel_orders_as_numpy_did(seed: int, constrained: bool, ties: bool) -> None:
+    rng = np.random.default_rng(seed)
+    rows, n_healthy = int(rng.integers(1, 40)), int(rng.integers(4, 50))
+    keep, width = int(rng.integers(1, min(12, n_healthy) + 1)), int(rng.integers(1, 5))
+    ranked = np.stack([rng.choice(n_healthy, size=keep, replace=False) for _ in range(rows)]).astype(np.int64)
+    cost = np.sort(rng.uniform(0.0, 200.0, (rows, keep)).round(0 if ties else 6), axis=1)
+    cost[rng.random((rows, keep)) < 0.1] = np.inf  # forbidden edges: the margin of infinity gives NaN, sorted last
+    cost = np.sort(cost, axis=1)
+    for row in np.flatnonzero(rng.random(rows) < 0.2):  # rows not cheapest first: sorted too once any cell is favoured
+        cost[row] = rng.permutation(cost[row])
+    choice = rng.integers(-1, 3, rows).astype(np.int64)
+    prefer = np.where(rng.random(rows) < 0.7, choice, rng.integers(-1, 3, rows)).astype(np.int64)
+    current = np.where(rng.random((rows, width)) < 0.6, ranked[:, rng.integers(0, keep, width)], -1).astype(np.int64)
+    healthy_idx = np.sort(rng.choice(4 * n_healthy, size=n_healthy, replace=False)).astype(np.int64)
+    groups = rng.integers(0, 3, rows).astype(np.int64)
+    edge_ok = rng.random((3, 4 * n_healthy)) < 0.7
+    absolute_ms, relative = float(rng.choice([0.0, 2.0, 5.0])), float(rng.choice([0.0, 0.05, 0.1]))
+
+    want = _numpy_final_ranks(ranked, cost, choice, prefer, current, absolute_ms, relative, healthy_idx,
+                              edge_ok if constrained else None, groups)
+    got = np.empty(ranked.shape, dtype=np.int64)
+    final_ranks(ranked, cost, choice, prefer, current, absolute_ms, relative, healthy_idx,
+                edge_ok if constrained else np.ones((1, 1), dtype=bool), groups if constrained else np.empty(0, dtype=np.int64), got)
+    assert got.tolist() == want.tolist()

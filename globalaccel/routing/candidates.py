@@ -188,8 +188,9 @@ class CandidateSearch:
 
     def sticky(self, current: CurrentRoutes, healthy_idx: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """Each cell's current center (-1 if none, or one the stack no longer has) and current edges as positions in
-        the healthy subset (-1 padded, and for an edge not healthy). Candidate generation favours them by the
-        hysteresis margin, so noise cannot reshuffle near-equal choices; whether to switch is then _decide's business."""
+        the healthy subset (-1 padded, and for an edge not healthy). Center choice and the final ranks
+        (routing.final_ranks) favour them by the hysteresis margin, so noise cannot reshuffle near-equal choices;
+        whether to switch is then hysteresis' business."""
         position = np.full(len(self._edge_ids), -1, dtype=np.intp)
         position[healthy_idx] = np.arange(healthy_idx.size)
         width = max(1, self.settings.max_answers)
@@ -197,20 +198,6 @@ class CandidateSearch:
         edges = current.edges[:, :width]
         prev_edges = np.where(edges >= 0, position[np.maximum(edges, 0)], -1)
         return prefer, prev_edges
-
-    def favour_current_edges(self, choice: NDArray[np.intp], prefer: NDArray[np.intp], prev_edges: NDArray[np.intp],
-                              ranked: NDArray[np.intp], cost: NDArray[np.float64]) -> NDArray[np.intp]:
-        """Re-rank each cell's candidates with its current edges' costs lowered by the margin (only
-        where the center stays the same)."""
-        same = (choice >= 0) & (choice == prefer)
-        if not same.any():
-            return ranked
-        # Padding is -1 and candidate positions are >= 0, so padding never matches.
-        current = (ranked[:, :, None] == prev_edges[:, None, :]).any(axis=2) & same[:, None]
-        adjusted = cost - np.where(current, self.margin(cost), 0.0)
-        order = np.argsort(adjusted, axis=1, kind="stable")
-        reranked: NDArray[np.intp] = np.take_along_axis(ranked, order, axis=1)
-        return reranked
 
     def select(
         self,

@@ -11,6 +11,7 @@ never in it, so no failover can leave the allowed set.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from globalaccel.cells import Cell
@@ -33,6 +34,19 @@ class FallbackOrder:
 
     def allowed(self, country: str) -> tuple[str, ...]:
         return tuple(c for tier in self._tiers(country) for c in tier)
+
+    def after_each(self, cells: Sequence[Cell], center_ids: Sequence[str]) -> Callable[[int, int], tuple[str, ...]]:
+        """after() by cell position in `cells` and center position in `center_ids`, for a caller that asks for every
+        cell each evaluation: a list lookup rather than a dict lookup keyed by a new tuple."""
+        known: list[list[tuple[str, ...] | None]] = [[None] * len(center_ids) for _ in cells]
+
+        def lookup(pos: int, center: int) -> tuple[str, ...]:
+            found = known[pos][center]
+            if found is None:
+                found = known[pos][center] = self.after(cells[pos], center_ids[center])
+            return found
+
+        return lookup
 
     def after(self, cell: Cell, center: str) -> tuple[str, ...]:
         # A pure function of the stack: computed once per (cell, center), every later cycle reads it.

@@ -40,6 +40,7 @@ from globalaccel.routing.capacity import CapacityPlanner, id_ranks
 from globalaccel.routing.center_load import CenterLoad
 from globalaccel.routing.current import NONE, CurrentRoutes, StateColumns, current_routes, served_as_current
 from globalaccel.routing.fallback import FallbackOrder
+from globalaccel.routing.final_ranks import final_ranks
 from globalaccel.routing.hysteresis import Case, judge, settle
 from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import (
@@ -121,6 +122,8 @@ class Router:
         self.capacity = CapacityPlanner(topology, self.cells)
         self.center_load = CenterLoad(topology, self.cells)
         self.fallback = FallbackOrder(topology)
+        self._fallback_of = self.fallback.after_each(self.cells, self._center_ids)
+        self._ids_sorted = sorted(c.id for c in self.cells)  # the table hash's order: every cell has a line
         self._countries = sorted({c.country for c in self.cells})
         country_pos = {code: k for k, code in enumerate(self._countries)}
         self._cell_country = np.array([country_pos[c.country] for c in self.cells], dtype=np.intp)
@@ -174,16 +177,16 @@ class Router:
             # Load may spill to any center the rule allows (a later tier too: lawful, only less preferred).
             if self.center_load.limited:
                 shed = self.center_load.shed(choice, ranked_idx, ranked_cost, lawful, again, prefer)
-            ranked_idx = self.search.favour_current_edges(choice, prefer, prev_edges, ranked_idx, ranked_cost)
-            ranked = healthy_idx[ranked_idx]
-            if self._constrained:
-                # Ranks past a cell's allowed edges hold forbidden ones (infinite cost): never offered.
-                ok = self._edge_ok[self._cell_group[:, None], ranked]
-                order = np.argsort(~ok, axis=1, kind="stable")  # allowed first, in rank order
-                ranked = np.where(np.take_along_axis(ok, order, axis=1), np.take_along_axis(ranked, order, axis=1), -1)
-            ranked[choice < 0] = -1
+            # Current edges favoured by the margin where the center stays, so that noise cannot reshuffle near-equal
+            # edges; ranks past a cell's allowed edges hold forbidden ones (infinite cost): never offered.
+            hyst = self.settings.hysteresis
+            ranked = np.empty(ranked_idx.shape, dtype=np.int64)
+            edge_ok_arg, group_arg = ((self._edge_ok, self._cell_group.astype(np.int64)) if self._constrained
+                                      else (np.ones((1, 1), dtype=bool), np.empty(0, dtype=np.int64)))
+            final_ranks(ranked_idx.astype(np.int64, copy=False), ranked_cost, choice.astype(np.int64, copy=False),
+                        prefer.astype(np.int64, copy=False), prev_edges.astype(np.int64, copy=False), hyst.absolute_ms,
+                        hyst.relative, healthy_idx.astype(np.int64, copy=False), edge_ok_arg, group_arg, ranked)
         routable = choice >= 0
-        fresh_center = [self._center_ids[c] if c >= 0 else None for c in choice.tolist()]
         # Cells whose current route may stay (hysteresis decides whether it does): the capacity plan keeps their
         # current load in place, places the cells that must move around it, then plans these in what is left.
         valid_mask = self._still_valid(present, healthy_idx, allowed, lawful, choice)
@@ -209,7 +212,7 @@ class Router:
         edge_ids = self._edge_ids
 
         def fresh_of(pos: int) -> CellState:
-            return CellState(fresh_center[pos], *allocation.route(pos, edge_ids))
+            return CellState(self._center_ids[choice[pos]], *allocation.route(pos, edge_ids))
 
         routes: dict[str, CellRoute] = {}
         new_cells: dict[str, CellState] = {}
@@ -288,8 +291,9 @@ class Router:
                 decisions[i] = ((pos, fresh, fresh._replace(last_switch_at=now), REASON_BEST) if moves
                                 else (pos, fresh, prev._replace(pending=count), REASON_HELD))
                 on_current[i] = not moves
-        decisions = [(pos, fresh, decided, REASON_CENTER_FULL if pos in shed and reason == REASON_BEST else reason)
-                     for pos, fresh, decided, reason in decisions]
+        if shed:
+            decisions = [(pos, fresh, decided, REASON_CENTER_FULL if pos in shed and reason == REASON_BEST else reason)
+                         for pos, fresh, decided, reason in decisions]
         if self.center_load.limited:
             released = self._release_holds_beyond_capacity(decisions, now)
             on_current = [kept and after is before for kept, after, before in zip(on_current, released, decisions, strict=True)]
@@ -297,32 +301,35 @@ class Router:
         # Each answer's RTT with the latest figures, for every routed cell at once.
         served = self._served(decisions, on_current, holding, hold_at, fresh_routes)
         answer_costs = self.costs.per_answer(served, center_edge + penalty[None, :], latency.physics).tolist()
-        address = self._addresses
-        for (pos, _, decided, reason), costs in zip(decisions, answer_costs, strict=True):
-            cell = self.cells[pos]
-            elig = eligibility[cell.country]
-            if reason == REASON_BEST and decided.center not in elig.tiers[0]:
+        address, cells, kept_lines, fallback_of = self._addresses, self.cells, self._lines, self._fallback_of
+        # Built with tuple.__new__: a NamedTuple's own constructor is a Python function, twice the cost, and this loop
+        # builds one route and its answers per cell (100,000 at a time).
+        build = tuple.__new__
+        for (pos, _, decided, reason), costs, center_at in zip(decisions, answer_costs, served.center.tolist(), strict=True):
+            cell, center = cells[pos], decided.center
+            assert center is not None
+            if reason == REASON_BEST and center not in eligibility[cell.country].tiers[0]:
                 reason = REASON_FALLBACK
-            assert decided.center is not None
-            by_edge = address[decided.center]
-            answers = tuple([Answer(e, by_edge[e], w, c) for e, w, c in zip(decided.edges, decided.weights, costs, strict=False)])
-            fallback = self.fallback.after(cell, decided.center)
-            routes[cell.id] = CellRoute(cell.id, cell.country, decided.center, answers, reason, fallback)
-            new_cells[cell.id] = decided
+            by_edge = address[center]
+            answers = tuple([build(Answer, (e, by_edge[e], w, c)) for e, w, c in zip(decided.edges, decided.weights, costs, strict=False)])
+            fallback = fallback_of(pos, center_at)
+            cid = cell.id
+            routes[cid] = build(CellRoute, (cid, cell.country, center, answers, reason, fallback))
+            new_cells[cid] = decided
             # The hash's line of a cell whose decision is unchanged (most, most cycles) is not formatted again.
-            key = (decided.center, decided.edges, decided.weights, fallback)
-            known = self._lines.get(cell.id)
+            key = (center, decided.edges, decided.weights, fallback)
+            known = kept_lines.get(cid)
             # The very weights tuple hashed before (a held or unchanged route keeps it), not one that compares
             # equal: 1 == 1.0, but their reprs differ, and the line holds the repr.
             if known is None or known[0][2] is not decided.weights or known[0] != key:
-                known = self._lines[cell.id] = (key, route_line(cell.id, *key))
-            lines[cell.id] = known[1]
+                known = kept_lines[cid] = (key, route_line(cid, *key))
+            lines[cid] = known[1]
 
         load = self.capacity.load(served.cells, served.edges, served.weights)
         # Excess within float rounding of the budget (the greedy fills edges exactly) is not overflow.
         # fsum: the same total whatever order the edges come in.
         overflow = math.fsum(max(0.0, v - budget.get(e, 0.0) * (1 + 1e-9)) for e, v in load.items())
-        digest = hash_lines(lines)
+        digest = hash_lines(lines, self._ids_sorted)
         generation = state.generation + 1 if digest != state.content_hash else state.generation
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
         # Read-only: the routes as arrays kept with it are only good for these very cells (routing.current).
@@ -340,10 +347,14 @@ class Router:
         fresh = fresh_routes.take(positions)
         current = np.array(on_current, dtype=bool)
         if holding is None or not current.any():
-            return fresh
-        held_rows = hold_at[positions]
-        assert bool((held_rows[current] >= 0).all()), "a route kept as it is must be one the cell may hold"
-        return RouteColumns.pick(holding.take(np.maximum(held_rows, 0)), fresh, ~current)
+            served = fresh
+        else:
+            held_rows = hold_at[positions]
+            assert bool((held_rows[current] >= 0).all()), "a route kept as it is must be one the cell may hold"
+            served = RouteColumns.pick(holding.take(np.maximum(held_rows, 0)), fresh, ~current)
+        # As wide as the longest route (padding is -1 after each route's last edge): every column is costed.
+        width = max(1, int(np.count_nonzero(served.edges >= 0, axis=1).max(initial=0)))
+        return RouteColumns(served.cells, served.center, served.edges[:, :width], served.weights[:, :width])
 
     def _holds_beyond_center_capacity(self, current: CurrentRoutes, valid: NDArray[np.bool_], choice: NDArray[np.intp],
                                       leaving: set[int]) -> set[int]:
