@@ -14,6 +14,9 @@ COPY --from=build /install /usr/local
 # /tmp are volumes).
 RUN groupadd --gid 10001 globalaccel && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin globalaccel
 USER 10001:10001
+# numba keeps the router's compiled kernels here (globalaccel.routing.compiled): the pods' /tmp is a writable volume,
+# the install is read-only and the user has no home. Compiled once per pod, about 3 s, at its first evaluation.
+ENV NUMBA_CACHE_DIR=/tmp/numba
 WORKDIR /var/lib/globalaccel
 ENTRYPOINT ["globalaccel"]
 CMD ["--help"]

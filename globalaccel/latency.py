@@ -21,6 +21,10 @@ from globalaccel.geo import EARTH_RADIUS_KM, angles_between, great_circle_km, un
 from globalaccel.settings import LatencySettings
 from globalaccel.topology import Topology
 
+# No probe waits a minute for an answer. Beyond this a figure is a fault, and a sum of such figures can overflow to
+# infinity, where costs no longer order edges.
+MAX_RTT_MS = 60_000.0
+
 
 @dataclass(frozen=True)
 class PhysicsModel:
@@ -77,8 +81,8 @@ class PathStats:
     def record(self, rtt_ms: float | None, now: float) -> None:
         """Record one probe: an RTT in ms, or None for a loss (timeout, refused)."""
         if rtt_ms is not None:
-            if not math.isfinite(rtt_ms) or rtt_ms < 0:
-                raise ValueError(f"RTT must be a finite non-negative number, got {rtt_ms!r}")
+            if not math.isfinite(rtt_ms) or rtt_ms < 0 or rtt_ms > MAX_RTT_MS:
+                raise ValueError(f"RTT must be a number of ms from 0 to {MAX_RTT_MS:g}, got {rtt_ms!r}")
             self.ewma = rtt_ms if self.ewma is None else self.alpha * rtt_ms + (1 - self.alpha) * self.ewma
         self._samples.append(rtt_ms)
         while len(self._samples) > self.window:
@@ -218,6 +222,17 @@ class LatencyModel:
         return [[v, t, s.ewma, s.last_update] for (v, t), s in sorted(self.paths.items()) if s.ewma is not None]
 
     def load_json(self, rows: list[list[object]]) -> None:
+        """Restore to_json's rows. A row that is not [vantage, target, EWMA in ms from 0 to MAX_RTT_MS, time or null]
+        is refused with its position; nothing is restored then."""
+        for n, row in enumerate(rows):
+            ok = isinstance(row, list) and len(row) == 4
+            if ok:
+                ewma, last = row[2], row[3]
+                ok = (isinstance(ewma, int | float) and not isinstance(ewma, bool) and math.isfinite(ewma)
+                      and 0 <= ewma <= MAX_RTT_MS and (last is None or (isinstance(last, int | float) and math.isfinite(last))))
+            if not ok:
+                raise ValueError(f"latency row {n}: expected [vantage, target, EWMA ms from 0 to {MAX_RTT_MS:g}, "
+                                 f"last update or null], got {row!r}")
         for v, t, ewma, last in rows:
             stats = PathStats(self.topology.latency.ewma_alpha, self.topology.latency.window)
             stats.ewma = float(ewma)  # type: ignore[arg-type]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from globalaccel.latency import LatencyModel
 from globalaccel.routing import REASON_HELD, Health, Router, RouterState
 from globalaccel.topology import Topology, load_stack
 from tests.conftest import STACKS
+from tests.worlds import worlds
 
 CELL = "DE"
 
@@ -183,3 +187,52 @@ def test_congested_cell_in_a_full_region_stays_within_budgets() -> None:
         table, state = router.compute(latency, now=now, state=state)
         assert table.routes[CELL].edge_ids == edges and table.routes[CELL].reason == REASON_HELD
         assert table.overflow <= first.overflow * (1 + 1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(worlds(), st.integers(0, 2**32 - 1))
+def test_the_routers_array_form_of_still_valid_agrees_with_the_one_cell_rule(topo: Topology, seed: int) -> None:
+    """The router asks every cell at once whether its current route may stay (Router._still_valid); the rule is
+    hysteresis.still_valid, for one cell. On random worlds, healths and states (routes the router gave, then routes
+    moved to random edges and centers, some the stack does not have, some spilled to a later tier), the two agree."""
+    import random
+
+    import numpy as np
+
+    from globalaccel.routing.current import current_routes
+    from globalaccel.routing.hysteresis import still_valid
+    from globalaccel.routing.table import CellState
+
+    rng = random.Random(seed)
+    router, latency = Router(topo), LatencyModel(topo)
+    _, state = router.compute(latency, now=0.0)
+    edge_ids, center_ids = [e.id for e in topo.edges], list(topo.center_ids)
+    cells = dict(state.cells)
+    for cid in list(cells):
+        roll = rng.random()
+        if roll < 0.4:
+            edges = tuple(rng.sample([*edge_ids, "gone-edge"], k=min(len(edge_ids), rng.randint(1, 3))))
+            cells[cid] = CellState(rng.choice([*center_ids, "gone-center"]), edges, tuple(1.0 / len(edges) for _ in edges))
+        elif roll < 0.5:
+            cells[cid] = CellState(None, (), ())
+        elif roll < 0.55:
+            del cells[cid]
+    health = Health(frozenset(e for e in edge_ids if rng.random() < 0.8), frozenset(c for c in center_ids if rng.random() < 0.8))
+    present = current_routes(RouterState(1, "", cells), router.cells, router._center_pos, router._edge_pos, 4)
+    eligibility = router._eligibility(health)
+    allowed, lawful = router._center_masks(eligibility)
+    # Any fresh center, as the search and the shed may give (a later tier too, or none).
+    choice = np.array([rng.randrange(-1, len(center_ids)) for _ in router.cells], dtype=np.intp)
+    healthy_idx = np.array([i for i, e in enumerate(edge_ids) if e in health.edges], dtype=np.intp)
+    got = router._still_valid(present, healthy_idx, allowed, lawful, choice).tolist()
+    want = []
+    for pos, cell in enumerate(router.cells):
+        prev, fresh = cells.get(cell.id), choice[pos]
+        if prev is None or prev.center is None or fresh < 0:
+            want.append(False)
+            continue
+        elig = eligibility[cell.country]
+        group = router.groups[int(router._cell_group[pos])]
+        allowed_ids = None if group.edge_mask.all() else frozenset(edge_ids[i] for i in np.flatnonzero(group.edge_mask))
+        want.append(still_valid(prev, elig, health, allowed_ids, spilled=center_ids[fresh] not in elig.centers))
+    assert got == want

@@ -34,9 +34,21 @@ def test_ewma_quantiles_and_loss() -> None:
     assert stats.ewma == pytest.approx(31.25)
 
 
-def test_rejects_impossible_rtt() -> None:
-    with pytest.raises(ValueError, match="finite non-negative"):
-        PathStats(0.3, 8).record(float("nan"), 0.0)
+@pytest.mark.parametrize("rtt", [float("nan"), float("inf"), -1.0, 1e308, 60_000.5])
+def test_rejects_impossible_rtt(rtt: float) -> None:
+    """No probe waits a minute; beyond that a figure is a fault (and sums of 1e308 overflow to infinity, where costs
+    no longer order edges)."""
+    with pytest.raises(ValueError, match="RTT must be a number of ms from 0 to 60000"):
+        PathStats(0.3, 8).record(rtt, 0.0)
+
+
+@pytest.mark.parametrize("row", [["c", "e", float("inf"), 1.0], ["c", "e", 1e308, 1.0], ["c", "e", -2.0, 1.0], ["c", "e", "12", 1.0],
+                                 ["c", "e", 12.0, float("nan")], ["c", "e", 12.0], "c,e,12,1"])
+def test_restored_latencies_out_of_range_are_refused_naming_the_row(row: object) -> None:
+    model = LatencyModel(load_stack("dev", STACKS))
+    with pytest.raises(ValueError, match=r"latency row 1: expected \[vantage, target, EWMA ms"):
+        model.load_json([["c", "e", 12.0, None], row])  # type: ignore[list-item]
+    assert not model.paths  # nothing restored
 
 
 def test_measured_overrides_physics_until_stale() -> None:

@@ -183,6 +183,15 @@ def test_a_state_whose_cells_were_replaced_is_read_anew_not_from_the_arrays_kept
     _, state = router.compute(latency, now=0.0)
     with pytest.raises(TypeError):
         state.cells[next(iter(state.cells))] = CellState(None, (), ())  # type: ignore[index]
+    with pytest.raises(ValueError, match="read-only"):
+        state.columns.routes.edges[0, 0] = 7  # type: ignore[attr-defined]
+    # Still a state like any other: it pickles, copies and converts, and compares equal to its copies.
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(state)) == state == copy.deepcopy(state) == copy.copy(state)
+    assert dataclasses.asdict(state)["cells"] == dict(state.cells)
+    assert RouterState.from_json(state.to_json()) == state
     # Every routed cell moved onto another edge of the catalog, its center kept: valid routes the router must judge.
     spare = DEV.edges[-1].id
     moved = {cid: cell._replace(edges=(spare,), weights=(1.0,), last_switch_at=0.0) if cell.center else cell

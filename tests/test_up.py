@@ -500,3 +500,24 @@ def test_withdrawing_service_on_unknown_health_is_held_until_a_quorum_sees_the_c
             loop.record(path, None, t)
     seen = loop.cycle(now=207.0)
     assert seen.published and "BY" in seen.fail_closed, seen
+
+
+def test_a_saved_state_with_an_impossible_latency_is_refused_naming_its_file(tmp_path: Path) -> None:
+    """A restart reads the latencies the loop saved. A hand-edited or corrupted figure (Infinity, 1e308: sums of
+    them overflow, where costs no longer order edges) stops the start with an operator's error naming the file and
+    the row, not a table routed on it. Real components: the state file, the embedded sink."""
+    from globalaccel.control.loop import ControlLoop
+    from globalaccel.control.state import FileLease, StateError
+    from globalaccel.dns.backend import OwnedZone
+    from globalaccel.dns.embedded import DnsResponder
+    from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
+
+    state = tmp_path / "state"
+    state.mkdir()
+    center, edge = DEV.center_ids[0], DEV.edges[0].id
+    saved = json.dumps({"stack": DEV.stack, "router": {"cells": {}}, "health": {}, "latency": [[center, edge, float("inf"), 5.0]]})
+    assert "Infinity" in saved  # Python's json writes it, and reads it back
+    (state / "state.json").write_text(saved, encoding="utf-8")
+    zone = OwnedZone(EmbeddedBackend(DEV, DnsResponder(empty_snapshot(DEV, "127.0.0.1"))))
+    with pytest.raises(StateError, match=r"state\.json: latency state is invalid \(latency row 0: expected"):
+        ControlLoop(DEV, zone, state, FileLease(state))

@@ -19,7 +19,7 @@ from globalaccel.answers import Answers
 from globalaccel.control.decisionlog import LOG_NAME, DecisionEntry, DecisionLog
 from globalaccel.control.exporter import CycleExporter
 from globalaccel.control.metrics import LoopMetrics
-from globalaccel.control.state import StateStore
+from globalaccel.control.state import StateError, StateStore
 from globalaccel.dns.backend import OwnedZone, publish
 from globalaccel.latency import LatencyModel
 from globalaccel.measure.health import DOWN, tracker_for
@@ -215,7 +215,10 @@ class ControlLoop:
         self.router_state = self.store.router_state(data)
         self._last_hash = data.get("table_hash") or ""
         self.health.load_json(data["health"])
-        self.latency.load_json(data.get("latency", []))
+        try:
+            self.latency.load_json(data.get("latency", []))
+        except ValueError as exc:
+            raise StateError(f"{self.store.path}: latency state is invalid ({exc}); move the file aside to start fresh") from exc
         self._served = {str(cid): (v[0], tuple(v[1])) for cid, v in (data.get("served") or {}).items()}
         return True
 

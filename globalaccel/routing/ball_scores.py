@@ -14,11 +14,12 @@ forbidden edges (all infinite) is unspecified, and the router drops those
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 from numpy.typing import NDArray
 
+from globalaccel.routing.compiled import kernel
 
-@njit(cache=True, nogil=True)
+
+@kernel
 def ball_best(angle: NDArray[np.float64], near: NDArray[np.int64], at: NDArray[np.int64], ms_per_radian: float,
               overhead_ms: float, penalty: NDArray[np.float64], tie_ms: float, center_edge_t: NDArray[np.float64],
               edge_ok: NDArray[np.bool_], group: NDArray[np.int64], healthy_idx: NDArray[np.int64],
@@ -46,7 +47,7 @@ def ball_best(angle: NDArray[np.float64], near: NDArray[np.int64], at: NDArray[n
                     best[c, i] = v
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def ball_ranks(key_base: NDArray[np.float64], near: NDArray[np.int64], at: NDArray[np.int64], choice: NDArray[np.int64],
                center_edge_t: NDArray[np.float64], ranked: NDArray[np.int64], ranked_cost: NDArray[np.float64]) -> None:
     """For each row with a center (choice >= 0): its ranked.shape[1] cheapest edges via that center, cheapest first

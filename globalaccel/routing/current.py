@@ -52,6 +52,8 @@ def served_as_current(served: RouteColumns, cells: int) -> CurrentRoutes:
     weights = np.zeros((cells, served.edges.shape[1]))
     center[served.cells], edges[served.cells], weights[served.cells] = served.center, served.edges, served.weights
     lengths: NDArray[np.intp] = np.count_nonzero(edges >= 0, axis=1).astype(np.intp)
+    for array in (center, edges, weights, lengths):  # kept with the state and trusted as they are: read-only, as its cells
+        array.flags.writeable = False
     return CurrentRoutes(center, edges, weights, lengths)
 
 

@@ -14,17 +14,18 @@ are the same (tests/test_routing_kernels.py compares both on random worlds).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 from numpy.typing import NDArray
 
+from globalaccel.routing.compiled import kernel
 
-@njit(cache=True, nogil=True)
+
+@kernel
 def _after(a: float, b: float) -> bool:
     """a sorts after b: larger, or NaN against a number (numpy's order)."""
     return a > b or (np.isnan(a) and not np.isnan(b))
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def final_ranks(ranked: NDArray[np.int64], cost: NDArray[np.float64], choice: NDArray[np.int64], prefer: NDArray[np.int64],
                 current: NDArray[np.int64], absolute_ms: float, relative: float, healthy_idx: NDArray[np.int64],
                 edge_ok: NDArray[np.bool_], group: NDArray[np.int64], out: NDArray[np.int64]) -> None:

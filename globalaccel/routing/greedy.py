@@ -4,9 +4,9 @@ before it left.
 It is sequential by nature (each cell's split depends on every split before it), so numpy cannot do it in bulk,
 and in Python it was the router's largest cost: about 2.3 of 4.0 s for 100,000 cells, tens of ms of prod's
 cycle with every path measured (cProfile, BENCHMARKS.md). numba compiles this function to machine code once and
-keeps it on disk (`cache=True`); it computes exactly what the Python loop did, float operation for float
+keeps it on disk (routing.compiled); it computes exactly what the Python loop did, float operation for float
 operation, so the tables it gives are the same to the last bit
-(tests/test_capacity_greedy.py checks that against the Python rule on random worlds).
+(tests/test_routing_kernels.py checks that against the Python rule on random worlds).
 
 The rule, per cell (largest demand first; the caller orders them):
 - by rank, at most its equal share of the best k (`per_answer`) per edge, within each edge's room, up to
@@ -21,11 +21,12 @@ The rule, per cell (largest demand first; the caller orders them):
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 from numpy.typing import NDArray
 
+from globalaccel.routing.compiled import kernel
 
-@njit(cache=True, nogil=True)
+
+@kernel
 def _fill(demand: float, cand: NDArray[np.int64], n_cand: int, room: NDArray[np.float64], per_answer: float,
           max_answers: int, first_least: float, second_least: float, passes: int, edges: NDArray[np.int64],
           amounts: NDArray[np.float64], ranks: NDArray[np.int64]) -> tuple[int, float]:
@@ -60,7 +61,7 @@ def _fill(demand: float, cand: NDArray[np.int64], n_cand: int, room: NDArray[np.
     return taken, left
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def place_in_order(candidates: NDArray[np.int64], demand: NDArray[np.float64], room: NDArray[np.float64], k: int,
                    max_answers: int, sliver: float, out_edges: NDArray[np.int64], out_shares: NDArray[np.float64],
                    out_count: NDArray[np.int64]) -> None:

@@ -99,7 +99,8 @@ def decide(
 ) -> tuple[CellState, str]:
     """One cell: keep a valid current route unless the fresh one is better by the margin for `consecutive`
     evaluations in a row and the hold-down since the last switch has passed. (The router decides every cell
-    at once with classify, settle and judge; this is the same rule for one.)"""
+    at once, with its own array form of still_valid and compare (Router._still_valid, checked against these in
+    tests/test_hysteresis.py), settle and judge; this is the same rule for one.)"""
     case = classify(prev, fresh, elig, health, allowed_edges)
     if case is not Case.JUDGE or prev is None:
         return settle(case, prev, fresh, now), REASON_BEST

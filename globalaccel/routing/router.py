@@ -26,7 +26,6 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
@@ -53,6 +52,7 @@ from globalaccel.routing.table import (
     Answer,
     CellRoute,
     CellState,
+    FrozenCells,
     Health,
     RouterState,
     RoutingTable,
@@ -93,7 +93,6 @@ class _EdgeGroup(NamedTuple):
 
     rows: NDArray[np.intp]  # positions of the cells in Router.cells
     edge_mask: NDArray[np.bool_]  # (E,) edges allowed on these cells' paths
-    allowed_ids: frozenset[str] | None  # the same as ids; None when every edge is allowed
 
 
 class Router:
@@ -226,7 +225,8 @@ class Router:
         steady, leg_band = latency.center_edge_steady_ms(now, hyst.steady_samples)
         steady_lookup = steady + latency.edge_penalty_ms(now, steady)[None, :]
         band = leg_band + np.median(leg_band, axis=0)[None, :]
-        # Each cell's case before any cost is compared (hysteresis.compare, for every cell at once).
+        # Each cell's case before any cost is compared: hysteresis.classify, for every cell at once (still_valid is
+        # _still_valid; the same route is the same center and the same edges).
         moving_off = np.zeros(len(self.cells), dtype=bool)
         moving_off[list(leaving)] = True
         same = valid_mask & (present.center == choice) & _same_rows(present.edges, allocation.edges)
@@ -333,7 +333,7 @@ class Router:
         generation = state.generation + 1 if digest != state.content_hash else state.generation
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
         # Read-only: the routes as arrays kept with it are only good for these very cells (routing.current).
-        cells_view = MappingProxyType(new_cells)
+        cells_view = FrozenCells(new_cells)
         out = RouterState(generation, digest, cells_view, StateColumns(self._token, cells_view, served_as_current(served, len(self.cells))))
         return table, out
 
@@ -449,8 +449,7 @@ class Router:
             groups.setdefault(mask.tobytes(), ([], mask))[0].append(n)
         out = []
         for rows, mask in groups.values():
-            ids = None if mask.all() else frozenset(self._edge_ids[i] for i in np.nonzero(mask)[0])
-            out.append(_EdgeGroup(np.array(rows, dtype=np.intp), mask, ids))
+            out.append(_EdgeGroup(np.array(rows, dtype=np.intp), mask))
         return out
 
     def _center_masks(self, eligibility: dict[str, Eligibility]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:

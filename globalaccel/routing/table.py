@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from globalaccel.topology import Topology
 
@@ -73,6 +74,26 @@ class CellState(NamedTuple):
     weights: tuple[float, ...]
     pending: int = 0  # consecutive evaluations in which a clearly better route existed
     last_switch_at: float | None = None
+
+
+class FrozenCells(dict[str, CellState]):
+    """The cells of a state the router made: a dict that refuses changes (the router keeps the same routes as arrays
+    with the state, good only while its cells are these). Copy it to change it: `dict(state.cells)`. It pickles, copies
+    and compares as a dict."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a router state's cells cannot be changed in place: copy them (dict(state.cells)) and make a new state")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __reduce__(self) -> tuple[type[FrozenCells], tuple[dict[str, CellState]]]:
+        return FrozenCells, (dict(self),)
+
+    def __copy__(self) -> FrozenCells:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> FrozenCells:
+        return FrozenCells({k: copy.deepcopy(v, memo) for k, v in self.items()})
 
 
 @dataclass(frozen=True)
