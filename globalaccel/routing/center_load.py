@@ -40,6 +40,31 @@ class CenterLoad:
         routed = choice >= 0
         return np.bincount(choice[routed], weights=self.demand[routed], minlength=self.capacity.size).astype(np.float64)
 
+    def holds_to_let_go(self, current: NDArray[np.intp], stays: NDArray[np.bool_], choice: NDArray[np.intp],
+                        id_rank: NDArray[np.intp]) -> set[int]:
+        """Cells that may hold their current center (`stays`; `current` its position), where every such cell holding it
+        would leave a center beyond its capacity: the largest first (ties by `id_rank`), until it fits. They take their
+        fresh center (`choice`), which the shed planned."""
+        demand, capacity = self.demand, self.capacity
+        load = self.load(np.where(stays, current, choice))  # summed in cell order, as a loop over the cells would
+        moved_rows = np.flatnonzero(stays & (current != choice))
+        moved_rows = moved_rows[np.lexsort((id_rank[moved_rows], -demand[moved_rows]))]
+        order = list(zip(moved_rows.tolist(), current[moved_rows].tolist(), choice[moved_rows].tolist(), strict=True))
+        out: set[int] = set()
+        # Again until nothing moves: a cell let go onto its fresh center can fill it beyond capacity after one held
+        # there was passed over (a reviewer's chain of three centers).
+        while True:
+            moved = False
+            for pos, c, fresh in order:
+                if pos in out or load[c] <= capacity[c] * (1 + 1e-9):
+                    continue
+                load[c] -= demand[pos]
+                load[fresh] += demand[pos]
+                out.add(pos)
+                moved = True
+            if not moved:
+                return out
+
     def shed(self, choice: NDArray[np.intp], ranked: NDArray[np.intp], ranked_cost: NDArray[np.float64],
              allowed: NDArray[np.bool_], select: Select, current: NDArray[np.intp] | None = None) -> dict[int, int]:
         """Move cells off centers beyond capacity, in place (choice, ranked, ranked_cost). Returns the cells

@@ -194,7 +194,9 @@ class Router:
         if self.center_load.limited:
             # So are the held cells a center beyond its capacity must let go: placed in the room really left, before
             # hysteresis (afterwards, only a backstop is left: _release_holds_beyond_capacity).
-            leaving |= self._holds_beyond_center_capacity(present, valid_mask, choice, leaving)
+            stays = valid_mask.copy()  # a valid route has a known current center
+            stays[list(leaving)] = False
+            leaving |= self.center_load.holds_to_let_go(present.center, stays, choice, self._id_rank)
         holding_mask = valid_mask.copy()
         holding_mask[list(leaving)] = False
         holding_rows = np.flatnonzero(holding_mask)
@@ -356,39 +358,9 @@ class Router:
         width = max(1, int(np.count_nonzero(served.edges >= 0, axis=1).max(initial=0)))
         return RouteColumns(served.cells, served.center, served.edges[:, :width], served.weights[:, :width])
 
-    def _holds_beyond_center_capacity(self, current: CurrentRoutes, valid: NDArray[np.bool_], choice: NDArray[np.intp],
-                                      leaving: set[int]) -> set[int]:
-        """Cells that may hold their current center, where every such cell holding it would leave a center beyond its
-        capacity: the largest first, until it fits (the center shed planned them elsewhere)."""
-        demand = self.center_load.demand
-        capacity = self.center_load.capacity
-        routed = choice >= 0
-        stays = valid & routed  # a valid route has a known current center
-        stays[list(leaving)] = False
-        at = np.where(stays, current.center, choice)
-        # Summed in cell order, as a loop over the cells would.
-        load = np.bincount(at[routed], weights=demand[routed], minlength=len(self._center_ids)).astype(np.float64)
-        moved_rows = np.flatnonzero(stays & (current.center != choice))
-        moved_rows = moved_rows[np.lexsort((self._id_rank[moved_rows], -demand[moved_rows]))]
-        order = list(zip(moved_rows.tolist(), current.center[moved_rows].tolist(), choice[moved_rows].tolist(), strict=True))
-        out: set[int] = set()
-        # Again until nothing moves: a cell let go onto its fresh center can fill it beyond capacity after one held
-        # there was passed over (a reviewer's chain of three centers).
-        while True:
-            moved = False
-            for pos, c, fresh in order:
-                if pos in out or load[c] <= capacity[c] * (1 + 1e-9):
-                    continue
-                load[c] -= demand[pos]
-                load[fresh] += demand[pos]
-                out.add(pos)
-                moved = True
-            if not moved:
-                return out
-
     def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, CellState, str]],
                                        now: float) -> list[tuple[int, CellState, CellState, str]]:
-        """The backstop of _holds_beyond_center_capacity: switches hysteresis granted onto a center may fill it beyond
+        """The backstop of CenterLoad.holds_to_let_go: switches hysteresis granted onto a center may fill it beyond
         its capacity while cells held there were counted as staying. Then its held cells take their fresh route (which
         the shed fitted), largest demand first, until it fits. A hold is for noise, never for overload. These moves come
         after the edge budgets' admission: center capacity first, what they put beyond edge budgets reported as
