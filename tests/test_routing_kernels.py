@@ -1,7 +1,7 @@
 """The router's speed-ups are invisible: its compiled kernels (numba) against the rules they replaced, written here in
-plain Python and numpy as they were in the router before (globalaccel 016b1cd), and its kept nearest-edge balls against
-asking the tree every time. Every figure must be the same to the last bit, or a decision sitting exactly at a margin
-could tip. Random worlds via hypothesis; the router's own behaviour is tested elsewhere (test_capacity_holds,
+plain Python and numpy as they were in the router before (globalaccel 016b1cd), and its scoring tile by tile against
+scoring every edge. Every figure must be the same to the last bit (tiles: the same choices and ranks, costs but for
+rounding), or a decision sitting exactly at a margin could tip. Random worlds via hypothesis; the router's own behaviour is tested elsewhere (test_capacity_holds,
 test_center_capacity, test_hysteresis, ...)."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from globalaccel.routing.ball_scores import ball_best, ball_ranks
 from globalaccel.routing.candidates import TIE_BREAK_MS, _top_k
 from globalaccel.routing.capacity import SLIVER
 from globalaccel.routing.final_ranks import final_ranks
@@ -109,115 +108,75 @@ def test_greedy_kernel_places_every_cell_as_the_python_rule_did(world: tuple[NDA
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# The ball scoring as candidates.py computed it in numpy at 016b1cd.
+# Scoring tile by tile against scoring every edge of every cell (the dense search: the rule in its plainest form).
 
 
-def _numpy_ball(angle: NDArray[np.float64], near: NDArray[np.int64], ms_per_radian: float, overhead: float,
-                penalty: NDArray[np.float64], center_edge: NDArray[np.float64], blocked: NDArray[np.bool_] | None,
-                choice: NDArray[np.int64], keep: int) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
-    key_base = (angle * ms_per_radian + overhead) + penalty[near] + near * TIE_BREAK_MS
-    if blocked is not None:
-        key_base = np.where(blocked, np.inf, key_base)
-    best = np.stack([(key_base + center_edge[c][near]).min(axis=1) for c in range(center_edge.shape[0])])
-    ranked = np.zeros((near.shape[0], keep), dtype=np.int64)
-    ranked_cost = np.zeros((near.shape[0], keep))
-    for c in np.unique(choice[choice >= 0]):
-        mine = np.nonzero(choice == c)[0]
-        key = key_base[mine] + center_edge[c][near[mine]]
-        order = _top_k(key, keep)
-        ranked[mine] = np.take_along_axis(near[mine], order, axis=1)
-        ranked_cost[mine] = np.take_along_axis(key, order, axis=1)
-    return best, ranked, ranked_cost
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.booleans(), st.integers(1, 5))
-def test_ball_kernels_score_and_rank_as_numpy_did(seed: int, constrained: bool, n_centers: int) -> None:
-    rng = np.random.default_rng(seed)
-    n_edges, rows = int(rng.integers(8, 60)), int(rng.integers(1, 30))
-    width = int(rng.integers(2, n_edges + 1))
-    keep = int(rng.integers(1, width + 1))
-    near = np.stack([rng.choice(n_edges, size=width, replace=False) for _ in range(rows)]).astype(np.int64)
-    angle = np.sort(rng.uniform(0.0, 0.5, (rows, width)), axis=1)
-    penalty = rng.uniform(0.0, 30.0, n_edges) * (rng.random(n_edges) < 0.5)
-    center_edge = rng.uniform(1.0, 300.0, (n_centers, n_edges))
-    groups = rng.integers(0, 3, rows).astype(np.int64)
-    edge_ok = rng.random((3, n_edges)) < 0.7
-    blocked = ~edge_ok[groups[:, None], near] if constrained else None
-    choice = rng.integers(-1, n_centers, rows).astype(np.int64)
-    ms_per_radian, overhead = 6371.0 * 2.1 * 2 / 200.0, 2.0
-
-    best_np, ranked_np, cost_np = _numpy_ball(angle, near, ms_per_radian, overhead, penalty, center_edge, blocked, choice, keep)
-    key_base = np.empty((rows, width))
-    best = np.empty((n_centers, rows))
-    healthy_idx = np.arange(n_edges, dtype=np.int64)
-    ball_best(angle, near, np.arange(rows, dtype=np.int64), ms_per_radian, overhead, penalty, TIE_BREAK_MS,
-              np.ascontiguousarray(center_edge.T), edge_ok if constrained else np.ones((1, 1), dtype=bool),
-              groups if constrained else np.empty(0, dtype=np.int64), healthy_idx, key_base, best)
-    ranked = np.zeros((rows, keep), dtype=np.int64)
-    cost = np.zeros((rows, keep))
-    ball_ranks(key_base, near, np.arange(rows, dtype=np.int64), choice, np.ascontiguousarray(center_edge.T), ranked, cost)
-    assert best.tolist() == best_np.tolist()
-    assert cost.tolist() == cost_np.tolist()
-    # Forbidden edges (infinite keys) come last in both, in an order neither promises: the router drops them.
-    finite = np.isfinite(cost_np)
-    assert ranked[finite].tolist() == ranked_np[finite].tolist()
-
-
-def test_ball_kernels_read_each_row_from_its_own_line() -> None:
-    """Rows may be any lines of the kept ball (the cells asked this round), not the first ones."""
-    angle = np.array([[0.1, 0.2], [0.01, 0.3], [0.05, 0.06]])
-    near = np.array([[0, 1], [2, 0], [1, 2]], dtype=np.int64)
-    at = np.array([2, 0], dtype=np.int64)
-    center_edge_t = np.array([[10.0], [20.0], [5.0]])
-    key_base = np.empty((2, 2))
-    best = np.empty((1, 2))
-    ball_best(angle, near, at, 100.0, 1.0, np.zeros(3), TIE_BREAK_MS, center_edge_t, np.ones((1, 1), dtype=bool),
-              np.empty(0, dtype=np.int64), np.arange(3, dtype=np.int64), key_base, best)
-    assert key_base[0].tolist() == [0.05 * 100.0 + 1.0 + 0.0 + 1 * TIE_BREAK_MS, 0.06 * 100.0 + 1.0 + 0.0 + 2 * TIE_BREAK_MS]
-    assert best[0, 1] == 0.1 * 100.0 + 1.0 + 0.0 + 0 * TIE_BREAK_MS + 10.0
-
-
-@pytest.mark.parametrize("entries", [0, 150_000, 96_000 + 1_472 * 512])
-def test_nearest_balls_kept_within_any_bound_give_the_same_tables(entries: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Candidate search keeps each row's nearest-edge ball once asked, within NEAR_CACHE_ENTRIES, and asks the tree
-    without keeping what does not fit. Whatever the bound (nothing kept, some widths or rows kept, everything), the
-    tables over cycles with moving latencies and a lost edge are the very same. (1,500 cells: 96,000 entries at 64
-    edges, and about 1,470 of them at 512: the last bound keeps the first cycle's 512-edge balls and no more.)"""
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([(0.2, 0.5), (1.0, 4.0), (2.0, 8.0), (6.0, 40.0)]), st.booleans(),
+       st.booleans(), st.booleans())
+def test_tiles_choose_and_rank_exactly_as_scoring_every_edge(seed: int, degrees: tuple[float, float], restricted: bool,
+                                                             subset: bool, near_poles: bool) -> None:
+    """Cells clustered around edges (so that tiles hold many), co-located edges, every path measured with up to 60 ms
+    of excess and some edges far slower, forbidden edges per group, current centers to favour, and tiles from far
+    smaller to far larger than the stack's. The tiles must give the same center and every rank (not only the first
+    max_answers) as scoring every edge, and the same costs but for rounding."""
     import random
 
-    import globalaccel.routing.candidates as candidates
     from globalaccel.cells import Cell
     from globalaccel.latency import LatencyModel
-    from globalaccel.routing import Router, RouterState
-    from globalaccel.routing.table import Health
-    from globalaccel.topology import load_stack
-    from tests.conftest import STACKS
+    from globalaccel.residency import Mode
+    from globalaccel.routing import candidates
+    from tests.worlds import make_topology
 
-    topo = load_stack("prod", STACKS)  # 3,200 edges: the nearest-edge balls of 64 and 512
-    spread = random.Random(3)
-    cells = [Cell(f"g{i}", e.country, e.lat + spread.uniform(-1, 1), e.lon + spread.uniform(-1, 1), float(spread.randint(1, 100)))
-             for i, e in enumerate(spread.choices(topo.edges, k=1500))]
-
-    def run() -> list[tuple[str, object]]:
-        router, latency, rng = Router(topo, cells), LatencyModel(topo), random.Random(5)
-        state: RouterState | None = None
-        out: list[tuple[str, object]] = []
-        for cycle in range(4):
-            for ci, center in enumerate(topo.center_ids):
-                for ei, edge in enumerate(topo.edges):
-                    latency.record(center, edge.id, float(latency.physics_center_edge[ci, ei]) + rng.uniform(0, 20), 5.0 * cycle)
-            health = Health.all_up(topo)
-            if cycle == 2:
-                health = Health(health.edges - {topo.edges[0].id}, health.centers)
-            table, state = router.compute(latency, health, 5.0 * cycle, state)
-            out.append((table.content_hash, sorted(table.routes.items())))
-        return out
-
-    monkeypatch.setattr(candidates, "NEAR_CACHE_ENTRIES", 10**9)
-    reference = run()
-    monkeypatch.setattr(candidates, "NEAR_CACHE_ENTRIES", entries)
-    assert run() == reference
+    rng = random.Random(seed)
+    lat_range = (60.0, 89.0) if near_poles else (-60.0, 70.0)
+    sites = [(rng.uniform(*lat_range), rng.uniform(-180, 180)) for _ in range(120)]
+    edges = [(*rng.choice(sites), 100.0, rng.randrange(10)) for _ in range(300)]
+    edges += [(*sites[0], 100.0, 0)] * rng.randint(1, 12)
+    countries = [(rng.uniform(-60, 70), rng.uniform(-180, 180), 1000) for _ in range(10)]
+    rules = [(Mode.OPEN, tuple(sorted(rng.sample(range(4), rng.randint(1, 4))))) for _ in countries]
+    topo = make_topology([(40.0, -75.0), (50.0, 8.0), (25.0, 55.0), (1.0, 104.0)], edges, countries, rules, answers=4,
+                         max_answers=6)
+    cells = []
+    for i in range(rng.randint(50, 900)):
+        lat, lon = rng.choice(sites) if rng.random() < 0.9 else (rng.uniform(-85, 85), rng.uniform(-180, 180))
+        cells.append(Cell(f"n{i}", topo.cells[i % len(topo.cells)].country, max(-89.9, min(89.9, lat + rng.uniform(-2, 2))),
+                          (lon + rng.uniform(-2, 2) + 180.0) % 360.0 - 180.0, 1.0))
+    latency = LatencyModel(topo)
+    for ci, center in enumerate(topo.center_ids):
+        for ei, edge in enumerate(topo.edges):
+            slow = 400.0 if rng.random() < 0.02 else 0.0
+            latency.record(center, edge.id, float(latency.physics_center_edge[ci, ei]) + rng.uniform(0, 60) + slow, now=0.0)
+    healthy = np.array([i for i in range(len(topo.edges)) if rng.random() > 0.1], dtype=np.intp)
+    center_edge = latency.center_edge_ms(1.0)
+    penalty = latency.edge_penalty_ms(1.0, center_edge) + np.array([rng.uniform(0, 30) * (rng.random() < 0.3) for _ in topo.edges])
+    allowed = np.array([[rng.random() < 0.7 for _ in cells] for _ in topo.center_ids])
+    prefer = np.array([rng.randrange(-1, 4) for _ in cells], dtype=np.intp)
+    edge_ok = np.array([[rng.random() < 0.4 for _ in topo.edges] for _ in range(3)]) if restricted else None
+    cell_group = np.array([rng.randrange(3) for _ in cells], dtype=np.intp) if restricted else None
+    only = np.array(sorted(rng.sample(range(len(cells)), len(cells) // 3)), dtype=np.intp) if subset else None
+    saved = candidates.DENSE_LIMIT
+    try:
+        candidates.DENSE_LIMIT = 0
+        search = candidates.CandidateSearch(topo, cells)
+        search.tile_degrees = degrees
+        tiled = search.select(latency, healthy, center_edge, penalty, allowed, prefer, edge_ok, cell_group, only)
+        candidates.DENSE_LIMIT = 10**12
+        dense = candidates.CandidateSearch(topo, cells).select(latency, healthy, center_edge, penalty, allowed, prefer, edge_ok,
+                                                               cell_group, only)
+    finally:
+        candidates.DENSE_LIMIT = saved
+    assert tiled[0].tolist() == dense[0].tolist()
+    routed = dense[0] >= 0
+    assert routed.sum() > 0
+    finite = np.isfinite(dense[2][routed])  # past a cell's allowed edges only forbidden ones remain, in any order
+    assert np.array_equal(np.isfinite(tiled[2][routed]), finite)
+    assert tiled[1][routed][finite].tolist() == dense[1][routed][finite].tolist()
+    assert np.allclose(tiled[2][routed][finite], dense[2][routed][finite], rtol=0.0, atol=1e-9)
+    if restricted:  # the rest of a cell's ranks: edges it may not use, which the router drops
+        assert edge_ok is not None and cell_group is not None
+        rows, ranks = np.nonzero(~np.isfinite(tiled[2]) & routed[:, None])
+        assert not edge_ok[cell_group[rows], healthy[tiled[1][rows, ranks]]].any()
 
 
 def _numpy_final_ranks(ranked: NDArray[np.int64], cost: NDArray[np.float64], choice: NDArray[np.int64], prefer: NDArray[np.int64],

@@ -140,10 +140,9 @@ def test_capacity_respected_when_it_fits(cells_per_edge: int, seed: int) -> None
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.booleans())
-def test_tree_search_equals_full_search_even_with_colocated_edges(seed: int, copies: int, restricted: bool) -> None:
-    """The k-d tree shortcut must choose the same center and the same first `max_answers` edges as
-    scoring every edge, including the tie-break among edges at one site (several edges per city
-    are common in the catalog). Worlds have 300+ edges so the tree path really runs."""
+def test_tile_search_equals_full_search_even_with_colocated_edges(seed: int, copies: int, restricted: bool) -> None:
+    """Scoring tile by tile must choose the same center and the same ranked edges as scoring every edge, including
+    the tie-break among edges at one site (several edges per city are common in the catalog)."""
     import random
 
     import numpy as np
@@ -168,25 +167,24 @@ def test_tree_search_equals_full_search_even_with_colocated_edges(seed: int, cop
     eligibility = {c.country: topo.residency.eligibility(c.country, health.centers, topo.center_ids) for c in topo.cells}
     allowed = np.array([[cid in eligibility[c.country].centers for c in topo.cells] for cid in topo.center_ids])
     # Edge groups as residency makes them: some cells may use only part of the fleet (forbidden edges cost
-    # infinity for them), which the ball bound must still prove or widen past.
+    # infinity for them), which the tiles' bounds must still hold with.
     edge_ok = np.array([[rng.random() < 0.3 for _ in topo.edges] for _ in range(3)]) if restricted else None
     cell_group = np.array([rng.randrange(3) for _ in topo.cells], dtype=np.intp) if restricted else None
     saved = candidates.DENSE_LIMIT
     try:
         candidates.DENSE_LIMIT = 0
-        tree_choice, tree_ranked, tree_cost = candidates.CandidateSearch(topo, topo.cells).select(
+        tiled_choice, tiled_ranked, tiled_cost = candidates.CandidateSearch(topo, topo.cells).select(
             latency, healthy, center_edge, penalty, allowed, None, edge_ok, cell_group)
         candidates.DENSE_LIMIT = 10**12
         full_choice, full_ranked, full_cost = candidates.CandidateSearch(topo, topo.cells).select(
             latency, healthy, center_edge, penalty, allowed, None, edge_ok, cell_group)
     finally:
         candidates.DENSE_LIMIT = saved
-    assert np.array_equal(tree_choice, full_choice)
-    need = topo.routing.max_answers
+    assert np.array_equal(tiled_choice, full_choice)
     routed = full_choice >= 0
-    finite = np.isfinite(full_cost[routed, :need])  # past a cell's allowed edges only forbidden ones remain, in any order
-    assert np.array_equal(np.isfinite(tree_cost[routed, :need]), finite)
-    assert np.array_equal(tree_ranked[routed, :need][finite], full_ranked[routed, :need][finite])
+    finite = np.isfinite(full_cost[routed])  # past a cell's allowed edges only forbidden ones remain, in any order
+    assert np.array_equal(np.isfinite(tiled_cost[routed]), finite)
+    assert np.array_equal(tiled_ranked[routed][finite], full_ranked[routed][finite])
     if restricted:
         assert edge_ok is not None and cell_group is not None
         for n in np.nonzero(routed)[0]:
