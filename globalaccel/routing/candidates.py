@@ -102,6 +102,7 @@ class CandidateSearch:
         self._edge_xyz = unit_vectors(np.array([e.lat for e in topology.edges]), np.array([e.lon for e in topology.edges]))
         self._cell_xyz = unit_vectors(np.array([c.lat for c in self.cells]), np.array([c.lon for c in self.cells]))
         self._tiles_cache: tuple[bytes, Tiles] | None = None  # the tiles of one grouping of the cells
+        self._super_angles: tuple[Tiles, bytes, NDArray[np.float64]] | None = None  # for those tiles and healthy edges
         self.tile_degrees = (TILE_DEGREES, SUPER_DEGREES)  # sides of tiles and super-tiles (routing.tiles)
 
     def margin(self, cost: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -162,6 +163,17 @@ class CandidateSearch:
             self._tiles_cache = (key, make_tiles(self._cell_xyz, group, *self.tile_degrees))
         return self._tiles_cache[1]
 
+    def _angles_from_supers(self, tiles: Tiles, healthy_idx: NDArray[np.intp], edge_xyz: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(S, H) each super-tile's angle to each healthy edge: geometry, kept while the tiles and the healthy edges stay
+        the same (a million arccos for prod's, 5 ms of every cycle otherwise)."""
+        key = healthy_idx.tobytes()
+        kept = self._super_angles
+        if kept is None or kept[0] is not tiles or kept[1] != key:
+            angles = np.arccos(np.clip(tiles.super_xyz @ edge_xyz.T, -1.0, 1.0))
+            angles.flags.writeable = False
+            kept = self._super_angles = (tiles, key, angles)
+        return kept[2]
+
     def _select_in_tiles(self, rows: NDArray[np.intp], keep: int, scoring: Scoring, choice: NDArray[np.intp],
                          ranked: NDArray[np.intp], ranked_cost: NDArray[np.float64]) -> None:
         """Exact choice and ranks for `rows`, tile by tile (routing.tiles, routing.tile_scores), written into
@@ -183,7 +195,7 @@ class CandidateSearch:
         out_choice = np.empty(rows.size, dtype=np.int64)
         out_ranked = np.zeros((rows.size, keep), dtype=np.int64)
         out_cost = np.zeros((rows.size, keep), dtype=np.float64)
-        super_angle = np.arccos(np.clip(tiles.super_xyz[supers] @ edge_xyz.T, -1.0, 1.0))
+        super_angle = self._angles_from_supers(tiles, healthy_idx, edge_xyz)[supers]
         super_start = np.append(super_start, used.size).astype(np.int64)
         tile_start = np.append(np.sort(tile_start), member.size).astype(np.int64)
         common = (tiles.xyz[used], tiles.radius[used], tile_start, member, np.ascontiguousarray(self._cell_xyz[rows]), edge_xyz,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import gc
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -234,10 +234,11 @@ class Router:
         same = valid_mask & (present.center == choice) & _same_rows(present.edges, allocation.edges)
         case = np.select([~routable, moving_off, present.center == NONE, ~valid_mask, same],
                          [_NOT_ROUTABLE, _LEAVING, _FIRST, _INVALID, _SAME], _JUDGE).tolist()
-        # One decision per routable cell, in cell order: (position, fresh route, decided route, reason).
-        decisions: list[tuple[int, CellState, CellState, str]] = []
+        # One decision per routable cell, in cell order: (position, decided route, reason). Fresh routes are built as objects
+        # only where a cell takes one (fresh_of): most judged cells hold theirs.
+        decisions: list[tuple[int, CellState, str]] = []
         on_current: list[bool] = []  # per decision: its route is the cell's current one (its shares too)
-        judged: list[tuple[int, CellState, CellState]] = []  # (decision index, current, fresh): costs decide
+        judged: list[tuple[int, CellState]] = []  # (decision index, current): costs decide
         current_of = state.cells
         for pos, cell in enumerate(self.cells):
             kind = case[pos]
@@ -246,7 +247,7 @@ class Router:
                 # objects it had when nothing else changed. Its fresh slot holds the same route (nothing reads its shares).
                 prev = current_of[cell.id]
                 decided = prev if prev.pending == 0 else CellState(prev.center, prev.edges, prev.weights, 0, prev.last_switch_at)
-                decisions.append((pos, decided, decided, REASON_BEST))
+                decisions.append((pos, decided, REASON_BEST))
                 on_current.append(True)
             elif kind == _NOT_ROUTABLE:
                 was = current_of.get(cell.id)
@@ -257,22 +258,21 @@ class Router:
                 new_cells[cell.id] = CellState(None, (), (), 0, switched_at)
             elif kind == _JUDGE:
                 prev = current_of[cell.id]
-                fresh = fresh_of(pos)
-                judged.append((len(decisions), prev, fresh))
-                decisions.append((pos, fresh, prev, REASON_HELD))  # until judged below
+                judged.append((len(decisions), prev))
+                decisions.append((pos, prev, REASON_HELD))  # until judged below
                 on_current.append(True)
             elif kind == _LEAVING:
                 # Moved off a center beyond its capacity: like a center lost, no hysteresis holds it there.
                 fresh = fresh_of(pos)
-                decisions.append((pos, fresh, fresh._replace(last_switch_at=now), REASON_CENTER_FULL))
+                decisions.append((pos, fresh._replace(last_switch_at=now), REASON_CENTER_FULL))
                 on_current.append(False)
             else:  # FIRST (a cell's very first route is not a switch) or INVALID: the fresh route at once
                 fresh = fresh_of(pos)
-                decisions.append((pos, fresh, settle(Case.FIRST if kind == _FIRST else Case.INVALID, current_of.get(cell.id), fresh, now),
+                decisions.append((pos, settle(Case.FIRST if kind == _FIRST else Case.INVALID, current_of.get(cell.id), fresh, now),
                                   REASON_BEST))
                 on_current.append(False)
         if judged:
-            rows = np.array([decisions[i][0] for i, _, _ in judged], dtype=np.intp)
+            rows = np.array([decisions[i][0] for i, _ in judged], dtype=np.intp)
             # Judged cells may hold their route, so it is in `holding`.
             assert holding is not None and bool((hold_at[rows] >= 0).all())
             current = holding.take(hold_at[rows])
@@ -281,23 +281,23 @@ class Router:
             fresh_cost = self.costs.weighted(candidate, steady_lookup, latency.physics)
             spread = self.costs.noise(current, band) + self.costs.noise(candidate, band)
             switch, pending = judge(current_cost, fresh_cost, spread,
-                                    np.array([prev.pending for _, prev, _ in judged], dtype=np.int64),
+                                    np.array([prev.pending for _, prev in judged], dtype=np.int64),
                                     np.array([np.nan if prev.last_switch_at is None else prev.last_switch_at
-                                              for _, prev, _ in judged], dtype=np.float64), now, hyst)
+                                              for _, prev in judged], dtype=np.float64), now, hyst)
             # A switch earned on latency takes effect only together with the others that fit the edge budgets, every
             # cell that stays where it is counted (a cell on a congested edge in a full region therefore stays: see
             # capacity.admit).
             switch &= self.capacity.admit(allocation, current, candidate, switch)
-            for (i, prev, fresh), moves, count in zip(judged, switch.tolist(), pending.tolist(), strict=True):
+            for (i, prev), moves, count in zip(judged, switch.tolist(), pending.tolist(), strict=True):
                 pos = decisions[i][0]
-                decisions[i] = ((pos, fresh, fresh._replace(last_switch_at=now), REASON_BEST) if moves
-                                else (pos, fresh, prev._replace(pending=count), REASON_HELD))
+                decisions[i] = ((pos, fresh_of(pos)._replace(last_switch_at=now), REASON_BEST) if moves
+                                else (pos, prev._replace(pending=count), REASON_HELD))
                 on_current[i] = not moves
         if shed:
-            decisions = [(pos, fresh, decided, REASON_CENTER_FULL if pos in shed and reason == REASON_BEST else reason)
-                         for pos, fresh, decided, reason in decisions]
+            decisions = [(pos, decided, REASON_CENTER_FULL if pos in shed and reason == REASON_BEST else reason)
+                         for pos, decided, reason in decisions]
         if self.center_load.limited:
-            released = self._release_holds_beyond_capacity(decisions, now)
+            released = self._release_holds_beyond_capacity(decisions, choice, fresh_of, now)
             on_current = [kept and after is before for kept, after, before in zip(on_current, released, decisions, strict=True)]
             decisions = released
         # Each answer's RTT with the latest figures, for every routed cell at once.
@@ -307,7 +307,7 @@ class Router:
         # Built with tuple.__new__: a NamedTuple's own constructor is a Python function, twice the cost, and this loop
         # builds one route and its answers per cell (100,000 at a time).
         build = tuple.__new__
-        for (pos, _, decided, reason), costs, center_at in zip(decisions, answer_costs, served.center.tolist(), strict=True):
+        for (pos, decided, reason), costs, center_at in zip(decisions, answer_costs, served.center.tolist(), strict=True):
             cell, center = cells[pos], decided.center
             assert center is not None
             if reason == REASON_BEST and center not in eligibility[cell.country].tiers[0]:
@@ -340,12 +340,12 @@ class Router:
         return table, out
 
     @staticmethod
-    def _served(decisions: list[tuple[int, CellState, CellState, str]], on_current: list[bool], holding: RouteColumns | None,
+    def _served(decisions: list[tuple[int, CellState, str]], on_current: list[bool], holding: RouteColumns | None,
                 hold_at: NDArray[np.intp], fresh_routes: RouteColumns) -> RouteColumns:
         """The decided routes as arrays, row by row from those already built: a decided route is the cell's current
         one (held, or the same route keeping its shares: then the cell may hold it, so it is in `holding`) or its
         fresh one."""
-        positions = np.array([pos for pos, _, _, _ in decisions], dtype=np.intp)
+        positions = np.array([pos for pos, _, _ in decisions], dtype=np.intp)
         fresh = fresh_routes.take(positions)
         current = np.array(on_current, dtype=bool)
         if holding is None or not current.any():
@@ -358,8 +358,8 @@ class Router:
         width = max(1, int(np.count_nonzero(served.edges >= 0, axis=1).max(initial=0)))
         return RouteColumns(served.cells, served.center, served.edges[:, :width], served.weights[:, :width])
 
-    def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, CellState, str]],
-                                       now: float) -> list[tuple[int, CellState, CellState, str]]:
+    def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, str]], choice: NDArray[np.intp],
+                                       fresh_of: Callable[[int], CellState], now: float) -> list[tuple[int, CellState, str]]:
         """The backstop of CenterLoad.holds_to_let_go: switches hysteresis granted onto a center may fill it beyond
         its capacity while cells held there were counted as staying. Then its held cells take their fresh route (which
         the shed fitted), largest demand first, until it fits. A hold is for noise, never for overload. These moves come
@@ -368,21 +368,22 @@ class Router:
         index = {c: i for i, c in enumerate(self._center_ids)}
         demand = self.center_load.demand
         load = np.zeros(len(self._center_ids))
-        for pos, _, decided, _ in decisions:
+        for pos, decided, _ in decisions:
             if decided.center is not None:
                 load[index[decided.center]] += demand[pos]
         out = list(decisions)
         capacity = self.center_load.capacity
-        held = sorted((i for i, (_, fresh, decided, _) in enumerate(out) if decided.center != fresh.center),
+        # Held on another center than the fresh route's (every decided cell is routable: its fresh center is its choice).
+        held = sorted((i for i, (pos, decided, _) in enumerate(out) if index[decided.center] != choice[pos]),  # type: ignore[index]
                       key=lambda i: -demand[out[i][0]])
         for i in held:
-            pos, fresh, decided, _ = out[i]
+            pos, decided, _ = out[i]
             c = index[decided.center]  # type: ignore[index]
             if load[c] <= capacity[c] * (1 + 1e-9):
                 continue
             load[c] -= demand[pos]
-            load[index[fresh.center]] += demand[pos]  # type: ignore[index]
-            out[i] = (pos, fresh, fresh._replace(last_switch_at=now), REASON_CENTER_FULL)
+            load[choice[pos]] += demand[pos]
+            out[i] = (pos, fresh_of(pos)._replace(last_switch_at=now), REASON_CENTER_FULL)
         return out
 
     def _still_valid(self, current: CurrentRoutes, healthy_idx: NDArray[np.intp], allowed: NDArray[np.bool_],

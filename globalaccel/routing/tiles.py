@@ -14,8 +14,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-TILE_DEGREES = 1.0
-SUPER_DEGREES = 4.0
+TILE_DEGREES = 3.0
+SUPER_DEGREES = 9.0
 # Added to each radius: covers the tile's angles from arccos (error up to ~2e-8 rad near 0) and float rounding, so
 # the bounds stay bounds (1e-7 rad is 1e-5 ms at the public ms per radian, far below any RTT difference that matters).
 RADIUS_MARGIN = 1e-7
