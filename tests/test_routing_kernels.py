@@ -1,20 +1,18 @@
 """The router's speed-ups are invisible: its compiled kernels (numba) against the rules they replaced, written here in
 plain Python and numpy as they were in the router before (globalaccel 016b1cd), and its scoring tile by tile against
 scoring every edge. Every figure must be the same to the last bit (tiles: the same choices and ranks, costs but for
-rounding), or a decision sitting exactly at a margin could tip. Random worlds via hypothesis; the router's own behaviour is tested elsewhere (test_capacity_holds,
-test_center_capacity, test_hysteresis, ...)."""
+rounding), or a decision sitting exactly at a margin could tip. Random worlds via hypothesis; the router's own
+behaviour is tested elsewhere (test_capacity_holds, test_center_capacity, test_hysteresis, ...)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from globalaccel.routing.candidates import TIE_BREAK_MS, _top_k
 from globalaccel.routing.capacity import SLIVER
 from globalaccel.routing.final_ranks import final_ranks
 from globalaccel.routing.greedy import place_in_order
