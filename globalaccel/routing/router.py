@@ -290,8 +290,11 @@ class Router:
             switch &= self.capacity.admit(allocation, current, candidate, switch)
             for (i, prev), moves, count in zip(judged, switch.tolist(), pending.tolist(), strict=True):
                 pos = decisions[i][0]
-                decisions[i] = ((pos, fresh_of(pos)._replace(last_switch_at=now), REASON_BEST) if moves
-                                else (pos, prev._replace(pending=count), REASON_HELD))
+                if moves:
+                    decisions[i] = (pos, fresh_of(pos)._replace(last_switch_at=now), REASON_BEST)
+                elif count != prev.pending:  # built with tuple.__new__ (see below): _replace is three times the cost
+                    decisions[i] = (pos, tuple.__new__(CellState, (prev.center, prev.edges, prev.weights, count, prev.last_switch_at)),
+                                    REASON_HELD)
                 on_current[i] = not moves
         if shed:
             decisions = [(pos, decided, REASON_CENTER_FULL if pos in shed and reason == REASON_BEST else reason)
