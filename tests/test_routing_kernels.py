@@ -110,14 +110,15 @@ def test_greedy_kernel_places_every_cell_as_the_python_rule_did(world: tuple[NDA
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from([(0.2, 0.5), (1.0, 4.0), (2.0, 8.0), (6.0, 40.0)]), st.booleans(),
-       st.booleans(), st.booleans())
+@given(st.integers(0, 2**32 - 1), st.sampled_from([(0.2, 0.5), (1.0, 4.0), (3.0, 9.0), (6.0, 40.0)]), st.booleans(),
+       st.booleans(), st.booleans(), st.booleans())
 def test_tiles_choose_and_rank_exactly_as_scoring_every_edge(seed: int, degrees: tuple[float, float], restricted: bool,
-                                                             subset: bool, near_poles: bool) -> None:
-    """Cells clustered around edges (so that tiles hold many), co-located edges, every path measured with up to 60 ms
-    of excess and some edges far slower, forbidden edges per group, current centers to favour, and tiles from far
-    smaller to far larger than the stack's. The tiles must give the same center and every rank (not only the first
-    max_answers) as scoring every edge, and the same costs but for rounding."""
+                                                             subset: bool, near_poles: bool, infinite_legs: bool) -> None:
+    """Cells clustered around edges (so that tiles hold many), some exactly on an edge or centimetres from it,
+    co-located edges, every path measured with up to 60 ms of excess and some edges far slower (or, given as arrays,
+    infinitely slow), forbidden edges per group, current centers to favour, and tiles from far smaller to far larger
+    than the stack's. The tiles must give the same center, every rank (not only the first max_answers) and every cost,
+    to the bit, as scoring every edge."""
     import random
 
     from globalaccel.cells import Cell
@@ -138,8 +139,10 @@ def test_tiles_choose_and_rank_exactly_as_scoring_every_edge(seed: int, degrees:
     cells = []
     for i in range(rng.randint(50, 900)):
         lat, lon = rng.choice(sites) if rng.random() < 0.9 else (rng.uniform(-85, 85), rng.uniform(-180, 180))
-        cells.append(Cell(f"n{i}", topo.cells[i % len(topo.cells)].country, max(-89.9, min(89.9, lat + rng.uniform(-2, 2))),
-                          (lon + rng.uniform(-2, 2) + 180.0) % 360.0 - 180.0, 1.0))
+        spread = rng.choice([0.0, 1e-7, 2.0, 2.0])  # on the edge's site, centimetres from it, or around it
+        cells.append(Cell(f"n{i}", topo.cells[i % len(topo.cells)].country,
+                          max(-89.9, min(89.9, lat + rng.uniform(-spread, spread))),
+                          (lon + rng.uniform(-spread, spread) + 180.0) % 360.0 - 180.0, 1.0))
     latency = LatencyModel(topo)
     for ci, center in enumerate(topo.center_ids):
         for ei, edge in enumerate(topo.edges):
@@ -147,6 +150,8 @@ def test_tiles_choose_and_rank_exactly_as_scoring_every_edge(seed: int, degrees:
             latency.record(center, edge.id, float(latency.physics_center_edge[ci, ei]) + rng.uniform(0, 60) + slow, now=0.0)
     healthy = np.array([i for i in range(len(topo.edges)) if rng.random() > 0.1], dtype=np.intp)
     center_edge = latency.center_edge_ms(1.0)
+    if infinite_legs:  # not from a LatencyModel (it refuses such figures), but the search must stay exact anyway
+        center_edge[rng.randrange(4), rng.sample(range(len(topo.edges)), 40)] = np.inf
     penalty = latency.edge_penalty_ms(1.0, center_edge) + np.array([rng.uniform(0, 30) * (rng.random() < 0.3) for _ in topo.edges])
     allowed = np.array([[rng.random() < 0.7 for _ in cells] for _ in topo.center_ids])
     prefer = np.array([rng.randrange(-1, 4) for _ in cells], dtype=np.intp)
@@ -170,8 +175,10 @@ def test_tiles_choose_and_rank_exactly_as_scoring_every_edge(seed: int, degrees:
     finite = np.isfinite(dense[2][routed])  # past a cell's allowed edges only forbidden ones remain, in any order
     assert np.array_equal(np.isfinite(tiled[2][routed]), finite)
     assert tiled[1][routed][finite].tolist() == dense[1][routed][finite].tolist()
-    assert np.allclose(tiled[2][routed][finite], dense[2][routed][finite], rtol=0.0, atol=1e-9)
-    if restricted:  # the rest of a cell's ranks: edges it may not use, which the router drops
+    assert tiled[2][routed][finite].tolist() == dense[2][routed][finite].tolist()
+    for row in tiled[1][routed]:  # each edge ranked once
+        assert len(set(row.tolist())) == row.size
+    if restricted and not infinite_legs:  # the rest of a cell's ranks: edges it may not use, which the router drops
         assert edge_ok is not None and cell_group is not None
         rows, ranks = np.nonzero(~np.isfinite(tiled[2]) & routed[:, None])
         assert not edge_ok[cell_group[rows], healthy[tiled[1][rows, ranks]]].any()
@@ -222,3 +229,37 @@ def test_final_ranks_kernel_orders_as_numpy_did(seed: int, constrained: bool, ti
     final_ranks(ranked, cost, choice, prefer, current, absolute_ms, relative, healthy_idx,
                 edge_ok if constrained else np.ones((1, 1), dtype=bool), groups if constrained else np.empty(0, dtype=np.int64), got)
     assert got.tolist() == want.tolist()
+
+
+def test_tiles_fill_ranks_past_the_finite_keys_with_distinct_edges() -> None:
+    """Where a cell has fewer edges at a finite key than ranks although it may use them all (edges infinitely slow: not
+    from a LatencyModel, which refuses such figures, but the search takes arrays), the rest of its ranks hold other
+    edges, each once, at infinite cost, as scoring every edge does (before: positions past the last edge)."""
+    from globalaccel.cells import Cell
+    from globalaccel.latency import LatencyModel
+    from globalaccel.residency import Mode
+    from globalaccel.routing import candidates
+    from tests.worlds import make_topology
+
+    edges = [(10.0 + i * 0.5, 20.0 + (i % 5), 100.0, 0) for i in range(30)]
+    topo = make_topology([(40.0, -75.0), (50.0, 8.0)], edges, [(10.0, 20.0, 1000)], [(Mode.OPEN, (0, 1))], max_answers=6)
+    cells = [Cell(f"n{i}", topo.cells[0].country, 10.0 + i * 0.01, 20.0 + i * 0.01, 1.0) for i in range(40)]
+    latency = LatencyModel(topo)
+    center_edge = latency.center_edge_ms(0.0)
+    center_edge[:, :20] = np.inf  # 10 edges at a finite key, 24 ranks
+    penalty = np.zeros(len(topo.edges))
+    healthy = np.arange(len(topo.edges), dtype=np.intp)
+    allowed = np.ones((2, len(cells)), dtype=bool)
+    saved = candidates.DENSE_LIMIT
+    try:
+        candidates.DENSE_LIMIT = 0
+        tiled = candidates.CandidateSearch(topo, cells).select(latency, healthy, center_edge, penalty, allowed)
+        candidates.DENSE_LIMIT = 10**12
+        dense = candidates.CandidateSearch(topo, cells).select(latency, healthy, center_edge, penalty, allowed)
+    finally:
+        candidates.DENSE_LIMIT = saved
+    assert tiled[0].tolist() == dense[0].tolist()
+    assert tiled[1][:, :10].tolist() == dense[1][:, :10].tolist()
+    assert np.isinf(tiled[2][:, 10:]).all()
+    for row in tiled[1]:
+        assert sorted(row.tolist()) == sorted(set(row.tolist())) and row.max() < len(topo.edges)

@@ -21,7 +21,7 @@ from globalaccel.cells import Cell
 from globalaccel.geo import unit_vectors
 from globalaccel.latency import LatencyModel
 from globalaccel.routing.current import CurrentRoutes
-from globalaccel.routing.tile_scores import tile_select
+from globalaccel.routing.tile_scores import chord_angles, tile_select
 from globalaccel.routing.tiles import SUPER_DEGREES, TILE_DEGREES, Tiles, make_tiles
 from globalaccel.topology import Topology
 
@@ -158,7 +158,7 @@ class CandidateSearch:
 
     def _tiles(self, cell_group: NDArray[np.intp] | None) -> Tiles:
         group = np.zeros(len(self.cells), dtype=np.intp) if cell_group is None else np.asarray(cell_group, dtype=np.intp)
-        key = group.tobytes()
+        key = group.tobytes() + repr(self.tile_degrees).encode()
         if self._tiles_cache is None or self._tiles_cache[0] != key:
             self._tiles_cache = (key, make_tiles(self._cell_xyz, group, *self.tile_degrees))
         return self._tiles_cache[1]
@@ -219,8 +219,9 @@ class CandidateSearch:
                       scoring: Scoring) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Score every healthy edge for `rows`: exact for every rank."""
         healthy_idx, latency, center_edge, penalty, allowed, prefer = scoring[:6]
-        cos = np.clip(self._cell_xyz[rows] @ self._edge_xyz[healthy_idx].T, -1.0, 1.0)
-        client_leg = latency.physics.rtt_from_angles(np.arccos(cos)) + penalty[healthy_idx][None, :]  # (R, H)
+        angle = np.empty((rows.size, healthy_idx.size))
+        chord_angles(np.ascontiguousarray(self._cell_xyz[rows]), np.ascontiguousarray(self._edge_xyz[healthy_idx]), angle)
+        client_leg = latency.physics.rtt_from_angles(angle) + penalty[healthy_idx][None, :]  # (R, H)
         positions = np.arange(healthy_idx.size)
         key_base = client_leg + positions * TIE_BREAK_MS
         blocked = scoring.blocked(rows, positions)

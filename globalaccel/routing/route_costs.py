@@ -144,9 +144,10 @@ def physics_rtts(lat1: NDArray[np.float64], lon1: NDArray[np.float64], lat2: NDA
                  radius_km: float, ms_per_km: float, overhead_ms: float, square: float, out: NDArray[np.float64]) -> None:
     """PhysicsModel.rtt_ms (geo.great_circle_km's haversine) for many pairs, compiled: the same operations in the same
     order, and the C library's sin, cos, asin, sqrt and pow as Python's math module and `**` call them, so each figure
-    is the same to the last bit (tests/test_route_costs.py). `square` must be 2.0: given at run time, so that the
-    compiler cannot turn pow(x, 2) into x * x, which differs from the C library's pow in the last bit about once in
-    a thousand (measured). In Python this was 0.25 s of an evaluation of 100,000 cells whose routes moved."""
+    is the same to the last bit for coordinates within range, as topology and cells validate them
+    (tests/test_route_costs.py). `square` must be 2.0: given at run time, so that the compiler cannot turn pow(x, 2)
+    into x * x, which differs from the C library's pow in the last bit about once in a thousand (measured). In Python
+    this was 0.25 s of an evaluation of 100,000 cells whose routes moved."""
     for i in range(out.size):
         p1, p2 = math.radians(lat1[i]), math.radians(lat2[i])
         dp = p2 - p1

@@ -13,9 +13,9 @@ The nearest-edge ball it replaced proved its cells with one lower bound for ever
 measured excess delay pulls down: with every path measured, 97 % of 100,000 cells needed 512 edges scored and the
 search took 4.5 of a 6.4 s evaluation (BENCHMARKS.md). Here the bound is per edge, so excess delay costs nothing.
 
-A member's key is computed as the dense search computes it: angle * a + o + excess + position * tie-break, plus the
-leg. Its angle comes from the chord between unit vectors (accurate at small angles), the tile's from arccos
-(accurate to ~2e-8 rad): `rho` carries a margin for both.
+A member's key is computed as the dense search computes it, to the bit: angle * a + o + excess + position * tie-break,
+plus the leg, the angle from the chord between unit vectors (chord_angle, which the dense search uses too). A tile's
+own angles come from arccos (off by up to ~2e-8 rad near 0): its radius carries a margin for that.
 """
 
 from __future__ import annotations
@@ -29,11 +29,19 @@ from globalaccel.routing.compiled import kernel
 
 
 @kernel
-def _angle(p: NDArray[np.float64], q: NDArray[np.float64]) -> float:
-    """Great-circle angle (radians) between unit vectors, from their chord."""
+def chord_angle(p: NDArray[np.float64], q: NDArray[np.float64]) -> float:
+    """Great-circle angle (radians) between unit vectors, from their chord (accurate near 0, where arccos of the dot
+    product is off by up to 2e-8 rad: 3e-6 ms, far above the tie-break). Both searches take every angle from here."""
     dx, dy, dz = p[0] - q[0], p[1] - q[1], p[2] - q[2]
-    half = math.sqrt(dx * dx + dy * dy + dz * dz) / 2.0
-    return 2.0 * math.asin(min(half, 1.0))
+    return 2.0 * math.asin(min(math.sqrt(dx * dx + dy * dy + dz * dz) / 2.0, 1.0))
+
+
+@kernel
+def chord_angles(a: NDArray[np.float64], b: NDArray[np.float64], out: NDArray[np.float64]) -> None:
+    """out (R, H): chord_angle between every row of `a` (R, 3) and of `b` (H, 3)."""
+    for i in range(a.shape[0]):
+        for j in range(b.shape[0]):
+            out[i, j] = chord_angle(a[i], b[j])
 
 
 @kernel
@@ -71,10 +79,8 @@ def _kth_smallest(values: NDArray[np.float64], k: int, buf: NDArray[np.float64])
 @kernel
 def _key(cell: NDArray[np.float64], edge: NDArray[np.float64], ms_per_radian: float, overhead_ms: float, penalty: float,
          position: int, tie_ms: float, leg: float) -> float:
-    """A cell's key for an edge via a center, by the dense search's operations in its order."""
-    dx, dy, dz = cell[0] - edge[0], cell[1] - edge[1], cell[2] - edge[2]
-    angle = 2.0 * math.asin(min(math.sqrt(dx * dx + dy * dy + dz * dz) / 2.0, 1.0))
-    return angle * ms_per_radian + overhead_ms + penalty + position * tie_ms + leg
+    """A cell's key for an edge via a center: the dense search's operations in its order, on the same angle."""
+    return chord_angle(cell, edge) * ms_per_radian + overhead_ms + penalty + position * tie_ms + leg
 
 
 @kernel
@@ -216,12 +222,17 @@ def tile_select(super_angle: NDArray[np.float64], super_radius: NDArray[np.float
                         continue
                     filled = _rank_into(cell_xyz[r], cand[c], count, s[c], slack, sub, edge_xyz, ms_per_radian,
                                         overhead_ms, penalty, tie_ms, legs[c], ranked[r], ranked_cost[r])
-                    # Fewer usable edges than ranks: the rest hold edges it may not use, at infinite cost.
+                    # Fewer edges at a finite key than ranks: the rest hold others at infinite cost, as in the dense
+                    # search (edges it may not use, which the router drops; or one whose figures are infinite).
                     e = 0
                     while filled < keep:
-                        while ok[e]:
-                            e += 1
-                        ranked[r, filled] = e
-                        ranked_cost[r, filled] = np.inf
-                        filled += 1
+                        taken = False
+                        for t2 in range(filled):
+                            if ranked[r, t2] == e:
+                                taken = True
+                                break
+                        if not taken:
+                            ranked[r, filled] = e
+                            ranked_cost[r, filled] = np.inf
+                            filled += 1
                         e += 1
