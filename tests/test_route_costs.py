@@ -234,3 +234,37 @@ def test_compiled_client_legs_are_physics_rtt_ms_to_the_last_bit(pairs: list[tup
     physics_rtts(lat1, lon1, lat2, lon2, EARTH_RADIUS_KM, physics.ms_per_km, physics.settings.overhead_ms, 2.0, out)
     want = [physics.rtt_ms(*p) for p in zip(lat1.tolist(), lon1.tolist(), lat2.tolist(), lon2.tolist(), strict=True)]
     assert out.tolist() == want
+
+
+def test_a_router_reused_across_cycles_gives_the_tables_a_fresh_router_gives() -> None:
+    """The router keeps what it built last time (routes, hash lines, arrays of the state) and hands out the very route
+    objects again where a cell's decision and RTTs are unchanged. Over cycles that hold still, move figures, lose and
+    regain a center (reasons and fallbacks change) and lose edges, each table must equal the one a new router computes
+    from the same state, and the unchanged cycle must really reuse routes (or this test would not test it)."""
+    import random
+
+    from globalaccel.latency import LatencyModel
+    from globalaccel.routing import Health, Router, RouterState
+
+    topo = load_stack("prod", STACKS)
+    reused, latency, rng = Router(topo), LatencyModel(topo), random.Random(11)
+    everything = Health.all_up(topo)
+    lost_center = topo.center_ids[1]
+    plan = [everything, everything, Health(everything.edges, everything.centers - {lost_center}), everything,
+            Health(everything.edges - {e.id for e in topo.edges[::5]}, everything.centers), everything]
+    state: RouterState | None = None
+    previous: dict[str, object] = {}
+    for cycle, health in enumerate(plan):
+        now = 10.0 * cycle
+        if cycle >= 3:  # figures move
+            for ci, center in enumerate(topo.center_ids):
+                for ei in rng.sample(range(len(topo.edges)), 400):
+                    latency.record(center, topo.edges[ei].id, float(latency.physics_center_edge[ci, ei]) + rng.uniform(0, 20), now)
+        table, next_state = reused.compute(latency, health, now, state)
+        fresh_table, fresh_state = Router(topo).compute(latency, health, now, state)
+        assert table.routes == fresh_table.routes and table.content_hash == fresh_table.content_hash
+        assert next_state.cells == fresh_state.cells
+        if cycle == 1:
+            same_objects = sum(route is previous.get(cid) for cid, route in table.routes.items())
+            assert same_objects > 0.5 * len(table.routes)
+        previous, state = dict(table.routes), next_state
