@@ -7,7 +7,7 @@ Measured in one run:
   latencies, same health) and cold (first compute, fresh Router), against a pure-Python baseline that
   scores every (cell, allowed center, healthy edge) with the same physics and sorts.
 - grid (50,000 cells jittered around catalog cities): cold and warm, against a dense-numpy baseline
-  that scores every edge for every cell in chunks (the router's selection without its k-d tree), and the
+  that scores every edge for every cell in chunks (the router's selection without its tiles), and the
   pure-Python baseline on a 500-cell sample, scaled linearly to 50,000 (stated as extrapolated).
 Goals on this 2-core machine: country cells under 50 ms, 50k cells under 1 s.
 """
@@ -110,7 +110,7 @@ def main() -> None:
     _, grid_state = grid_router.compute(latency)
     results["grid_warm_s"] = timed(lambda: grid_router.compute(latency, now=1.0, state=grid_state), max(3, args.repeat // 2))
 
-    # Selection alone, over every edge (no per-rule edge groups), k-d tree against dense scoring.
+    # Selection alone, over every edge (no per-rule edge groups), tiles against dense scoring.
     dense = CandidateSearch(prod, cells)
     fast = CandidateSearch(prod, cells)
     healthy = np.arange(len(prod.edges))

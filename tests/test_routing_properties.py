@@ -89,7 +89,7 @@ def test_deterministic(case: tuple[Topology, Health, LatencyModel]) -> None:
 @given(scenario(max_edges=120))
 def test_best_answer_matches_brute_force_oracle(case: tuple[Topology, Health, LatencyModel]) -> None:
     """With capacity out of the way, the first answer is the true cheapest allowed healthy path.
-    This checks the k-d tree candidate bound against an exhaustive search."""
+    This checks the candidate search's bounds against an exhaustive search."""
     topo, health, latency = case
     topo = Topology(**{**topo.__dict__, "routing": type(topo.routing)(1, 1, 1e9, topo.routing.hysteresis)})
     latency.topology = topo
