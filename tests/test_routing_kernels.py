@@ -263,3 +263,55 @@ def test_tiles_fill_ranks_past_the_finite_keys_with_distinct_edges() -> None:
     assert np.isinf(tiled[2][:, 10:]).all()
     for row in tiled[1]:
         assert sorted(row.tolist()) == sorted(set(row.tolist())) and row.max() < len(topo.edges)
+
+
+def test_edges_whose_keys_are_equal_floats_rank_by_position_in_both_searches() -> None:
+    """The position tie-break separates co-located edges, but two edges' keys can still be equal floats (legs that
+    differ by exactly the geometry less the tie-break). Both searches then rank the lower position first (before: the
+    dense search by position, the tiles by the tile's own key, so the table's order and hash hung on DENSE_LIMIT).
+    The legs are found by stepping one float at a time until the keys are equal."""
+    import math
+
+    from globalaccel.cells import Cell
+    from globalaccel.geo import unit_vectors
+    from globalaccel.latency import LatencyModel
+    from globalaccel.residency import Mode
+    from globalaccel.routing import candidates
+    from globalaccel.routing.candidates import TIE_BREAK_MS
+    from globalaccel.routing.tile_scores import chord_angle
+    from tests.worlds import make_topology
+
+    edges = [(0.5, 0.0, 100.0, 0), (0.5, 2.0, 100.0, 0)]
+    topo = make_topology([(40.0, -75.0)], edges, [(0.5, 0.5, 1000)], [(Mode.OPEN, (0,))], answers=2, max_answers=2)
+    # A second cell near the second edge: their tile's centre finds the second edge the cheaper one.
+    cells = [Cell("c", topo.cells[0].country, 0.5, 0.5, 1.0), Cell("d", topo.cells[0].country, 0.5, 2.5, 1.0)]
+    latency = LatencyModel(topo)
+    a, o = latency.physics.ms_per_radian, latency.physics.settings.overhead_ms
+    cell = unit_vectors(np.array([0.5]), np.array([0.5]))[0]
+    edge = unit_vectors(np.array([0.5, 0.5]), np.array([0.0, 2.0]))
+
+    def key(j: int, leg: float) -> float:
+        return float(chord_angle(cell, edge[j]) * a + o + 0.0 + j * TIE_BREAK_MS + leg)
+
+    for i in range(2000):
+        leg0 = 50.0 + i * 0.001
+        leg1 = leg0 + (chord_angle(cell, edge[0]) - chord_angle(cell, edge[1])) * a - TIE_BREAK_MS
+        for _ in range(50):
+            if key(1, leg1) == key(0, leg0):
+                break
+            leg1 = math.nextafter(leg1, math.inf if key(1, leg1) < key(0, leg0) else -math.inf)
+        if key(1, leg1) == key(0, leg0):
+            break
+    assert key(1, leg1) == key(0, leg0)
+    args = (latency, np.arange(2), np.array([[leg0, leg1]]), np.zeros(2), np.ones((1, 2), dtype=bool))
+    saved = candidates.DENSE_LIMIT
+    try:
+        candidates.DENSE_LIMIT = 0
+        tiled = candidates.CandidateSearch(topo, cells).select(*args)
+        candidates.DENSE_LIMIT = 10**12
+        dense = candidates.CandidateSearch(topo, cells).select(*args)
+    finally:
+        candidates.DENSE_LIMIT = saved
+    search = candidates.CandidateSearch(topo, cells)
+    assert search._tiles(None).tile_of.tolist() == [0, 0]  # one tile, or the test would not test the tiles' order
+    assert tiled[1][0].tolist() == dense[1][0].tolist() == [0, 1]

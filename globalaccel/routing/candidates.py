@@ -39,14 +39,20 @@ DENSE_CHUNK = 2_000  # rows per dense block: bounds memory at ~50 MB per (rows x
 
 
 def _top_k(key: NDArray[np.float64], k: int) -> NDArray[np.intp]:
-    """Positions of the k smallest keys along the last axis, in ascending order: O(n) selection,
-    then a sort of only k entries. Keys already carry the position tie-break, so they are distinct."""
-    if k < key.shape[-1]:
-        part = np.argpartition(key, k - 1, axis=-1)[..., :k]
-    else:
-        part = np.broadcast_to(np.arange(key.shape[-1]), key.shape).copy()
-    order = np.argsort(np.take_along_axis(key, part, axis=-1), axis=-1)
-    return np.take_along_axis(part, order, axis=-1)
+    """Positions of the k smallest keys along the last axis, by (key, position): O(n) selection, then a sort of only k
+    entries. Keys carry the position tie-break, but two can still be equal floats (legs that differ by exactly the
+    tie-break): then the lower position first, as the tile search orders them; a row with a tie at the k-th key is
+    sorted whole."""
+    if k >= key.shape[-1]:
+        return np.lexsort((np.broadcast_to(np.arange(key.shape[-1]), key.shape), key), axis=-1)
+    part = np.argpartition(key, k - 1, axis=-1)[..., :k]
+    chosen = np.take_along_axis(key, part, axis=-1)
+    out = np.take_along_axis(part, np.lexsort((part, chosen), axis=-1), axis=-1)
+    kth = chosen.max(axis=-1, keepdims=True)
+    tied = (key <= kth).sum(axis=-1) > k  # a key equal to the k-th left out, maybe at a lower position
+    for row in np.flatnonzero(tied):
+        out[row] = np.lexsort((np.arange(key.shape[-1]), key[row]))[:k]
+    return out
 
 
 def _choose(best: NDArray[np.float64], allowed: NDArray[np.bool_], prefer: NDArray[np.intp] | None = None,

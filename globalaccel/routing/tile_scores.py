@@ -115,10 +115,11 @@ def _rank_into(cell: NDArray[np.float64], cand: NDArray[np.int64], count: int, s
             break
         j = sub[q]
         v = _key(cell, edge_xyz[j], ms_per_radian, overhead_ms, penalty[j], j, tie_ms, legs[j])
-        if filled == keep and not v < ranked_cost[keep - 1]:
+        # By (key, position): two keys can be equal floats (legs that differ by exactly the tie-break).
+        if filled == keep and not (v < ranked_cost[keep - 1] or (v == ranked_cost[keep - 1] and j < ranked[keep - 1])):
             continue
         t = filled - 1 if filled < keep else keep - 2
-        while t >= 0 and ranked_cost[t] > v:
+        while t >= 0 and (ranked_cost[t] > v or (ranked_cost[t] == v and ranked[t] > j)):
             ranked_cost[t + 1] = ranked_cost[t]
             ranked[t + 1] = ranked[t]
             t -= 1
