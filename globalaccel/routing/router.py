@@ -41,15 +41,14 @@ from globalaccel.routing.current import NONE, CurrentRoutes, StateColumns, curre
 from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.final_ranks import final_ranks
 from globalaccel.routing.hysteresis import Case, judge, settle
+from globalaccel.routing.route_builder import RouteBuilder
 from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import (
     REASON_BEST,
     REASON_CENTER_FULL,
     REASON_FAIL_CLOSED,
-    REASON_FALLBACK,
     REASON_HELD,
     REASON_NO_PATH,
-    Answer,
     CellRoute,
     CellState,
     FrozenCells,
@@ -126,14 +125,11 @@ class Router:
         self._countries = sorted({c.country for c in self.cells})
         country_pos = {code: k for k, code in enumerate(self._countries)}
         self._cell_country = np.array([country_pos[c.country] for c in self.cells], dtype=np.intp)
-        # cell -> (center, edges, weights, fallback) last hashed, and its line of the table hash
-        self._lines: dict[str, tuple[tuple[str, tuple[str, ...], tuple[float, ...], tuple[str, ...]], str]] = {}
-        # cell -> (the decided state, its answers' RTTs, the route built from them) last time
-        self._routes: dict[str, tuple[CellState, list[float], CellRoute]] = {}
         self.costs = RouteCosts(topology, self.cells)
         # center -> edge id -> the address that takes a client through that edge to that center
-        self._addresses = {c: {e.id: e.address_for(c) for e in topology.edges if c in dict(e.center_addresses)}
-                           for c in self._center_ids}
+        addresses = {c: {e.id: e.address_for(c) for e in topology.edges if c in dict(e.center_addresses)}
+                     for c in self._center_ids}
+        self.builder = RouteBuilder(self.cells, addresses, self._fallback_of)
 
     # ----------------------------------------------------------------------------------------------
     def compute(
@@ -308,40 +304,7 @@ class Router:
         # Each answer's RTT with the latest figures, for every routed cell at once.
         served = self._served(decisions, on_current, holding, hold_at, fresh_routes)
         answer_costs = self.costs.per_answer(served, center_edge + penalty[None, :], latency.physics).tolist()
-        address, cells, kept_lines, kept_routes, fallback_of = self._addresses, self.cells, self._lines, self._routes, self._fallback_of
-        # Built with tuple.__new__: a NamedTuple's own constructor is a Python function, twice the cost, and this loop
-        # builds one route and its answers per cell (100,000 at a time).
-        build = tuple.__new__
-        for (pos, decided, reason), costs, center_at in zip(decisions, answer_costs, served.center.tolist(), strict=True):
-            cell, center = cells[pos], decided.center
-            assert center is not None
-            if reason == REASON_BEST and center not in eligibility[cell.country].tiers[0]:
-                reason = REASON_FALLBACK
-            fallback = fallback_of(pos, center_at)
-            cid = cell.id
-            rtts = costs[: len(decided.edges)]
-            # A cell whose decision and answers' RTTs are as last time (most, when figures hold still) gets the very
-            # route object it had: building 100,000 routes and their answers, and the collector's walk over them
-            # afterwards, were 0.4 s of a 1.0 s evaluation (cProfile). Equal routes; a table's routes are immutable.
-            built = kept_routes.get(cid)
-            # (Its fallback order depends only on the cell and its center, which the same decided state keeps.)
-            if built is not None and built[0] is decided and built[1] == rtts and built[2].reason == reason:
-                routes[cid] = built[2]
-            else:
-                by_edge = address[center]
-                answers = tuple([build(Answer, (e, by_edge[e], w, c))
-                                 for e, w, c in zip(decided.edges, decided.weights, rtts, strict=True)])
-                route = routes[cid] = build(CellRoute, (cid, cell.country, center, answers, reason, fallback))
-                kept_routes[cid] = (decided, rtts, route)
-            new_cells[cid] = decided
-            # The hash's line of a cell whose decision is unchanged (most, most cycles) is not formatted again.
-            key = (center, decided.edges, decided.weights, fallback)
-            known = kept_lines.get(cid)
-            # The very weights tuple hashed before (a held or unchanged route keeps it), not one that compares
-            # equal: 1 == 1.0, but their reprs differ, and the line holds the repr.
-            if known is None or known[0][2] is not decided.weights or known[0] != key:
-                known = kept_lines[cid] = (key, route_line(cid, *key))
-            lines[cid] = known[1]
+        self.builder.build(decisions, answer_costs, served.center.tolist(), eligibility, routes, new_cells, lines)
 
         load = self.capacity.load(served.cells, served.edges, served.weights)
         # Excess within float rounding of the budget (the greedy fills edges exactly) is not overflow.
