@@ -49,7 +49,6 @@ from globalaccel.routing.table import (
     REASON_FAIL_CLOSED,
     REASON_HELD,
     REASON_NO_PATH,
-    CellRoute,
     CellState,
     FrozenCells,
     Health,
@@ -58,7 +57,10 @@ from globalaccel.routing.table import (
     hash_lines,
     route_line,
 )
+from globalaccel.routing.table_routes import TableRoutes
 from globalaccel.topology import Topology
+
+_UNDECIDED = CellState(None, (), ())  # a placeholder in the table's columns until the cell is decided
 
 # Each cell's case before costs are compared (hysteresis.Case, plus the router's own two).
 _NOT_ROUTABLE, _LEAVING, _FIRST, _INVALID, _SAME, _JUDGE = range(6)
@@ -129,7 +131,11 @@ class Router:
         # center -> edge id -> the address that takes a client through that edge to that center
         addresses = {c: {e.id: e.address_for(c) for e in topology.edges if c in dict(e.center_addresses)}
                      for c in self._center_ids}
-        self.builder = RouteBuilder(self.cells, addresses, self._fallback_of)
+        self._addresses = addresses
+        self._cell_ids = tuple(c.id for c in self.cells)
+        self._cell_index = {cid: n for n, cid in enumerate(self._cell_ids)}
+        self._cell_countries = tuple(c.country for c in self.cells)
+        self.builder = RouteBuilder(self.cells, self._fallback_of)
 
     # ----------------------------------------------------------------------------------------------
     def compute(
@@ -213,8 +219,9 @@ class Router:
         def fresh_of(pos: int) -> CellState:
             return CellState(self._center_ids[choice[pos]], *allocation.route(pos, edge_ids))
 
-        routes: dict[str, CellRoute] = {}
-        new_cells: dict[str, CellState] = {}
+        # The table's columns, by cell position: each cell's decided route (center None: none) and why.
+        states: list[CellState] = [_UNDECIDED] * len(self.cells)
+        reasons: list[str] = [""] * len(self.cells)
         lines: dict[str, str] = {}  # each cell's line of the table hash
         # Hysteresis judges on the measured distribution: each leg's median of its last `steady_samples` (not the
         # moving average, which one spike moves for several cycles; nor of its last 5, which a few slow cycles of the
@@ -249,11 +256,10 @@ class Router:
                 on_current.append(True)
             elif kind == _NOT_ROUTABLE:
                 was = current_of.get(cell.id)
-                reason = REASON_FAIL_CLOSED if eligibility[cell.country].fail_closed else REASON_NO_PATH
-                routes[cell.id] = CellRoute(cell.id, cell.country, None, (), reason)
+                reasons[pos] = REASON_FAIL_CLOSED if eligibility[cell.country].fail_closed else REASON_NO_PATH
                 lines[cell.id] = route_line(cell.id, None, (), (), ())
                 switched_at = now if was is not None and was.center is not None else (was.last_switch_at if was else None)
-                new_cells[cell.id] = CellState(None, (), (), 0, switched_at)
+                states[pos] = CellState(None, (), (), 0, switched_at)
             elif kind == _JUDGE:
                 prev = current_of[cell.id]
                 judged.append((len(decisions), prev))
@@ -303,8 +309,13 @@ class Router:
             decisions = released
         # Each answer's RTT with the latest figures, for every routed cell at once.
         served = self._served(decisions, on_current, holding, hold_at, fresh_routes)
-        answer_costs = self.costs.per_answer(served, center_edge + penalty[None, :], latency.physics).tolist()
-        self.builder.build(decisions, answer_costs, served.center.tolist(), eligibility, routes, new_cells, lines)
+        rtts = np.full((len(self.cells), served.edges.shape[1]), np.nan)
+        rtts[served.cells] = self.costs.per_answer(served, center_edge + penalty[None, :], latency.physics)
+        in_first_tier = self._first_tier(eligibility)[served.center, served.cells].tolist()
+        self.builder.build(decisions, served.center.tolist(), in_first_tier, states, reasons, lines)
+        assert not any(s is _UNDECIDED for s in states), "every cell is decided: routed, failed closed or without a path"
+        routes = TableRoutes(self._cell_ids, self._cell_index, self._cell_countries, states, reasons, rtts, self._addresses,
+                             self._center_pos, self._fallback_of)
 
         load = self.capacity.load(served.cells, served.edges, served.weights)
         # Excess within float rounding of the budget (the greedy fills edges exactly) is not overflow.
@@ -314,7 +325,7 @@ class Router:
         generation = state.generation + 1 if digest != state.content_hash else state.generation
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
         # Read-only: the routes as arrays kept with it are only good for these very cells (routing.current).
-        cells_view = FrozenCells(new_cells)
+        cells_view = FrozenCells(zip(self._cell_ids, states, strict=True))
         out = RouterState(generation, digest, cells_view, StateColumns(self._token, cells_view, served_as_current(served, len(self.cells))))
         return table, out
 
@@ -402,6 +413,13 @@ class Router:
         out = []
         for rows, mask in groups.values():
             out.append(_EdgeGroup(np.array(rows, dtype=np.intp), mask))
+        return out
+
+    def _first_tier(self, eligibility: dict[str, Eligibility]) -> NDArray[np.bool_]:
+        """(C, N) whether center c is in cell n's first tier right now: a best route on another center is a fallback."""
+        first = np.array([[c in (eligibility[country].tiers or ((),))[0] for country in self._countries] for c in self._center_ids],
+                         dtype=bool).reshape(len(self._center_ids), len(self._countries))
+        out: NDArray[np.bool_] = first[:, self._cell_country]
         return out
 
     def _center_masks(self, eligibility: dict[str, Eligibility]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
