@@ -46,6 +46,7 @@ from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import (
     REASON_BEST,
     REASON_CENTER_FULL,
+    REASON_EDGE_FULL,
     REASON_FAIL_CLOSED,
     REASON_HELD,
     REASON_NO_PATH,
@@ -292,14 +293,16 @@ class Router:
             # cell that stays where it is counted (a cell on a congested edge in a full region therefore stays: see
             # capacity.admit).
             switch &= self.capacity.admit(allocation, current, candidate, switch)
-            for (i, prev), moves, count in zip(judged, switch.tolist(), pending.tolist(), strict=True):
+            # Cells held on an edge beyond its budget move to their planned route where it fits, whatever hysteresis says.
+            relieved = self.capacity.relieve(allocation, current, candidate, switch)
+            for (i, prev), moves, relieve, count in zip(judged, switch.tolist(), relieved.tolist(), pending.tolist(), strict=True):
                 pos = decisions[i][0]
-                if moves:
-                    decisions[i] = (pos, fresh_of(pos)._replace(last_switch_at=now), REASON_BEST)
+                if moves or relieve:
+                    decisions[i] = (pos, fresh_of(pos)._replace(last_switch_at=now), REASON_BEST if moves else REASON_EDGE_FULL)
                 elif count != prev.pending:  # built with tuple.__new__ (see below): _replace is three times the cost
                     decisions[i] = (pos, tuple.__new__(CellState, (prev.center, prev.edges, prev.weights, count, prev.last_switch_at)),
                                     REASON_HELD)
-                on_current[i] = not moves
+                on_current[i] = not (moves or relieve)
         if shed:
             decisions = [(pos, decided, REASON_CENTER_FULL if pos in shed and reason == REASON_BEST else reason)
                          for pos, decided, reason in decisions]
