@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from globalaccel.cells import Cell
 from globalaccel.routing.greedy import place_in_order
+from globalaccel.routing.relief import move_in_order
 from globalaccel.routing.route_costs import RouteColumns
 from globalaccel.topology import Topology
 
@@ -194,28 +195,19 @@ class CapacityPlanner:
         relieved = np.zeros(switching.shape, dtype=bool)
         if not switching.size:
             return relieved
-        demand = self._demand[current.cells]
+        demand = np.ascontiguousarray(self._demand[current.cells])
+        arrays = (demand, np.ascontiguousarray(current.edges, dtype=np.int64), np.ascontiguousarray(current.weights),
+                  np.ascontiguousarray(fresh.edges, dtype=np.int64), np.ascontiguousarray(fresh.weights))
         after = allocation.room.copy()
-        for r in np.flatnonzero(switching).tolist():
-            for e, d in self._switch_delta(r, demand[r], current, fresh).items():
-                after[e] -= d
         slack = (allocation.limit + 1.0) * 1e-9  # float rounding of the budgets, as admit judges it
+        # The admitted switches first, as they are; then the room they leave is what relief is judged on.
+        move_in_order(np.flatnonzero(switching).astype(np.int64), False, *arrays, after, slack, np.zeros_like(relieved))
         beyond = after < -slack
         loaded = (current.edges >= 0) & (current.weights > 0)
         on_beyond = (loaded & beyond[np.maximum(current.edges, 0)]).any(axis=1)
         rows = np.flatnonzero(on_beyond & ~switching & (current.center == fresh.center))
-        if not rows.size:
-            return relieved
         rows = rows[np.lexsort((self._id_rank[current.cells[rows]], -demand[rows]))]
-        for r in rows.tolist():
-            change = self._switch_delta(r, demand[r], current, fresh)
-            if not any(d < 0 and after[e] < -slack[e] for e, d in change.items()):
-                continue  # the edges it would leave were relieved meanwhile
-            if any(d > 0 and after[e] - d < -slack[e] for e, d in change.items()):
-                continue  # its fresh route does not fit
-            for e, d in change.items():
-                after[e] -= d
-            relieved[r] = True
+        move_in_order(rows.astype(np.int64), True, *arrays, after, slack, relieved)
         return relieved
 
     @staticmethod
