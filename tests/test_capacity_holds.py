@@ -201,7 +201,7 @@ def test_a_cell_held_beyond_budget_stays_where_no_edge_has_room_for_it() -> None
 def test_relief_takes_only_moves_that_fit_and_keep_the_center() -> None:
     """CapacityPlanner.relieve on one held row (AB: 2 on e0, which is 1.5 beyond its budget) whose planned route is e1:
     taken where e1 has room for 2, not where it has 1.5 (the excess would only move), not onto another center, not when
-    the edge it leaves is within budget, and not for a row already switching."""
+    the edge it leaves is within budget, not for a row already leaving its route, and not within its hold-down."""
     from globalaccel.routing.capacity import Allocation
     from globalaccel.routing.route_costs import RouteColumns
 
@@ -213,15 +213,18 @@ def test_relief_takes_only_moves_that_fit_and_keep_the_center() -> None:
     elsewhere = RouteColumns(np.array([1]), np.array([1]), np.array([[1]]), np.array([[1.0]]))
     stays, switching = np.array([False]), np.array([True])
 
-    def relieved(room: list[float], planned: RouteColumns = fresh, switch: np.ndarray = stays) -> bool:
+    def relieved(room: list[float], planned: RouteColumns = fresh, switch: np.ndarray = stays, settled: bool = True) -> bool:
         allocation = Allocation(np.array(room), limit, np.zeros((2, 1), dtype=np.intp), np.zeros((2, 1)))
-        return bool(planner.relieve(allocation, current, planned, switch)[0])
+        return bool(planner.relieve(allocation, current, planned, switch, np.array([settled]))[0])
 
     assert relieved([-1.5, 2.0])
     assert not relieved([-1.5, 1.5]), "it would carry the excess to e1"
     assert not relieved([0.0, 2.0]), "e0 is within its budget"
     assert not relieved([-1.5, 2.0], planned=elsewhere), "its planned route is on another center"
     assert not relieved([-1.5, 2.0], switch=switching), "already switching"
+    assert not relieved([-1.5, 2.0], settled=False), "within its hold-down"
+    assert not relieved([-1.5, 2.0 - 8e-9]), "e1 would end beyond its budget by more than float rounding"
+    assert relieved([-1.5, 2.0 - 2e-9]), "e1 ends within float rounding of its budget, as the table's overflow counts it"
 
 
 def test_prod_sheds_what_its_first_noisy_table_put_beyond_budgets() -> None:

@@ -268,3 +268,8 @@ def test_a_router_reused_across_cycles_gives_the_tables_a_fresh_router_gives() -
             same_objects = sum(decided is state.cells.get(cid) for cid, decided in next_state.cells.items())
             assert same_objects > 0.5 * len(table.routes)
         state = next_state
+    import copy
+    import pickle
+
+    # A table pickles and copies as the routes it stands for (they are built when read: routing.table_routes).
+    assert pickle.loads(pickle.dumps(table)) == table == copy.deepcopy(table)

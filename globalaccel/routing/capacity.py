@@ -179,14 +179,16 @@ class CapacityPlanner:
         admitted[list(delta)] = True
         return admitted
 
-    def relieve(self, allocation: Allocation, current: RouteColumns, fresh: RouteColumns,
-                switching: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        """Of the rows that stay on their current route (not `switching`: the switches admitted), those that take their
-        fresh route to relieve an edge beyond its budget: a hold is for noise, never for overload (as CenterLoad's for
-        centers). A row qualifies when its current route puts demand on an edge beyond budget (with every admitted
-        switch made) and its fresh route keeps its center. Largest demand first (as the plan places), each taken only
-        where every edge it adds demand to stays within its budget: demand beyond budgets only falls, so no cell is
-        moved back and forth, and where nothing fits, nothing moves.
+    def relieve(self, allocation: Allocation, current: RouteColumns, fresh: RouteColumns, switching: NDArray[np.bool_],
+                settled: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Of the rows that stay on their current route (not `switching`: rows already leaving it, on latency or let go
+        by a full center), those that take their fresh route to relieve an edge beyond its budget: a hold is for noise,
+        never for overload (as CenterLoad's for centers). A row qualifies when it is `settled` (outside its hold-down),
+        its current route puts demand on an edge beyond budget once every other move is made, and its fresh route keeps
+        its center (center loads stay as they are). Largest demand first (as the plan places), each taken only where
+        every edge it adds demand to stays within its budget: relief itself only lowers the demand beyond budgets, and
+        where nothing fits, nothing moves. (Switches admitted on latency may carry excess from one edge to another, so
+        an edge can be beyond budget again later: the hold-down lets a cell move at most once per hold-down.)
 
         Without it, what the first cycles placed stayed for good: their routes were valid, and hysteresis keeps a valid
         route unless another is faster by the margin. On the real loop, demand beyond budgets stayed at the first
@@ -199,13 +201,14 @@ class CapacityPlanner:
         arrays = (demand, np.ascontiguousarray(current.edges, dtype=np.int64), np.ascontiguousarray(current.weights),
                   np.ascontiguousarray(fresh.edges, dtype=np.int64), np.ascontiguousarray(fresh.weights))
         after = allocation.room.copy()
-        slack = (allocation.limit + 1.0) * 1e-9  # float rounding of the budgets, as admit judges it
-        # The admitted switches first, as they are; then the room they leave is what relief is judged on.
+        # Beyond budget as the table's overflow counts it (routing.router: load above budget x (1 + 1e-9)).
+        slack = allocation.limit * 1e-9
+        # The other moves first, as they are; the room they leave is what relief is judged on.
         move_in_order(np.flatnonzero(switching).astype(np.int64), False, *arrays, after, slack, np.zeros_like(relieved))
         beyond = after < -slack
         loaded = (current.edges >= 0) & (current.weights > 0)
         on_beyond = (loaded & beyond[np.maximum(current.edges, 0)]).any(axis=1)
-        rows = np.flatnonzero(on_beyond & ~switching & (current.center == fresh.center))
+        rows = np.flatnonzero(on_beyond & ~switching & settled & (current.center == fresh.center))
         rows = rows[np.lexsort((self._id_rank[current.cells[rows]], -demand[rows]))]
         move_in_order(rows.astype(np.int64), True, *arrays, after, slack, relieved)
         return relieved

@@ -55,9 +55,10 @@ class TableRoutes(Mapping[str, CellRoute]):
     def __repr__(self) -> str:
         return f"TableRoutes({len(self)} cells, {len(self._built)} built)"
 
-    def state_of(self, cell_id: str) -> CellState:
-        """The cell's decided route (center, edges, shares) without building its answers."""
-        return self._states[self._index[cell_id]]
+    def __reduce__(self) -> tuple[type[dict[str, CellRoute]], tuple[dict[str, CellRoute]]]:
+        # Pickled (or deep-copied) as the plain dict of routes it stands for: the columns refer to the router that made
+        # them (its failover lookup is a closure, which does not pickle).
+        return dict, (dict(self.items()),)
 
     def _build(self, row: int) -> CellRoute:
         cid, country, state, reason = self._ids[row], self._countries[row], self._states[row], self._reasons[row]
