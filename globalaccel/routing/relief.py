@@ -21,10 +21,11 @@ from globalaccel.routing.compiled import kernel
 @kernel
 def move_in_order(rows: NDArray[np.int64], check: bool, demand: NDArray[np.float64], current_edges: NDArray[np.int64],
                   current_weights: NDArray[np.float64], fresh_edges: NDArray[np.int64], fresh_weights: NDArray[np.float64],
-                  room: NDArray[np.float64], slack: NDArray[np.float64], moved: NDArray[np.bool_]) -> None:
+                  room: NDArray[np.float64], slack: NDArray[np.float64], least_cut: float, moved: NDArray[np.bool_]) -> None:
     """For each row r of `rows` in turn, the move from its current route to its fresh one (edges as catalog positions,
-    -1 padded). With `check`, made only where it leaves an edge beyond its budget (room below -slack) and every edge it
-    adds demand to keeps room of at least -slack; without, always. A move made takes its changes off `room` (modified
+    -1 padded). With `check`, made only where every edge it adds demand to keeps room of at least -slack, and the demand
+    it takes off edges beyond their budget (room below -slack; at most that excess per edge) is at least `least_cut`
+    times all it takes off, and more than 0; without, always. A move made takes its changes off `room` (modified
     in place) and sets moved[r]."""
     width = current_edges.shape[1] + fresh_edges.shape[1]
     edges = np.empty(width, dtype=np.int64)
@@ -51,14 +52,16 @@ def move_in_order(rows: NDArray[np.int64], check: bool, demand: NDArray[np.float
             else:
                 deltas[at] -= d
         if check:
-            leaves, fits = False, True
+            cut, moving, fits = 0.0, 0.0, True
             for t in range(n):
                 e = edges[t]
-                if deltas[t] < 0 and room[e] < -slack[e]:
-                    leaves = True
+                if deltas[t] < 0:
+                    moving -= deltas[t]
+                    if room[e] < -slack[e]:
+                        cut += min(-deltas[t], -room[e])
                 if deltas[t] > 0 and room[e] - deltas[t] < -slack[e]:
                     fits = False
-            if not (leaves and fits):
+            if not (fits and cut > 0.0 and cut >= least_cut * moving):
                 continue
         for t in range(n):
             room[edges[t]] -= deltas[t]
