@@ -252,4 +252,4 @@ def test_prod_sheds_what_its_first_noisy_table_put_beyond_budgets() -> None:
         shares.append(table.overflow / sum(table.edge_load.values()))
     assert shares[0] > 0.2, shares  # (or this test would not test it)
     assert all(later <= earlier + 1e-12 for earlier, later in itertools.pairwise(shares)), shares
-    assert shares[-1] < 0.6 * shares[0], shares
+    assert shares[-1] < 0.7 * shares[0], shares

@@ -319,8 +319,8 @@ def test_edges_whose_keys_are_equal_floats_rank_by_position_in_both_searches() -
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Relief of edges beyond budget as the router ran it in Python (CapacityPlanner.relieve at 6110124): a dict of per-edge
-# changes per cell.
+# Relief of edges beyond budget, restated in plain Python with a dict of per-edge changes per cell (as
+# CapacityPlanner.relieve ran it at 6110124, with the thresholds added since: the tolerance and the least cut).
 
 
 def _changes(r: int, demand: float, current: tuple[np.ndarray, np.ndarray], fresh: tuple[np.ndarray, np.ndarray]) -> dict[int, float]:
@@ -335,18 +335,21 @@ def _changes(r: int, demand: float, current: tuple[np.ndarray, np.ndarray], fres
 
 
 def _relief_in_python(rows: list[int], check: bool, demand: np.ndarray, current: tuple[np.ndarray, np.ndarray],
-                      fresh: tuple[np.ndarray, np.ndarray], room: np.ndarray, slack: np.ndarray, least_cut: float) -> list[bool]:
+                      fresh: tuple[np.ndarray, np.ndarray], room: np.ndarray, slack: np.ndarray, beyond: np.ndarray,
+                      least_cut: float) -> list[bool]:
     moved = [False] * demand.size
     for r in rows:
         change = _changes(r, float(demand[r]), current, fresh)
         if check:
-            cut, moving = 0.0, 0.0
+            carried = 0.0
+            for e, w in zip(current[0][r].tolist(), current[1][r].tolist(), strict=True):
+                if e >= 0:
+                    carried += float(demand[r]) * w
+            cut = 0.0
             for e, d in change.items():  # in the order the changes were first made, as the kernel sums them
-                if d < 0:
-                    moving -= d
-                    if room[e] < -slack[e]:
-                        cut += min(-d, -room[e])
-            if not cut > 0.0 or cut < least_cut * moving:
+                if d < 0 and room[e] < -beyond[e]:
+                    cut += min(-d, -room[e])
+            if not cut > 0.0 or cut < least_cut * carried:
                 continue
             if any(d > 0 and room[e] - d < -slack[e] for e, d in change.items()):
                 continue
@@ -375,12 +378,16 @@ def test_relief_kernel_moves_as_the_python_rule_did(seed: int, check: bool, leas
 
     current, fresh = routes(), routes()
     demand = rng.choice([1.0, 2.0, 3.0], size=n) if rng.random() < 0.5 else rng.random(n) * 10
-    room = rng.normal(0.0, 3.0, size=edges)
     slack = (rng.random(edges) * 5 + 1.0) * 1e-9
+    beyond = slack + rng.choice([0.0, 0.1, 0.5], size=edges)
+    # Rooms around zero, and exactly at the edges of the slack and of the tolerance, where a comparison can tip.
+    room = np.where(rng.random(edges) < 0.5, rng.normal(0.0, 3.0, size=edges),
+                    rng.choice([-1.0, 0.0, 1.0], size=edges) * rng.choice([1.0, 0.5, 2.0], size=edges)
+                    * np.where(rng.random(edges) < 0.5, slack, beyond))
     rows = rng.permutation(n)[: int(rng.integers(0, n + 1))].tolist()
     want_room = room.copy()
-    want = _relief_in_python(rows, check, demand, current, fresh, want_room, slack, least_cut)
+    want = _relief_in_python(rows, check, demand, current, fresh, want_room, slack, beyond, least_cut)
     got_room, got = room.copy(), np.zeros(n, dtype=bool)
-    move_in_order(np.array(rows, dtype=np.int64), check, demand, *current, *fresh, got_room, slack, least_cut, got)
+    move_in_order(np.array(rows, dtype=np.int64), check, demand, *current, *fresh, got_room, slack, beyond, least_cut, got)
     assert got.tolist() == want
     assert got_room.tolist() == want_room.tolist()

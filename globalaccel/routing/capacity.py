@@ -31,8 +31,9 @@ from globalaccel.routing.relief import move_in_order
 from globalaccel.routing.route_costs import RouteColumns
 from globalaccel.topology import Topology
 
-# Relief (CapacityPlanner.relieve) acts on an edge beyond its budget by more than this share of it, and moves a cell only
-# where that cuts the excess by at least this share of the demand it moves. Relief's moves follow the noise in each
+# Relief (CapacityPlanner.relieve) acts on edges beyond their budget by more than this share of it (only their excess
+# counts, though a move may take them down to the budget itself), and moves a cell only where that cuts their excess by
+# at least this share of the demand the cell's route carries. Relief's moves follow the noise in each
 # cycle's plan (a planned route fits now, not the next cycle): without both, on the real loop it kept moving a cell or
 # two a minute to shave slivers (7.3 % of cells an hour, BENCHMARKS.md), against a goal of under 1 %.
 RELIEF_TOLERANCE = 0.1
@@ -195,7 +196,7 @@ class CapacityPlanner:
         every edge it adds demand to stays within its budget and the excess it cuts is worth the move (RELIEF_TOLERANCE,
         RELIEF_LEAST_CUT): relief itself only lowers the demand beyond budgets, and where nothing fits, nothing moves.
         (Switches admitted on latency may carry excess from one edge to another, so an edge can be beyond budget again
-        later: the hold-down lets a cell move at most once per hold-down.)
+        later: relief moves a cell at most once per hold-down; a fault or a full center may still move it sooner.)
 
         Without it, what the first cycles placed stayed for good: their routes were valid, and hysteresis keeps a valid
         route unless another is faster by the margin. On the real loop, demand beyond budgets stayed at the first
@@ -211,13 +212,15 @@ class CapacityPlanner:
         # Within budget as the table's overflow counts it (routing.router: load up to budget x (1 + 1e-9)).
         slack = allocation.limit * 1e-9
         # The other moves first, as they are; the room they leave is what relief is judged on.
-        move_in_order(np.flatnonzero(switching).astype(np.int64), False, *arrays, after, slack, 0.0, np.zeros_like(relieved))
-        beyond = after < -slack - allocation.limit * RELIEF_TOLERANCE  # by more than the tolerance
+        beyond_by = slack + allocation.limit * RELIEF_TOLERANCE  # beyond budget by more than the tolerance
+        move_in_order(np.flatnonzero(switching).astype(np.int64), False, *arrays, after, slack, beyond_by, 0.0,
+                      np.zeros_like(relieved))
+        beyond = after < -beyond_by
         loaded = (current.edges >= 0) & (current.weights > 0)
         on_beyond = (loaded & beyond[np.maximum(current.edges, 0)]).any(axis=1)
         rows = np.flatnonzero(on_beyond & ~switching & settled & (current.center == fresh.center))
         rows = rows[np.lexsort((self._id_rank[current.cells[rows]], -demand[rows]))]
-        move_in_order(rows.astype(np.int64), True, *arrays, after, slack, RELIEF_LEAST_CUT, relieved)
+        move_in_order(rows.astype(np.int64), True, *arrays, after, slack, beyond_by, RELIEF_LEAST_CUT, relieved)
         return relieved
 
     @staticmethod

@@ -21,11 +21,13 @@ from globalaccel.routing.compiled import kernel
 @kernel
 def move_in_order(rows: NDArray[np.int64], check: bool, demand: NDArray[np.float64], current_edges: NDArray[np.int64],
                   current_weights: NDArray[np.float64], fresh_edges: NDArray[np.int64], fresh_weights: NDArray[np.float64],
-                  room: NDArray[np.float64], slack: NDArray[np.float64], least_cut: float, moved: NDArray[np.bool_]) -> None:
+                  room: NDArray[np.float64], slack: NDArray[np.float64], beyond: NDArray[np.float64], least_cut: float,
+                  moved: NDArray[np.bool_]) -> None:
     """For each row r of `rows` in turn, the move from its current route to its fresh one (edges as catalog positions,
     -1 padded). With `check`, made only where every edge it adds demand to keeps room of at least -slack, and the demand
-    it takes off edges beyond their budget (room below -slack; at most that excess per edge) is at least `least_cut`
-    times all it takes off, and more than 0; without, always. A move made takes its changes off `room` (modified
+    it takes off edges beyond their budget by more than the tolerance (room below -beyond; at most the edge's excess)
+    is at least `least_cut` times the demand its current route carries (so that a route only re-ordered, or with shares
+    one rounding apart, is no move); without, always. A move made takes its changes off `room` (modified
     in place) and sets moved[r]."""
     width = current_edges.shape[1] + fresh_edges.shape[1]
     edges = np.empty(width, dtype=np.int64)
@@ -52,16 +54,18 @@ def move_in_order(rows: NDArray[np.int64], check: bool, demand: NDArray[np.float
             else:
                 deltas[at] -= d
         if check:
-            cut, moving, fits = 0.0, 0.0, True
+            carried = 0.0
+            for j in range(current_edges.shape[1]):
+                if current_edges[r, j] >= 0:
+                    carried += demand[r] * current_weights[r, j]
+            cut, fits = 0.0, True
             for t in range(n):
                 e = edges[t]
-                if deltas[t] < 0:
-                    moving -= deltas[t]
-                    if room[e] < -slack[e]:
-                        cut += min(-deltas[t], -room[e])
+                if deltas[t] < 0 and room[e] < -beyond[e]:
+                    cut += min(-deltas[t], -room[e])
                 if deltas[t] > 0 and room[e] - deltas[t] < -slack[e]:
                     fits = False
-            if not (fits and cut > 0.0 and cut >= least_cut * moving):
+            if not (fits and cut > 0.0 and cut >= least_cut * carried):
                 continue
         for t in range(n):
             room[edges[t]] -= deltas[t]

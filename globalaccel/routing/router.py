@@ -314,7 +314,7 @@ class Router:
             # Last, with every other move known (switches, and cells a full center let go, which take room unchecked):
             # cells held on an edge beyond its budget move to their planned route where it fits, whatever the latency
             # margin says, once outside their hold-down (which damps any back and forth, and keeps a restart's first
-            # cycle still).
+            # cycle still, where the hold-down is not 0).
             at, current, candidate, last_switch = relief
             moved = ~np.array([on_current[i] for i in at], dtype=bool)
             settled = np.isnan(last_switch) | (now - last_switch >= hyst.hold_down_s)
