@@ -1,5 +1,5 @@
 """The router's speed-ups are invisible: its compiled kernels (numba) against the rules they replaced, written here in
-plain Python and numpy as they were in the router before (globalaccel 016b1cd; relief: 6110124), and its scoring tile by tile against
+plain Python and numpy as they were in the router before (globalaccel 016b1cd), and its scoring tile by tile against
 scoring every edge. Every figure must be the same to the last bit (tiles: the same choices and ranks, costs but for
 rounding), or a decision sitting exactly at a margin could tip. Random worlds via hypothesis; the router's own
 behaviour is tested elsewhere (test_capacity_holds, test_center_capacity, test_hysteresis, ...)."""
@@ -16,7 +16,6 @@ from numpy.typing import NDArray
 from globalaccel.routing.capacity import SLIVER
 from globalaccel.routing.final_ranks import final_ranks
 from globalaccel.routing.greedy import place_in_order
-from globalaccel.routing.relief import move_in_order
 
 # ------------------------------------------------------------------------------------------------------------------
 # The greedy split as the router ran it in Python (capacity.py at 016b1cd), one cell at a time.
@@ -316,78 +315,3 @@ def test_edges_whose_keys_are_equal_floats_rank_by_position_in_both_searches() -
     search = candidates.CandidateSearch(topo, cells)
     assert search._tiles(None).tile_of.tolist() == [0, 0]  # one tile, or the test would not test the tiles' order
     assert tiled[1][0].tolist() == dense[1][0].tolist() == [0, 1]
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Relief of edges beyond budget, restated in plain Python with a dict of per-edge changes per cell (as
-# CapacityPlanner.relieve ran it at 6110124, with the thresholds added since: the tolerance and the least cut).
-
-
-def _changes(r: int, demand: float, current: tuple[np.ndarray, np.ndarray], fresh: tuple[np.ndarray, np.ndarray]) -> dict[int, float]:
-    change: dict[int, float] = {}
-    for e, w in zip(fresh[0][r].tolist(), fresh[1][r].tolist(), strict=True):
-        if e >= 0:
-            change[e] = change.get(e, 0.0) + demand * w
-    for e, w in zip(current[0][r].tolist(), current[1][r].tolist(), strict=True):
-        if e >= 0:
-            change[e] = change.get(e, 0.0) - demand * w
-    return change
-
-
-def _relief_in_python(rows: list[int], check: bool, demand: np.ndarray, current: tuple[np.ndarray, np.ndarray],
-                      fresh: tuple[np.ndarray, np.ndarray], room: np.ndarray, slack: np.ndarray, beyond: np.ndarray,
-                      least_cut: float) -> list[bool]:
-    moved = [False] * demand.size
-    for r in rows:
-        change = _changes(r, float(demand[r]), current, fresh)
-        if check:
-            carried = 0.0
-            for e, w in zip(current[0][r].tolist(), current[1][r].tolist(), strict=True):
-                if e >= 0:
-                    carried += float(demand[r]) * w
-            cut = 0.0
-            for e, d in change.items():  # in the order the changes were first made, as the kernel sums them
-                if d < 0 and room[e] < -beyond[e]:
-                    cut += min(-d, -room[e])
-            if not cut > 0.0 or cut < least_cut * carried:
-                continue
-            if any(d > 0 and room[e] - d < -slack[e] for e, d in change.items()):
-                continue
-        for e, d in change.items():
-            room[e] -= d
-        moved[r] = True
-    return moved
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.booleans(), st.sampled_from([0.0, 0.5, 1.0]))
-def test_relief_kernel_moves_as_the_python_rule_did(seed: int, check: bool, least_cut: float) -> None:
-    """Random routes over a few edges (current and planned sharing some, weights that need not sum to 1, zero weights),
-    rooms around zero: the same cells moved and the same room left, to the last bit."""
-    rng = np.random.default_rng(seed)
-    n, edges, width = int(rng.integers(1, 30)), int(rng.integers(1, 7)), int(rng.integers(1, 5))
-
-    def routes() -> tuple[np.ndarray, np.ndarray]:
-        picked = np.full((n, width), -1, dtype=np.int64)
-        weights = np.zeros((n, width))
-        for r in range(n):
-            k = int(rng.integers(0, min(width, edges) + 1))
-            picked[r, :k] = rng.choice(edges, size=k, replace=False)
-            weights[r, :k] = rng.choice([0.0, 0.25, 1 / 3, 0.5, 1.0], size=k) if rng.random() < 0.5 else rng.random(k)
-        return picked, weights
-
-    current, fresh = routes(), routes()
-    demand = rng.choice([1.0, 2.0, 3.0], size=n) if rng.random() < 0.5 else rng.random(n) * 10
-    slack = (rng.random(edges) * 5 + 1.0) * 1e-9
-    beyond = slack + rng.choice([0.0, 0.1, 0.5], size=edges)
-    # Rooms around zero, and exactly at the edges of the slack and of the tolerance, where a comparison can tip.
-    room = np.where(rng.random(edges) < 0.5, rng.normal(0.0, 3.0, size=edges),
-                    rng.choice([-1.0, 0.0, 1.0], size=edges) * rng.choice([1.0, 0.5, 2.0], size=edges)
-                    * np.where(rng.random(edges) < 0.5, slack, beyond))
-    rows = rng.permutation(n)[: int(rng.integers(0, n + 1))].tolist()
-    want_room = room.copy()
-    want = _relief_in_python(rows, check, demand, current, fresh, want_room, slack, beyond, least_cut)
-    got_room, got = room.copy(), np.zeros(n, dtype=bool)
-    move_in_order(np.array(rows, dtype=np.int64), check, demand, *current, *fresh, got_room, slack, beyond, least_cut, got)
-    assert got.tolist() == want
-    assert got_room.tolist() == want_room.tolist()

@@ -27,17 +27,9 @@ from numpy.typing import NDArray
 
 from globalaccel.cells import Cell
 from globalaccel.routing.greedy import place_in_order
-from globalaccel.routing.relief import move_in_order
 from globalaccel.routing.route_costs import RouteColumns
 from globalaccel.topology import Topology
 
-# Relief (CapacityPlanner.relieve) acts on edges beyond their budget by more than this share of it (only their excess
-# counts, though a move may take them down to the budget itself), and moves a cell only where that cuts their excess by
-# at least this share of the demand the cell's route carries. Relief's moves follow the noise in each
-# cycle's plan (a planned route fits now, not the next cycle): without both, on the real loop it kept moving a cell or
-# two a minute to shave slivers (7.3 % of cells an hour, BENCHMARKS.md), against a goal of under 1 %.
-RELIEF_TOLERANCE = 0.1
-RELIEF_LEAST_CUT = 0.5
 SLIVER = 0.25  # room below this share of an answer's demand is taken only when nothing larger is left (see routing.greedy)
 Route = tuple[tuple[str, ...], tuple[float, ...]]  # a cell's edges, best first, and each one's share of its demand
 
@@ -185,43 +177,6 @@ class CapacityPlanner:
                 after[e] += d
         admitted[list(delta)] = True
         return admitted
-
-    def relieve(self, allocation: Allocation, current: RouteColumns, fresh: RouteColumns, switching: NDArray[np.bool_],
-                settled: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        """Of the rows that stay on their current route (not `switching`: rows already leaving it, on latency or let go
-        by a full center), those that take their fresh route to relieve an edge beyond its budget: a hold is for noise,
-        never for overload (as CenterLoad's for centers). A row qualifies when it is `settled` (outside its hold-down),
-        its current route puts demand on an edge beyond budget once every other move is made, and its fresh route keeps
-        its center (center loads stay as they are). Largest demand first (as the plan places), each taken only where
-        every edge it adds demand to stays within its budget and the excess it cuts is worth the move (RELIEF_TOLERANCE,
-        RELIEF_LEAST_CUT): relief itself only lowers the demand beyond budgets, and where nothing fits, nothing moves.
-        (Switches admitted on latency may carry excess from one edge to another, so an edge can be beyond budget again
-        later: relief moves a cell at most once per hold-down; a fault or a full center may still move it sooner.)
-
-        Without it, what the first cycles placed stayed for good: their routes were valid, and hysteresis keeps a valid
-        route unless another is faster by the margin. On the real loop, demand beyond budgets stayed at the first
-        table's 1.4-3.6 % for the whole run; in process, with every path's first sample 0-20 ms off, at 25 %
-        (tests/test_capacity_holds.py)."""
-        relieved = np.zeros(switching.shape, dtype=bool)
-        if not switching.size:
-            return relieved
-        demand = np.ascontiguousarray(self._demand[current.cells])
-        arrays = (demand, np.ascontiguousarray(current.edges, dtype=np.int64), np.ascontiguousarray(current.weights),
-                  np.ascontiguousarray(fresh.edges, dtype=np.int64), np.ascontiguousarray(fresh.weights))
-        after = allocation.room.copy()
-        # Within budget as the table's overflow counts it (routing.router: load up to budget x (1 + 1e-9)).
-        slack = allocation.limit * 1e-9
-        # The other moves first, as they are; the room they leave is what relief is judged on.
-        beyond_by = slack + allocation.limit * RELIEF_TOLERANCE  # beyond budget by more than the tolerance
-        move_in_order(np.flatnonzero(switching).astype(np.int64), False, *arrays, after, slack, beyond_by, 0.0,
-                      np.zeros_like(relieved))
-        beyond = after < -beyond_by
-        loaded = (current.edges >= 0) & (current.weights > 0)
-        on_beyond = (loaded & beyond[np.maximum(current.edges, 0)]).any(axis=1)
-        rows = np.flatnonzero(on_beyond & ~switching & settled & (current.center == fresh.center))
-        rows = rows[np.lexsort((self._id_rank[current.cells[rows]], -demand[rows]))]
-        move_in_order(rows.astype(np.int64), True, *arrays, after, slack, beyond_by, RELIEF_LEAST_CUT, relieved)
-        return relieved
 
     @staticmethod
     def _switch_delta(r: int, demand: float, current: RouteColumns, fresh: RouteColumns) -> dict[int, float]:

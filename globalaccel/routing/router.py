@@ -46,7 +46,6 @@ from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import (
     REASON_BEST,
     REASON_CENTER_FULL,
-    REASON_EDGE_FULL,
     REASON_FAIL_CLOSED,
     REASON_HELD,
     REASON_NO_PATH,
@@ -276,7 +275,6 @@ class Router:
                 decisions.append((pos, settle(Case.FIRST if kind == _FIRST else Case.INVALID, current_of.get(cell.id), fresh, now),
                                   REASON_BEST))
                 on_current.append(False)
-        relief: tuple[list[int], RouteColumns, RouteColumns, NDArray[np.float64]] | None = None
         if judged:
             rows = np.array([decisions[i][0] for i, _ in judged], dtype=np.intp)
             # Judged cells may hold their route, so it is in `holding`.
@@ -286,10 +284,10 @@ class Router:
             current_cost = self.costs.weighted(current, steady_lookup, latency.physics)
             fresh_cost = self.costs.weighted(candidate, steady_lookup, latency.physics)
             spread = self.costs.noise(current, band) + self.costs.noise(candidate, band)
-            last_switch = np.array([np.nan if prev.last_switch_at is None else prev.last_switch_at for _, prev in judged],
-                                   dtype=np.float64)
-            switch, pending = judge(current_cost, fresh_cost, spread, np.array([prev.pending for _, prev in judged], dtype=np.int64),
-                                    last_switch, now, hyst)
+            switch, pending = judge(current_cost, fresh_cost, spread,
+                                    np.array([prev.pending for _, prev in judged], dtype=np.int64),
+                                    np.array([np.nan if prev.last_switch_at is None else prev.last_switch_at
+                                              for _, prev in judged], dtype=np.float64), now, hyst)
             # A switch earned on latency takes effect only together with the others that fit the edge budgets, every
             # cell that stays where it is counted (a cell on a congested edge in a full region therefore stays: see
             # capacity.admit).
@@ -302,7 +300,6 @@ class Router:
                     decisions[i] = (pos, tuple.__new__(CellState, (prev.center, prev.edges, prev.weights, count, prev.last_switch_at)),
                                     REASON_HELD)
                 on_current[i] = not moves
-            relief = ([i for i, _ in judged], current, candidate, last_switch)
         if shed:
             decisions = [(pos, decided, REASON_CENTER_FULL if pos in shed and reason == REASON_BEST else reason)
                          for pos, decided, reason in decisions]
@@ -310,18 +307,6 @@ class Router:
             released = self._release_holds_beyond_capacity(decisions, choice, fresh_of, now)
             on_current = [kept and after is before for kept, after, before in zip(on_current, released, decisions, strict=True)]
             decisions = released
-        if relief is not None:
-            # Last, with every other move known (switches, and cells a full center let go, which take room unchecked):
-            # cells held on an edge beyond its budget move to their planned route where it fits, whatever the latency
-            # margin says, once outside their hold-down (which damps any back and forth, and keeps a restart's first
-            # cycle still, where the hold-down is not 0).
-            at, current, candidate, last_switch = relief
-            moved = ~np.array([on_current[i] for i in at], dtype=bool)
-            settled = np.isnan(last_switch) | (now - last_switch >= hyst.hold_down_s)
-            for k in np.flatnonzero(self.capacity.relieve(allocation, current, candidate, moved, settled)).tolist():
-                pos = decisions[at[k]][0]
-                decisions[at[k]] = (pos, fresh_of(pos)._replace(last_switch_at=now), REASON_EDGE_FULL)
-                on_current[at[k]] = False
         # Each answer's RTT with the latest figures, for every routed cell at once.
         served = self._served(decisions, on_current, holding, hold_at, fresh_routes)
         rtts = np.full((len(self.cells), served.edges.shape[1]), np.nan)

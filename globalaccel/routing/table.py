@@ -20,9 +20,7 @@ REASON_FALLBACK = "preferred_fallback"  # preferred centers all down, another ce
 REASON_FAIL_CLOSED = "fail_closed"  # strict rule, no healthy allowed center
 REASON_NO_PATH = "no_healthy_path"  # no healthy center or edge at all
 REASON_CENTER_FULL = "center_capacity"  # its best center is beyond capacity; the next allowed one with room serves
-REASON_EDGE_FULL = "edge_capacity"  # moved off an edge beyond its budget, onto its planned edges with room, not held there
-# every one a route may give
-REASONS = (REASON_BEST, REASON_HELD, REASON_FALLBACK, REASON_FAIL_CLOSED, REASON_NO_PATH, REASON_CENTER_FULL, REASON_EDGE_FULL)
+REASONS = (REASON_BEST, REASON_HELD, REASON_FALLBACK, REASON_FAIL_CLOSED, REASON_NO_PATH, REASON_CENTER_FULL)  # every one a route may give
 
 
 class Answer(NamedTuple):
