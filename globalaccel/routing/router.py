@@ -21,11 +21,9 @@ Steps, each vectorised over cells:
 
 from __future__ import annotations
 
-import gc
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +38,7 @@ from globalaccel.routing.center_load import CenterLoad
 from globalaccel.routing.current import NONE, CurrentRoutes, StateColumns, current_routes, served_as_current
 from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.final_ranks import final_ranks
+from globalaccel.routing.heap import cycle_collection_paused
 from globalaccel.routing.hysteresis import Case, judge, settle
 from globalaccel.routing.route_builder import RouteBuilder
 from globalaccel.routing.route_costs import RouteColumns, RouteCosts
@@ -73,20 +72,6 @@ def _same_rows(a: NDArray[np.intp], b: NDArray[np.intp]) -> NDArray[np.bool_]:
     pad_b = np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1)
     out: NDArray[np.bool_] = (pad_a == pad_b).all(axis=1)
     return out
-
-
-@contextmanager
-def cycle_collection_paused() -> Iterator[None]:
-    """Python's cycle collector off for the block, back as it was after (reference counting still frees
-    everything that is not in a cycle). Process-wide: another thread's gc.disable() during the block is
-    undone when it ends (nothing in globalaccel does that)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class _EdgeGroup(NamedTuple):

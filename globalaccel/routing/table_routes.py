@@ -10,11 +10,12 @@ once per table: a route, once built, is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence, ValuesView
 
 import numpy as np
 from numpy.typing import NDArray
 
+from globalaccel.routing.heap import cycle_collection_paused
 from globalaccel.routing.table import Answer, CellRoute, CellState
 
 
@@ -55,6 +56,25 @@ class TableRoutes(Mapping[str, CellRoute]):
     def __repr__(self) -> str:
         return f"TableRoutes({len(self)} cells, {len(self._built)} built)"
 
+    def values(self) -> ValuesView[CellRoute]:
+        self._build_all()
+        return super().values()
+
+    def items(self) -> ItemsView[str, CellRoute]:
+        self._build_all()
+        return super().items()
+
+    def _build_all(self) -> None:
+        """Every route not built yet, at once, the cycle collector paused (routing.heap): a reader of every route (the
+        loop's verify, its exporter) would otherwise pay the collector's walks over them, twice the building itself."""
+        if len(self._built) == len(self._ids):
+            return
+        built = self._built
+        with cycle_collection_paused():
+            for row, cid in enumerate(self._ids):
+                if cid not in built:
+                    built[cid] = self._build(row)
+
     def __reduce__(self) -> tuple[type[dict[str, CellRoute]], tuple[dict[str, CellRoute]]]:
         # Pickled (or deep-copied) as the plain dict of routes it stands for: the columns refer to the router that made
         # them (its failover lookup is a closure, which does not pickle).
@@ -66,5 +86,9 @@ class TableRoutes(Mapping[str, CellRoute]):
             return CellRoute(cid, country, None, (), reason)
         by_edge = self._addresses[state.center]
         rtts = self._rtts[row, : len(state.edges)].tolist()
-        answers = tuple([Answer(e, by_edge[e], w, rtt) for e, w, rtt in zip(state.edges, state.weights, rtts, strict=True)])
-        return CellRoute(cid, country, state.center, answers, reason, self._fallback_of(row, self._center_pos[state.center]))
+        # tuple.__new__ rather than the NamedTuples' own constructors (Python functions, twice the cost): a reader of
+        # every route builds 100,000 routes and 300,000 answers at a time.
+        build = tuple.__new__
+        answers = tuple([build(Answer, (e, by_edge[e], w, rtt)) for e, w, rtt in zip(state.edges, state.weights, rtts, strict=True)])
+        fallback = self._fallback_of(row, self._center_pos[state.center])
+        return build(CellRoute, (cid, country, state.center, answers, reason, fallback))
