@@ -274,33 +274,3 @@ def test_a_router_reused_across_cycles_gives_the_tables_a_fresh_router_gives() -
     # A table pickles and copies as the routes it stands for (they are built when read: routing.table_routes).
     assert pickle.loads(pickle.dumps(table)) == table == copy.deepcopy(table)
 
-
-def test_the_cycle_collector_is_back_on_once_every_paused_block_in_every_thread_has_ended() -> None:
-    """routing.heap.cycle_collection_paused from several threads at once (TableRoutes.values() may be called from any):
-    checked and switched per block, two blocks could interleave so that the collector stayed off for good (a
-    reviewer's race: 41 runs in 2,932, with the interpreter switching threads every microsecond, as here)."""
-    import gc
-    import sys
-    import threading
-
-    from globalaccel.routing.heap import cycle_collection_paused
-
-    def pause_often() -> None:
-        for _ in range(300):
-            with cycle_collection_paused():
-                pass
-
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for _ in range(150):
-            assert gc.isenabled()
-            threads = [threading.Thread(target=pause_often) for _ in range(4)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert gc.isenabled(), "every paused block has ended: the collector must be on again"
-    finally:
-        sys.setswitchinterval(interval)
-        gc.enable()
