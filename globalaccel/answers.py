@@ -45,7 +45,7 @@ class FallbackPath:
 class Served:
     center: str
     answers: tuple[Answer, ...]  # the router's ranking, best first
-    reason: str  # best | held | preferred_fallback | center_capacity
+    reason: str  # best | held | preferred_fallback | center_capacity | edge_capacity
     fallback: tuple[FallbackPath, ...] = ()  # where the data plane goes when `center` fails, in order
 
     state = "served"

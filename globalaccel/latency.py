@@ -208,6 +208,19 @@ class LatencyModel:
             band[cis[several], eis[several]] = nanmedian_rows(steps) / 2
         return level, band
 
+    def settled(self, now: float, samples: int) -> bool:
+        """Whether the figures a plan reads have settled: at most half of the center -> edge paths are young, freshly
+        measured with fewer than `samples` samples in their window. A cold start's first cycles have one or a few per
+        path, and then one cycle's noise decides where every cell goes (the same noise on an edge for every cell near
+        it: their ranked edges crowd onto the same few, and the plan runs out of room). A path not measured, or not
+        freshly, reads physics, which does not jitter."""
+        updated = self._ring_updated
+        with np.errstate(invalid="ignore"):
+            fresh = ~np.isnan(updated) & (now - updated <= self.topology.latency.stale_after_s)
+        counts = np.sum(~np.isnan(self._ring[fresh]), axis=1)
+        young = int(np.count_nonzero((counts > 0) & (counts < samples)))
+        return young <= 0.5 * updated.size
+
     def edge_penalty_ms(self, now: float, center_edge: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
         """Per-edge extra delay seen by measurement (queueing, congestion): the median over vantage
         centers of measured minus physics, never negative. It applies to the client leg too, which

@@ -188,7 +188,7 @@ def test_counters_exist_from_the_first_scrape(stack_with_prometheus: tuple[UpPro
     downs = query(url, 'globalaccel_health_changes_total{to="down"}')["data"]["result"]
     assert {r["metric"]["kind"] for r in downs} == {"edge", "center"}
     reasons = {r["metric"]["reason"] for r in query(url, "globalaccel_route_changes_total")["data"]["result"]}
-    assert reasons == {"best", "held", "preferred_fallback", "fail_closed", "no_healthy_path", "center_capacity"}
+    assert reasons == {"best", "held", "preferred_fallback", "fail_closed", "no_healthy_path", "center_capacity", "edge_capacity"}
     lost = query(url, 'globalaccel_probes_total{result="lost"}')["data"]["result"]
     assert {r["metric"]["vantage"] for r in lost} == set(load_stack("dev", STACKS).center_ids)
 

@@ -28,7 +28,8 @@ class LoggedRoute:
     country: str
     center: str | None
     edges: tuple[str, ...]
-    # best | held | preferred_fallback | fail_closed | no_healthy_path | center_capacity ("" in logs written before it was kept)
+    # best | held | preferred_fallback | fail_closed | no_healthy_path | center_capacity | edge_capacity
+    # ("" in logs written before it was kept)
     reason: str = ""
 
 

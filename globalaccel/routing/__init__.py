@@ -9,6 +9,7 @@ from globalaccel.routing.router import Router
 from globalaccel.routing.table import (
     REASON_BEST,
     REASON_CENTER_FULL,
+    REASON_EDGE_FULL,
     REASON_FAIL_CLOSED,
     REASON_FALLBACK,
     REASON_HELD,
@@ -24,6 +25,7 @@ from globalaccel.routing.table import (
 )
 
 __all__ = [
-    "REASONS", "REASON_BEST", "REASON_CENTER_FULL", "REASON_FAIL_CLOSED", "REASON_FALLBACK", "REASON_HELD", "REASON_NO_PATH",
+    "REASONS", "REASON_BEST", "REASON_CENTER_FULL", "REASON_EDGE_FULL", "REASON_FAIL_CLOSED", "REASON_FALLBACK", "REASON_HELD",
+    "REASON_NO_PATH",
     "Answer", "CellRoute", "CellState", "Health", "Router", "RouterState", "RoutingTable", "table_hash",
 ]

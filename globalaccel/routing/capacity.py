@@ -87,7 +87,7 @@ class CapacityPlanner:
         if holding is None or not holding.cells.size:
             room, edges, weights = self._place(ranked, routable, limit, limit)
             return Allocation(room, limit, edges, weights)
-        held_load = self._carried(holding.cells, holding.edges, holding.weights)
+        held_load = self.carried(holding.cells, holding.edges, holding.weights)
         held = np.zeros(len(self.cells), dtype=bool)
         held[holding.cells] = True
         room, edges, weights = self._place(ranked, routable & ~held, limit - held_load, limit)
@@ -194,12 +194,12 @@ class CapacityPlanner:
         """Demand carried per edge by the routes served: `cells` (R,), their edges (R, M) as catalog positions
         (-1 padded) and shares (R, M). Summed in row order, as a loop over the routes would."""
         used = edges >= 0
-        load = self._carried(cells, edges, weights)
+        load = self.carried(cells, edges, weights)
         present = np.zeros(len(self._edge_ids), dtype=bool)
         present[edges[used]] = True
         return {self._edge_ids[i]: float(load[i]) for i in np.flatnonzero(present)}
 
-    def _carried(self, cells: NDArray[np.intp], edges: NDArray[np.intp], weights: NDArray[np.float64]) -> NDArray[np.float64]:
+    def carried(self, cells: NDArray[np.intp], edges: NDArray[np.intp], weights: NDArray[np.float64]) -> NDArray[np.float64]:
         """(E,) demand the routes put on each edge (catalog positions; -1 padding ignored), summed in row order."""
         used = edges >= 0
         carried = self._demand[cells][:, None] * weights

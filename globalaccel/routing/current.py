@@ -27,6 +27,7 @@ class CurrentRoutes(NamedTuple):
     edges: NDArray[np.intp]  # (N, W) its edges' catalog positions, best first; NONE after the last, UNKNOWN
     weights: NDArray[np.float64]  # (N, W) their shares, 0 after the last
     lengths: NDArray[np.intp]  # (N,) how many edges
+    provisional: NDArray[np.bool_]  # (N,) placed before the measurements settled (CellState.provisional): not held
 
     def all_edges(self, good: Callable[[NDArray[np.intp]], NDArray[np.bool_]]) -> NDArray[np.bool_]:
         """(N,) every edge of the cell's route is known and good (`good`: catalog positions (N, W) -> bool (N, W));
@@ -44,17 +45,19 @@ class StateColumns(NamedTuple):
     routes: CurrentRoutes
 
 
-def served_as_current(served: RouteColumns, cells: int) -> CurrentRoutes:
-    """The routes decided this evaluation (rows: `served.cells`) as every cell's current route for the next one; NONE
-    for the cells without a route."""
+def served_as_current(served: RouteColumns, cells: int, provisional: NDArray[np.bool_]) -> CurrentRoutes:
+    """The routes decided this evaluation (rows: `served.cells`; `provisional`, per row, as CellState.provisional) as every
+    cell's current route for the next one; NONE for the cells without a route."""
     center = np.full(cells, NONE, dtype=np.intp)
+    placed_early = np.zeros(cells, dtype=bool)
+    placed_early[served.cells] = provisional
     edges = np.full((cells, served.edges.shape[1]), NONE, dtype=np.intp)
     weights = np.zeros((cells, served.edges.shape[1]))
     center[served.cells], edges[served.cells], weights[served.cells] = served.center, served.edges, served.weights
     lengths: NDArray[np.intp] = np.count_nonzero(edges >= 0, axis=1).astype(np.intp)
-    for array in (center, edges, weights, lengths):  # kept with the state and trusted as they are: read-only, as its cells
+    for array in (center, edges, weights, lengths, placed_early):  # kept with the state and trusted as they are: read-only
         array.flags.writeable = False
-    return CurrentRoutes(center, edges, weights, lengths)
+    return CurrentRoutes(center, edges, weights, lengths, placed_early)
 
 
 def current_routes(state: RouterState, cells: Sequence[Cell], center_pos: Mapping[str, int], edge_pos: Mapping[str, int],
@@ -76,11 +79,13 @@ def current_routes(state: RouterState, cells: Sequence[Cell], center_pos: Mappin
     flat_edges: list[int] = []
     flat_weights: list[float] = []
     count = np.zeros(len(cells), dtype=np.intp)
+    placed_early = np.zeros(len(cells), dtype=bool)
     for n, route in enumerate(routes):
         if route is None or route.center is None:
             flat_edges += pad
             flat_weights += zero
             continue
+        placed_early[n] = route.provisional
         k = len(route.edges)
         if len(route.weights) != k:
             raise ValueError(f"router state, cell {cells[n].id}: {k} edges but {len(route.weights)} weights")
@@ -91,4 +96,4 @@ def current_routes(state: RouterState, cells: Sequence[Cell], center_pos: Mappin
         flat_weights += route.weights
         flat_weights += zero[: width - k]
     return CurrentRoutes(center, np.array(flat_edges, dtype=np.intp).reshape(len(cells), width),
-                         np.array(flat_weights, dtype=np.float64).reshape(len(cells), width), count)
+                         np.array(flat_weights, dtype=np.float64).reshape(len(cells), width), count, placed_early)

@@ -7,7 +7,8 @@ samples of its paths, weighted like its cost), and both routes are costed on eac
 last `steady_samples` (router: LatencyModel.center_edge_steady_ms): a better route must win on the
 measured distribution, not on one noisy sample, a few slow cycles or a moving average's wobble (NS1's
 Performance Stabilize band does the same for its answers). A route whose edge or center went down, or whose center or edge the
-rule no longer allows, moves at once.
+rule no longer allows, moves at once. A route placed before the measurements settled (a cold start's first
+cycles: one noisy sample per path) is provisional: it is not held, and each evaluation places it afresh until they have.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Case(Enum):
     """What a cell's current route is, against its fresh one, before any cost is compared."""
 
     FIRST = "first"  # no current route: the fresh one is placed (a cell's very first is not a switch)
+    PROVISIONAL = "provisional"  # the current route was placed before the measurements settled: the fresh one is placed
     INVALID = "invalid"  # the current route may not stay (down, or no longer allowed): it moves at once
     SAME = "same"  # the fresh route is the current one
     JUDGE = "judge"  # both valid and different: costs decide (judge)
@@ -47,6 +49,8 @@ def classify(prev: CellState | None, fresh: CellState, elig: Eligibility, health
              allowed_edges: frozenset[str] | None = None) -> Case:
     if prev is None or prev.center is None:
         return Case.FIRST
+    if prev.provisional:
+        return Case.PROVISIONAL
     return compare(prev, fresh, still_valid(prev, elig, health, allowed_edges, spilled=fresh.center not in elig.centers))
 
 
@@ -63,9 +67,11 @@ def settle(case: Case, prev: CellState | None, fresh: CellState, now: float) -> 
     """The route of a cell whose case is not JUDGE. (Constructed, not _replace'd: this runs for every cell of
     every cycle, and _replace costs several times as much.)"""
     if case is Case.FIRST:
-        return CellState(fresh.center, fresh.edges, fresh.weights, fresh.pending, None if prev is None else now)
+        return CellState(fresh.center, fresh.edges, fresh.weights, fresh.pending, None if prev is None else now, fresh.provisional)
+    if case is Case.PROVISIONAL and prev is not None:  # not a switch: the hold-down runs from the last real one
+        return CellState(fresh.center, fresh.edges, fresh.weights, 0, prev.last_switch_at, fresh.provisional)
     if case is Case.INVALID or prev is None:
-        return CellState(fresh.center, fresh.edges, fresh.weights, fresh.pending, now)
+        return CellState(fresh.center, fresh.edges, fresh.weights, fresh.pending, now, fresh.provisional)
     # Same route: keep its capacity shares. The greedy split is sensitive to rank order, and measurement
     # noise must not churn the table (a new generation, a republish). Shares are recomputed whenever the
     # route itself changes; overflow is always reported from the shares actually served.

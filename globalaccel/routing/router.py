@@ -30,21 +30,23 @@ import numpy as np
 from numpy.typing import NDArray
 
 from globalaccel.cells import Cell
-from globalaccel.latency import LatencyModel
+from globalaccel.latency import LatencyModel, PhysicsModel
 from globalaccel.residency import Eligibility, Role
 from globalaccel.routing.candidates import CandidateSearch
-from globalaccel.routing.capacity import CapacityPlanner, id_ranks
+from globalaccel.routing.capacity import SLIVER, Allocation, CapacityPlanner, id_ranks
 from globalaccel.routing.center_load import CenterLoad
 from globalaccel.routing.current import NONE, CurrentRoutes, StateColumns, current_routes, served_as_current
 from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.final_ranks import final_ranks
 from globalaccel.routing.heap import cycle_collection_paused
 from globalaccel.routing.hysteresis import Case, judge, settle
+from globalaccel.routing.relief import RELIEF_LEAST_CUT, RELIEF_TOLERANCE, relieve_in_order
 from globalaccel.routing.route_builder import RouteBuilder
 from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import (
     REASON_BEST,
     REASON_CENTER_FULL,
+    REASON_EDGE_FULL,
     REASON_FAIL_CLOSED,
     REASON_HELD,
     REASON_NO_PATH,
@@ -62,7 +64,7 @@ from globalaccel.topology import Topology
 _UNDECIDED = CellState(None, (), ())  # a placeholder in the table's columns until the cell is decided
 
 # Each cell's case before costs are compared (hysteresis.Case, plus the router's own two).
-_NOT_ROUTABLE, _LEAVING, _FIRST, _INVALID, _SAME, _JUDGE = range(6)
+_NOT_ROUTABLE, _PROVISIONAL, _LEAVING, _FIRST, _INVALID, _SAME, _JUDGE = range(7)
 
 
 def _same_rows(a: NDArray[np.intp], b: NDArray[np.intp]) -> NDArray[np.bool_]:
@@ -178,7 +180,8 @@ class Router:
         routable = choice >= 0
         # Cells whose current route may stay (hysteresis decides whether it does): the capacity plan keeps their
         # current load in place, places the cells that must move around it, then plans these in what is left.
-        valid_mask = self._still_valid(present, healthy_idx, allowed, lawful, choice)
+        # A provisional route (placed before the measurements settled) is placed afresh: never held, never counted as staying.
+        valid_mask = self._still_valid(present, healthy_idx, allowed, lawful, choice) & ~present.provisional
         # Cells shed off their current center move whatever hysteresis says: placed with the cells that must move.
         leaving = {pos for pos, c in shed.items() if present.center[pos] == c}
         if self.center_load.limited:
@@ -201,9 +204,11 @@ class Router:
         fresh_routes = RouteColumns(np.arange(len(self.cells), dtype=np.intp), np.maximum(choice, 0), allocation.edges,
                                     allocation.weights)
         edge_ids = self._edge_ids
+        hyst = self.settings.hysteresis
+        placed_early = not latency.settled(now, hyst.steady_samples)  # routes placed now are provisional
 
         def fresh_of(pos: int) -> CellState:
-            return CellState(self._center_ids[choice[pos]], *allocation.route(pos, edge_ids))
+            return CellState(self._center_ids[choice[pos]], *allocation.route(pos, edge_ids), 0, None, placed_early)
 
         # The table's columns, by cell position: each cell's decided route (center None: none) and why.
         states: list[CellState] = [_UNDECIDED] * len(self.cells)
@@ -214,7 +219,6 @@ class Router:
         # prober move: on the real loop 8.8 % of cells changed an hour with 5, 1.2 % with 16, BENCHMARKS.md), and how
         # far its figure moves with noise alone: its edge leg's band, plus the band of the edge's penalty (the median
         # over vantages, as the penalty itself), which the client leg carries.
-        hyst = self.settings.hysteresis
         steady, leg_band = latency.center_edge_steady_ms(now, hyst.steady_samples)
         steady_lookup = steady + latency.edge_penalty_ms(now, steady)[None, :]
         band = leg_band + np.median(leg_band, axis=0)[None, :]
@@ -223,8 +227,9 @@ class Router:
         moving_off = np.zeros(len(self.cells), dtype=bool)
         moving_off[list(leaving)] = True
         same = valid_mask & (present.center == choice) & _same_rows(present.edges, allocation.edges)
-        case = np.select([~routable, moving_off, present.center == NONE, ~valid_mask, same],
-                         [_NOT_ROUTABLE, _LEAVING, _FIRST, _INVALID, _SAME], _JUDGE).tolist()
+        case = np.select([~routable, present.provisional & (present.center != NONE), moving_off, present.center == NONE,
+                          ~valid_mask, same],
+                         [_NOT_ROUTABLE, _PROVISIONAL, _LEAVING, _FIRST, _INVALID, _SAME], _JUDGE).tolist()
         # One decision per routable cell, in cell order: (position, decided route, reason). Fresh routes are built as objects
         # only where a cell takes one (fresh_of): most judged cells hold theirs.
         decisions: list[tuple[int, CellState, str]] = []
@@ -256,10 +261,10 @@ class Router:
                 fresh = fresh_of(pos)
                 decisions.append((pos, fresh._replace(last_switch_at=now), REASON_CENTER_FULL))
                 on_current.append(False)
-            else:  # FIRST (a cell's very first route is not a switch) or INVALID: the fresh route at once
+            else:  # FIRST (a cell's very first route is not a switch), PROVISIONAL (nor is replacing one) or INVALID: the fresh route
                 fresh = fresh_of(pos)
-                decisions.append((pos, settle(Case.FIRST if kind == _FIRST else Case.INVALID, current_of.get(cell.id), fresh, now),
-                                  REASON_BEST))
+                settled_case = Case.FIRST if kind == _FIRST else Case.PROVISIONAL if kind == _PROVISIONAL else Case.INVALID
+                decisions.append((pos, settle(settled_case, current_of.get(cell.id), fresh, now), REASON_BEST))
                 on_current.append(False)
         if judged:
             rows = np.array([decisions[i][0] for i, _ in judged], dtype=np.intp)
@@ -283,8 +288,8 @@ class Router:
                 if moves:
                     decisions[i] = (pos, fresh_of(pos)._replace(last_switch_at=now), REASON_BEST)
                 elif count != prev.pending:  # built with tuple.__new__ (see below): _replace is three times the cost
-                    decisions[i] = (pos, tuple.__new__(CellState, (prev.center, prev.edges, prev.weights, count, prev.last_switch_at)),
-                                    REASON_HELD)
+                    held = (prev.center, prev.edges, prev.weights, count, prev.last_switch_at, False)  # held: never provisional
+                    decisions[i] = (pos, tuple.__new__(CellState, held), REASON_HELD)
                 on_current[i] = not moves
         if shed:
             decisions = [(pos, decided, REASON_CENTER_FULL if pos in shed and reason == REASON_BEST else reason)
@@ -293,8 +298,32 @@ class Router:
             released = self._release_holds_beyond_capacity(decisions, choice, fresh_of, now)
             on_current = [kept and after is before for kept, after, before in zip(on_current, released, decisions, strict=True)]
             decisions = released
-        # Each answer's RTT with the latest figures, for every routed cell at once.
         served = self._served(decisions, on_current, holding, hold_at, fresh_routes)
+        if holding is not None:
+            # Last, with every other move known: cells held on an edge beyond its budget, re-placed in the room really
+            # left (routing.relief). Their new routes go in the fresh rows, which nothing reads any more but _served.
+            def physics_ranks(rows: NDArray[np.intp], centers: NDArray[np.intp]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+                """Each of `rows`' edges for its center in `centers`, ranked on physics (catalog positions, -1 where none;
+                and their costs): the same from one cycle to the next. Ranked on measurements, even on the steady medians,
+                relief kept finding new room as the noise reordered near-equal edges (in process, 0-20 ms of jitter: 21
+                relief moves in 60 cycles after settling, against 0 from the third cycle on ranked on physics)."""
+                only = np.zeros((len(self._center_ids), len(self.cells)), dtype=bool)
+                only[centers, rows] = True
+                edge_ok, cell_group = (self._edge_ok, self._cell_group) if self._constrained else (None, None)
+                _, idx, cost = self.search.select(latency, healthy_idx, physics_legs, no_penalty, only, None, edge_ok, cell_group, rows)
+                cost = cost[rows]
+                return np.where(np.isfinite(cost), healthy_idx[idx[rows]], -1).astype(np.int64), cost
+
+            physics_legs, no_penalty = latency.physics_center_edge, np.zeros(len(self._edge_ids))
+            relieved = self._relieve(decisions, on_current, served, allocation, choice, now, physics_legs, latency.physics,
+                                     physics_ranks)
+            if relieved:
+                for i in relieved:
+                    pos = decisions[i][0]
+                    decisions[i] = (pos, fresh_of(pos)._replace(last_switch_at=now), REASON_EDGE_FULL)
+                    on_current[i] = False
+                served = self._served(decisions, on_current, holding, hold_at, fresh_routes)
+        # Each answer's RTT with the latest figures, for every routed cell at once.
         rtts = np.full((len(self.cells), served.edges.shape[1]), np.nan)
         rtts[served.cells] = self.costs.per_answer(served, center_edge + penalty[None, :], latency.physics)
         in_first_tier = self._first_tier(eligibility)[served.center, served.cells].tolist()
@@ -312,7 +341,9 @@ class Router:
         table = RoutingTable(topo.stack, generation, digest, routes, load, budget, overflow)
         # Read-only: the routes as arrays kept with it are only good for these very cells (routing.current).
         cells_view = FrozenCells(zip(self._cell_ids, states, strict=True))
-        out = RouterState(generation, digest, cells_view, StateColumns(self._token, cells_view, served_as_current(served, len(self.cells))))
+        provisional = np.array([decided.provisional for _, decided, _ in decisions], dtype=bool)
+        out = RouterState(generation, digest, cells_view,
+                          StateColumns(self._token, cells_view, served_as_current(served, len(self.cells), provisional)))
         return table, out
 
     @staticmethod
@@ -333,6 +364,64 @@ class Router:
         # As wide as the longest route (padding is -1 after each route's last edge): every column is costed.
         width = max(1, int(np.count_nonzero(served.edges >= 0, axis=1).max(initial=0)))
         return RouteColumns(served.cells, served.center, served.edges[:, :width], served.weights[:, :width])
+
+    def _relieve(self, decisions: list[tuple[int, CellState, str]], on_current: list[bool], served: RouteColumns,
+                 allocation: Allocation, choice: NDArray[np.intp], now: float, lookup: NDArray[np.float64],
+                 physics: PhysicsModel,
+                 ranks: Callable[[NDArray[np.intp], NDArray[np.intp]], tuple[NDArray[np.int64], NDArray[np.float64]]],
+                 ) -> list[int]:
+        """A hold is for noise, never for overload: the decisions (indices) of cells held on an edge beyond its budget
+        that move to a route in the room really left (routing.relief), written into `allocation`'s rows of those cells.
+        Only cells outside their hold-down, whose fresh center is their current one (center loads stay as they are),
+        most demand on edges beyond budget first, and only onto edges no slower than the slowest the cell has now plus
+        the hysteresis margin (costed as hysteresis does, `lookup`): relief trades an overloaded edge for a near one
+        with room, never a nearby metro for another continent (dev's DE, its region full, would go to Seoul). Relief
+        only takes demand off edges beyond budget and puts none beyond any: the demand beyond budgets only falls, and
+        once what fits has moved, nothing does.
+
+        Without it, what the first, noisy tables placed beyond budgets stayed for good: those routes stay valid, and
+        hysteresis keeps a valid route unless another is faster by the margin (on the real loop 1.4-3.6 % of demand;
+        in process, with every path's first sample 0-20 ms off, 25 %)."""
+        limit = allocation.limit
+        room = limit - self.capacity.carried(served.cells, served.edges, served.weights)
+        beyond = limit * (RELIEF_TOLERANCE + 1e-9)
+        over = room < -beyond
+        if not over.any():
+            return []
+        hold_down = self.settings.hysteresis.hold_down_s
+        rows = [i for i, ((pos, decided, _), kept) in enumerate(zip(decisions, on_current, strict=True))
+                if kept and (decided.last_switch_at is None or now - decided.last_switch_at >= hold_down)]
+        if not rows:
+            return []
+        at = np.array(rows, dtype=np.intp)
+        positions = served.cells[at]
+        edges = served.edges[at]
+        touching = ((edges >= 0) & over[np.maximum(edges, 0)]).any(axis=1) & (served.center[at] == choice[positions])
+        at, positions, edges = at[touching], positions[touching], edges[touching]
+        if not at.size:
+            return []
+        weights = served.weights[at]
+        demand = self.center_load.demand[positions]
+        carried = (demand[:, None] * np.where((edges >= 0) & over[np.maximum(edges, 0)], weights, 0.0)).sum(axis=1)
+        order = np.lexsort((self._id_rank[positions], -carried))
+        at, positions, edges, weights, demand = at[order], positions[order], edges[order], weights[order], demand[order]
+        candidates, cost = ranks(positions, served.center[at])
+        hyst = self.settings.hysteresis
+        now_worst = self.costs.per_answer(RouteColumns(positions, served.center[at], edges, weights), lookup, physics).max(axis=1)
+        reach = now_worst + np.maximum(hyst.absolute_ms, hyst.relative * now_worst)
+        candidates = np.ascontiguousarray(np.where(cost <= reach[:, None], candidates, -1))
+        width = allocation.edges.shape[1]
+        out_edges = np.full((at.size, width), -1, dtype=np.int64)
+        out_shares = np.zeros((at.size, width))
+        out_count = np.zeros(at.size, dtype=np.int64)
+        moved = np.zeros(at.size, dtype=bool)
+        relieve_in_order(candidates, np.ascontiguousarray(demand),
+                         np.ascontiguousarray(edges, dtype=np.int64), np.ascontiguousarray(weights), room, beyond,
+                         self.settings.answers, self.settings.max_answers, SLIVER, RELIEF_LEAST_CUT, out_edges, out_shares,
+                         out_count, moved)
+        allocation.edges[positions[moved]] = out_edges[moved]
+        allocation.weights[positions[moved]] = out_shares[moved]
+        return sorted(at[moved].tolist())
 
     def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, str]], choice: NDArray[np.intp],
                                        fresh_of: Callable[[int], CellState], now: float) -> list[tuple[int, CellState, str]]:

@@ -20,7 +20,9 @@ REASON_FALLBACK = "preferred_fallback"  # preferred centers all down, another ce
 REASON_FAIL_CLOSED = "fail_closed"  # strict rule, no healthy allowed center
 REASON_NO_PATH = "no_healthy_path"  # no healthy center or edge at all
 REASON_CENTER_FULL = "center_capacity"  # its best center is beyond capacity; the next allowed one with room serves
-REASONS = (REASON_BEST, REASON_HELD, REASON_FALLBACK, REASON_FAIL_CLOSED, REASON_NO_PATH, REASON_CENTER_FULL)  # every one a route may give
+REASON_EDGE_FULL = "edge_capacity"  # moved off an edge beyond its budget, onto its planned edges with room, not held there
+# every one a route may give
+REASONS = (REASON_BEST, REASON_HELD, REASON_FALLBACK, REASON_FAIL_CLOSED, REASON_NO_PATH, REASON_CENTER_FULL, REASON_EDGE_FULL)
 
 
 class Answer(NamedTuple):
@@ -74,6 +76,9 @@ class CellState(NamedTuple):
     weights: tuple[float, ...]
     pending: int = 0  # consecutive evaluations in which a clearly better route existed
     last_switch_at: float | None = None
+    # Placed before the measurements settled (LatencyModel.settled): not held, the plan places it afresh each evaluation
+    # until they have. Holding what one noisy first sample placed kept it for good (routing.hysteresis, Case.PROVISIONAL).
+    provisional: bool = False
 
 
 class FrozenCells(dict[str, CellState]):
@@ -111,7 +116,7 @@ class RouterState:
             "content_hash": self.content_hash,
             "cells": {
                 k: {"center": v.center, "edges": list(v.edges), "weights": list(v.weights), "pending": v.pending,
-                    "last_switch_at": v.last_switch_at}
+                    "last_switch_at": v.last_switch_at, "provisional": v.provisional}
                 for k, v in sorted(self.cells.items())
             },
         }
@@ -122,7 +127,7 @@ class RouterState:
         assert isinstance(cells_raw, dict)
         cells = {
             k: CellState(v["center"], tuple(v["edges"]), tuple(float(w) for w in v["weights"]), int(v["pending"]),
-                         v["last_switch_at"])
+                         v["last_switch_at"], bool(v.get("provisional", False)))  # absent in states saved before it was kept
             for k, v in cells_raw.items()
         }
         for k, cell in cells.items():

@@ -1,0 +1,127 @@
+"""Relief of edges beyond their budgets, compiled: a cell held on such an edge is re-placed, alone, in the room the
+table really leaves (every other cell's decided route counted), and moves only where its whole demand then fits.
+
+Why the room really left, and not the cell's planned route: the plan places the holding cells as if every one of them
+moved, so a cell's planned route counts on room its held neighbours still use, and which planned route happens to fit
+changes with each cycle's noise. Relief that followed the plan trickled on for as long as the loop ran (5.6-7.3 % of
+cells an hour on the real loop, BENCHMARKS.md). Placed in the room really left, every move takes demand off edges
+beyond budget and puts none beyond any, so the demand beyond budgets only falls and relief stops once nothing that
+fits is left to move.
+
+Sequential by nature (each move changes the room the next one is judged on). The greedy fill is the plan's own
+(routing.greedy._fill): by rank, at most the cell's equal share of its best k per edge, up to `max_answers` edges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from globalaccel.routing.compiled import kernel
+from globalaccel.routing.greedy import _fill
+
+# An edge is relieved when beyond its budget by more than this share of it (the loop's noise must not have relief
+# chase float slivers), and a cell moves only where that takes at least this share of the demand it carried on such
+# edges back within budgets (a cell with a sliver over budget is not sent elsewhere whole for it).
+RELIEF_TOLERANCE = 0.02
+RELIEF_LEAST_CUT = 0.5
+
+
+@kernel
+def relieve_in_order(candidates: NDArray[np.int64], demand: NDArray[np.float64], current_edges: NDArray[np.int64],
+                     current_weights: NDArray[np.float64], room: NDArray[np.float64], beyond: NDArray[np.float64], k: int,
+                     max_answers: int, sliver: float, least_cut: float, out_edges: NDArray[np.int64],
+                     out_shares: NDArray[np.float64], out_count: NDArray[np.int64], moved: NDArray[np.bool_]) -> None:
+    """Row m of `candidates` (its ranked edges as catalog positions, -1 where none), `demand` and its current route
+    (`current_edges`, -1 padded, and `current_weights`) is the m-th cell to try. An edge is beyond its budget where
+    room[e] < -beyond[e]. A cell with demand on such an edge is re-placed with its own load taken off first; the move
+    is made only where its whole demand fits in the room and the demand beyond budgets it takes away, summed over the
+    edges it touches, is at least `least_cut` times what it carried on edges beyond budget (and more than float
+    rounding). A move made writes the new route best first (out_edges -1 padded, out_shares, out_count), takes it off
+    `room` (modified in place) and sets moved[m]."""
+    width = candidates.shape[1]
+    n_answers = max(max_answers, k)
+    cand = np.empty(width, dtype=np.int64)
+    edges = np.empty(n_answers, dtype=np.int64)
+    amounts = np.empty(n_answers, dtype=np.float64)
+    ranks = np.empty(n_answers, dtype=np.int64)
+    spared_edges = np.empty_like(edges)
+    spared_amounts = np.empty_like(amounts)
+    spared_ranks = np.empty_like(ranks)
+    held = current_edges.shape[1]
+    for m in range(candidates.shape[0]):
+        d = demand[m]
+        if d <= 0.0:
+            continue
+        carried = 0.0  # demand this cell puts on edges beyond budget
+        for j in range(held):
+            e = current_edges[m, j]
+            if e >= 0 and room[e] < -beyond[e]:
+                carried += d * current_weights[m, j]
+        if carried <= 0.0:
+            continue
+        n_cand = 0
+        for r in range(width):
+            if candidates[m, r] >= 0:
+                cand[n_cand] = candidates[m, r]
+                n_cand += 1
+        if n_cand == 0:
+            continue
+        for j in range(held):  # the cell's own load off first: its place may be kept where it fits
+            e = current_edges[m, j]
+            if e >= 0:
+                room[e] += d * current_weights[m, j]
+        per_answer = d / min(k, n_cand)
+        tiny = d * 1e-9
+        taken, left = _fill(d, cand, n_cand, room, per_answer, max_answers, tiny, tiny, 1, edges, amounts, ranks)
+        if left > tiny:
+            spared, spared_left = _fill(d, cand, n_cand, room, per_answer, max_answers, per_answer * sliver, tiny, 2,
+                                        spared_edges, spared_amounts, spared_ranks)
+            if spared_left < left - tiny:
+                taken, left = spared, spared_left
+                edges[:spared] = spared_edges[:spared]
+                amounts[:spared] = spared_amounts[:spared]
+                ranks[:spared] = spared_ranks[:spared]
+        cut = 0.0
+        if left <= tiny:
+            # Demand beyond budget on the edges touched, before (with the cell's current load) and after (with its new).
+            for j in range(held):
+                e = current_edges[m, j]
+                if e < 0:
+                    continue
+                seen = False
+                for s in range(j):
+                    if current_edges[m, s] == e:
+                        seen = True
+                if seen:
+                    continue
+                placed = 0.0
+                for t in range(taken):
+                    if edges[t] == e:
+                        placed += amounts[t]
+                own = 0.0
+                for s in range(held):
+                    if current_edges[m, s] == e:
+                        own += d * current_weights[m, s]
+                cut += max(0.0, own - room[e]) - max(0.0, placed - room[e])
+        if left > tiny or cut <= tiny or cut < least_cut * carried:
+            for j in range(held):  # no move: the cell's load back where it was
+                e = current_edges[m, j]
+                if e >= 0:
+                    room[e] -= d * current_weights[m, j]
+            continue
+        # Best first: an insertion sort by rank (at most max_answers entries, ranks distinct).
+        for t in range(1, taken):
+            e, a, r = edges[t], amounts[t], ranks[t]
+            s = t - 1
+            while s >= 0 and ranks[s] > r:
+                edges[s + 1], amounts[s + 1], ranks[s + 1] = edges[s], amounts[s], ranks[s]
+                s -= 1
+            edges[s + 1], amounts[s + 1], ranks[s + 1] = e, a, r
+        for t in range(out_edges.shape[1]):
+            out_edges[m, t] = edges[t] if t < taken else -1
+            out_shares[m, t] = amounts[t] / d if t < taken else 0.0
+            if t < taken:
+                room[edges[t]] -= amounts[t]
+        out_count[m] = taken
+        moved[m] = True
