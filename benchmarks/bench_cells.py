@@ -121,21 +121,23 @@ def query_rates(prod: Topology, located: NetworkMap, count: int) -> dict[str, fl
 
 def measured_cycles(topology: Topology, router: Router, cycles: int, seed: int = 7) -> float:
     """Median warm compute with every center -> edge path measured each cycle (physics plus 0-20 ms of uniform
-    jitter, 3 % of probes lost), as on the real loop: new samples, the previous state, the first 3 cycles not
-    timed."""
+    jitter, 3 % of probes lost), as on the real loop once settled: new samples, the previous state; not timed until the
+    paths hold their steady samples and 3 cycles more (before that, every route is provisional, placed afresh each
+    cycle: a cold start's first 80 s)."""
     rng = random.Random(seed)
     latency = LatencyModel(topology)
     pairs = [(c, e.id) for c in topology.center_ids for e in topology.edges]
     physics = latency.physics_center_edge
     state = None
     samples = []
-    for cycle in range(cycles + 3):
+    warm = topology.routing.hysteresis.steady_samples + 3
+    for cycle in range(cycles + warm):
         now = 5.0 * cycle
         for (center, edge), base in zip(pairs, physics.reshape(-1).tolist(), strict=True):
             latency.record(center, edge, None if rng.random() < 0.03 else base + rng.uniform(0.0, 20.0), now)
         start = time.perf_counter()
         _, state = router.compute(latency, now=now, state=state)
-        if cycle >= 3:
+        if cycle >= warm:
             samples.append(time.perf_counter() - start)
     return statistics.median(samples)
 

@@ -10,7 +10,7 @@ from globalaccel.control.exporter import CycleExporter
 from globalaccel.control.metrics import LoopMetrics
 from globalaccel.latency import LatencyModel
 from globalaccel.measure.health import tracker_for
-from globalaccel.routing import Router
+from globalaccel.routing import CellState, Router
 from globalaccel.topology import load_stack
 from tests.conftest import STACKS
 
@@ -18,7 +18,8 @@ from tests.conftest import STACKS
 def scraped(metrics: LoopMetrics) -> dict[str, float]:
     out = {}
     for line in generate_latest(metrics.registry).decode().splitlines():
-        if line.startswith(("globalaccel_capacity_overflow_ratio", "globalaccel_center_load_ratio")):
+        if line.startswith(("globalaccel_capacity_overflow_ratio", "globalaccel_center_load_ratio",
+                            "globalaccel_routes_provisional_ratio")):
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
@@ -41,3 +42,18 @@ def test_capacity_gauges_match_the_table() -> None:
         load = sum(demand[cid] for cid, r in table.routes.items() if r.center == center.id)
         got = values[f'globalaccel_center_load_ratio{{center="{center.id}"}}']
         assert abs(got - load / center.capacity) < 1e-9 and 0 < got <= 1 + 1e-9
+
+
+def test_the_provisional_share_counts_routed_cells() -> None:
+    """The share of routed cells whose route is still provisional (a cold start's first cycles): 0 from the first
+    scrape; cells with no route are not counted."""
+    topo = load_stack("dev", STACKS)
+    table, _ = Router(topo).compute(LatencyModel(topo))
+    metrics = LoopMetrics()
+    exporter = CycleExporter(topo, metrics, "embedded")
+    assert scraped(metrics)["globalaccel_routes_provisional_ratio"] == 0.0
+    cells = {"AA": CellState("c", ("e",), (1.0,), 0, None, True), "AB": CellState("c", ("e",), (1.0,)),
+             "AC": CellState("c", ("e",), (1.0,), 0, None, True), "AD": CellState("c", ("e",), (1.0,)), "AE": CellState(None, (), ())}
+    health = tracker_for(topo.center_ids, (e.id for e in topo.edges))
+    exporter.export(health, LatencyModel(topo), table, {}, {}, (), 0.0, cells)
+    assert scraped(metrics)["globalaccel_routes_provisional_ratio"] == 0.5

@@ -20,12 +20,12 @@ Signals the alerts are built on (monitoring/rules.yml):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from globalaccel.control.metrics import LoopMetrics
 from globalaccel.latency import LatencyModel
 from globalaccel.measure.health import DOWN, UNKNOWN, UP, HealthTracker
-from globalaccel.routing import REASONS, RoutingTable
+from globalaccel.routing import REASONS, CellState, RoutingTable
 from globalaccel.routing.summary import center_demand
 from globalaccel.topology import Topology
 
@@ -66,12 +66,15 @@ class CycleExporter:
         m.countries_unserved.labels("rule").set(len(self.unserved_by_rule))
         m.countries_unserved.labels("outage").set(0)
         m.capacity_overflow.set(0)
+        m.provisional.set(0)
         for center in topo.centers:
             if center.capacity is not None:
                 m.center_load.labels(center.id).set(0)
 
     def export(self, health: HealthTracker, latency: LatencyModel, table: RoutingTable, states: dict[str, str],
-               health_changes: dict[str, tuple[str, str]], changed: Iterable[str], now: float) -> None:
+               health_changes: dict[str, tuple[str, str]], changed: Iterable[str], now: float,
+               cells: Mapping[str, CellState] | None = None) -> None:
+        """One cycle's figures. `cells`: the router state's routes, for the share still provisional (None: not known)."""
         m, topo = self.metrics, self.topology
         center_edge = latency.center_edge_ms(now)
         best = center_edge.min(axis=0)
@@ -89,6 +92,9 @@ class CycleExporter:
         self._flapping(health, now)
         self._countries(table)
         self._capacity(table)
+        if cells is not None:
+            routed = [s.provisional for s in cells.values() if s.center is not None]
+            m.provisional.set(sum(routed) / len(routed) if routed else 0.0)
 
     def _capacity(self, table: RoutingTable) -> None:
         routed = sum(table.edge_load.values())

@@ -109,7 +109,8 @@ class ControlLoop:
     # ---- one cycle --------------------------------------------------------------------------------
     def cycle(self, now: float | None = None, restoring: bool = False) -> CycleReport:
         """One evaluation. `restoring`: the first cycle after a restart serves the persisted routes: no valid
-        route may switch in it (a restart is not an evaluation), only routes whose edge or center died move."""
+        route may switch in it (a restart is not an evaluation), only routes whose edge or center died move, and
+        provisional ones (placed before the measurements settled: never held, routing.hysteresis)."""
         start = time.perf_counter()
         now = self.clock() if now is None else now
         self._apply_rules_in_force()
@@ -175,7 +176,7 @@ class ControlLoop:
         self._save(now)
         report = CycleReport(table.generation, table.content_hash, changed, len(health.edges), len(health.centers), table.fail_closed(),
                              len(residency), published, leader, verdict.changed, error, time.perf_counter() - start)
-        self.exporter.export(self.health, self.latency, table, verdict.states, verdict.changed, changed, now)
+        self.exporter.export(self.health, self.latency, table, verdict.states, verdict.changed, changed, now, state.cells)
         self._export(report, verdict.suppressed, now, leader, changed)
         self.last_report, self.cycles, self.last_cycle_at = report, self.cycles + 1, time.time()
         return report

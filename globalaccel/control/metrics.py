@@ -68,6 +68,9 @@ class LoopMetrics:
         self.capacity_overflow = Gauge("globalaccel_capacity_overflow_ratio",
                                        "Share of the routed demand carried beyond edge budgets (capacity share x headroom)",
                                        registry=r)
+        self.provisional = Gauge("globalaccel_routes_provisional_ratio",
+                                 "Share of routed cells whose route is provisional: placed before the measurements settled "
+                                 "(a cold start's first cycles), placed afresh each cycle, not held", registry=r)
         self.center_load = Gauge("globalaccel_center_load_ratio", "Demand routed to a center over its capacity (centers with one)",
                                  ["center"], registry=r)
 

@@ -1,5 +1,6 @@
-"""Relief of edges beyond their budgets, compiled: a cell held on such an edge is re-placed, alone, in the room the
-table really leaves (every other cell's decided route counted), and moves only where its whole demand then fits.
+"""Relief of edges beyond their budgets: a cell held on such an edge is re-placed, alone, in the room the table really
+leaves (every other cell's decided route counted), and moves only where its whole demand then fits (Relief, and its
+compiled loop relieve_in_order).
 
 Why the room really left, and not the cell's planned route: the plan places the holding cells as if every one of them
 moved, so a cell's planned route counts on room its held neighbours still use, and which planned route happens to fit
@@ -14,17 +15,93 @@ Sequential by nature (each move changes the room the next one is judged on). The
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
+from globalaccel.latency import PhysicsModel
+from globalaccel.routing.capacity import SLIVER, Allocation, CapacityPlanner
 from globalaccel.routing.compiled import kernel
 from globalaccel.routing.greedy import _fill
+from globalaccel.routing.route_costs import RouteColumns, RouteCosts
+from globalaccel.routing.table import CellState
+from globalaccel.settings import RoutingSettings
 
 # An edge is relieved when beyond its budget by more than this share of it (the loop's noise must not have relief
 # chase float slivers), and a cell moves only where that takes at least this share of the demand it carried on such
 # edges back within budgets (a cell with a sliver over budget is not sent elsewhere whole for it).
 RELIEF_TOLERANCE = 0.02
 RELIEF_LEAST_CUT = 0.5
+# (cell positions, their centers) -> each one's edges for that center, ranked (catalog positions, -1 where none), and costs
+Ranks = Callable[[NDArray[np.intp], NDArray[np.intp]], tuple[NDArray[np.int64], NDArray[np.float64]]]
+
+
+class Relief:
+    """Per router: which held cells leave edges beyond their budgets, and for which routes."""
+
+    def __init__(self, capacity: CapacityPlanner, costs: RouteCosts, settings: RoutingSettings, demand: NDArray[np.float64],
+                 id_rank: NDArray[np.intp]) -> None:
+        self._capacity, self._costs, self._settings = capacity, costs, settings
+        self._demand, self._id_rank = demand, id_rank  # per cell position
+
+    def moves(self, decisions: Sequence[tuple[int, CellState, str]], on_current: Sequence[bool], served: RouteColumns,
+              allocation: Allocation, choice: NDArray[np.intp], now: float, lookup: NDArray[np.float64], physics: PhysicsModel,
+              ranks: Ranks) -> list[int]:
+        """A hold is for noise, never for overload: the decisions (indices) of cells held on an edge beyond its budget
+        (by more than RELIEF_TOLERANCE of it) that move to a route in the room really left, written into `allocation`'s
+        rows of those cells. Only cells outside their hold-down, whose fresh center is their current one (center loads
+        stay as they are), most demand on edges beyond budget first, and only onto edges no slower than the slowest the
+        cell has now plus the hysteresis margin (costed on physics, `lookup` and `physics`, like the ranks): relief
+        trades an overloaded edge for a near one with room, never a nearby metro for another continent (dev's DE, its
+        region full, would go to Seoul). Relief only takes demand off edges beyond budget and puts none beyond any: the
+        demand beyond budgets only falls, and once what fits has moved, nothing does.
+
+        Without it, what was placed beyond budgets stayed for good: those routes stay valid, and hysteresis keeps a valid
+        route unless another is faster by the margin. (The first, noisy tables' placements are the larger part, and
+        provisional routes deal with them: routing.hysteresis.)
+
+        `decisions` and `on_current`: the router's, per decided cell (rows of `served`, the routes as decided); `ranks`:
+        each of some cells' edges for a center, ranked (Router: on physics)."""
+        limit = allocation.limit
+        room = limit - self._capacity.carried(served.cells, served.edges, served.weights)
+        beyond = limit * (RELIEF_TOLERANCE + 1e-9)
+        over = room < -beyond
+        if not over.any():
+            return []
+        hold_down = self._settings.hysteresis.hold_down_s
+        rows = [i for i, ((pos, decided, _), kept) in enumerate(zip(decisions, on_current, strict=True))
+                if kept and (decided.last_switch_at is None or now - decided.last_switch_at >= hold_down)]
+        if not rows:
+            return []
+        at = np.array(rows, dtype=np.intp)
+        positions = served.cells[at]
+        edges = served.edges[at]
+        touching = ((edges >= 0) & over[np.maximum(edges, 0)]).any(axis=1) & (served.center[at] == choice[positions])
+        at, positions, edges = at[touching], positions[touching], edges[touching]
+        if not at.size:
+            return []
+        weights = served.weights[at]
+        demand = self._demand[positions]
+        carried = (demand[:, None] * np.where((edges >= 0) & over[np.maximum(edges, 0)], weights, 0.0)).sum(axis=1)
+        order = np.lexsort((self._id_rank[positions], -carried))
+        at, positions, edges, weights, demand = at[order], positions[order], edges[order], weights[order], demand[order]
+        candidates, cost = ranks(positions, served.center[at])
+        hyst = self._settings.hysteresis
+        now_worst = self._costs.per_answer(RouteColumns(positions, served.center[at], edges, weights), lookup, physics).max(axis=1)
+        reach = now_worst + np.maximum(hyst.absolute_ms, hyst.relative * now_worst)
+        candidates = np.ascontiguousarray(np.where(cost <= reach[:, None], candidates, -1))
+        width = allocation.edges.shape[1]
+        out_edges = np.full((at.size, width), -1, dtype=np.int64)
+        out_shares = np.zeros((at.size, width))
+        out_count = np.zeros(at.size, dtype=np.int64)
+        moved = np.zeros(at.size, dtype=bool)
+        relieve_in_order(candidates, np.ascontiguousarray(demand), np.ascontiguousarray(edges, dtype=np.int64),
+                         np.ascontiguousarray(weights), room, beyond, self._settings.answers, self._settings.max_answers, SLIVER,
+                         RELIEF_LEAST_CUT, out_edges, out_shares, out_count, moved)
+        allocation.edges[positions[moved]] = out_edges[moved]
+        allocation.weights[positions[moved]] = out_shares[moved]
+        return sorted(at[moved].tolist())
 
 
 @kernel

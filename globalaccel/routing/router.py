@@ -16,7 +16,10 @@ Steps, each vectorised over cells:
    routes hysteresis may hold kept in place, overflow reported, never hidden;
 3. hysteresis (routing.hysteresis): a valid current route is only replaced when the new one is better
    by max(absolute ms, relative %) for N evaluations in a row, and not within the hold-down; the switches
-   granted take effect together where they fit the edge budgets (capacity.admit).
+   granted take effect together where they fit the edge budgets (capacity.admit). A provisional route (placed before
+   the measurements settled, LatencyModel.settled) is not held: it takes its fresh route;
+4. relief (routing.relief): cells held on an edge beyond its budget move into the room really left, near where they
+   are, once outside their hold-down.
 """
 
 from __future__ import annotations
@@ -30,17 +33,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from globalaccel.cells import Cell
-from globalaccel.latency import LatencyModel, PhysicsModel
+from globalaccel.latency import LatencyModel
 from globalaccel.residency import Eligibility, Role
 from globalaccel.routing.candidates import CandidateSearch
-from globalaccel.routing.capacity import SLIVER, Allocation, CapacityPlanner, id_ranks
+from globalaccel.routing.capacity import CapacityPlanner, id_ranks
 from globalaccel.routing.center_load import CenterLoad
 from globalaccel.routing.current import NONE, CurrentRoutes, StateColumns, current_routes, served_as_current
 from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.final_ranks import final_ranks
 from globalaccel.routing.heap import cycle_collection_paused
 from globalaccel.routing.hysteresis import Case, judge, settle
-from globalaccel.routing.relief import RELIEF_LEAST_CUT, RELIEF_TOLERANCE, relieve_in_order
+from globalaccel.routing.relief import Relief
 from globalaccel.routing.route_builder import RouteBuilder
 from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import (
@@ -123,6 +126,7 @@ class Router:
         self._cell_index = {cid: n for n, cid in enumerate(self._cell_ids)}
         self._cell_countries = tuple(c.country for c in self.cells)
         self.builder = RouteBuilder(self.cells, self._fallback_of)
+        self.relief = Relief(self.capacity, self.costs, self.settings, self.center_load.demand, self._id_rank)
 
     # ----------------------------------------------------------------------------------------------
     def compute(
@@ -315,8 +319,8 @@ class Router:
                 return np.where(np.isfinite(cost), healthy_idx[idx[rows]], -1).astype(np.int64), cost
 
             physics_legs, no_penalty = latency.physics_center_edge, np.zeros(len(self._edge_ids))
-            relieved = self._relieve(decisions, on_current, served, allocation, choice, now, physics_legs, latency.physics,
-                                     physics_ranks)
+            relieved = self.relief.moves(decisions, on_current, served, allocation, choice, now, physics_legs, latency.physics,
+                                         physics_ranks)
             if relieved:
                 for i in relieved:
                     pos = decisions[i][0]
@@ -364,64 +368,6 @@ class Router:
         # As wide as the longest route (padding is -1 after each route's last edge): every column is costed.
         width = max(1, int(np.count_nonzero(served.edges >= 0, axis=1).max(initial=0)))
         return RouteColumns(served.cells, served.center, served.edges[:, :width], served.weights[:, :width])
-
-    def _relieve(self, decisions: list[tuple[int, CellState, str]], on_current: list[bool], served: RouteColumns,
-                 allocation: Allocation, choice: NDArray[np.intp], now: float, lookup: NDArray[np.float64],
-                 physics: PhysicsModel,
-                 ranks: Callable[[NDArray[np.intp], NDArray[np.intp]], tuple[NDArray[np.int64], NDArray[np.float64]]],
-                 ) -> list[int]:
-        """A hold is for noise, never for overload: the decisions (indices) of cells held on an edge beyond its budget
-        that move to a route in the room really left (routing.relief), written into `allocation`'s rows of those cells.
-        Only cells outside their hold-down, whose fresh center is their current one (center loads stay as they are),
-        most demand on edges beyond budget first, and only onto edges no slower than the slowest the cell has now plus
-        the hysteresis margin (costed as hysteresis does, `lookup`): relief trades an overloaded edge for a near one
-        with room, never a nearby metro for another continent (dev's DE, its region full, would go to Seoul). Relief
-        only takes demand off edges beyond budget and puts none beyond any: the demand beyond budgets only falls, and
-        once what fits has moved, nothing does.
-
-        Without it, what the first, noisy tables placed beyond budgets stayed for good: those routes stay valid, and
-        hysteresis keeps a valid route unless another is faster by the margin (on the real loop 1.4-3.6 % of demand;
-        in process, with every path's first sample 0-20 ms off, 25 %)."""
-        limit = allocation.limit
-        room = limit - self.capacity.carried(served.cells, served.edges, served.weights)
-        beyond = limit * (RELIEF_TOLERANCE + 1e-9)
-        over = room < -beyond
-        if not over.any():
-            return []
-        hold_down = self.settings.hysteresis.hold_down_s
-        rows = [i for i, ((pos, decided, _), kept) in enumerate(zip(decisions, on_current, strict=True))
-                if kept and (decided.last_switch_at is None or now - decided.last_switch_at >= hold_down)]
-        if not rows:
-            return []
-        at = np.array(rows, dtype=np.intp)
-        positions = served.cells[at]
-        edges = served.edges[at]
-        touching = ((edges >= 0) & over[np.maximum(edges, 0)]).any(axis=1) & (served.center[at] == choice[positions])
-        at, positions, edges = at[touching], positions[touching], edges[touching]
-        if not at.size:
-            return []
-        weights = served.weights[at]
-        demand = self.center_load.demand[positions]
-        carried = (demand[:, None] * np.where((edges >= 0) & over[np.maximum(edges, 0)], weights, 0.0)).sum(axis=1)
-        order = np.lexsort((self._id_rank[positions], -carried))
-        at, positions, edges, weights, demand = at[order], positions[order], edges[order], weights[order], demand[order]
-        candidates, cost = ranks(positions, served.center[at])
-        hyst = self.settings.hysteresis
-        now_worst = self.costs.per_answer(RouteColumns(positions, served.center[at], edges, weights), lookup, physics).max(axis=1)
-        reach = now_worst + np.maximum(hyst.absolute_ms, hyst.relative * now_worst)
-        candidates = np.ascontiguousarray(np.where(cost <= reach[:, None], candidates, -1))
-        width = allocation.edges.shape[1]
-        out_edges = np.full((at.size, width), -1, dtype=np.int64)
-        out_shares = np.zeros((at.size, width))
-        out_count = np.zeros(at.size, dtype=np.int64)
-        moved = np.zeros(at.size, dtype=bool)
-        relieve_in_order(candidates, np.ascontiguousarray(demand),
-                         np.ascontiguousarray(edges, dtype=np.int64), np.ascontiguousarray(weights), room, beyond,
-                         self.settings.answers, self.settings.max_answers, SLIVER, RELIEF_LEAST_CUT, out_edges, out_shares,
-                         out_count, moved)
-        allocation.edges[positions[moved]] = out_edges[moved]
-        allocation.weights[positions[moved]] = out_shares[moved]
-        return sorted(at[moved].tolist())
 
     def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, str]], choice: NDArray[np.intp],
                                        fresh_of: Callable[[int], CellState], now: float) -> list[tuple[int, CellState, str]]:
