@@ -139,6 +139,7 @@ class CandidateSearch:
         edge_ok: NDArray[np.bool_] | None = None,  # (G, E): edges each group's rule lets on the path
         cell_group: NDArray[np.intp] | None = None,  # (N,): each cell's group
         only: NDArray[np.intp] | None = None,  # compute these cells only (the rest: -1, no candidates)
+        ranks: int | None = None,  # how many edges to rank per cell (None: 4 x max_answers)
     ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Per cell: the chosen center (-1 when no allowed center is up) and its ranked candidate edges
         (positions in the healthy subset), ordered by (cost, position).
@@ -147,7 +148,7 @@ class CandidateSearch:
         whichever way they are scored. Edges a cell's rule forbids cost infinity for that cell: they are never
         chosen, and rank last where a cell has fewer allowed edges than ranks (the caller drops them)."""
         n_cells, n_healthy = len(self.cells), healthy_idx.size
-        keep = min(n_healthy, 4 * self.settings.max_answers)
+        keep = min(n_healthy, 4 * self.settings.max_answers if ranks is None else ranks)
         choice = np.full(n_cells, -1, dtype=np.intp)
         ranked = np.zeros((n_cells, keep), dtype=np.intp)
         ranked_cost = np.zeros((n_cells, keep), dtype=np.float64)

@@ -33,6 +33,11 @@ from globalaccel.settings import RoutingSettings
 # edges back within budgets (a cell with a sliver over budget is not sent elsewhere whole for it).
 RELIEF_TOLERANCE = 0.02
 RELIEF_LEAST_CUT = 0.5
+# A relieved cell's edges: among the RELIEF_RANKS nearest (physics) for its center, none slower than its slowest answer
+# now by more than RELIEF_REACH hysteresis margins. In process (prod, 0-20 ms of jitter), relief left 2.37 % of demand
+# beyond budgets with 32 ranks and one margin, 1.68 % with 128 and two, 1.42 % with 256 and four.
+RELIEF_RANKS = 128
+RELIEF_REACH = 2.0
 # (cell positions, their centers) -> each one's edges for that center, ranked (catalog positions, -1 where none), and costs
 Ranks = Callable[[NDArray[np.intp], NDArray[np.intp]], tuple[NDArray[np.int64], NDArray[np.float64]]]
 
@@ -89,7 +94,7 @@ class Relief:
         candidates, cost = ranks(positions, served.center[at])
         hyst = self._settings.hysteresis
         now_worst = self._costs.per_answer(RouteColumns(positions, served.center[at], edges, weights), lookup, physics).max(axis=1)
-        reach = now_worst + np.maximum(hyst.absolute_ms, hyst.relative * now_worst)
+        reach = now_worst + RELIEF_REACH * np.maximum(hyst.absolute_ms, hyst.relative * now_worst)
         candidates = np.ascontiguousarray(np.where(cost <= reach[:, None], candidates, -1))
         width = allocation.edges.shape[1]
         out_edges = np.full((at.size, width), -1, dtype=np.int64)

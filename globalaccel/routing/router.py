@@ -43,7 +43,7 @@ from globalaccel.routing.fallback import FallbackOrder
 from globalaccel.routing.final_ranks import final_ranks
 from globalaccel.routing.heap import cycle_collection_paused
 from globalaccel.routing.hysteresis import Case, judge, settle
-from globalaccel.routing.relief import Relief
+from globalaccel.routing.relief import RELIEF_RANKS, Relief
 from globalaccel.routing.route_builder import RouteBuilder
 from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import (
@@ -150,8 +150,14 @@ class Router:
         health = health or Health.all_up(topo)
         state = state or RouterState()
         healthy_idx = np.array([i for i, eid in enumerate(self._edge_ids) if eid in health.edges], dtype=np.intp)
-        center_edge = latency.center_edge_ms(now)
-        penalty = latency.edge_penalty_ms(now, center_edge)
+        # The plan and hysteresis read the same figures: each path's median of its last `steady_samples` (the measured
+        # distribution: hysteresis, below). Planned on the moving average, which one stall of the prober moves by tens of
+        # ms for several cycles, the real loop's settled plan crowded its cells off edges that only looked slow: 7.7 % of
+        # demand beyond budgets (its averages were 7 ms above physics at the median path, 65 ms at the 95th percentile).
+        hyst = self.settings.hysteresis
+        steady, leg_band = latency.center_edge_steady_ms(now, hyst.steady_samples)
+        center_edge = steady
+        penalty = latency.edge_penalty_ms(now, steady)
         eligibility = self._eligibility(health)
 
         shed: dict[int, int] = {}  # cell position -> the center it was moved off (beyond that center's capacity)
@@ -174,7 +180,6 @@ class Router:
                 shed = self.center_load.shed(choice, ranked_idx, ranked_cost, lawful, again, prefer)
             # Current edges favoured by the margin where the center stays, so that noise cannot reshuffle near-equal
             # edges; ranks past a cell's allowed edges hold forbidden ones (infinite cost): never offered.
-            hyst = self.settings.hysteresis
             ranked = np.empty(ranked_idx.shape, dtype=np.int64)
             edge_ok_arg, group_arg = ((self._edge_ok, self._cell_group.astype(np.int64)) if self._constrained
                                       else (np.ones((1, 1), dtype=bool), np.empty(0, dtype=np.int64)))
@@ -208,7 +213,6 @@ class Router:
         fresh_routes = RouteColumns(np.arange(len(self.cells), dtype=np.intp), np.maximum(choice, 0), allocation.edges,
                                     allocation.weights)
         edge_ids = self._edge_ids
-        hyst = self.settings.hysteresis
         placed_early = not latency.settled(now, hyst.steady_samples)  # routes placed now are provisional
 
         def fresh_of(pos: int) -> CellState:
@@ -223,8 +227,7 @@ class Router:
         # prober move: on the real loop 8.8 % of cells changed an hour with 5, 1.2 % with 16, BENCHMARKS.md), and how
         # far its figure moves with noise alone: its edge leg's band, plus the band of the edge's penalty (the median
         # over vantages, as the penalty itself), which the client leg carries.
-        steady, leg_band = latency.center_edge_steady_ms(now, hyst.steady_samples)
-        steady_lookup = steady + latency.edge_penalty_ms(now, steady)[None, :]
+        steady_lookup = steady + penalty[None, :]
         band = leg_band + np.median(leg_band, axis=0)[None, :]
         # Each cell's case before any cost is compared: hysteresis.classify, for every cell at once (still_valid is
         # _still_valid; the same route is the same center and the same edges).
@@ -314,7 +317,8 @@ class Router:
                 only = np.zeros((len(self._center_ids), len(self.cells)), dtype=bool)
                 only[centers, rows] = True
                 edge_ok, cell_group = (self._edge_ok, self._cell_group) if self._constrained else (None, None)
-                _, idx, cost = self.search.select(latency, healthy_idx, physics_legs, no_penalty, only, None, edge_ok, cell_group, rows)
+                _, idx, cost = self.search.select(latency, healthy_idx, physics_legs, no_penalty, only, None, edge_ok, cell_group, rows,
+                                                  RELIEF_RANKS)
                 cost = cost[rows]
                 return np.where(np.isfinite(cost), healthy_idx[idx[rows]], -1).astype(np.int64), cost
 
@@ -329,7 +333,8 @@ class Router:
                 served = self._served(decisions, on_current, holding, hold_at, fresh_routes)
         # Each answer's RTT with the latest figures, for every routed cell at once.
         rtts = np.full((len(self.cells), served.edges.shape[1]), np.nan)
-        rtts[served.cells] = self.costs.per_answer(served, center_edge + penalty[None, :], latency.physics)
+        latest = latency.center_edge_ms(now)  # the moving average: what the answers cost right now, not what they are judged on
+        rtts[served.cells] = self.costs.per_answer(served, latest + latency.edge_penalty_ms(now, latest)[None, :], latency.physics)
         in_first_tier = self._first_tier(eligibility)[served.center, served.cells].tolist()
         self.builder.build(decisions, served.center.tolist(), in_first_tier, states, reasons, lines)
         assert not any(s is _UNDECIDED for s in states), "every cell is decided: routed, failed closed or without a path"
