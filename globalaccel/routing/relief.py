@@ -28,11 +28,12 @@ from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import CellState
 from globalaccel.settings import RoutingSettings
 
-# An edge is relieved when beyond its budget by more than this share of it (the loop's noise must not have relief
-# chase float slivers), and a cell moves only where that takes at least this share of the demand it carried on such
-# edges back within budgets (a cell with a sliver over budget is not sent elsewhere whole for it).
+# An edge is relieved when beyond its budget by more than this share of it (relief does not chase float slivers), and
+# a cell moves only where that takes at least this share of the demand it carried on such edges back within budgets
+# (a cell with a sliver over budget is not sent elsewhere whole for it). In process (prod, 0-20 ms of jitter, 128 ranks,
+# two margins), relief left 1.68 % of demand beyond budgets with 0.5, 1.25 % with 0.25, 0.86 % with 0.1, 0.76 % with 0.
 RELIEF_TOLERANCE = 0.02
-RELIEF_LEAST_CUT = 0.5
+RELIEF_LEAST_CUT = 0.1
 # A relieved cell's edges: among the RELIEF_RANKS nearest (physics) for its center, none slower than its slowest answer
 # now by more than RELIEF_REACH hysteresis margins. In process (prod, 0-20 ms of jitter), relief left 2.37 % of demand
 # beyond budgets with 32 ranks and one margin, 1.68 % with 128 and two, 1.42 % with 256 and four.
