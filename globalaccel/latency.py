@@ -134,6 +134,7 @@ class LatencyModel:
         self._ring = np.full((len(centers), len(edges), window), np.nan)
         self._ring_next = np.zeros((len(centers), len(edges)), dtype=np.intp)
         self._ring_updated = np.full((len(centers), len(edges)), np.nan)
+        self._ring_filled = np.zeros((len(centers), len(edges)), dtype=np.intp)  # results in each window, losses too
         # The same paths' EWMA and when it was last updated (NaN: none), kept beside their PathStats for the same
         # reason: center_edge_ms without a loop over the paths. Apart from the ring, since a restart's load_json
         # restores these but starts the windows empty.
@@ -151,6 +152,7 @@ class LatencyModel:
             slot = self._ring_next[ci, ei]
             self._ring[ci, ei, slot] = np.nan if rtt_ms is None else rtt_ms
             self._ring_next[ci, ei] = (slot + 1) % self._ring.shape[2]
+            self._ring_filled[ci, ei] = min(self._ring_filled[ci, ei] + 1, self._ring.shape[2])
             self._ring_updated[ci, ei] = now
             if stats.ewma is not None:
                 self._ewma[ci, ei] = stats.ewma
@@ -209,17 +211,16 @@ class LatencyModel:
         return level, band
 
     def settled(self, now: float, samples: int) -> bool:
-        """Whether the figures a plan reads have settled: at most half of the center -> edge paths are young, freshly
-        measured with fewer than `samples` samples in their window. A cold start's first cycles have one or a few per
-        path, and then one cycle's noise decides where every cell goes (the same noise on an edge for every cell near
-        it: their ranked edges crowd onto the same few, and the plan runs out of room). A path not measured, or not
-        freshly, reads physics, which does not jitter."""
-        updated = self._ring_updated
-        with np.errstate(invalid="ignore"):
-            fresh = ~np.isnan(updated) & (now - updated <= self.topology.latency.stale_after_s)
-        counts = np.sum(~np.isnan(self._ring[fresh]), axis=1)
-        young = int(np.count_nonzero((counts > 0) & (counts < samples)))
-        return young <= 0.5 * updated.size
+        """Whether the figures a plan reads have settled: at most a tenth of the center -> edge paths are young, their
+        moving average fresh but their window holding fewer than `samples` results (losses count: a lossy path settles
+        too). A cold start's first cycles have one or a few per path, and then one cycle's noise decides where every cell
+        goes (the same noise on an edge for every cell near it: their ranked edges crowd onto the same few, and the plan
+        runs out of room); so does a restart, whose windows start empty while its restored averages are fresh. A path
+        not measured, or not freshly, reads physics, which does not jitter."""
+        with np.errstate(invalid="ignore"):  # NaN: never measured
+            fresh = now - self._ewma_at <= self.topology.latency.stale_after_s
+        young = int(np.count_nonzero(fresh & (self._ring_filled < samples)))
+        return young <= 0.1 * fresh.size
 
     def edge_penalty_ms(self, now: float, center_edge: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
         """Per-edge extra delay seen by measurement (queueing, congestion): the median over vantage
@@ -256,5 +257,6 @@ class LatencyModel:
                 self._ring[ci, ei] = np.nan
                 self._ring_next[ci, ei] = 0
                 self._ring_updated[ci, ei] = np.nan
+                self._ring_filled[ci, ei] = 0
                 self._ewma[ci, ei] = stats.ewma
                 self._ewma_at[ci, ei] = np.nan if stats.last_update is None else stats.last_update

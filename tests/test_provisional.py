@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from globalaccel.latency import LatencyModel
 from globalaccel.residency import Mode
 from globalaccel.routing import Router, RouterState
@@ -25,21 +27,26 @@ def measure_every_path(topo: Topology, latency: LatencyModel, rng: random.Random
             latency.record(center, edge.id, float(latency.physics_center_edge[ci, ei]) + rng.uniform(0.0, jitter_ms), now)
 
 
-def test_settled_once_most_paths_hold_steady_samples() -> None:
-    topo = make_topology([(0.0, 0.0)], [(10.0, 0.0, 1.0, 0), (10.0, 5.0, 1.0, 0), (10.0, 10.0, 1.0, 0)], [(10.0, 1.0, 10)],
-                         [(Mode.OPEN, ())])
+def test_settled_once_at_most_a_tenth_of_the_paths_are_young() -> None:
+    """Young: a fresh moving average over a window holding fewer than `steadySamples` results. Losses are results (a
+    lossy path settles too); a restart's restored averages are fresh while its windows start empty: young again."""
+    topo = make_topology([(0.0, 0.0)], [(10.0, float(k), 1.0, 0) for k in range(20)], [(10.0, 1.0, 10)], [(Mode.OPEN, ())])
     samples = topo.routing.hysteresis.steady_samples
     latency = LatencyModel(topo)
     assert latency.settled(0.0, samples), "physics only: nothing jitters"
     latency.record("c0", "e0", 20.0, 0.0)
-    assert latency.settled(0.0, samples), "one young path of three"
     latency.record("c0", "e1", 20.0, 0.0)
-    assert not latency.settled(0.0, samples), "two young paths of three"
+    assert latency.settled(0.0, samples), "2 young paths of 20"
+    latency.record("c0", "e2", 20.0, 0.0)
+    assert not latency.settled(0.0, samples), "3 young paths of 20"
     for k in range(1, samples):
-        latency.record("c0", "e0", 20.0, float(k))
-    assert latency.settled(float(samples), samples), "e0 holds its samples: one young path left"
+        latency.record("c0", "e2", 20.0 if k % 2 else None, float(k))  # every other probe lost
+    assert latency.settled(float(samples), samples), "e2's window holds its results, half of them losses"
+    restarted = LatencyModel(topo)
+    restarted.load_json(latency.to_json())
+    assert not restarted.settled(float(samples), samples), "restored averages are fresh, the windows empty"
     stale = topo.latency.stale_after_s
-    assert latency.settled(samples + stale + 1.0, samples), "stale paths read physics"
+    assert restarted.settled(samples + stale + 1.0, samples), "stale paths read physics"
 
 
 def test_the_first_noisy_tables_are_not_held() -> None:
@@ -96,6 +103,10 @@ def test_a_provisional_flag_round_trips_and_old_states_read_as_settled() -> None
     for cell in old["cells"].values():  # type: ignore[attr-defined]
         del cell["provisional"]
     assert not any(c.provisional for c in RouterState.from_json(old).cells.values())
+    bad = state.to_json()
+    bad["cells"]["AA"]["provisional"] = "false"  # type: ignore[index]
+    with pytest.raises(ValueError, match="cell AA: provisional must be true or false"):
+        RouterState.from_json(bad)
 
 
 def test_the_one_cell_rule_places_a_provisional_route_afresh_without_a_switch() -> None:
@@ -111,3 +122,19 @@ def test_the_one_cell_rule_places_a_provisional_route_afresh_without_a_switch() 
     assert (decided.edges, decided.pending, decided.last_switch_at, decided.provisional) == (("e0",), 0, 40.0, False)
     held = prev._replace(provisional=False)
     assert classify(held, fresh, elig, health) is Case.JUDGE
+
+
+def test_a_restart_in_the_provisional_phase_keeps_its_routes_provisional() -> None:
+    """A restart a cycle into a cold start: the restored state's routes are provisional, the restored averages fresh, the
+    windows empty. Still not settled: the routes stay provisional, and the plan places them afresh again until the
+    windows have filled (helper-36: settled() read the empty windows as physics, and the first noisy placements were
+    locked in, 7.8 % of demand beyond budgets on the real loop against 2.3 % without the restart)."""
+    rng = random.Random(11)
+    latency = LatencyModel(PROD)
+    measure_every_path(PROD, latency, rng, 1000.0)
+    _, state = Router(PROD).compute(latency, now=1000.0)
+    restored_latency = LatencyModel(PROD)
+    restored_latency.load_json(latency.to_json())
+    _, after = Router(PROD).compute(restored_latency, now=1004.0, state=RouterState.from_json(state.to_json()))
+    routed = [s for s in after.cells.values() if s.center is not None]
+    assert routed and all(s.provisional for s in routed)

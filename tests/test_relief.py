@@ -155,3 +155,21 @@ def test_relief_only_lowers_the_demand_beyond_budgets(topo: Topology, seed: int)
             assert (route.center, route.edge_ids, [a.weight for a in route.answers]) == \
                    (other.center, other.edge_ids, [a.weight for a in other.answers]), cid
     assert math.isfinite(with_relief.overflow)
+
+
+def test_a_router_that_found_nothing_to_move_still_sees_room_that_appears() -> None:
+    """One router, reused (it remembers what it was given when relief moved nothing, to skip the same work next time):
+    first nothing fits near AA and AB; then AC has left e1 (for the far edge), room appears near them, and one moves."""
+    topo = crowded(far_room=True)
+    router = Router(topo)
+    state = held()
+    table, _ = router.compute(LatencyModel(topo), now=1000.0, state=state)
+    assert changed(table, state) == {}
+    again, _ = router.compute(LatencyModel(topo), now=1005.0, state=state)
+    assert again.content_hash == table.content_hash
+    cells = dict(state.cells)
+    cells["AC"] = CellState("c0", ("e2",), (1.0,))
+    moved_off = RouterState(1, "", cells)
+    table, _ = router.compute(LatencyModel(topo), now=1010.0, state=moved_off)
+    assert table.routes["AA"].reason == REASON_EDGE_FULL and "e1" in table.routes["AA"].edge_ids, table.routes
+    assert table.overflow == 0

@@ -324,7 +324,7 @@ class Router:
 
             physics_legs, no_penalty = latency.physics_center_edge, np.zeros(len(self._edge_ids))
             relieved = self.relief.moves(decisions, on_current, served, allocation, choice, now, physics_legs, latency.physics,
-                                         physics_ranks)
+                                         physics_ranks, healthy_idx.tobytes())
             if relieved:
                 for i in relieved:
                     pos = decisions[i][0]

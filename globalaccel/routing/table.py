@@ -127,9 +127,12 @@ class RouterState:
         assert isinstance(cells_raw, dict)
         cells = {
             k: CellState(v["center"], tuple(v["edges"]), tuple(float(w) for w in v["weights"]), int(v["pending"]),
-                         v["last_switch_at"], bool(v.get("provisional", False)))  # absent in states saved before it was kept
+                         v["last_switch_at"], v.get("provisional", False))  # absent in states saved before it was kept
             for k, v in cells_raw.items()
         }
+        for k, cell in cells.items():
+            if not isinstance(cell.provisional, bool):  # "false" would read as True
+                raise ValueError(f"router state, cell {k}: provisional must be true or false, got {cell.provisional!r}")
         for k, cell in cells.items():
             if len(cell.edges) != len(cell.weights):
                 raise ValueError(f"router state, cell {k}: {len(cell.edges)} edges but {len(cell.weights)} weights")
