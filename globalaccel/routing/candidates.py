@@ -140,6 +140,7 @@ class CandidateSearch:
         cell_group: NDArray[np.intp] | None = None,  # (N,): each cell's group
         only: NDArray[np.intp] | None = None,  # compute these cells only (the rest: -1, no candidates)
         ranks: int | None = None,  # how many edges to rank per cell (None: 4 x max_answers)
+        compact: bool = False,  # with `only`: arrays with one row per cell of `only`, in its order, not one per cell
     ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Per cell: the chosen center (-1 when no allowed center is up) and its ranked candidate edges
         (positions in the healthy subset), ordered by (cost, position).
@@ -149,18 +150,22 @@ class CandidateSearch:
         chosen, and rank last where a cell has fewer allowed edges than ranks (the caller drops them)."""
         n_cells, n_healthy = len(self.cells), healthy_idx.size
         keep = min(n_healthy, 4 * self.settings.max_answers if ranks is None else ranks)
-        choice = np.full(n_cells, -1, dtype=np.intp)
-        ranked = np.zeros((n_cells, keep), dtype=np.intp)
-        ranked_cost = np.zeros((n_cells, keep), dtype=np.float64)
+        rows = np.arange(n_cells) if only is None else np.asarray(only, dtype=np.intp)
+        # Where each of `rows` is written: a few rows ranked wide need not allocate (and zero) every cell's ranks.
+        at = np.arange(rows.size) if compact else rows
+        size = rows.size if compact else n_cells
+        choice = np.full(size, -1, dtype=np.intp)
+        ranked = np.zeros((size, keep), dtype=np.intp)
+        ranked_cost = np.zeros((size, keep), dtype=np.float64)
         prefer = prefer if prefer is not None else np.full(n_cells, -1, dtype=np.intp)
         scoring = Scoring(healthy_idx, latency, center_edge, penalty, allowed, prefer, edge_ok, cell_group)
-        rows = np.arange(n_cells) if only is None else np.asarray(only, dtype=np.intp)
         if rows.size * n_healthy > DENSE_LIMIT:
-            self._select_in_tiles(rows, keep, scoring, choice, ranked, ranked_cost)
+            self._select_in_tiles(rows, keep, scoring, choice, ranked, ranked_cost, at)
             return choice, ranked, ranked_cost
         for lo in range(0, rows.size, DENSE_CHUNK):
             chunk = rows[lo : lo + DENSE_CHUNK]
-            choice[chunk], ranked[chunk], ranked_cost[chunk] = self._select_dense(chunk, keep, scoring)
+            into = at[lo : lo + DENSE_CHUNK]
+            choice[into], ranked[into], ranked_cost[into] = self._select_dense(chunk, keep, scoring)
         return choice, ranked, ranked_cost
 
     def _tiles(self, cell_group: NDArray[np.intp] | None) -> Tiles:
@@ -182,9 +187,9 @@ class CandidateSearch:
         return kept[2]
 
     def _select_in_tiles(self, rows: NDArray[np.intp], keep: int, scoring: Scoring, choice: NDArray[np.intp],
-                         ranked: NDArray[np.intp], ranked_cost: NDArray[np.float64]) -> None:
+                         ranked: NDArray[np.intp], ranked_cost: NDArray[np.float64], at: NDArray[np.intp]) -> None:
         """Exact choice and ranks for `rows`, tile by tile (routing.tiles, routing.tile_scores), written into
-        choice / ranked / ranked_cost at those rows."""
+        choice / ranked / ranked_cost at `at` (one per row)."""
         healthy_idx, latency, center_edge, penalty, allowed, prefer = scoring[:6]
         tiles = self._tiles(scoring.cell_group)
         # Members ordered by tile, tiles by super-tile: each super-tile's tiles, each tile's members, contiguous.
@@ -220,7 +225,7 @@ class CandidateSearch:
         bounds = sorted({0, supers.size, *cuts.tolist()})
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             list(pool.map(lambda lh: part(*lh), pairwise(bounds)))
-        choice[rows], ranked[rows], ranked_cost[rows] = out_choice, out_ranked, out_cost
+        choice[at], ranked[at], ranked_cost[at] = out_choice, out_ranked, out_cost
 
     def _select_dense(self, rows: NDArray[np.intp], keep: int,
                       scoring: Scoring) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:

@@ -318,9 +318,8 @@ class Router:
                 only[centers, rows] = True
                 edge_ok, cell_group = (self._edge_ok, self._cell_group) if self._constrained else (None, None)
                 _, idx, cost = self.search.select(latency, healthy_idx, physics_legs, no_penalty, only, None, edge_ok, cell_group, rows,
-                                                  RELIEF_RANKS)
-                cost = cost[rows]
-                return np.where(np.isfinite(cost), healthy_idx[idx[rows]], -1).astype(np.int64), cost
+                                                  RELIEF_RANKS, compact=True)
+                return np.where(np.isfinite(cost), healthy_idx[idx], -1).astype(np.int64), cost
 
             physics_legs, no_penalty = latency.physics_center_edge, np.zeros(len(self._edge_ids))
             relieved = self.relief.moves(decisions, on_current, served, allocation, choice, now, physics_legs, latency.physics,
