@@ -62,6 +62,40 @@ def _fill(demand: float, cand: NDArray[np.int64], n_cand: int, room: NDArray[np.
 
 
 @kernel
+def fill_within_room(demand: float, cand: NDArray[np.int64], n_cand: int, room: NDArray[np.float64], k: int, max_answers: int,
+                     sliver: float, edges: NDArray[np.int64], amounts: NDArray[np.float64], ranks: NDArray[np.int64],
+                     spared_edges: NDArray[np.int64], spared_amounts: NDArray[np.float64],
+                     spared_ranks: NDArray[np.int64]) -> tuple[int, float]:
+    """One cell's split within `room` (not modified): by rank, at most its equal share of the best k per edge; if that
+    leaves demand unplaced, again without slivers first, kept only where it places more. Fills edges/amounts/ranks in
+    the order taken (spared_*: scratch) and returns (how many taken, demand left)."""
+    per_answer = demand / min(k, n_cand)
+    tiny = demand * 1e-9
+    taken, left = _fill(demand, cand, n_cand, room, per_answer, max_answers, tiny, tiny, 1, edges, amounts, ranks)
+    if left > tiny:
+        spared, spared_left = _fill(demand, cand, n_cand, room, per_answer, max_answers, per_answer * sliver, tiny, 2,
+                                    spared_edges, spared_amounts, spared_ranks)
+        if spared_left < left - tiny:
+            taken, left = spared, spared_left
+            edges[:spared] = spared_edges[:spared]
+            amounts[:spared] = spared_amounts[:spared]
+            ranks[:spared] = spared_ranks[:spared]
+    return taken, left
+
+
+@kernel
+def best_first(edges: NDArray[np.int64], amounts: NDArray[np.float64], ranks: NDArray[np.int64], taken: int) -> None:
+    """The first `taken` answers sorted by rank, best first: an insertion sort (at most max_answers, ranks distinct)."""
+    for t in range(1, taken):
+        e, a, r = edges[t], amounts[t], ranks[t]
+        s = t - 1
+        while s >= 0 and ranks[s] > r:
+            edges[s + 1], amounts[s + 1], ranks[s + 1] = edges[s], amounts[s], ranks[s]
+            s -= 1
+        edges[s + 1], amounts[s + 1], ranks[s + 1] = e, a, r
+
+
+@kernel
 def place_in_order(candidates: NDArray[np.int64], demand: NDArray[np.float64], room: NDArray[np.float64], k: int,
                    max_answers: int, sliver: float, out_edges: NDArray[np.int64], out_shares: NDArray[np.float64],
                    out_count: NDArray[np.int64]) -> None:
@@ -90,17 +124,9 @@ def place_in_order(candidates: NDArray[np.int64], demand: NDArray[np.float64], r
                 out_shares[m, j] = 1.0 / best
             out_count[m] = best
             continue
-        per_answer = d / min(k, n_cand)
         tiny = d * 1e-9
-        taken, left = _fill(d, cand, n_cand, room, per_answer, max_answers, tiny, tiny, 1, edges, amounts, ranks)
-        if left > tiny:
-            spared, spared_left = _fill(d, cand, n_cand, room, per_answer, max_answers, per_answer * sliver, tiny, 2,
-                                        spared_edges, spared_amounts, spared_ranks)
-            if spared_left < left - tiny:
-                taken, left = spared, spared_left
-                edges[:spared] = spared_edges[:spared]
-                amounts[:spared] = spared_amounts[:spared]
-                ranks[:spared] = spared_ranks[:spared]
+        taken, left = fill_within_room(d, cand, n_cand, room, k, max_answers, sliver, edges, amounts, ranks, spared_edges,
+                                       spared_amounts, spared_ranks)
         if taken == 0:  # every ranked edge full: its best k, over budget
             best = min(k, n_cand)
             for j in range(best):
@@ -115,14 +141,7 @@ def place_in_order(candidates: NDArray[np.int64], demand: NDArray[np.float64], r
                 placed += amounts[t]
             for t in range(taken):
                 amounts[t] = amounts[t] + left * amounts[t] / placed
-        # Best first: an insertion sort by rank (at most max_answers entries, ranks distinct).
-        for t in range(1, taken):
-            e, a, r = edges[t], amounts[t], ranks[t]
-            s = t - 1
-            while s >= 0 and ranks[s] > r:
-                edges[s + 1], amounts[s + 1], ranks[s + 1] = edges[s], amounts[s], ranks[s]
-                s -= 1
-            edges[s + 1], amounts[s + 1], ranks[s + 1] = e, a, r
+        best_first(edges, amounts, ranks, taken)
         for t in range(taken):
             out_edges[m, t] = edges[t]
             out_shares[m, t] = amounts[t] / d

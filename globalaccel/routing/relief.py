@@ -10,7 +10,7 @@ beyond budget and puts none beyond any, so the demand beyond budgets only falls 
 fits is left to move.
 
 Sequential by nature (each move changes the room the next one is judged on). The greedy fill is the plan's own
-(routing.greedy._fill): by rank, at most the cell's equal share of its best k per edge, up to `max_answers` edges.
+(routing.greedy.fill_within_room): by rank, at most the cell's equal share of its best k per edge, up to `max_answers` edges.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from globalaccel.latency import PhysicsModel
 from globalaccel.routing.capacity import SLIVER, Allocation, CapacityPlanner
 from globalaccel.routing.compiled import kernel
-from globalaccel.routing.greedy import _fill
+from globalaccel.routing.greedy import best_first, fill_within_room
 from globalaccel.routing.route_costs import RouteColumns, RouteCosts
 from globalaccel.routing.table import CellState
 from globalaccel.settings import RoutingSettings
@@ -167,17 +167,9 @@ def relieve_in_order(candidates: NDArray[np.int64], demand: NDArray[np.float64],
             e = current_edges[m, j]
             if e >= 0:
                 room[e] += d * current_weights[m, j]
-        per_answer = d / min(k, n_cand)
         tiny = d * 1e-9
-        taken, left = _fill(d, cand, n_cand, room, per_answer, max_answers, tiny, tiny, 1, edges, amounts, ranks)
-        if left > tiny:
-            spared, spared_left = _fill(d, cand, n_cand, room, per_answer, max_answers, per_answer * sliver, tiny, 2,
-                                        spared_edges, spared_amounts, spared_ranks)
-            if spared_left < left - tiny:
-                taken, left = spared, spared_left
-                edges[:spared] = spared_edges[:spared]
-                amounts[:spared] = spared_amounts[:spared]
-                ranks[:spared] = spared_ranks[:spared]
+        taken, left = fill_within_room(d, cand, n_cand, room, k, max_answers, sliver, edges, amounts, ranks, spared_edges,
+                                       spared_amounts, spared_ranks)
         cut = 0.0
         if left <= tiny:
             # Demand beyond budget on the edges touched, before (with the cell's current load) and after (with its new).
@@ -206,14 +198,7 @@ def relieve_in_order(candidates: NDArray[np.int64], demand: NDArray[np.float64],
                 if e >= 0:
                     room[e] -= d * current_weights[m, j]
             continue
-        # Best first: an insertion sort by rank (at most max_answers entries, ranks distinct).
-        for t in range(1, taken):
-            e, a, r = edges[t], amounts[t], ranks[t]
-            s = t - 1
-            while s >= 0 and ranks[s] > r:
-                edges[s + 1], amounts[s + 1], ranks[s + 1] = edges[s], amounts[s], ranks[s]
-                s -= 1
-            edges[s + 1], amounts[s + 1], ranks[s + 1] = e, a, r
+        best_first(edges, amounts, ranks, taken)
         for t in range(out_edges.shape[1]):
             out_edges[m, t] = edges[t] if t < taken else -1
             out_shares[m, t] = amounts[t] / d if t < taken else 0.0
