@@ -5,6 +5,7 @@ LatencyModel on prod and on small in-memory worlds."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,39 @@ def test_a_restart_in_the_provisional_phase_keeps_its_routes_provisional() -> No
     _, after = Router(PROD).compute(restored_latency, now=1004.0, state=RouterState.from_json(state.to_json()))
     routed = [s for s in after.cells.values() if s.center is not None]
     assert routed and all(s.provisional for s in routed)
+
+
+def test_a_restart_in_the_provisional_phase_starts_no_hold_down(tmp_path: Path) -> None:
+    """The real ControlLoop, dev, its state saved one noisy cycle into a cold start, then restored by a new loop whose first
+    cycle is the restoring one (every held route stamped inside its hold-down for that cycle). Provisional routes are
+    placed afresh in it, which is no switch: each keeps the hold-down it had (none), so relief and hysteresis may act as
+    soon as the figures settle (helper-37: 1,059 cells beyond budgets were held 300 s after such a restart)."""
+    from globalaccel.app.up import emulated_paths
+    from globalaccel.control.loop import ControlLoop
+    from globalaccel.control.state import FileLease
+    from globalaccel.dns.backend import OwnedZone
+    from globalaccel.dns.embedded import DnsResponder
+    from globalaccel.dns.embedded_backend import EmbeddedBackend, empty_snapshot
+
+    dev = load_stack("dev", STACKS)
+    state_dir = tmp_path / "state"
+    rng = random.Random(3)
+
+    def loop() -> ControlLoop:
+        zone = OwnedZone(EmbeddedBackend(dev, DnsResponder(empty_snapshot(dev, "127.0.0.1"))))
+        return ControlLoop(dev, zone, state_dir, FileLease(state_dir))
+
+    first = loop()
+    for t in (0.1, 0.2, 0.3):  # three results a path: everything comes up, nothing settled
+        for path in emulated_paths(dev, 1):
+            first.record(path, 10.0 + rng.uniform(0.0, 20.0), t)
+    first.cycle(now=1.0)
+    before = dict(first.router_state.cells)
+    assert any(s.provisional for s in before.values())
+    first.lease.release()
+    second = loop()
+    assert second.restored
+    second.cycle(now=2.0, restoring=True)
+    for cid, prior in before.items():
+        if prior.provisional:
+            assert second.router_state.cells[cid].last_switch_at == prior.last_switch_at, cid

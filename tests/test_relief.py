@@ -173,3 +173,24 @@ def test_a_router_that_found_nothing_to_move_still_sees_room_that_appears() -> N
     table, _ = router.compute(LatencyModel(topo), now=1010.0, state=moved_off)
     assert table.routes["AA"].reason == REASON_EDGE_FULL and "e1" in table.routes["AA"].edge_ids, table.routes
     assert table.overflow == 0
+
+
+def test_cells_that_cannot_move_do_not_hide_the_ones_after_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relief ranks and tries cells in batches (here of 2), most demand beyond budgets first. AA and AB, held on e0 far
+    beyond its budget, have room only on another continent: they stay. The next batch is still tried: AD, held with AE
+    on e3 a little beyond its budget, moves part of its demand to e4 next door (helper-37: a batch that moved nothing
+    hid every cell after it, for good)."""
+    import globalaccel.routing.relief as relief
+
+    monkeypatch.setattr(relief, "RELIEF_BATCH", 2)
+    topo = make_topology([(0.0, 0.0)],
+                         [(10.0, 0.0, 1.0, 0), (10.4, 0.0, 1.0, 0), (10.0, 90.0, 1.0, 0), (-10.0, 0.0, 1.0, 0), (-10.4, 0.0, 1.0, 0)],
+                         [(10.0, 0.1, 10), (10.0, -0.1, 10), (10.4, 0.1, 10), (-10.0, 0.1, 6), (-10.0, -0.1, 6)],
+                         [(Mode.OPEN, ())] * 5, answers=1, max_answers=3, headroom=1.25, hysteresis=HOLD)
+    state = RouterState(1, "", {"AA": CellState("c0", ("e0",), (1.0,)), "AB": CellState("c0", ("e0",), (1.0,)),
+                                "AC": CellState("c0", ("e1",), (1.0,)), "AD": CellState("c0", ("e3",), (1.0,)),
+                                "AE": CellState("c0", ("e3",), (1.0,))})
+    table, _ = Router(topo).compute(LatencyModel(topo), now=1000.0, state=state)
+    moved = changed(table, state)
+    assert list(moved) == ["AD"] and set(moved["AD"]) == {"e3", "e4"}, table.routes
+    assert "e3" not in _beyond(table) and "e0" in _beyond(table)

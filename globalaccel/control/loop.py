@@ -127,6 +127,8 @@ class ControlLoop:
                 prior = before.get(cid)
                 if prior is not None and (prior.center, prior.edges) == (cell.center, cell.edges):
                     cells[cid] = cell._replace(pending=prior.pending, last_switch_at=prior.last_switch_at)
+                elif prior is not None and prior.provisional:  # placed afresh, which is no switch: no hold-down from now
+                    cells[cid] = cell._replace(last_switch_at=prior.last_switch_at)
             state = dataclasses.replace(state, cells=cells)
         violations = verify_table(table, self.topology, health)
         residency = [v for v in violations if v.kind in RESIDENCY_KINDS]

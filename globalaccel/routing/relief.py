@@ -40,9 +40,9 @@ RELIEF_LEAST_CUT = 0.1
 # beyond budgets with 32 ranks and one margin, 1.68 % with 128 and two, 1.42 % with 256 and four.
 RELIEF_RANKS = 128
 RELIEF_REACH = 2.0
-# At most this many cells tried per evaluation, most demand beyond budgets first: ranking is most of relief's cost (at
-# 100,000 cells in a world beyond its budgets, with candidate search's full-size arrays, 39,000 cells ranked took 0.38 s
-# of an evaluation; 4,096 ranked into arrays of their own, 0.12 s). Prod tries hundreds.
+# Cells are ranked and tried in batches of this many, most demand beyond budgets first, until a batch moves one:
+# ranking is most of relief's cost (at 100,000 cells in a world beyond its budgets, 39,000 cells ranked at once into
+# candidate search's full-size arrays took 0.38 s of an evaluation). Prod has hundreds.
 RELIEF_BATCH = 1024
 # (cell positions, their centers) -> each one's edges for that center, ranked (catalog positions, -1 where none), and costs
 Ranks = Callable[[NDArray[np.intp], NDArray[np.intp]], tuple[NDArray[np.int64], NDArray[np.float64]]]
@@ -98,25 +98,33 @@ class Relief:
         weights = served.weights[at]
         demand = self._demand[positions]
         carried = (demand[:, None] * np.where((edges >= 0) & over[np.maximum(edges, 0)], weights, 0.0)).sum(axis=1)
-        order = np.lexsort((self._id_rank[positions], -carried))[:RELIEF_BATCH]
+        order = np.lexsort((self._id_rank[positions], -carried))
         at, positions, edges, weights, demand = at[order], positions[order], edges[order], weights[order], demand[order]
         given = hashlib.blake2b(b"".join([limit.tobytes(), room.tobytes(), positions.tobytes(), served.center[at].tobytes(),
-                                          edges.tobytes(), weights.tobytes(), ranks_key])).digest()
+                                          edges.tobytes(), weights.tobytes(), lookup.tobytes(), repr(physics.settings).encode(),
+                                          ranks_key])).digest()
         if given == self._idle:
             return []
-        candidates, cost = ranks(positions, served.center[at])
         hyst = self._settings.hysteresis
-        now_worst = self._costs.per_answer(RouteColumns(positions, served.center[at], edges, weights), lookup, physics).max(axis=1)
+        centers = served.center[at]
+        now_worst = self._costs.per_answer(RouteColumns(positions, centers, edges, weights), lookup, physics).max(axis=1)
         reach = now_worst + RELIEF_REACH * np.maximum(hyst.absolute_ms, hyst.relative * now_worst)
-        candidates = np.ascontiguousarray(np.where(cost <= reach[:, None], candidates, -1))
         width = allocation.edges.shape[1]
         out_edges = np.full((at.size, width), -1, dtype=np.int64)
         out_shares = np.zeros((at.size, width))
         out_count = np.zeros(at.size, dtype=np.int64)
         moved = np.zeros(at.size, dtype=bool)
-        relieve_in_order(candidates, np.ascontiguousarray(demand), np.ascontiguousarray(edges, dtype=np.int64),
-                         np.ascontiguousarray(weights), room, beyond, self._settings.answers, self._settings.max_answers, SLIVER,
-                         RELIEF_LEAST_CUT, out_edges, out_shares, out_count, moved)
+        # Batch by batch, until one moves a cell (the next evaluation, given what that changed, goes on from the top):
+        # a batch that moves nothing must not hide the cells after it.
+        for lo in range(0, at.size, RELIEF_BATCH):
+            part = slice(lo, lo + RELIEF_BATCH)
+            candidates, cost = ranks(positions[part], centers[part])
+            candidates = np.ascontiguousarray(np.where(cost <= reach[part, None], candidates, -1))
+            relieve_in_order(candidates, np.ascontiguousarray(demand[part]), np.ascontiguousarray(edges[part], dtype=np.int64),
+                             np.ascontiguousarray(weights[part]), room, beyond, self._settings.answers, self._settings.max_answers,
+                             SLIVER, RELIEF_LEAST_CUT, out_edges[part], out_shares[part], out_count[part], moved[part])
+            if moved[part].any():
+                break
         self._idle = None if moved.any() else given
         allocation.edges[positions[moved]] = out_edges[moved]
         allocation.weights[positions[moved]] = out_shares[moved]
