@@ -16,12 +16,13 @@ keeps a residency rule while doing it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from globalaccel.cells import Cell
+from globalaccel.routing.table import REASON_CENTER_FULL, CellState
 from globalaccel.topology import Topology
 
 # (allowed centers, cells to compute) -> the search's (choice, ranked, ranked_cost) for those cells
@@ -35,6 +36,35 @@ class CenterLoad:
         self.capacity = np.array([np.inf if c.capacity is None else c.capacity for c in topology.centers], dtype=np.float64)
         self.demand = np.array([c.demand for c in cells], dtype=np.float64)
         self.limited = bool(np.isfinite(self.capacity).any())
+
+    def release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, str]], choice: NDArray[np.intp],
+                                      fresh_of: Callable[[int], CellState], now: float,
+                                      center_ids: Sequence[str]) -> list[tuple[int, CellState, str]]:
+        """The backstop of holds_to_let_go (the router's decisions; `center_ids` in catalog order): switches
+        hysteresis granted onto a center may fill it beyond its capacity while cells held there were counted as staying.
+        Then its held cells take their fresh route (which the shed fitted), largest demand first, until it fits. A hold
+        is for noise, never for overload. These moves come after the edge budgets' admission: center capacity first, what
+        they put beyond edge budgets reported as overflow."""
+        index = {c: i for i, c in enumerate(center_ids)}
+        demand = self.demand
+        load = np.zeros(len(center_ids))
+        for pos, decided, _ in decisions:
+            if decided.center is not None:
+                load[index[decided.center]] += demand[pos]
+        out = list(decisions)
+        capacity = self.capacity
+        # Held on another center than the fresh route's (every decided cell is routable: its fresh center is its choice).
+        held = sorted((i for i, (pos, decided, _) in enumerate(out) if index[decided.center] != choice[pos]),  # type: ignore[index]
+                      key=lambda i: -demand[out[i][0]])
+        for i in held:
+            pos, decided, _ = out[i]
+            c = index[decided.center]  # type: ignore[index]
+            if load[c] <= capacity[c] * (1 + 1e-9):
+                continue
+            load[c] -= demand[pos]
+            load[choice[pos]] += demand[pos]
+            out[i] = (pos, fresh_of(pos)._replace(last_switch_at=now), REASON_CENTER_FULL)
+        return out
 
     def load(self, choice: NDArray[np.intp]) -> NDArray[np.float64]:
         routed = choice >= 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -195,7 +195,7 @@ class Router:
         leaving = {pos for pos, c in shed.items() if present.center[pos] == c}
         if self.center_load.limited:
             # So are the held cells a center beyond its capacity must let go: placed in the room really left, before
-            # hysteresis (afterwards, only a backstop is left: _release_holds_beyond_capacity).
+            # hysteresis (afterwards, only a backstop is left: CenterLoad.release_holds_beyond_capacity).
             stays = valid_mask.copy()  # a valid route has a known current center
             stays[list(leaving)] = False
             leaving |= self.center_load.holds_to_let_go(present.center, stays, choice, self._id_rank)
@@ -302,7 +302,7 @@ class Router:
             decisions = [(pos, decided, REASON_CENTER_FULL if pos in shed and reason == REASON_BEST else reason)
                          for pos, decided, reason in decisions]
         if self.center_load.limited:
-            released = self._release_holds_beyond_capacity(decisions, choice, fresh_of, now)
+            released = self.center_load.release_holds_beyond_capacity(decisions, choice, fresh_of, now, self._center_ids)
             on_current = [kept and after is before for kept, after, before in zip(on_current, released, decisions, strict=True)]
             decisions = released
         served = self._served(decisions, on_current, holding, hold_at, fresh_routes)
@@ -372,34 +372,6 @@ class Router:
         # As wide as the longest route (padding is -1 after each route's last edge): every column is costed.
         width = max(1, int(np.count_nonzero(served.edges >= 0, axis=1).max(initial=0)))
         return RouteColumns(served.cells, served.center, served.edges[:, :width], served.weights[:, :width])
-
-    def _release_holds_beyond_capacity(self, decisions: list[tuple[int, CellState, str]], choice: NDArray[np.intp],
-                                       fresh_of: Callable[[int], CellState], now: float) -> list[tuple[int, CellState, str]]:
-        """The backstop of CenterLoad.holds_to_let_go: switches hysteresis granted onto a center may fill it beyond
-        its capacity while cells held there were counted as staying. Then its held cells take their fresh route (which
-        the shed fitted), largest demand first, until it fits. A hold is for noise, never for overload. These moves come
-        after the edge budgets' admission: center capacity first, what they put beyond edge budgets reported as
-        overflow."""
-        index = {c: i for i, c in enumerate(self._center_ids)}
-        demand = self.center_load.demand
-        load = np.zeros(len(self._center_ids))
-        for pos, decided, _ in decisions:
-            if decided.center is not None:
-                load[index[decided.center]] += demand[pos]
-        out = list(decisions)
-        capacity = self.center_load.capacity
-        # Held on another center than the fresh route's (every decided cell is routable: its fresh center is its choice).
-        held = sorted((i for i, (pos, decided, _) in enumerate(out) if index[decided.center] != choice[pos]),  # type: ignore[index]
-                      key=lambda i: -demand[out[i][0]])
-        for i in held:
-            pos, decided, _ = out[i]
-            c = index[decided.center]  # type: ignore[index]
-            if load[c] <= capacity[c] * (1 + 1e-9):
-                continue
-            load[c] -= demand[pos]
-            load[choice[pos]] += demand[pos]
-            out[i] = (pos, fresh_of(pos)._replace(last_switch_at=now), REASON_CENTER_FULL)
-        return out
 
     def _still_valid(self, current: CurrentRoutes, healthy_idx: NDArray[np.intp], allowed: NDArray[np.bool_],
                      lawful: NDArray[np.bool_], choice: NDArray[np.intp]) -> NDArray[np.bool_]:
