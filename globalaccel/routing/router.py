@@ -222,11 +222,11 @@ class Router:
         states: list[CellState] = [_UNDECIDED] * len(self.cells)
         reasons: list[str] = [""] * len(self.cells)
         lines: dict[str, str] = {}  # each cell's line of the table hash
-        # Hysteresis judges on the measured distribution: each leg's median of its last `steady_samples` (not the
-        # moving average, which one spike moves for several cycles; nor of its last 5, which a few slow cycles of the
-        # prober move: on the real loop 8.8 % of cells changed an hour with 5, 1.2 % with 16, BENCHMARKS.md), and how
-        # far its figure moves with noise alone: its edge leg's band, plus the band of the edge's penalty (the median
-        # over vantages, as the penalty itself), which the client leg carries.
+        # Hysteresis judges on the measured distribution (`steady`, read above, as the plan does): each leg's median of
+        # its last `steady_samples` (not the moving average, which one spike moves for several cycles; nor of its last 5,
+        # which a few slow cycles of the prober move: on the real loop 8.8 % of cells changed an hour with 5, 1.2 % with
+        # 16, BENCHMARKS.md), and how far its figure moves with noise alone: its edge leg's band, plus the band of the
+        # edge's penalty (the median over vantages, as the penalty itself), which the client leg carries.
         steady_lookup = steady + penalty[None, :]
         band = leg_band + np.median(leg_band, axis=0)[None, :]
         # Each cell's case before any cost is compared: hysteresis.classify, for every cell at once (still_valid is
